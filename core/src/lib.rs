@@ -1,0 +1,13 @@
+//! gridcase core: the case documents, the lifecycle rules, the deadline engine, the phone's store
+//! and the sync protocol, shared by the phone apps (through `gridcase-bindings`) and the server.
+//!
+//! Nothing in here opens a socket or reads the clock: functions take `now` and randomness as
+//! arguments, so every rule can be tested with a simulated clock and network.
+
+pub mod area;
+pub mod calendar;
+pub mod deadline;
+pub mod doc;
+pub mod lifecycle;
+pub mod model;
+pub mod policy;

@@ -1,0 +1,261 @@
+//! Plain values that describe a case. These are what callers (store, server, bindings) see; none
+//! of them knows about Automerge.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC. Kept as an integer so documents, the wire format and
+/// SQLite all store the same value without time-zone or precision surprises.
+pub type Millis = i64;
+
+/// A stable identifier for a case, chosen on the phone that registers it (a UUID in practice).
+pub type CaseId = String;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling used in documents, policy files, the database and the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Where the request came in (热线/网上/来信/来访/视频/网格采集).
+    Channel {
+        Hotline = "hotline",
+        Web = "web",
+        Letter = "letter",
+        Visit = "visit",
+        Video = "video",
+        Grid = "grid",
+    }
+);
+
+string_enum!(
+    /// 咨询 / 求助 / 投诉 / 举报 / 建议, plus 信访 petitions, which run on their own clocks.
+    CaseType {
+        Inquiry = "inquiry",
+        Help = "help",
+        Complaint = "complaint",
+        Report = "report",
+        Suggestion = "suggestion",
+        Petition = "petition",
+    }
+);
+
+string_enum!(
+    /// 紧急 / 一般.
+    Urgency {
+        Urgent = "urgent",
+        General = "general",
+    }
+);
+
+string_enum!(
+    /// The lifecycle states of domain.md. Supervision and pending extensions are flags, not states.
+    Status {
+        Draft = "draft",
+        Registered = "registered",
+        NotAccepted = "not_accepted",
+        Dispatched = "dispatched",
+        Signed = "signed",
+        InProgress = "in_progress",
+        Replied = "replied",
+        Reviewed = "reviewed",
+        FollowedUp = "followed_up",
+        Closed = "closed",
+        ReturnRequested = "return_requested",
+        Returned = "returned",
+        Merged = "merged",
+        Reopened = "reopened",
+    }
+);
+
+string_enum!(
+    /// Who a user is; decides which actions they may take and what their devices receive.
+    Role {
+        GridWorker = "grid_worker",
+        TownshipStaff = "township_staff",
+        HandlingUnit = "handling_unit",
+        HotlineCentre = "hotline_centre",
+        Admin = "admin",
+        /// The server itself, when its deadline checks record a supervision.
+        System = "system",
+    }
+);
+
+string_enum!(
+    /// 满意 / 基本满意 / 不满意.
+    Satisfaction {
+        Satisfied = "satisfied",
+        BasicallySatisfied = "basically_satisfied",
+        Dissatisfied = "dissatisfied",
+    }
+);
+
+impl Role {
+    /// Roles that need the complainant's name and phone to do their work (domain.md, 个人信息保护法
+    /// art. 51). Handling units never get them: a petitioner's identity must not reach the unit
+    /// complained about.
+    pub fn may_see_personal_data(self) -> bool {
+        matches!(self, Role::GridWorker | Role::TownshipStaff | Role::HotlineCentre)
+    }
+}
+
+/// Who made a change: the user, the device they used and the role they acted in. Recorded with
+/// every change so a timeline can always say who did what from which phone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    pub user: String,
+    pub device: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub address: String,
+    pub area_code: String,
+    pub gps: Option<(f64, f64)>,
+}
+
+/// The complainant's personal data. Lives in its own document so that devices whose role may not
+/// see it never receive its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Complainant {
+    pub name: String,
+    pub phone: String,
+    pub anonymous: bool,
+}
+
+/// What a phone supplies when it registers a new case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewCase {
+    pub id: CaseId,
+    pub number: String,
+    pub channel: Channel,
+    pub case_type: CaseType,
+    pub category: String,
+    pub urgency: Urgency,
+    pub priority: bool,
+    pub title: String,
+    pub description: String,
+    pub location: Location,
+}
+
+/// One action in the timeline, as recorded by whoever performed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    /// Unique within the case; lets replicas recognise the same event after a merge.
+    pub id: String,
+    pub action: crate::lifecycle::Action,
+    /// The state the author saw when acting; a merge that finds another state here knows the
+    /// action was concurrent with something else.
+    pub from: Status,
+    pub author: Author,
+    /// The author's device clock. Servers correct it with the measured clock offset.
+    pub at: Millis,
+    /// Set when replaying the timeline found this action could not follow the actions ordered
+    /// before it (a conflict between offline replicas). The action is kept, not applied.
+    pub conflicted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub id: String,
+    pub text: String,
+    pub author: Author,
+    pub at: Millis,
+}
+
+/// A photo or file stored elsewhere (the phone's gallery, an object store); the case keeps only
+/// a reference and a checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    pub sha256: String,
+    pub mime: String,
+    pub size: u64,
+    pub caption: String,
+    pub author: Author,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpResult {
+    pub solved: bool,
+    pub satisfaction: Satisfaction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervision {
+    pub level: u8,
+    pub reason: String,
+    pub by: Author,
+    pub at: Millis,
+}
+
+/// A case read back from its document. Derived state (status, flags) is computed by replaying the
+/// timeline, so every replica that holds the same changes reads the same value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    pub id: CaseId,
+    pub schema_version: u64,
+    pub number: String,
+    pub channel: Channel,
+    pub case_type: CaseType,
+    pub category: String,
+    pub urgency: Urgency,
+    pub priority: bool,
+    pub title: String,
+    pub description: String,
+    pub location: Location,
+    pub responsible_unit: String,
+    pub assignee: String,
+    pub status: Status,
+    /// Conflicting offline actions were merged; a person should look.
+    pub needs_review: bool,
+    pub extension_pending: bool,
+    /// Days granted by all granted extensions together.
+    pub extension_days: u32,
+    pub merged_into: Option<CaseId>,
+    pub related: Vec<CaseId>,
+    pub follow_up: Option<FollowUpResult>,
+    pub supervisions: Vec<Supervision>,
+    pub timeline: Vec<TimelineEvent>,
+    pub notes: Vec<Note>,
+    pub attachments: Vec<Attachment>,
+    pub created_by: Author,
+    pub created_at: Millis,
+}
+
+impl Case {
+    /// When the case entered its current status, by the author's clock: the start of the stage
+    /// clock that the deadline engine runs.
+    pub fn status_since(&self) -> Millis {
+        self.timeline
+            .iter()
+            .rev()
+            .find(|e| !e.conflicted && e.action.target_status(e.from).is_some())
+            .map(|e| e.at)
+            .unwrap_or(self.created_at)
+    }
+}
