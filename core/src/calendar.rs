@@ -120,7 +120,9 @@ impl Calendar {
                 "source" => {
                     let name: Vec<&str> = words.collect();
                     if name.len() != 1 {
-                        return Err(err("`source` takes one word, e.g. `source holiday-cn`".into()));
+                        return Err(err(
+                            "`source` takes one word, e.g. `source holiday-cn`".into()
+                        ));
                     }
                     source = name[0].to_string();
                 }
@@ -165,7 +167,9 @@ impl Calendar {
                     };
                     let name = words.collect::<Vec<_>>().join(" ");
                     if let Some(previous) = day_lines.insert(date, line) {
-                        return Err(err(format!("duplicate date {date}, first listed on line {previous}")));
+                        return Err(err(format!(
+                            "duplicate date {date}, first listed on line {previous}"
+                        )));
                     }
                     days.insert(date, (kind, name));
                 }
@@ -327,7 +331,10 @@ fn version_of(
 ) -> String {
     let mut hash = 0xcbf2_9ce4_8422_2325;
     for (year, notices) in years {
-        hash = fnv1a(format!("year {year} {}\n", notices.join(" ")).as_bytes(), hash);
+        hash = fnv1a(
+            format!("year {year} {}\n", notices.join(" ")).as_bytes(),
+            hash,
+        );
     }
     for (date, (kind, name)) in days {
         let kind = match kind {
@@ -420,12 +427,21 @@ mod tests {
     fn parse_errors_name_the_line() {
         let err = Calendar::parse("year 2030\n2030-02-30 off x\n").unwrap_err();
         assert_eq!(err.line, 2);
-        assert!(err.to_string().starts_with("line 2: bad date `2030-02-30`"), "{err}");
+        assert!(
+            err.to_string().starts_with("line 2: bad date `2030-02-30`"),
+            "{err}"
+        );
         let err = Calendar::parse("# c\nyear 2030\n2030-01-01 holiday x\n").unwrap_err();
-        assert_eq!(err.to_string(), "line 3: unknown kind `holiday` for 2030-01-01, expected `off` or `work`");
+        assert_eq!(
+            err.to_string(),
+            "line 3: unknown kind `holiday` for 2030-01-01, expected `off` or `work`"
+        );
         let err =
             Calendar::parse("year 2030\n2030-01-01 off a\n\n2030-01-01 work b\n").unwrap_err();
-        assert_eq!(err.to_string(), "line 4: duplicate date 2030-01-01, first listed on line 2");
+        assert_eq!(
+            err.to_string(),
+            "line 4: duplicate date 2030-01-01, first listed on line 2"
+        );
         let err = Calendar::parse("2030-01-01 off a\n").unwrap_err();
         assert_eq!(err.line, 1);
         let err = Calendar::parse("year 2030\nyear 2030\n").unwrap_err();
@@ -441,10 +457,19 @@ mod tests {
         assert!(!due.provisional);
         // Tuesday 2025-09-30 + 2: the holiday runs 10-01..=10-08, so Thursday 10-09 and Friday
         // 10-10; + 3 reaches the worked Saturday 10-11.
-        assert_eq!(cal.add_working_days(cst("2025-09-30T09:00:00"), 2).value, cst("2025-10-11T00:00:00"));
-        assert_eq!(cal.add_working_days(cst("2025-09-30T09:00:00"), 3).value, cst("2025-10-12T00:00:00"));
+        assert_eq!(
+            cal.add_working_days(cst("2025-09-30T09:00:00"), 2).value,
+            cst("2025-10-11T00:00:00")
+        );
+        assert_eq!(
+            cal.add_working_days(cst("2025-09-30T09:00:00"), 3).value,
+            cst("2025-10-12T00:00:00")
+        );
         // Zero days is the start itself.
-        assert_eq!(cal.add_working_days(cst("2025-09-30T09:00:00"), 0).value, cst("2025-09-30T09:00:00"));
+        assert_eq!(
+            cal.add_working_days(cst("2025-09-30T09:00:00"), 0).value,
+            cst("2025-09-30T09:00:00")
+        );
     }
 
     #[test]
@@ -454,7 +479,10 @@ mod tests {
         assert!(due.provisional);
         // Taken as a plain weekday meanwhile: 12-31 and Friday 2027-01-01.
         assert_eq!(due.value, cst("2027-01-02T00:00:00"));
-        assert!(!cal.add_working_days(cst("2026-12-28T10:00:00"), 2).provisional);
+        assert!(
+            !cal.add_working_days(cst("2026-12-28T10:00:00"), 2)
+                .provisional
+        );
     }
 
     #[test]
@@ -484,7 +512,9 @@ mod tests {
         assert_eq!(due, cst("2025-10-16T00:00:00"));
         // Late in the UTC day is already the next China day.
         let start = to_china_time(
-            DateTime::parse_from_rfc3339("2025-09-30T17:00:00Z").unwrap().timestamp_millis(),
+            DateTime::parse_from_rfc3339("2025-09-30T17:00:00Z")
+                .unwrap()
+                .timestamp_millis(),
         )
         .unwrap();
         assert_eq!(start.date_naive(), d("2025-10-01"));

@@ -8,6 +8,8 @@ pub mod area;
 pub mod calendar;
 pub mod deadline;
 pub mod doc;
+pub mod identity;
 pub mod lifecycle;
 pub mod model;
 pub mod policy;
+pub mod sync;

@@ -194,7 +194,15 @@ impl Rule {
         (conditions, self.area.as_ref().map_or(0, String::len))
     }
 
-    fn conditions(&self) -> (Stage, Option<CaseType>, Option<Urgency>, Option<bool>, Option<&str>) {
+    fn conditions(
+        &self,
+    ) -> (
+        Stage,
+        Option<CaseType>,
+        Option<Urgency>,
+        Option<bool>,
+        Option<&str>,
+    ) {
         (
             self.stage,
             self.case_type,
@@ -272,7 +280,11 @@ fn max_amount(unit: Unit) -> u32 {
 
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 impl PolicySet {
@@ -306,7 +318,10 @@ impl PolicySet {
             Some(t) => NaiveTime::parse_from_str(t.get_ref(), "%H:%M").map_err(|_| {
                 at(
                     t.span().start,
-                    format!("working_day_close must be HH:MM, e.g. \"17:30\", got {:?}", t.get_ref()),
+                    format!(
+                        "working_day_close must be HH:MM, e.g. \"17:30\", got {:?}",
+                        t.get_ref()
+                    ),
                 )
             })?,
         };
@@ -320,10 +335,15 @@ impl PolicySet {
                 None => None,
                 Some(a) => {
                     let code = a.get_ref();
-                    if code.is_empty() || code.len() > 12 || !code.bytes().all(|b| b.is_ascii_digit()) {
+                    if code.is_empty()
+                        || code.len() > 12
+                        || !code.bytes().all(|b| b.is_ascii_digit())
+                    {
                         return Err(at(
                             a.span().start,
-                            format!("area must be 1 to 12 digits (a prefix of an area code), got {code:?}"),
+                            format!(
+                                "area must be 1 to 12 digits (a prefix of an area code), got {code:?}"
+                            ),
                         ));
                     }
                     Some(code.clone())
@@ -339,7 +359,11 @@ impl PolicySet {
             if amount > max_amount(r.unit) {
                 return Err(at(
                     r.amount.span().start,
-                    format!("amount {amount} is more than {} {}", max_amount(r.unit), r.unit),
+                    format!(
+                        "amount {amount} is more than {} {}",
+                        max_amount(r.unit),
+                        r.unit
+                    ),
                 ));
             }
             let rule = Rule {
@@ -418,10 +442,16 @@ mod tests {
         let policy = PolicySet::default();
         assert_eq!(policy.due_soon_fraction, 0.8);
         assert!(!policy.pause_during_extension);
-        assert_eq!(policy.working_day_close, NaiveTime::from_hms_opt(17, 30, 0).unwrap());
+        assert_eq!(
+            policy.working_day_close,
+            NaiveTime::from_hms_opt(17, 30, 0).unwrap()
+        );
         let general = subject(CaseType::Complaint, Urgency::General, false);
         for stage in Stage::ALL {
-            assert!(!policy.most_specific(*stage, &general).is_empty(), "{stage}");
+            assert!(
+                !policy.most_specific(*stage, &general).is_empty(),
+                "{stage}"
+            );
         }
         assert!(policy.rules.iter().all(|r| r.source.is_some()));
     }
@@ -431,7 +461,10 @@ mod tests {
         let policy = PolicySet::default();
         let limit = |t, u, p| {
             let rules = policy.most_specific(Stage::Handle, &subject(t, u, p));
-            rules.iter().map(|r| r.limit.to_string()).collect::<Vec<_>>()
+            rules
+                .iter()
+                .map(|r| r.limit.to_string())
+                .collect::<Vec<_>>()
         };
         use CaseType::*;
         use Urgency::*;
@@ -442,8 +475,14 @@ mod tests {
         assert_eq!(limit(Report, General, false), ["15 working_days"]);
         assert_eq!(limit(Petition, General, false), ["60 calendar_days"]);
         // Equally specific rules tie; the deadline engine keeps the earliest.
-        assert_eq!(limit(Complaint, Urgent, false), ["2 hours", "15 working_days"]);
-        assert_eq!(limit(Complaint, General, true), ["24 hours", "15 working_days"]);
+        assert_eq!(
+            limit(Complaint, Urgent, false),
+            ["2 hours", "15 working_days"]
+        );
+        assert_eq!(
+            limit(Complaint, General, true),
+            ["24 hours", "15 working_days"]
+        );
     }
 
     #[test]
@@ -454,11 +493,17 @@ mod tests {
         assert_eq!(Stage::for_status(Status::Dispatched), Some(Stage::Sign));
         assert_eq!(Stage::for_status(Status::Reopened), Some(Stage::Handle));
         assert_eq!(Stage::for_status(Status::Reviewed), Some(Stage::FollowUp));
-        assert_eq!(Stage::for_status(Status::ReturnRequested), Some(Stage::ReturnReview));
+        assert_eq!(
+            Stage::for_status(Status::ReturnRequested),
+            Some(Stage::ReturnReview)
+        );
         for s in [Status::Closed, Status::NotAccepted, Status::Merged] {
             assert_eq!(Stage::for_status(s), None);
         }
-        assert_eq!(serde_json::to_string(&Stage::FollowUp).unwrap(), "\"follow_up\"");
+        assert_eq!(
+            serde_json::to_string(&Stage::FollowUp).unwrap(),
+            "\"follow_up\""
+        );
     }
 
     #[test]
@@ -505,7 +550,10 @@ unit = "hours"
         assert_eq!(pick("330604999001"), (5, 8));
         assert_eq!(pick("110101001001"), (15, 2));
         let inquiry = subject(CaseType::Inquiry, Urgency::General, false);
-        assert_eq!(policy.most_specific(Stage::Handle, &inquiry)[0].limit.unit, Unit::Hours);
+        assert_eq!(
+            policy.most_specific(Stage::Handle, &inquiry)[0].limit.unit,
+            Unit::Hours
+        );
         assert!(policy.most_specific(Stage::Sign, &inquiry).is_empty());
     }
 
@@ -515,7 +563,8 @@ unit = "hours"
 
     #[test]
     fn unknown_key_names_its_line() {
-        let text = "due_soon_fraction = 0.8\n\n[[rule]]\nstage = \"sign\"\namout = 1\nunit = \"hours\"\n";
+        let text =
+            "due_soon_fraction = 0.8\n\n[[rule]]\nstage = \"sign\"\namout = 1\nunit = \"hours\"\n";
         let message = err(text);
         assert!(message.starts_with("line 5: "), "{message}");
         assert!(message.contains("amout"), "{message}");
@@ -528,13 +577,19 @@ unit = "hours"
         let text = "# comment\n[[rule]]\nstage = \"sign\"\namount = 1\nunit = \"hours\"\n\n[[rule]]\nstage = \"hadle\"\namount = 2\nunit = \"working_days\"\n";
         let message = err(text);
         assert!(
-            message.starts_with("line 8: unknown stage `hadle`, expected one of `route`, `sign`, `handle`"),
+            message.starts_with(
+                "line 8: unknown stage `hadle`, expected one of `route`, `sign`, `handle`"
+            ),
             "{message}"
         );
         let text = "[[rule]]\nstage = \"sign\"\namount = 1\nunit = \"hour\"\n";
         let message = err(text);
-        assert!(message.starts_with("line 4: unknown unit `hour`"), "{message}");
-        let text = "[[rule]]\nstage = \"sign\"\ncase_type = \"complain\"\namount = 1\nunit = \"hours\"\n";
+        assert!(
+            message.starts_with("line 4: unknown unit `hour`"),
+            "{message}"
+        );
+        let text =
+            "[[rule]]\nstage = \"sign\"\ncase_type = \"complain\"\namount = 1\nunit = \"hours\"\n";
         assert!(err(text).starts_with("line 3: "), "{}", err(text));
     }
 
@@ -547,13 +602,25 @@ unit = "hours"
         let message = err("[[rule]]\nstage = \"sign\"\namount = 0\nunit = \"hours\"\n");
         assert_eq!(message, "line 3: amount must be at least 1 hours");
         let message = err("\ndue_soon_fraction = 1.5\n");
-        assert!(message.starts_with("line 2: due_soon_fraction"), "{message}");
+        assert!(
+            message.starts_with("line 2: due_soon_fraction"),
+            "{message}"
+        );
         let message = err("working_day_close = \"5pm\"\n");
-        assert!(message.starts_with("line 1: working_day_close"), "{message}");
-        let message = err("[[rule]]\nstage = \"sign\"\narea = \"33-06\"\namount = 1\nunit = \"hours\"\n");
+        assert!(
+            message.starts_with("line 1: working_day_close"),
+            "{message}"
+        );
+        let message =
+            err("[[rule]]\nstage = \"sign\"\narea = \"33-06\"\namount = 1\nunit = \"hours\"\n");
         assert!(message.starts_with("line 3: area"), "{message}");
-        let message = err("[[rule]]\nstage = \"sign\"\namount = 1\nunit = \"hours\"\n\n[[rule]]\nstage = \"sign\"\namount = 2\nunit = \"hours\"\n");
-        assert!(message.starts_with("line 6: ") && message.contains("line 1"), "{message}");
+        let message = err(
+            "[[rule]]\nstage = \"sign\"\namount = 1\nunit = \"hours\"\n\n[[rule]]\nstage = \"sign\"\namount = 2\nunit = \"hours\"\n",
+        );
+        assert!(
+            message.starts_with("line 6: ") && message.contains("line 1"),
+            "{message}"
+        );
         // A rule with no amount at all.
         let message = err("[[rule]]\nstage = \"sign\"\nunit = \"hours\"\n");
         assert!(message.contains("amount"), "{message}");
