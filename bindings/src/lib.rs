@@ -1,1 +1,1 @@
-
+uniffi::setup_scaffolding!();

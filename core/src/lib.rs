@@ -11,5 +11,8 @@ pub mod doc;
 pub mod identity;
 pub mod lifecycle;
 pub mod model;
+pub mod phone;
 pub mod policy;
+pub mod store;
 pub mod sync;
+pub mod validate;

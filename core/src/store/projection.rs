@@ -1,0 +1,118 @@
+//! The `cases` row of a case: what the lists show and filter on, computed from the document and
+//! the deadline engine whenever the document changes, in the same transaction.
+
+use rusqlite::{Connection, params};
+
+use super::StoreError;
+use crate::calendar::Calendar;
+use crate::deadline::{self, DeadlineInput};
+use crate::doc::split_doc_id;
+use crate::model::{Case, Millis};
+use crate::policy::PolicySet;
+
+/// The deadline rules the projection is computed with.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub policy: PolicySet,
+    pub calendar: Calendar,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            policy: PolicySet::default(),
+            calendar: Calendar::embedded(),
+        }
+    }
+}
+
+/// The deadline columns of a case's row.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DueColumns {
+    pub stage: Option<String>,
+    pub stage_started_at: Option<Millis>,
+    pub due_at: Option<Millis>,
+    pub paused: bool,
+    pub provisional: bool,
+    pub calendar_version: Option<String>,
+}
+
+/// The due instant of the case's current stage, by the times its replica records (all a phone
+/// has offline). The one place the projection asks the deadline engine.
+pub fn due_columns(case: &Case, rules: &Rules) -> DueColumns {
+    let input = DeadlineInput::from_case(case);
+    match deadline::due_at(&input, &rules.policy, &rules.calendar) {
+        Some(due) => DueColumns {
+            stage: Some(due.stage.as_str().to_string()),
+            stage_started_at: Some(due.started_at),
+            due_at: Some(due.due_at),
+            paused: rules.policy.pause_during_extension && case.extension_pending,
+            provisional: due.provisional,
+            calendar_version: Some(rules.calendar.version()),
+        },
+        None => DueColumns::default(),
+    }
+}
+
+/// Writes (or replaces) the row of `case`. `has_pending` is kept; see [`refresh_has_pending`].
+pub fn upsert(conn: &Connection, case: &Case, rules: &Rules, now: Millis) -> Result<(), StoreError> {
+    let due = due_columns(case, rules);
+    conn.execute(
+        "INSERT INTO cases (case_id, number, title, status, case_type, urgency, priority,
+            area_code, assignee, responsible_unit, created_by, stage, due_at, needs_review,
+            updated_at, has_pending, stage_started_at, deadline_paused, due_provisional,
+            calendar_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 0, ?16, ?17,
+            ?18, ?19)
+         ON CONFLICT (case_id) DO UPDATE SET number = excluded.number, title = excluded.title,
+            status = excluded.status, case_type = excluded.case_type,
+            urgency = excluded.urgency, priority = excluded.priority,
+            area_code = excluded.area_code, assignee = excluded.assignee,
+            responsible_unit = excluded.responsible_unit, created_by = excluded.created_by,
+            stage = excluded.stage, due_at = excluded.due_at,
+            needs_review = excluded.needs_review, updated_at = excluded.updated_at,
+            stage_started_at = excluded.stage_started_at,
+            deadline_paused = excluded.deadline_paused,
+            due_provisional = excluded.due_provisional,
+            calendar_version = excluded.calendar_version",
+        params![
+            case.id,
+            case.number,
+            case.title,
+            case.status.as_str(),
+            case.case_type.as_str(),
+            case.urgency.as_str(),
+            case.priority,
+            case.location.area_code,
+            case.assignee,
+            case.responsible_unit,
+            case.created_by.user,
+            due.stage,
+            due.due_at,
+            case.needs_review,
+            now,
+            due.stage_started_at,
+            due.paused,
+            due.provisional,
+            due.calendar_version,
+        ],
+    )?;
+    refresh_has_pending(conn, &case.id)
+}
+
+/// Recomputes `has_pending` of a case from its two documents (the case and its `#pii`).
+pub fn refresh_has_pending(conn: &Connection, doc_id: &str) -> Result<(), StoreError> {
+    let (case_id, _) = split_doc_id(doc_id);
+    conn.execute(
+        "UPDATE cases SET has_pending = EXISTS (
+            SELECT 1 FROM docs WHERE doc_id IN (?1, ?1 || '#pii') AND pending = 1)
+         WHERE case_id = ?1",
+        [case_id],
+    )?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, case_id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM cases WHERE case_id = ?1", [case_id])?;
+    Ok(())
+}
