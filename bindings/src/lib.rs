@@ -1,1 +1,334 @@
+//! The phone apps' API (Kotlin, Swift, Python through UniFFI proc-macros): one object,
+//! [`GridcasePhone`], over core's [`gridcase_core::phone::Phone`]. Each method is a line or two
+//! calling core; what lives here is only the edge: the system clock, randomness (case ids, actor
+//! nonces), the HTTP transport, the sync thread, and the mapping of errors and records.
+//!
+//! Threading: the phone sits behind a mutex. Methods may be called from any thread; a sync holds
+//! the phone for its whole duration, so other calls wait until it ends. The sync listener runs on
+//! the sync thread and must not call back into the phone (except [`GridcasePhone::cancel_sync`]).
+
 uniffi::setup_scaffolding!();
+
+pub mod errors;
+pub mod http;
+pub mod records;
+mod oneshot;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gridcase_core::calendar::Calendar;
+use gridcase_core::lifecycle::Action;
+use gridcase_core::model::{Millis, NewCase, Status};
+use gridcase_core::phone::Phone;
+use gridcase_core::policy::PolicySet;
+use gridcase_core::store::projection::Rules;
+
+pub use errors::{GridcaseError, Result};
+use errors::guard;
+pub use http::{HttpTransport, Timeouts};
+pub use records::*;
+
+/// Documents asked for per restore page.
+const PAGE_SIZE: u32 = 200;
+
+/// Receives progress while a sync runs (on the sync thread). Implemented by the app.
+#[uniffi::export(foreign)]
+pub trait SyncListener: Send + Sync {
+    fn on_progress(&self, progress: ProgressRecord);
+}
+
+/// The case store of one install, as the app holds it.
+#[derive(uniffi::Object)]
+pub struct GridcasePhone {
+    phone: Mutex<Phone>,
+    server_url: String,
+    token: String,
+    /// The running sync's cancel flag, if a sync runs.
+    current_sync: Mutex<Option<Arc<AtomicBool>>>,
+}
+
+impl std::fmt::Debug for GridcasePhone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GridcasePhone").field("server_url", &self.server_url).finish_non_exhaustive()
+    }
+}
+
+/// The edge's clock: the only place the bindings read the time.
+fn now() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+fn nonce() -> [u8; 4] {
+    rand::random()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while the phone was held rolled back its open transaction: the phone is usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl GridcasePhone {
+    fn phone(&self) -> MutexGuard<'_, Phone> {
+        lock(&self.phone)
+    }
+
+    fn run_sync(
+        &self,
+        listener: Option<Arc<dyn SyncListener>>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<SyncSummaryRecord> {
+        let mut transport = HttpTransport::new(&self.server_url, &self.token).with_cancel(cancel.clone());
+        let mut report = |p: gridcase_core::phone::SyncProgress| {
+            if let Some(l) = &listener {
+                // A listener that throws must not abort the sync.
+                let _ = catch_unwind(AssertUnwindSafe(|| l.on_progress(p.into())));
+            }
+        };
+        let result = self.phone().sync(&mut transport, now(), &mut report, &cancel, PAGE_SIZE);
+        let cancelled = cancel.load(std::sync::atomic::Ordering::SeqCst);
+        match result {
+            Ok(summary) if summary.cancelled => Err(GridcaseError::cancelled()),
+            Ok(summary) => Ok(summary.into()),
+            Err(_) if cancelled => Err(GridcaseError::cancelled()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[uniffi::export]
+impl GridcasePhone {
+    /// Opens (or creates) the store at `path` for the device `device_token` enrolled at the
+    /// office, syncing with `server_url` (e.g. `https://cases.example.gov.cn`).
+    #[uniffi::constructor]
+    pub fn open(path: String, server_url: String, device_token: String) -> Result<Arc<Self>> {
+        guard(|| {
+            let phone = Phone::open(PathBuf::from(path), &device_token, nonce())?;
+            Ok(Arc::new(GridcasePhone {
+                phone: Mutex::new(phone),
+                server_url,
+                token: device_token,
+                current_sync: Mutex::new(None),
+            }))
+        })
+    }
+
+    /// This device's id (from the token).
+    pub fn device_id(&self) -> String {
+        self.phone().device().to_string()
+    }
+
+    /// Who the server knows this device as; `None` before the first sync.
+    pub fn identity(&self) -> Result<Option<IdentityRecord>> {
+        guard(|| Ok(self.phone().identity()?.map(Into::into)))
+    }
+
+    /// Replaces the deadline policy (TOML) and, optionally, the holiday calendar text; list
+    /// rows are recomputed with them. Without this the built-in defaults apply.
+    pub fn set_deadline_rules(&self, policy_toml: String, calendar: Option<String>) -> Result<()> {
+        guard(|| {
+            let calendar = match calendar {
+                Some(text) => Calendar::parse(&text)?,
+                None => Calendar::embedded(),
+            };
+            let rules = Rules {
+                policy: PolicySet::from_toml(&policy_toml)?,
+                calendar,
+            };
+            Ok(self.phone().set_rules(rules, now())?)
+        })
+    }
+
+    // ----- offline edits -----
+
+    /// Registers a new case (a draft) offline; the id is a fresh UUID.
+    pub fn create_case(
+        &self,
+        case: NewCaseRecord,
+        complainant: Option<ComplainantRecord>,
+    ) -> Result<CaseRecord> {
+        guard(|| {
+            let new = NewCase {
+                id: uuid::Uuid::new_v4().to_string(),
+                number: case.number,
+                channel: case.channel,
+                case_type: case.case_type,
+                category: case.category,
+                urgency: case.urgency,
+                priority: case.priority,
+                title: case.title,
+                description: case.description,
+                location: case.location.into(),
+            };
+            let complainant = complainant.map(Into::into);
+            Ok(self.phone().create_case(&new, complainant.as_ref(), now())?.into())
+        })
+    }
+
+    /// Changes one field.
+    pub fn edit(&self, case_id: String, edit: CaseEdit) -> Result<()> {
+        guard(|| Ok(self.phone().edit(&case_id, &edit.into(), now())?))
+    }
+
+    /// Replaces the description; the change is stored as the smallest text edit, so it merges
+    /// with other people's concurrent edits.
+    pub fn set_description(&self, case_id: String, text: String) -> Result<()> {
+        guard(|| Ok(self.phone().set_description(&case_id, &text, now())?))
+    }
+
+    /// Deletes `delete` characters at `position` of the description and inserts `insert` there.
+    pub fn splice_description(
+        &self,
+        case_id: String,
+        position: u64,
+        delete: u64,
+        insert: String,
+    ) -> Result<()> {
+        guard(|| {
+            let (pos, del) = (position as usize, delete as usize);
+            Ok(self.phone().splice_description(&case_id, pos, del, &insert, now())?)
+        })
+    }
+
+    /// Performs a lifecycle action (register, sign, reply…); returns the case afterwards.
+    pub fn act(&self, case_id: String, action: Action) -> Result<CaseRecord> {
+        guard(|| Ok(self.phone().act(&case_id, &action, now())?.into()))
+    }
+
+    /// Adds a note; returns its id.
+    pub fn add_note(&self, case_id: String, text: String) -> Result<String> {
+        guard(|| Ok(self.phone().add_note(&case_id, &text, now())?))
+    }
+
+    /// Adds a reference to a photo or file; returns its id.
+    pub fn add_attachment(&self, case_id: String, attachment: AttachmentRef) -> Result<String> {
+        guard(|| {
+            let a = attachment;
+            Ok(self
+                .phone()
+                .add_attachment(&case_id, &a.sha256, &a.mime, a.size, &a.caption, now())?)
+        })
+    }
+
+    /// Sets the complainant's name and phone (personal data, kept in its own document).
+    pub fn set_complainant(&self, case_id: String, complainant: ComplainantRecord) -> Result<()> {
+        guard(|| Ok(self.phone().set_complainant(&case_id, &complainant.into(), now())?))
+    }
+
+    // ----- reads -----
+
+    /// The whole case, with its complainant when this phone holds it.
+    pub fn get_case(&self, case_id: String) -> Result<CaseRecord> {
+        guard(|| Ok(self.phone().get_case(&case_id)?.into()))
+    }
+
+    /// The countdown of the case's current stage by the phone's clock and rules; `None` when no
+    /// clock runs (draft, closed…).
+    pub fn deadline(&self, case_id: String) -> Result<Option<DeadlineRecord>> {
+        guard(|| Ok(self.phone().deadline(&case_id, now())?.map(Into::into)))
+    }
+
+    /// Cases assigned to or registered by this phone's user.
+    pub fn my_cases(&self) -> Result<Vec<CaseSummaryRecord>> {
+        guard(|| Ok(summaries(self.phone().my_cases()?)))
+    }
+
+    /// Cases whose stage has used most of its time (预警).
+    pub fn due_soon(&self) -> Result<Vec<CaseSummaryRecord>> {
+        guard(|| Ok(summaries(self.phone().due_soon(now())?)))
+    }
+
+    /// Cases past their deadline (超期).
+    pub fn overdue(&self) -> Result<Vec<CaseSummaryRecord>> {
+        guard(|| Ok(summaries(self.phone().overdue(now())?)))
+    }
+
+    pub fn by_status(&self, status: Status) -> Result<Vec<CaseSummaryRecord>> {
+        guard(|| Ok(summaries(self.phone().by_status(status)?)))
+    }
+
+    /// Cases in an area: `area_prefix` is a prefix of the 12-digit code (a jurisdiction).
+    pub fn by_area(&self, area_prefix: String) -> Result<Vec<CaseSummaryRecord>> {
+        guard(|| Ok(summaries(self.phone().by_area(&area_prefix)?)))
+    }
+
+    /// Cases whose title contains `query`.
+    pub fn search(&self, query: String) -> Result<Vec<CaseSummaryRecord>> {
+        guard(|| Ok(summaries(self.phone().search_title(&query)?)))
+    }
+
+    // ----- sync -----
+
+    /// Pending local changes, the last successful sync, the last error, refused changes.
+    pub fn sync_status(&self) -> Result<SyncStatusRecord> {
+        guard(|| Ok(self.phone().sync_status()?.into()))
+    }
+
+    /// Changes the server refused, with its reasons. They stay on the phone and are not sent
+    /// again until the case is edited again or [`Self::discard_local_changes`] drops them.
+    pub fn rejected_changes(&self) -> Result<Vec<RejectionRecord>> {
+        guard(|| Ok(self.sync_status()?.rejected))
+    }
+
+    /// Drops this phone's unsent (e.g. refused) changes to a document (`doc_id` from a
+    /// [`RejectionRecord`]); the next sync brings back what the server holds.
+    pub fn discard_local_changes(&self, doc_id: String) -> Result<()> {
+        guard(|| Ok(self.phone().discard_local_changes(&doc_id, nonce(), now())?))
+    }
+
+    /// Exchanges changes with the server: sends what this phone changed, receives what others
+    /// changed, page by page. Runs on its own thread; `listener` hears the progress. Fails with
+    /// `Cancelled` after [`Self::cancel_sync`] (or when the awaiting coroutine/task is cancelled),
+    /// `Network` when offline, `Unauthorized`/`Revoked` when the token is refused.
+    pub async fn sync(
+        self: Arc<Self>,
+        listener: Option<Arc<dyn SyncListener>>,
+    ) -> Result<SyncSummaryRecord> {
+        let cancel = {
+            let mut slot = lock(&self.current_sync);
+            if slot.is_some() {
+                return Err(GridcaseError::NotAllowed {
+                    message: "a sync is already running".into(),
+                });
+            }
+            let flag = Arc::new(AtomicBool::new(false));
+            *slot = Some(flag.clone());
+            flag
+        };
+        let (sender, receiver) = oneshot::channel(cancel.clone());
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gridcase-sync".into())
+            .spawn(move || {
+                let result = guard(|| me.run_sync(listener, cancel));
+                *lock(&me.current_sync) = None;
+                sender.send(result);
+            });
+        if let Err(e) = spawned {
+            *lock(&self.current_sync) = None;
+            return Err(GridcaseError::Internal {
+                message: format!("cannot start the sync thread: {e}"),
+            });
+        }
+        receiver.await
+    }
+
+    /// Asks the running sync, if any, to stop: before its next exchange, or on receiving the
+    /// current one (whose answer is then dropped unapplied). Pages already stored stay.
+    pub fn cancel_sync(&self) {
+        if let Some(flag) = lock(&self.current_sync).as_ref() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Deletes everything this phone holds; every call fails with `Revoked` afterwards.
+    pub fn wipe(&self) -> Result<()> {
+        guard(|| Ok(self.phone().wipe()?))
+    }
+}

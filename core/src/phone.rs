@@ -30,7 +30,9 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::deadline::{self, DeadlineStatus};
-use crate::doc::{CaseDoc, DocError, FieldEdit, PersonalDoc, mask_phone, personal_doc_id, split_doc_id};
+use crate::doc::{
+    CaseDoc, DocError, FieldEdit, PersonalDoc, mask_phone, personal_doc_id, split_doc_id,
+};
 use crate::identity::{self, IdentityError};
 use crate::lifecycle::Action;
 use crate::model::{Author, Case, Complainant, Millis, NewCase, Role, Status};
@@ -57,7 +59,9 @@ const K_SERVER_OFFSET: &str = "server_clock_offset";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PhoneError {
-    #[error("this phone does not know who you are yet: sync once while online to learn who you are")]
+    #[error(
+        "this phone does not know who you are yet: sync once while online to learn who you are"
+    )]
     NoIdentity,
     #[error("no case or document {0} on this phone")]
     NotFound(String),
@@ -260,8 +264,10 @@ fn heads_after_push(old: &[ChangeHash], pushed: &[Vec<u8>]) -> Vec<ChangeHash> {
         .iter()
         .filter_map(|b| Change::try_from(&b[..]).ok())
         .collect();
-    let deps: std::collections::HashSet<ChangeHash> =
-        changes.iter().flat_map(|c| c.deps().iter().copied()).collect();
+    let deps: std::collections::HashSet<ChangeHash> = changes
+        .iter()
+        .flat_map(|c| c.deps().iter().copied())
+        .collect();
     let mut heads: Vec<ChangeHash> = old
         .iter()
         .chain(changes.iter().map(|c| c.hash()).collect::<Vec<_>>().iter())
@@ -331,7 +337,11 @@ impl Phone {
         for id in store::case_doc_ids(&tx)? {
             if let Some(loaded) = store::load_doc(&tx, &id, &self.actor)? {
                 let updated_at: Millis = tx
-                    .query_row("SELECT updated_at FROM cases WHERE case_id = ?1", [&id], |r| r.get(0))
+                    .query_row(
+                        "SELECT updated_at FROM cases WHERE case_id = ?1",
+                        [&id],
+                        |r| r.get(0),
+                    )
                     .unwrap_or(now);
                 match CaseDoc::from_automerge(loaded.doc).and_then(|d| d.read()) {
                     Ok(case) => projection::upsert(&tx, &case, &self.rules, updated_at)?,
@@ -472,8 +482,15 @@ impl Phone {
         self.mutate_case(case_id, now, |doc, author| doc.edit(edit, author, now))
     }
 
-    pub fn set_description(&mut self, case_id: &str, text: &str, now: Millis) -> Result<(), PhoneError> {
-        self.mutate_case(case_id, now, |doc, author| doc.set_description(text, author, now))
+    pub fn set_description(
+        &mut self,
+        case_id: &str,
+        text: &str,
+        now: Millis,
+    ) -> Result<(), PhoneError> {
+        self.mutate_case(case_id, now, |doc, author| {
+            doc.set_description(text, author, now)
+        })
     }
 
     pub fn splice_description(
@@ -495,7 +512,12 @@ impl Phone {
     }
 
     /// Returns the note's id.
-    pub fn add_note(&mut self, case_id: &str, text: &str, now: Millis) -> Result<String, PhoneError> {
+    pub fn add_note(
+        &mut self,
+        case_id: &str,
+        text: &str,
+        now: Millis,
+    ) -> Result<String, PhoneError> {
         self.mutate_case(case_id, now, |doc, author| doc.add_note(text, author, now))
     }
 
@@ -515,7 +537,12 @@ impl Phone {
     }
 
     /// Sets the complainant of a case held on this phone (creating its `#pii` document).
-    pub fn set_complainant(&mut self, case_id: &str, complainant: &Complainant, now: Millis) -> Result<(), PhoneError> {
+    pub fn set_complainant(
+        &mut self,
+        case_id: &str,
+        complainant: &Complainant,
+        now: Millis,
+    ) -> Result<(), PhoneError> {
         let author = self.author()?;
         let pii_id = personal_doc_id(case_id);
         let tx = self.store.transaction()?;
@@ -572,9 +599,18 @@ impl Phone {
     }
 
     /// Where the case stands against its current stage's deadline, by the phone's rules.
-    pub fn deadline(&self, case_id: &str, now: Millis) -> Result<Option<DeadlineStatus>, PhoneError> {
+    pub fn deadline(
+        &self,
+        case_id: &str,
+        now: Millis,
+    ) -> Result<Option<DeadlineStatus>, PhoneError> {
         let case = self.get_case(case_id)?.case;
-        Ok(deadline::evaluate(&case, &self.rules.policy, &self.rules.calendar, now))
+        Ok(deadline::evaluate(
+            &case,
+            &self.rules.policy,
+            &self.rules.calendar,
+            now,
+        ))
     }
 
     pub fn summary(&self, case_id: &str) -> Result<Option<CaseSummary>, PhoneError> {
@@ -621,7 +657,9 @@ impl Phone {
         self.check()?;
         let conn = self.store.conn();
         let pending_docs: i64 =
-            conn.query_row("SELECT COUNT(*) FROM docs WHERE pending = 1", [], |r| r.get(0))?;
+            conn.query_row("SELECT COUNT(*) FROM docs WHERE pending = 1", [], |r| {
+                r.get(0)
+            })?;
         let mut stmt = conn.prepare(
             "SELECT doc_id, rejected_code, COALESCE(rejected_message, '') FROM docs
              WHERE rejected_code IS NOT NULL ORDER BY doc_id",
@@ -651,13 +689,18 @@ impl Phone {
     /// anything else the server has). A document the server never had is deleted (with its list
     /// row, for a case). `fresh_nonce` (4 random bytes) becomes this store's actor nonce, so the
     /// sequence numbers of the dropped changes are never reused.
-    pub fn discard_local_changes(&mut self, doc_id: &str, fresh_nonce: [u8; 4], now: Millis) -> Result<(), PhoneError> {
+    pub fn discard_local_changes(
+        &mut self,
+        doc_id: &str,
+        fresh_nonce: [u8; 4],
+        now: Millis,
+    ) -> Result<(), PhoneError> {
         self.check()?;
-        let new_actor = identity::actor_for(&self.device, fresh_nonce).ok_or(IdentityError::MalformedToken)?;
+        let new_actor =
+            identity::actor_for(&self.device, fresh_nonce).ok_or(IdentityError::MalformedToken)?;
         let tx = self.store.transaction()?;
-        let Loaded {
-            mut doc, state, ..
-        } = store::load_doc(&tx, doc_id, &self.actor)?.ok_or_else(|| PhoneError::NotFound(doc_id.into()))?;
+        let Loaded { mut doc, state, .. } = store::load_doc(&tx, doc_id, &self.actor)?
+            .ok_or_else(|| PhoneError::NotFound(doc_id.into()))?;
         let (case_id, is_pii) = split_doc_id(doc_id);
         if state.server_heads.is_empty() {
             store::delete_doc(&tx, doc_id)?;
@@ -701,11 +744,20 @@ impl Phone {
     /// The request for the next exchange: the stored cursor and restore token, every change
     /// the server has not acknowledged (documents it refused are left out), and a catch-up
     /// message for each document marked for re-fetch.
-    pub fn build_request(&mut self, now: Millis, page_size: u32) -> Result<SyncRequest, PhoneError> {
+    pub fn build_request(
+        &mut self,
+        now: Millis,
+        page_size: u32,
+    ) -> Result<SyncRequest, PhoneError> {
         self.build(now, page_size, true)
     }
 
-    fn build(&mut self, now: Millis, page_size: u32, with_pushes: bool) -> Result<SyncRequest, PhoneError> {
+    fn build(
+        &mut self,
+        now: Millis,
+        page_size: u32,
+        with_pushes: bool,
+    ) -> Result<SyncRequest, PhoneError> {
         self.check()?;
         let conn = self.store.conn();
         let cursor = store::meta_get(conn, K_CURSOR)?
@@ -730,7 +782,8 @@ impl Phone {
             return Ok(request);
         }
         for doc_id in store::pushable_docs(conn)? {
-            let Some(Loaded { mut doc, state, .. }) = store::load_doc(conn, &doc_id, &self.actor)? else {
+            let Some(Loaded { mut doc, state, .. }) = store::load_doc(conn, &doc_id, &self.actor)?
+            else {
                 continue;
             };
             let changes: Vec<Vec<u8>> = doc
@@ -844,7 +897,11 @@ impl Phone {
                 }
                 PushResult::Rejected { doc_id, reason } => {
                     if store::doc_state(&tx, doc_id)?.is_some() {
-                        store::set_rejected(&tx, doc_id, Some((reason.code.as_str(), &reason.message)))?;
+                        store::set_rejected(
+                            &tx,
+                            doc_id,
+                            Some((reason.code.as_str(), &reason.message)),
+                        )?;
                     }
                     outcome.rejected.push(RejectedDoc {
                         doc_id: doc_id.clone(),
@@ -882,7 +939,14 @@ impl Phone {
             } else {
                 state.map(|s| s.server_heads).unwrap_or_default()
             };
-            store::persist(&tx, doc_id, &mut doc, persisted.as_deref(), &server_heads, now)?;
+            store::persist(
+                &tx,
+                doc_id,
+                &mut doc,
+                persisted.as_deref(),
+                &server_heads,
+                now,
+            )?;
             store::clear_refetch(&tx, doc_id)?;
             touched.push(doc_id.clone());
             outcome.received.push(doc_id.clone());
@@ -1052,18 +1116,29 @@ fn store_identity(conn: &Connection, identity: &Identity) -> Result<(), StoreErr
 /// Applies one document from the server: a snapshot is merged into what the phone holds (or
 /// becomes the document), changes are applied; `server_heads` become the update's heads when
 /// the phone holds them all.
-fn apply_update(conn: &Connection, update: &DocUpdate, actor: &ActorId, now: Millis) -> Result<(), PhoneError> {
+fn apply_update(
+    conn: &Connection,
+    update: &DocUpdate,
+    actor: &ActorId,
+    now: Millis,
+) -> Result<(), PhoneError> {
     let doc_id = &update.doc_id;
     let heads = hashes(&update.heads, doc_id)?;
     let existing = store::load_doc(conn, doc_id, actor)?;
     let (mut doc, persisted, old_server) = match existing {
         Some(l) => (l.doc, Some(l.persisted), l.state.server_heads),
-        None => (AutoCommit::new().with_actor(actor.clone()), None, Vec::new()),
+        None => (
+            AutoCommit::new().with_actor(actor.clone()),
+            None,
+            Vec::new(),
+        ),
     };
     match &update.payload {
         Payload::Snapshot(bytes) => {
             if persisted.is_none() {
-                doc = AutoCommit::load(bytes).map_err(|e| bad(doc_id, e))?.with_actor(actor.clone());
+                doc = AutoCommit::load(bytes)
+                    .map_err(|e| bad(doc_id, e))?
+                    .with_actor(actor.clone());
             } else {
                 doc.load_incremental(bytes).map_err(|e| bad(doc_id, e))?;
             }
@@ -1077,14 +1152,731 @@ fn apply_update(conn: &Connection, update: &DocUpdate, actor: &ActorId, now: Mil
         }
     }
     if doc.get_heads().is_empty() {
-        return Err(bad(doc_id, "the update left the document empty (missing dependencies?)"));
+        return Err(bad(
+            doc_id,
+            "the update left the document empty (missing dependencies?)",
+        ));
     }
     let server_heads = if store::holds_all(&mut doc, &heads) {
         heads
     } else {
         old_server
     };
-    store::persist(conn, doc_id, &mut doc, persisted.as_deref(), &server_heads, now)?;
+    store::persist(
+        conn,
+        doc_id,
+        &mut doc,
+        persisted.as_deref(),
+        &server_heads,
+        now,
+    )?;
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::doc::FieldEdit;
+    use crate::store::tests::{DEVICE, T0, TOKEN, dump, identity, new_case};
+    use crate::sync::{RejectCode, Rejection};
+
+    const NONCE: [u8; 4] = [1, 2, 3, 4];
+
+    fn server_actor() -> ActorId {
+        ActorId::from(vec![7u8; 20])
+    }
+
+    fn server_author() -> Author {
+        Author {
+            user: "wang".into(),
+            device: "server".into(),
+            role: Role::TownshipStaff,
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, std::path::PathBuf, Phone) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phone.db");
+        let mut phone = Phone::open(&path, TOKEN, NONCE).unwrap();
+        phone.set_identity_for_tests(&identity()).unwrap();
+        (dir, path, phone)
+    }
+
+    fn raw(heads: &[ChangeHash]) -> Vec<Vec<u8>> {
+        heads.iter().map(|h| h.0.to_vec()).collect()
+    }
+
+    fn loaded(phone: &Phone, doc_id: &str) -> Option<Loaded> {
+        store::load_doc(phone.store.conn(), doc_id, &phone.actor).unwrap()
+    }
+
+    fn heads(phone: &Phone, doc_id: &str) -> Vec<ChangeHash> {
+        loaded(phone, doc_id).unwrap().doc.get_heads()
+    }
+
+    fn complainant() -> Complainant {
+        Complainant {
+            name: "张三".into(),
+            phone: "13812341234".into(),
+            anonymous: false,
+        }
+    }
+
+    fn accept(doc_id: &str, heads: &[ChangeHash]) -> PushResult {
+        PushResult::Accepted {
+            doc_id: doc_id.into(),
+            heads: raw(heads),
+        }
+    }
+
+    fn response() -> SyncResponse {
+        SyncResponse {
+            server_time: T0,
+            identity: identity(),
+            cursor: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_phone_can_move_between_threads() {
+        fn is_send<T: Send>() {}
+        is_send::<Phone>();
+    }
+
+    #[test]
+    fn writing_needs_an_identity_from_a_first_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut phone = Phone::open(dir.path().join("p.db"), TOKEN, NONCE).unwrap();
+        let err = phone
+            .create_case(&new_case("c1", "噪音", "330604101201"), None, T0)
+            .unwrap_err();
+        assert_eq!(err.code(), "no_identity");
+        assert!(
+            err.to_string()
+                .contains("sync once while online to learn who you are")
+        );
+        // A first sync's identity is enough.
+        let request = phone.build_request(T0, 50).unwrap();
+        phone.apply_response(&response(), &request, T0).unwrap();
+        assert_eq!(phone.identity().unwrap().unwrap().user, "li");
+        phone
+            .create_case(&new_case("c1", "噪音", "330604101201"), None, T0)
+            .unwrap();
+    }
+
+    #[test]
+    fn tokens_and_devices_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        assert_eq!(
+            Phone::open(&path, "garbage", NONCE).unwrap_err().code(),
+            "bad_token"
+        );
+        Phone::open(&path, TOKEN, NONCE).unwrap();
+        let other = "ffffffffffffffffffffffffffffffff.s3cretS3cretS3cret";
+        assert_eq!(
+            Phone::open(&path, other, NONCE).unwrap_err().code(),
+            "device_mismatch"
+        );
+    }
+
+    #[test]
+    fn unsynced_changes_survive_an_app_kill() {
+        let (_dir, path, mut phone) = open();
+        phone
+            .create_case(
+                &new_case("c1", "噪音", "330604101201"),
+                Some(&complainant()),
+                T0,
+            )
+            .unwrap();
+        phone
+            .edit("c1", &FieldEdit::Title("菜市场噪音".into()), T0 + 1)
+            .unwrap();
+        phone.add_note("c1", "已联系摊主", T0 + 2).unwrap();
+        phone
+            .splice_description("c1", 0, 0, "【急】", T0 + 3)
+            .unwrap();
+        // Killed: dropped without sync or any shutdown. Reopened with another nonce, which a
+        // reopened store ignores (its actor stays the same).
+        drop(phone);
+        let mut phone = Phone::open(&path, TOKEN, [9, 9, 9, 9]).unwrap();
+        assert_eq!(
+            phone.actor,
+            crate::identity::actor_for(DEVICE, NONCE).unwrap()
+        );
+        let detail = phone.get_case("c1").unwrap();
+        assert_eq!(detail.case.title, "菜市场噪音");
+        assert_eq!(detail.case.notes.len(), 1);
+        assert!(detail.case.description.starts_with("【急】"));
+        assert_eq!(detail.complainant, Some(complainant()));
+        assert_eq!(detail.masked_phone.as_deref(), Some("138****1234"));
+        let status = phone.sync_status().unwrap();
+        assert_eq!(status.pending_docs, 2);
+        assert!(phone.summary("c1").unwrap().unwrap().has_pending);
+        let request = phone.build_request(T0 + 10, 50).unwrap();
+        let pushed: Vec<(&str, usize)> = request
+            .pushes
+            .iter()
+            .map(|p| (p.doc_id.as_str(), p.changes.len()))
+            .collect();
+        assert_eq!(pushed, [("c1", 4), ("c1#pii", 1)]);
+    }
+
+    #[test]
+    fn a_request_carries_exactly_the_unacknowledged_changes() {
+        let (_dir, _path, mut phone) = open();
+        phone
+            .create_case(&new_case("c1", "噪音", "330604101201"), None, T0)
+            .unwrap();
+        phone.act("c1", &Action::Register, T0 + 1).unwrap();
+        let first = phone.build_request(T0 + 2, 50).unwrap();
+        assert_eq!(first.device_time, T0 + 2);
+        assert_eq!(
+            (first.cursor, first.restore.clone(), first.page_size),
+            (0, None, 50)
+        );
+        assert_eq!(first.pushes.len(), 1);
+        let mut doc = loaded(&phone, "c1").unwrap().doc;
+        let all: Vec<Vec<u8>> = doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        assert_eq!(first.pushes[0].changes, all);
+
+        // Acknowledged with the heads the phone holds: nothing more to push.
+        let acked = heads(&phone, "c1");
+        let mut resp = response();
+        resp.results = vec![accept("c1", &acked)];
+        let outcome = phone.apply_response(&resp, &first, T0 + 3).unwrap();
+        assert_eq!(outcome.accepted, ["c1"]);
+        assert!(phone.build_request(T0 + 4, 50).unwrap().pushes.is_empty());
+        assert_eq!(phone.sync_status().unwrap().pending_docs, 0);
+        assert!(!phone.summary("c1").unwrap().unwrap().has_pending);
+        assert_eq!(phone.build_request(T0 + 4, 50).unwrap().cursor, 1);
+
+        // One more edit: exactly that change goes.
+        phone.add_note("c1", "到场查看", T0 + 5).unwrap();
+        let second = phone.build_request(T0 + 6, 50).unwrap();
+        assert_eq!(second.pushes.len(), 1);
+        assert_eq!(second.pushes[0].changes.len(), 1);
+        let mut doc = loaded(&phone, "c1").unwrap().doc;
+        let newest = doc.get_changes(&acked);
+        assert_eq!(second.pushes[0].changes[0], newest[0].raw_bytes());
+
+        // Acknowledged with server heads the phone does not hold (someone else's concurrent
+        // change): the pushed heads count as shared.
+        let mut resp = response();
+        resp.results = vec![accept("c1", &[ChangeHash([5; 32])])];
+        phone.apply_response(&resp, &second, T0 + 7).unwrap();
+        let state = store::doc_state(phone.store.conn(), "c1").unwrap().unwrap();
+        assert_eq!(state.server_heads, heads(&phone, "c1"));
+        assert!(phone.build_request(T0 + 8, 50).unwrap().pushes.is_empty());
+    }
+
+    #[test]
+    fn a_rejection_stops_re_pushing_until_the_user_edits_again() {
+        let (_dir, _path, mut phone) = open();
+        phone
+            .create_case(&new_case("c1", "噪音", "330604101201"), None, T0)
+            .unwrap();
+        let request = phone.build_request(T0, 50).unwrap();
+        let mut resp = response();
+        resp.results = vec![PushResult::Rejected {
+            doc_id: "c1".into(),
+            reason: Rejection {
+                code: RejectCode::OutOfJurisdiction,
+                message: "不在辖区".into(),
+            },
+        }];
+        let outcome = phone.apply_response(&resp, &request, T0 + 1).unwrap();
+        assert_eq!(outcome.rejected[0].code, "out_of_jurisdiction");
+        let status = phone.sync_status().unwrap();
+        assert_eq!(status.pending_docs, 1);
+        assert_eq!(
+            status.rejected,
+            [RejectedDoc {
+                doc_id: "c1".into(),
+                code: "out_of_jurisdiction".into(),
+                message: "不在辖区".into()
+            }]
+        );
+        assert!(phone.build_request(T0 + 2, 50).unwrap().pushes.is_empty());
+        // Applying the rejection again changes nothing; an edit clears it and pushes it all.
+        phone
+            .edit(
+                "c1",
+                &FieldEdit::Location(Location {
+                    address: "二村".into(),
+                    area_code: "330604101202".into(),
+                    gps: None,
+                }),
+                T0 + 3,
+            )
+            .unwrap();
+        assert!(phone.sync_status().unwrap().rejected.is_empty());
+        let again = phone.build_request(T0 + 4, 50).unwrap();
+        assert_eq!(again.pushes[0].changes.len(), 2);
+    }
+
+    use crate::model::Location;
+
+    fn server_case(id: &str, title: &str) -> CaseDoc {
+        let mut doc = CaseDoc::create(
+            &new_case(id, title, "330604101201"),
+            &server_author(),
+            server_actor(),
+            T0,
+        )
+        .unwrap();
+        doc.act(&Action::Register, &server_author(), T0 + 1)
+            .unwrap();
+        doc
+    }
+
+    #[test]
+    fn updates_from_the_server_are_stored_and_listed() {
+        let (_dir, _path, mut phone) = open();
+        let mut server = server_case("s1", "路灯不亮");
+        let mut pii =
+            PersonalDoc::create(&complainant(), &server_author(), server_actor(), T0).unwrap();
+        let request = phone.build_request(T0, 50).unwrap();
+        let mut resp = response();
+        resp.docs = vec![
+            DocUpdate {
+                doc_id: "s1".into(),
+                payload: Payload::Snapshot(server.save()),
+                heads: raw(&server.heads()),
+            },
+            DocUpdate {
+                doc_id: "s1#pii".into(),
+                payload: Payload::Snapshot(pii.automerge().save()),
+                heads: raw(&pii.automerge().get_heads()),
+            },
+        ];
+        resp.cursor = 7;
+        let outcome = phone.apply_response(&resp, &request, T0 + 5).unwrap();
+        assert_eq!(outcome.received, ["s1", "s1#pii"]);
+        let summary = phone.summary("s1").unwrap().unwrap();
+        assert_eq!(summary.status, Status::Registered);
+        assert!(!summary.has_pending);
+        assert_eq!(phone.by_status(Status::Registered).unwrap().len(), 1);
+        assert_eq!(
+            phone.get_case("s1").unwrap().complainant,
+            Some(complainant())
+        );
+        assert!(phone.deadline("s1", T0 + 5).unwrap().is_some());
+        assert_eq!(phone.sync_status().unwrap().pending_docs, 0);
+        assert_eq!(phone.build_request(T0, 50).unwrap().cursor, 7);
+
+        // Idempotent: the same response again changes nothing.
+        let before = dump(phone.store.conn(), &[]);
+        phone.apply_response(&resp, &request, T0 + 5).unwrap();
+        assert_eq!(dump(phone.store.conn(), &[]), before);
+        // ... even at a later time, except for when it last synced.
+        phone.apply_response(&resp, &request, T0 + 6).unwrap();
+        assert_eq!(
+            dump(phone.store.conn(), &[K_LAST_SYNC]),
+            dump_without(&before, K_LAST_SYNC)
+        );
+
+        // Changes: the server renames it and dispatches it.
+        let base = server.heads();
+        server
+            .edit(
+                &FieldEdit::Title("路灯不亮（三处）".into()),
+                &server_author(),
+                T0 + 10,
+            )
+            .unwrap();
+        server
+            .act(
+                &Action::Dispatch {
+                    unit: "城管".into(),
+                    assignee: "li".into(),
+                },
+                &server_author(),
+                T0 + 11,
+            )
+            .unwrap();
+        let changes = server
+            .automerge()
+            .get_changes(&base)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        let mut resp = response();
+        resp.docs = vec![DocUpdate {
+            doc_id: "s1".into(),
+            payload: Payload::Changes(changes),
+            heads: raw(&server.heads()),
+        }];
+        phone.apply_response(&resp, &request, T0 + 12).unwrap();
+        let summary = phone.summary("s1").unwrap().unwrap();
+        assert_eq!(summary.title, "路灯不亮（三处）");
+        assert_eq!(summary.status, Status::Dispatched);
+        assert_eq!(summary.updated_at, T0 + 12);
+        assert_eq!(phone.my_cases().unwrap().len(), 1, "assigned to li");
+        assert!(!summary.has_pending);
+    }
+
+    fn dump_without(rows: &[String], key: &str) -> Vec<String> {
+        rows.iter()
+            .filter(|r| !r.starts_with(&format!("meta: Text(\"{key}\")")))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_merges_with_local_pending_changes() {
+        let (_dir, _path, mut phone) = open();
+        let mut server = server_case("s1", "路灯不亮");
+        let request = phone.build_request(T0, 50).unwrap();
+        let mut resp = response();
+        resp.docs = vec![DocUpdate {
+            doc_id: "s1".into(),
+            payload: Payload::Snapshot(server.save()),
+            heads: raw(&server.heads()),
+        }];
+        phone.apply_response(&resp, &request, T0 + 1).unwrap();
+        phone.add_note("s1", "本地备注", T0 + 2).unwrap();
+        server
+            .add_note("服务器备注", &server_author(), T0 + 3)
+            .unwrap();
+        resp.docs[0].payload = Payload::Snapshot(server.save());
+        resp.docs[0].heads = raw(&server.heads());
+        phone.apply_response(&resp, &request, T0 + 4).unwrap();
+        let case = phone.get_case("s1").unwrap().case;
+        assert_eq!(case.notes.len(), 2);
+        assert!(phone.summary("s1").unwrap().unwrap().has_pending);
+        let push = phone.build_request(T0 + 5, 50).unwrap();
+        assert_eq!(push.pushes.len(), 1);
+        assert_eq!(push.pushes[0].changes.len(), 1, "only the local note");
+    }
+
+    #[test]
+    fn evictions_spare_documents_with_pending_changes() {
+        let (_dir, _path, mut phone) = open();
+        let server = server_case("s1", "路灯不亮");
+        let mut server = server;
+        let request = phone.build_request(T0, 50).unwrap();
+        let mut resp = response();
+        resp.docs = vec![DocUpdate {
+            doc_id: "s1".into(),
+            payload: Payload::Snapshot(server.save()),
+            heads: raw(&server.heads()),
+        }];
+        phone.apply_response(&resp, &request, T0 + 1).unwrap();
+        phone
+            .create_case(&new_case("c1", "噪音", "330604101201"), None, T0 + 2)
+            .unwrap();
+        let mut resp = response();
+        resp.evict = vec!["s1".into(), "c1".into(), "never-had".into()];
+        let outcome = phone.apply_response(&resp, &request, T0 + 3).unwrap();
+        assert_eq!(outcome.evicted, ["s1"]);
+        assert_eq!(outcome.kept_pending, ["c1"]);
+        assert!(phone.summary("s1").unwrap().is_none());
+        assert!(loaded(&phone, "s1").is_none());
+        assert!(phone.summary("c1").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_failing_response_stores_nothing() {
+        let (_dir, _path, mut phone) = open();
+        phone
+            .create_case(&new_case("c1", "噪音", "330604101201"), None, T0)
+            .unwrap();
+        let request = phone.build_request(T0, 50).unwrap();
+        let before = dump(phone.store.conn(), &[]);
+        let mut server = server_case("s1", "路灯不亮");
+        let mut resp = response();
+        resp.cursor = 99;
+        resp.results = vec![accept("c1", &heads(&phone, "c1"))];
+        resp.docs = vec![
+            DocUpdate {
+                doc_id: "s1".into(),
+                payload: Payload::Snapshot(server.save()),
+                heads: raw(&server.heads()),
+            },
+            DocUpdate {
+                doc_id: "s2".into(),
+                payload: Payload::Changes(vec![vec![1, 2, 3]]),
+                heads: vec![],
+            },
+        ];
+        let err = phone.apply_response(&resp, &request, T0 + 1).unwrap_err();
+        assert_eq!(err.code(), "bad_data");
+        assert_eq!(dump(phone.store.conn(), &[K_LAST_ERROR]), before);
+        let status = phone.sync_status().unwrap();
+        assert!(status.last_error.unwrap().contains("s2"));
+        assert_eq!(status.pending_docs, 1);
+        assert!(phone.summary("s1").unwrap().is_none());
+        // A bad head is refused too.
+        resp.docs.pop();
+        resp.docs[0].heads = vec![vec![1, 2]];
+        assert!(phone.apply_response(&resp, &request, T0 + 1).is_err());
+        assert_eq!(dump(phone.store.conn(), &[K_LAST_ERROR]), before);
+    }
+
+    #[test]
+    fn discarding_rewinds_to_the_server_and_catches_up() {
+        let (_dir, _path, mut phone) = open();
+        // A case that never reached the server is simply deleted.
+        phone
+            .create_case(&new_case("draft", "草稿", "330604101201"), None, T0)
+            .unwrap();
+        phone
+            .discard_local_changes("draft", [5, 5, 5, 5], T0)
+            .unwrap();
+        assert!(phone.summary("draft").unwrap().is_none());
+        assert_eq!(
+            phone.actor,
+            crate::identity::actor_for(DEVICE, [5, 5, 5, 5]).unwrap()
+        );
+
+        // The server holds s1; the phone adds a note the server refuses, then discards it.
+        let mut server = server_case("s1", "路灯不亮");
+        let request = phone.build_request(T0, 50).unwrap();
+        let mut resp = response();
+        resp.docs = vec![DocUpdate {
+            doc_id: "s1".into(),
+            payload: Payload::Snapshot(server.save()),
+            heads: raw(&server.heads()),
+        }];
+        phone.apply_response(&resp, &request, T0 + 1).unwrap();
+        phone.add_note("s1", "不该有的备注", T0 + 2).unwrap();
+        let push = phone.build_request(T0 + 3, 50).unwrap();
+        let mut resp = response();
+        resp.results = vec![PushResult::Rejected {
+            doc_id: "s1".into(),
+            reason: Rejection {
+                code: RejectCode::CaseClosed,
+                message: "closed".into(),
+            },
+        }];
+        phone.apply_response(&resp, &push, T0 + 4).unwrap();
+        phone
+            .discard_local_changes("s1", [6, 6, 6, 6], T0 + 5)
+            .unwrap();
+        let case = phone.get_case("s1").unwrap().case;
+        assert!(case.notes.is_empty());
+        assert!(phone.sync_status().unwrap().rejected.is_empty());
+        assert!(!phone.summary("s1").unwrap().unwrap().has_pending);
+
+        // Meanwhile the server got a note from someone else. The next request asks for s1
+        // with a sync message and pushes nothing.
+        server
+            .add_note("服务器备注", &server_author(), T0 + 6)
+            .unwrap();
+        let request = phone.build_request(T0 + 7, 50).unwrap();
+        assert!(request.pushes.is_empty());
+        assert_eq!(request.catch_up.len(), 1);
+        assert_eq!(request.catch_up[0].doc_id, "s1");
+        // The server answers as the sync protocol does, from a fresh state.
+        let mut server_state = SyncState::new();
+        let message = Message::decode(&request.catch_up[0].message).unwrap();
+        server
+            .automerge()
+            .sync()
+            .receive_sync_message(&mut server_state, message)
+            .unwrap();
+        let answer = server
+            .automerge()
+            .sync()
+            .generate_sync_message(&mut server_state)
+            .unwrap();
+        let mut resp = response();
+        resp.catch_up = vec![CatchUp {
+            doc_id: "s1".into(),
+            message: answer.encode(),
+        }];
+        let outcome = phone.apply_response(&resp, &request, T0 + 8).unwrap();
+        assert_eq!(outcome.received, ["s1"]);
+        let case = phone.get_case("s1").unwrap().case;
+        assert_eq!(case.notes.len(), 1);
+        assert_eq!(case.notes[0].text, "服务器备注");
+        assert!(phone.build_request(T0 + 9, 50).unwrap().catch_up.is_empty());
+        assert!(!phone.summary("s1").unwrap().unwrap().has_pending);
+
+        // New edits use the new actor, so no sequence number is reused.
+        phone.add_note("s1", "新备注", T0 + 10).unwrap();
+        let push = phone.build_request(T0 + 11, 50).unwrap();
+        let change = Change::try_from(&push.pushes[0].changes[0][..]).unwrap();
+        assert_eq!(
+            change.actor_id(),
+            &crate::identity::actor_for(DEVICE, [6, 6, 6, 6]).unwrap()
+        );
+        assert_eq!(change.seq(), 1);
+    }
+
+    #[test]
+    fn wipe_deletes_everything() {
+        let (_dir, path, mut phone) = open();
+        phone
+            .create_case(
+                &new_case("c1", "噪音", "330604101201"),
+                Some(&complainant()),
+                T0,
+            )
+            .unwrap();
+        phone.wipe().unwrap();
+        assert_eq!(phone.get_case("c1").unwrap_err().code(), "wiped");
+        assert_eq!(phone.build_request(T0, 50).unwrap_err().code(), "wiped");
+        let rows = dump(phone.store.conn(), &[]);
+        assert!(rows.is_empty(), "{rows:?}");
+        drop(phone);
+        let bytes = std::fs::read(&path).unwrap();
+        let needle = "13812341234".as_bytes();
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        let phone = Phone::open(&path, TOKEN, [8, 8, 8, 8]).unwrap();
+        assert!(phone.identity().unwrap().is_none());
+        assert!(phone.by_area("").unwrap().is_empty());
+    }
+
+    /// A transport that answers from a script and records what it was sent.
+    struct Script {
+        answers: VecDeque<Result<SyncResponse, TransportError>>,
+        sent: Vec<SyncRequest>,
+    }
+
+    impl Transport for Script {
+        fn exchange(&mut self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+            self.sent.push(wire::decode_request(&request).unwrap());
+            match self.answers.pop_front() {
+                Some(Ok(resp)) => Ok(wire::encode_response(&resp)),
+                Some(Err(e)) => Err(e),
+                None => Err(TransportError::Network("script ran out".into())),
+            }
+        }
+    }
+
+    fn page(id: &str, after: Option<&str>, remaining: u64) -> SyncResponse {
+        let mut server = server_case(id, id);
+        let mut resp = response();
+        resp.docs = vec![DocUpdate {
+            doc_id: id.into(),
+            payload: Payload::Snapshot(server.save()),
+            heads: raw(&server.heads()),
+        }];
+        resp.cursor = 0;
+        resp.restore = after.map(|a| RestoreToken {
+            upto: 40,
+            after: a.into(),
+        });
+        resp.remaining = remaining;
+        if after.is_none() {
+            resp.cursor = 40;
+        }
+        resp
+    }
+
+    #[test]
+    fn sync_pages_through_a_restore_and_resumes_after_a_drop() {
+        let (_dir, _path, mut phone) = open();
+        phone
+            .create_case(&new_case("c1", "噪音", "330604101201"), None, T0)
+            .unwrap();
+        let mut script = Script {
+            answers: VecDeque::from([
+                Ok(page("r1", Some("r1"), 2)),
+                Err(TransportError::Network("dropped".into())),
+            ]),
+            sent: Vec::new(),
+        };
+        let mut reports = Vec::new();
+        let cancel = AtomicBool::new(false);
+        let err = phone
+            .sync(&mut script, T0, &mut |p| reports.push(p), &cancel, 1)
+            .unwrap_err();
+        assert_eq!(err.code(), "network");
+        assert_eq!(script.sent.len(), 2);
+        assert_eq!(
+            script.sent[0].pushes.len(),
+            1,
+            "pushes go in the first request"
+        );
+        assert!(script.sent[1].pushes.is_empty(), "and only there");
+        assert_eq!(script.sent[1].restore.as_ref().unwrap().after, "r1");
+        assert!(phone.summary("r1").unwrap().is_some(), "page 1 was stored");
+        let status = phone.sync_status().unwrap();
+        assert!(status.restoring);
+        assert!(status.last_error.unwrap().contains("dropped"));
+        assert_eq!(reports.last().unwrap().cases_received, 1);
+
+        // The next sync resumes at page 2, then page 3 ends the restore.
+        let mut script = Script {
+            answers: VecDeque::from([Ok(page("r2", Some("r2"), 1)), Ok(page("r3", None, 0))]),
+            sent: Vec::new(),
+        };
+        let summary = phone
+            .sync(&mut script, T0 + 1, &mut |_| {}, &cancel, 1)
+            .unwrap();
+        assert_eq!(summary.pages, 2);
+        assert!(!summary.cancelled);
+        assert_eq!(summary.progress.phase, SyncPhase::Done);
+        assert_eq!(summary.progress.cases_received, 2);
+        assert_eq!(script.sent[0].restore.as_ref().unwrap().after, "r1");
+        assert_eq!(script.sent[0].pushes.len(), 1, "c1 was never acknowledged");
+        let status = phone.sync_status().unwrap();
+        assert!(!status.restoring);
+        assert_eq!(status.last_error, None);
+        assert_eq!(status.last_sync_at, Some(T0 + 1));
+        assert_eq!(phone.build_request(T0, 1).unwrap().cursor, 40);
+        assert_eq!(phone.by_status(Status::Registered).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn sync_stops_between_pages_when_cancelled() {
+        let (_dir, _path, mut phone) = open();
+        let mut script = Script {
+            answers: VecDeque::from([Ok(page("r1", Some("r1"), 5)), Ok(page("r2", None, 0))]),
+            sent: Vec::new(),
+        };
+        let cancel = AtomicBool::new(true);
+        let summary = phone
+            .sync(&mut script, T0, &mut |_| {}, &cancel, 1)
+            .unwrap();
+        assert!(summary.cancelled);
+        assert_eq!(summary.pages, 1);
+        assert_eq!(summary.progress.remaining, 5);
+        assert_eq!(script.sent.len(), 1);
+    }
+
+    #[test]
+    fn a_revoked_device_wipes_itself() {
+        let (_dir, _path, mut phone) = open();
+        phone
+            .create_case(&new_case("c1", "噪音", "330604101201"), None, T0)
+            .unwrap();
+        let mut script = Script {
+            answers: VecDeque::from([Err(TransportError::Unauthorized {
+                wipe: false,
+                message: "bad token".into(),
+            })]),
+            sent: Vec::new(),
+        };
+        let cancel = AtomicBool::new(false);
+        assert!(
+            phone
+                .sync(&mut script, T0, &mut |_| {}, &cancel, 10)
+                .is_err()
+        );
+        assert!(phone.summary("c1").unwrap().is_some(), "not revoked: kept");
+        let mut script = Script {
+            answers: VecDeque::from([Err(TransportError::Unauthorized {
+                wipe: true,
+                message: "revoked".into(),
+            })]),
+            sent: Vec::new(),
+        };
+        let err = phone
+            .sync(&mut script, T0, &mut |_| {}, &cancel, 10)
+            .unwrap_err();
+        assert_eq!(err.code(), "unauthorized");
+        assert_eq!(phone.summary("c1").unwrap_err().code(), "wiped");
+    }
+}

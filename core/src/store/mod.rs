@@ -38,7 +38,9 @@ pub const REPROJECT_KEY: &str = "reproject";
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database schema {found} is newer than this app understands ({supported}); update the app")]
+    #[error(
+        "database schema {found} is newer than this app understands ({supported}); update the app"
+    )]
     TooNew { found: u32, supported: u32 },
     #[error("database migration {version} ({name}) failed: {message}")]
     Migration {
@@ -57,7 +59,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.conn.path()).finish()
+        f.debug_struct("Store")
+            .field("path", &self.conn.path())
+            .finish()
     }
 }
 
@@ -66,7 +70,8 @@ impl Store {
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let mut conn = Connection::open(path)?;
         // In-memory databases answer "memory"; files always get WAL.
-        let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        let _mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         // FULL: a committed edit survives power loss too, not only an app kill.
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Deleted pages are zeroed, so a wipe does not leave personal data in free pages.
@@ -135,7 +140,7 @@ pub fn heads_to_blob(heads: &[ChangeHash]) -> Vec<u8> {
 }
 
 pub fn heads_from_blob(doc_id: &str, blob: &[u8]) -> Result<Vec<ChangeHash>, StoreError> {
-    if blob.len() % 32 != 0 {
+    if !blob.len().is_multiple_of(32) {
         return Err(StoreError::Corrupt {
             doc_id: doc_id.into(),
             message: "server_heads is not a list of 32-byte hashes".into(),
@@ -206,16 +211,24 @@ fn corrupt(doc_id: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 /// Loads a document (snapshot, then its changes in order) with `actor` as the local actor.
-pub fn load_doc(conn: &Connection, doc_id: &str, actor: &ActorId) -> Result<Option<Loaded>, StoreError> {
+pub fn load_doc(
+    conn: &Connection,
+    doc_id: &str,
+    actor: &ActorId,
+) -> Result<Option<Loaded>, StoreError> {
     let Some(state) = doc_state(conn, doc_id)? else {
         return Ok(None);
     };
-    let snapshot: Vec<u8> =
-        conn.query_row("SELECT snapshot FROM docs WHERE doc_id = ?1", [doc_id], |r| r.get(0))?;
+    let snapshot: Vec<u8> = conn.query_row(
+        "SELECT snapshot FROM docs WHERE doc_id = ?1",
+        [doc_id],
+        |r| r.get(0),
+    )?;
     let mut doc = AutoCommit::load(&snapshot)
         .map_err(|e| corrupt(doc_id, e))?
         .with_actor(actor.clone());
-    let mut stmt = conn.prepare_cached("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
     let rows = stmt.query_map([doc_id], |r| r.get::<_, Vec<u8>>(0))?;
     let mut changes = Vec::new();
     for bytes in rows {
@@ -274,8 +287,9 @@ pub fn persist(
                     [doc_id],
                     |r| r.get(0),
                 )?;
-                let mut insert = conn
-                    .prepare_cached("INSERT INTO doc_changes (doc_id, seq, bytes) VALUES (?1, ?2, ?3)")?;
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO doc_changes (doc_id, seq, bytes) VALUES (?1, ?2, ?3)",
+                )?;
                 for (i, change) in new.iter().enumerate() {
                     insert.execute(params![doc_id, next + i as i64, change.raw_bytes()])?;
                 }
@@ -309,7 +323,11 @@ pub fn compact(conn: &Connection, doc_id: &str, doc: &mut AutoCommit) -> Result<
 }
 
 /// Records (or with `None` clears) the server's refusal of a document's pending changes.
-pub fn set_rejected(conn: &Connection, doc_id: &str, rejected: Option<(&str, &str)>) -> Result<(), StoreError> {
+pub fn set_rejected(
+    conn: &Connection,
+    doc_id: &str,
+    rejected: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE docs SET rejected_code = ?2, rejected_message = ?3 WHERE doc_id = ?1",
         params![doc_id, rejected.map(|r| r.0), rejected.map(|r| r.1)],
@@ -330,12 +348,17 @@ pub fn pushable_docs(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT doc_id FROM docs WHERE pending = 1 AND rejected_code IS NULL ORDER BY doc_id",
     )?;
-    let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(ids)
 }
 
 pub fn mark_refetch(conn: &Connection, doc_id: &str) -> Result<(), StoreError> {
-    conn.execute("INSERT OR IGNORE INTO refetch (doc_id) VALUES (?1)", [doc_id])?;
+    conn.execute(
+        "INSERT OR IGNORE INTO refetch (doc_id) VALUES (?1)",
+        [doc_id],
+    )?;
     Ok(())
 }
 
@@ -346,16 +369,21 @@ pub fn clear_refetch(conn: &Connection, doc_id: &str) -> Result<(), StoreError> 
 
 pub fn refetch_docs(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT doc_id FROM refetch ORDER BY doc_id")?;
-    let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(ids)
 }
 
 /// Every stored case document id (not `#pii`), for recomputing the projection.
 pub fn case_doc_ids(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare("SELECT doc_id FROM docs WHERE doc_id NOT LIKE '%#pii' ORDER BY doc_id")?;
-    let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let mut stmt =
+        conn.prepare("SELECT doc_id FROM docs WHERE doc_id NOT LIKE '%#pii' ORDER BY doc_id")?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(ids)
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

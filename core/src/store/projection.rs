@@ -55,7 +55,12 @@ pub fn due_columns(case: &Case, rules: &Rules) -> DueColumns {
 }
 
 /// Writes (or replaces) the row of `case`. `has_pending` is kept; see [`refresh_has_pending`].
-pub fn upsert(conn: &Connection, case: &Case, rules: &Rules, now: Millis) -> Result<(), StoreError> {
+pub fn upsert(
+    conn: &Connection,
+    case: &Case,
+    rules: &Rules,
+    now: Millis,
+) -> Result<(), StoreError> {
     let due = due_columns(case, rules);
     conn.execute(
         "INSERT INTO cases (case_id, number, title, status, case_type, urgency, priority,

@@ -73,7 +73,11 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<CaseSummary> {
     })
 }
 
-fn list(conn: &Connection, filter_and_order: &str, params: impl rusqlite::Params) -> Result<Vec<CaseSummary>, StoreError> {
+fn list(
+    conn: &Connection,
+    filter_and_order: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<CaseSummary>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM cases {filter_and_order}");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params, summary)?.collect::<Result<_, _>>()?;
@@ -95,7 +99,11 @@ pub fn my_cases(conn: &Connection, user: &str) -> Result<Vec<CaseSummary>, Store
 
 /// Not yet overdue, but at least `fraction` of the stage's time used (预警), soonest first.
 /// Clocks paused for a pending extension are left out.
-pub fn due_soon(conn: &Connection, now: Millis, fraction: f64) -> Result<Vec<CaseSummary>, StoreError> {
+pub fn due_soon(
+    conn: &Connection,
+    now: Millis,
+    fraction: f64,
+) -> Result<Vec<CaseSummary>, StoreError> {
     list(
         conn,
         "WHERE due_at > ?1 AND deadline_paused = 0

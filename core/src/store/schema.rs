@@ -112,11 +112,12 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (index, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(step.sql).map_err(|e| StoreError::Migration {
-            version: index as u32 + 1,
-            name: step.name,
-            message: e.to_string(),
-        })?;
+        tx.execute_batch(step.sql)
+            .map_err(|e| StoreError::Migration {
+                version: index as u32 + 1,
+                name: step.name,
+                message: e.to_string(),
+            })?;
         if step.reproject {
             // A fresh database has no rows to recompute; only an upgraded one needs it.
             let had_rows: bool =

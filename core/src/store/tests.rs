@@ -1,0 +1,425 @@
+//! Store tests: migrations, durability, compaction, projection queries. Helpers here are shared
+//! with the phone's tests.
+
+use super::*;
+use crate::doc::CaseDoc;
+use crate::lifecycle::Action;
+use crate::model::*;
+use crate::phone::Phone;
+use crate::sync::Identity;
+use projection::Rules;
+
+pub(crate) const DEVICE: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const TOKEN: &str = "0123456789abcdef0123456789abcdef.s3cretS3cretS3cret";
+pub(crate) const T0: Millis = 1_736_150_400_000; // 2025-01-06 08:00 China time, a Monday
+
+pub(crate) fn worker() -> Author {
+    Author {
+        user: "li".into(),
+        device: DEVICE.into(),
+        role: Role::GridWorker,
+    }
+}
+
+pub(crate) fn identity() -> Identity {
+    Identity {
+        user: "li".into(),
+        device: DEVICE.into(),
+        role: "grid_worker".into(),
+        jurisdiction: "330604101".into(),
+    }
+}
+
+pub(crate) fn new_case(id: &str, title: &str, area: &str) -> NewCase {
+    NewCase {
+        id: id.into(),
+        number: format!("GC-{id}"),
+        channel: Channel::Grid,
+        case_type: CaseType::Complaint,
+        category: "市场监管".into(),
+        urgency: Urgency::General,
+        priority: false,
+        title: title.into(),
+        description: "早上五点卸货噪音大".into(),
+        location: Location {
+            address: "城关镇一村".into(),
+            area_code: area.into(),
+            gps: None,
+        },
+    }
+}
+
+pub(crate) fn actor() -> automerge::ActorId {
+    crate::identity::actor_for(DEVICE, [1, 2, 3, 4]).unwrap()
+}
+
+/// Every row of every table, as text, for "nothing changed" comparisons. `skip_meta` leaves
+/// out meta keys whose change is expected.
+pub(crate) fn dump(conn: &Connection, skip_meta: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in ["meta", "docs", "doc_changes", "cases", "refetch"] {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+        let columns = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                let mut line = format!("{table}:");
+                for i in 0..columns {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    line.push_str(&format!(" {v:?}"));
+                }
+                Ok(line)
+            })
+            .unwrap();
+        for row in rows {
+            let row = row.unwrap();
+            if skip_meta
+                .iter()
+                .any(|k| row.starts_with(&format!("meta: Text(\"{k}\")")))
+            {
+                continue;
+            }
+            out.push(row);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn temp() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.db");
+    (dir, path)
+}
+
+#[test]
+fn a_new_store_is_at_the_latest_version_in_wal_mode() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::latest_version());
+    let mode: String = store
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(store);
+    // Opening again applies nothing and keeps the version.
+    assert_eq!(Store::open(&path).unwrap().schema_version().unwrap(), 2);
+}
+
+#[test]
+fn a_v1_database_is_migrated_and_its_rows_reprojected() {
+    let (_dir, path) = temp();
+    // Build a v1 database by hand: the first migration only, with one registered case in it.
+    let mut doc = CaseDoc::create(
+        &new_case("c1", "噪音", "330604101201"),
+        &worker(),
+        actor(),
+        T0,
+    )
+    .unwrap();
+    doc.act(&Action::Register, &worker(), T0 + 1_000).unwrap();
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0].sql).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO docs (doc_id, snapshot, updated_at, pending) VALUES ('c1', ?1, 5, 1)",
+            [doc.save()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO cases (case_id, number, title, status, case_type, urgency, priority,
+                area_code, assignee, responsible_unit, created_by, needs_review, updated_at)
+             VALUES ('c1', 'GC-c1', '噪音', 'registered', 'complaint', 'general', 0,
+                '330604101201', '', '', 'li', 0, 5)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('device_id', ?1)",
+            [DEVICE],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('actor_nonce', '01020304')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let conn = store.conn();
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'cases_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 5);
+    assert_eq!(meta_get(conn, REPROJECT_KEY).unwrap().as_deref(), Some("1"));
+    // The old row is there, without the new deadline columns yet.
+    let started: Option<i64> = conn
+        .query_row(
+            "SELECT stage_started_at FROM cases WHERE case_id = 'c1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(started, None);
+    drop(store);
+
+    // The phone recomputes the rows on open and clears the flag.
+    let phone = Phone::open(&path, TOKEN, [9, 9, 9, 9]).unwrap();
+    let summary = phone.summary("c1").unwrap().unwrap();
+    assert_eq!(summary.stage.as_deref(), Some("route"));
+    assert!(summary.due_at.is_some());
+    assert_eq!(
+        summary.updated_at, 5,
+        "reprojection keeps when the row last changed"
+    );
+    drop(phone);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(meta_get(store.conn(), REPROJECT_KEY).unwrap(), None);
+    let started: Option<i64> = store
+        .conn()
+        .query_row(
+            "SELECT stage_started_at FROM cases WHERE case_id = 'c1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(started, Some(T0 + 1_000));
+}
+
+#[test]
+fn a_newer_database_is_refused() {
+    let (_dir, path) = temp();
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::TooNew {
+            found: 99,
+            supported: 2
+        })
+    ));
+}
+
+fn change_rows(conn: &Connection, doc_id: &str) -> i64 {
+    conn.query_row(
+        "SELECT COUNT(*) FROM doc_changes WHERE doc_id = ?1",
+        [doc_id],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn changes_are_appended_then_compacted_and_the_document_stays_equal() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let mut doc = CaseDoc::create(
+        &new_case("c1", "噪音", "330604101201"),
+        &worker(),
+        actor(),
+        T0,
+    )
+    .unwrap();
+    {
+        let tx = store.transaction().unwrap();
+        persist(&tx, "c1", doc.automerge(), None, &[], T0).unwrap();
+        tx.commit().unwrap();
+    }
+    for i in 0..(COMPACT_AFTER + 8) {
+        // Each round loads from the store, as the phone does, and appends one change.
+        let tx = store.transaction().unwrap();
+        let loaded = load_doc(&tx, "c1", &actor()).unwrap().unwrap();
+        let mut stored = CaseDoc::from_automerge(loaded.doc).unwrap();
+        stored
+            .splice_description(0, 0, &format!("{i}"), &worker(), T0 + i)
+            .unwrap();
+        doc.splice_description(0, 0, &format!("{i}"), &worker(), T0 + i)
+            .unwrap();
+        let written = persist(
+            &tx,
+            "c1",
+            stored.automerge(),
+            Some(&loaded.persisted),
+            &[],
+            T0 + i,
+        )
+        .unwrap();
+        assert!(written);
+        let rows = change_rows(&tx, "c1");
+        if i < COMPACT_AFTER {
+            assert_eq!(rows, i + 1, "appended, not yet compacted");
+        } else {
+            assert!(rows <= COMPACT_AFTER, "compacted: {rows} rows");
+        }
+        tx.commit().unwrap();
+    }
+    assert_eq!(
+        change_rows(store.conn(), "c1"),
+        7,
+        "compacted at 33, then 7 more appended"
+    );
+    let mut loaded = load_doc(store.conn(), "c1", &actor()).unwrap().unwrap();
+    let mut heads = loaded.doc.get_heads();
+    heads.sort();
+    let mut expected = doc.heads();
+    expected.sort();
+    assert_eq!(heads, expected);
+    let reread = CaseDoc::from_automerge(loaded.doc).unwrap().read().unwrap();
+    assert_eq!(reread, doc.read().unwrap());
+    assert!(
+        loaded.state.pending,
+        "nothing was acknowledged by the server"
+    );
+    // Nothing new: nothing written.
+    let tx = store.transaction().unwrap();
+    let before = dump(&tx, &[]);
+    let mut again = load_doc(&tx, "c1", &actor()).unwrap().unwrap();
+    assert!(
+        !persist(
+            &tx,
+            "c1",
+            &mut again.doc,
+            Some(&again.persisted),
+            &[],
+            T0 + 99
+        )
+        .unwrap()
+    );
+    assert_eq!(dump(&tx, &[]), before);
+}
+
+fn project(store: &mut Store, new: NewCase, actions: &[(Action, Author)], at: Millis) -> Case {
+    let mut doc = CaseDoc::create(&new, &worker(), actor(), at).unwrap();
+    for (i, (action, author)) in actions.iter().enumerate() {
+        doc.act(action, author, at + 1 + i as i64).unwrap();
+    }
+    let case = doc.read().unwrap();
+    let tx = store.transaction().unwrap();
+    persist(&tx, &new.id, doc.automerge(), None, &[], at).unwrap();
+    projection::upsert(&tx, &case, &Rules::default(), at).unwrap();
+    tx.commit().unwrap();
+    case
+}
+
+fn ids(list: Vec<CaseSummary>) -> Vec<String> {
+    list.into_iter().map(|s| s.case_id).collect()
+}
+
+#[test]
+fn lists_come_from_the_projection() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let staff = Author {
+        user: "wang".into(),
+        device: DEVICE.into(),
+        role: Role::TownshipStaff,
+    };
+    let register = (Action::Register, worker());
+    let dispatch = (
+        Action::Dispatch {
+            unit: "市场监管所".into(),
+            assignee: "zhao".into(),
+        },
+        staff.clone(),
+    );
+    let a = project(
+        &mut store,
+        new_case("a", "菜市场噪音", "330604101201"),
+        &[],
+        T0,
+    );
+    let b = project(
+        &mut store,
+        new_case("b", "路灯不亮 100%", "330604101202"),
+        std::slice::from_ref(&register),
+        T0 + 10,
+    );
+    let mut other = new_case("c", "占道经营", "330604102001");
+    other.id = "c".into();
+    let c = project(&mut store, other, &[register.clone(), dispatch], T0 + 20);
+    assert_eq!(a.status, Status::Draft);
+    assert_eq!(c.status, Status::Dispatched);
+    let conn = store.conn();
+
+    // Mine: created by li (all three) or assigned to zhao (c).
+    assert_eq!(ids(queries::my_cases(conn, "li").unwrap()), ["c", "b", "a"]);
+    assert_eq!(ids(queries::my_cases(conn, "zhao").unwrap()), ["c"]);
+    assert!(queries::my_cases(conn, "nobody").unwrap().is_empty());
+
+    assert_eq!(ids(queries::by_status(conn, Status::Draft).unwrap()), ["a"]);
+    assert_eq!(
+        ids(queries::by_status(conn, Status::Registered).unwrap()),
+        ["b"]
+    );
+
+    assert_eq!(
+        ids(queries::by_area(conn, "330604101").unwrap()),
+        ["a", "b"]
+    );
+    assert_eq!(ids(queries::by_area(conn, "330604102").unwrap()), ["c"]);
+    assert_eq!(
+        ids(queries::by_area(conn, "3306").unwrap()),
+        ["a", "b", "c"]
+    );
+    assert_eq!(ids(queries::by_area(conn, "330604101201").unwrap()), ["a"]);
+    assert!(queries::by_area(conn, "33060410120").unwrap().len() == 2);
+
+    assert_eq!(ids(queries::search_title(conn, "噪音").unwrap()), ["a"]);
+    assert_eq!(ids(queries::search_title(conn, "100%").unwrap()), ["b"]);
+    assert!(
+        queries::search_title(conn, "0%0").unwrap().is_empty(),
+        "% is literal"
+    );
+    assert_eq!(ids(queries::search_title(conn, "GC-c").unwrap()), ["c"]);
+
+    // Deadlines: a draft has no clock; b (route stage) and c (sign stage) do.
+    let rules = Rules::default();
+    assert_eq!(
+        projection::due_columns(&a, &rules),
+        projection::DueColumns::default()
+    );
+    let due_b = projection::due_columns(&b, &rules);
+    let due_c = projection::due_columns(&c, &rules);
+    let (b_start, b_due) = (due_b.stage_started_at.unwrap(), due_b.due_at.unwrap());
+    let c_due = due_c.due_at.unwrap();
+    assert!(due_b.calendar_version.is_some());
+    let summary_b = queries::get(conn, "b").unwrap().unwrap();
+    assert_eq!(summary_b.due_at, Some(b_due));
+    assert_eq!(summary_b.stage.as_deref(), Some("route"));
+
+    assert!(queries::overdue(conn, b_start).unwrap().is_empty());
+    assert!(queries::due_soon(conn, b_start, 0.8).unwrap().is_empty());
+    let ninety = b_start + (b_due - b_start) * 9 / 10;
+    let soon = ids(queries::due_soon(conn, ninety, 0.8).unwrap());
+    assert!(soon.contains(&"b".to_string()), "{soon:?}");
+    assert!(!ids(queries::overdue(conn, ninety).unwrap()).contains(&"b".to_string()));
+    let late = b_due.max(c_due) + 1;
+    assert_eq!(ids(queries::overdue(conn, late).unwrap()).len(), 2);
+    assert!(queries::due_soon(conn, late, 0.8).unwrap().is_empty());
+}
+
+#[test]
+fn heads_round_trip_through_blobs() {
+    let mut doc = CaseDoc::create(
+        &new_case("c1", "噪音", "330604101201"),
+        &worker(),
+        actor(),
+        T0,
+    )
+    .unwrap();
+    let heads = doc.heads();
+    assert_eq!(
+        heads_from_blob("c1", &heads_to_blob(&heads)).unwrap(),
+        heads
+    );
+    assert!(heads_from_blob("c1", &[1, 2, 3]).is_err());
+    assert!(heads_from_blob("c1", &[]).unwrap().is_empty());
+}

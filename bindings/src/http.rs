@@ -1,0 +1,246 @@
+//! The phone's HTTP transport: `POST <server>/v1/sync` with the device token, the wire bytes as
+//! the body both ways. Blocking (ureq), with timeouts, so it runs on the sync thread. Public so
+//! the CLI and end-to-end tests in other crates can drive a real server with it.
+//!
+//! Error mapping: a 401 is `Unauthorized` (with `wipe` from the JSON body: a revoked device),
+//! no connection / timeouts / dropped transfers are `Network`, any other non-200 answer is
+//! `Server { status, code, message }` from the server's `{"error": code, "message": …}` body.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gridcase_core::phone::{Transport, TransportError};
+
+/// Largest response body accepted (a restore page of snapshots).
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Timeouts for slow village links: connecting must be quick, a whole exchange may take long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Without a byte read or written for this long, the transfer is considered dropped.
+    pub idle: Duration,
+    /// The whole exchange, request and response.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(15),
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A [`Transport`] over HTTP(S).
+pub struct HttpTransport {
+    agent: ureq::Agent,
+    url: String,
+    token: String,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTransport").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+/// The message a cancelled exchange fails with (as a `Network` error).
+pub const CANCELLED: &str = "sync cancelled";
+
+impl HttpTransport {
+    /// `server_url` is the server's base URL (`https://host:port`, with or without a trailing
+    /// slash); `token` the device token.
+    pub fn new(server_url: &str, token: &str) -> Self {
+        Self::with_timeouts(server_url, token, Timeouts::default())
+    }
+
+    pub fn with_timeouts(server_url: &str, token: &str, timeouts: Timeouts) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_per_read(Some(timeouts.idle))
+            .timeout_per_write(Some(timeouts.idle))
+            .timeout_global(Some(timeouts.total))
+            .build()
+            .into();
+        HttpTransport {
+            agent,
+            url: format!("{}/v1/sync", server_url.trim_end_matches('/')),
+            token: token.to_string(),
+            cancel: None,
+        }
+    }
+
+    /// Checks `flag` before sending and after receiving: once set, the exchange fails with
+    /// `Network(CANCELLED)` and a received answer is dropped unapplied (the server has stored
+    /// the pushes; the next sync sends them again and the server acknowledges them again).
+    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    fn cancelled(&self) -> Result<(), TransportError> {
+        match &self.cancel {
+            Some(flag) if flag.load(Ordering::SeqCst) => {
+                Err(TransportError::Network(CANCELLED.into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn post(&self, body: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let mut response = self
+            .agent
+            .post(&self.url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .content_type("application/octet-stream")
+            .send(body)
+            .map_err(network)?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(network)?;
+        if status == 200 {
+            return Ok(bytes);
+        }
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        let code = field("error").unwrap_or_else(|| "http".into());
+        let message = field("message").unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&bytes);
+            let text = text.trim();
+            if text.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                text.chars().take(200).collect()
+            }
+        });
+        if status == 401 {
+            let wipe = json.get("wipe").and_then(|v| v.as_bool()).unwrap_or(false);
+            let message = if message.is_empty() { code } else { message };
+            return Err(TransportError::Unauthorized { wipe, message });
+        }
+        Err(TransportError::Server {
+            status,
+            code,
+            message,
+        })
+    }
+}
+
+fn network(e: ureq::Error) -> TransportError {
+    let what = match &e {
+        ureq::Error::ConnectionFailed => "cannot connect to the server".to_string(),
+        ureq::Error::HostNotFound => "the server's host name is unknown".to_string(),
+        ureq::Error::Timeout(t) => format!("the server did not answer in time ({t})"),
+        ureq::Error::Io(io) => format!("the connection failed: {io}"),
+        ureq::Error::BodyExceedsLimit(limit) => {
+            format!("the server's answer is larger than {limit} bytes")
+        }
+        other => other.to_string(),
+    };
+    TransportError::Network(what)
+}
+
+impl Transport for HttpTransport {
+    fn exchange(&mut self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        self.cancelled()?;
+        let answer = self.post(&request)?;
+        self.cancelled()?;
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// Serves one canned HTTP answer on a local port; returns the base URL.
+    fn serve_once(status_line: &'static str, body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 {status_line}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes());
+        });
+        format!("http://{addr}/")
+    }
+
+    #[test]
+    fn revoked_device_is_told_to_wipe() {
+        let url = serve_once(
+            "401 Unauthorized",
+            r#"{"error":"revoked","message":"device revoked","wipe":true}"#,
+        );
+        let err = HttpTransport::new(&url, "t").exchange(vec![1]).unwrap_err();
+        assert_eq!(
+            err,
+            TransportError::Unauthorized {
+                wipe: true,
+                message: "device revoked".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_token_is_unauthorized_without_wipe() {
+        let url = serve_once("401 Unauthorized", r#"{"error":"unauthorized"}"#);
+        let err = HttpTransport::new(&url, "t").exchange(vec![1]).unwrap_err();
+        assert!(matches!(err, TransportError::Unauthorized { wipe: false, .. }));
+    }
+
+    #[test]
+    fn other_errors_carry_status_and_code() {
+        let url = serve_once(
+            "413 Payload Too Large",
+            r#"{"error":"too_large","message":"too big"}"#,
+        );
+        let err = HttpTransport::new(&url, "t").exchange(vec![1]).unwrap_err();
+        assert_eq!(
+            err,
+            TransportError::Server {
+                status: 413,
+                code: "too_large".into(),
+                message: "too big".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refused_connection_is_a_network_error() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = HttpTransport::new(&format!("http://127.0.0.1:{port}"), "t")
+            .exchange(vec![1])
+            .unwrap_err();
+        assert!(matches!(err, TransportError::Network(_)), "{err:?}");
+    }
+
+    #[test]
+    fn cancelled_exchange_sends_nothing() {
+        let flag = Arc::new(AtomicBool::new(true));
+        let err = HttpTransport::new("http://127.0.0.1:9", "t")
+            .with_cancel(flag)
+            .exchange(vec![1])
+            .unwrap_err();
+        assert_eq!(err, TransportError::Network(CANCELLED.into()));
+    }
+}

@@ -1,0 +1,94 @@
+//! The server's row per case: the fields lists and deadline scans need, computed from the case
+//! document with server-trusted times. Pure: the store writes what [`project`] returns.
+
+use std::collections::HashMap;
+
+use gridcase_core::calendar::Calendar;
+use gridcase_core::deadline::{DeadlineInput, due_at};
+use gridcase_core::model::{Case, Millis};
+use gridcase_core::policy::{PolicySet, Stage};
+use serde::Serialize;
+
+/// The key under which the trusted creation time of a case is kept beside its events' times.
+pub const CREATED_KEY: &str = "created";
+
+/// One row of the `cases` table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Projection {
+    pub case_id: String,
+    pub number: String,
+    pub title: String,
+    pub category: String,
+    pub status: String,
+    pub case_type: String,
+    pub urgency: String,
+    pub priority: bool,
+    pub area_code: String,
+    pub assignee: String,
+    pub responsible_unit: String,
+    /// The stage whose clock runs, if any.
+    pub stage: Option<String>,
+    /// Server-trusted start of that stage.
+    pub stage_started_at: Option<Millis>,
+    pub due_at: Option<Millis>,
+    pub due_provisional: bool,
+    pub calendar_version: String,
+    /// The clock stands still for a pending extension (policy `pause_during_extension`).
+    pub paused: bool,
+    pub needs_review: bool,
+}
+
+/// The case with every recorded device time replaced by the server-trusted time, where the
+/// server has one (`trusted` maps timeline event ids and [`CREATED_KEY`] to trusted instants).
+pub fn trusted_case(case: &Case, trusted: &HashMap<String, Millis>) -> Case {
+    let mut case = case.clone();
+    if let Some(at) = trusted.get(CREATED_KEY) {
+        case.created_at = *at;
+    }
+    for event in &mut case.timeline {
+        if let Some(at) = trusted.get(&event.id) {
+            event.at = *at;
+        }
+    }
+    case
+}
+
+/// Computes the projection row of `case`. Deadlines come from the deadline engine over the
+/// trusted times, never from a phone's clock directly.
+pub fn project(
+    case: &Case,
+    trusted: &HashMap<String, Millis>,
+    policy: &PolicySet,
+    calendar: &Calendar,
+) -> Projection {
+    let corrected = trusted_case(case, trusted);
+    let input = DeadlineInput::from_case(&corrected);
+    let stage = Stage::for_status(case.status);
+    let due = due_at(&input, policy, calendar);
+    Projection {
+        case_id: case.id.clone(),
+        number: case.number.clone(),
+        title: case.title.clone(),
+        category: case.category.clone(),
+        status: case.status.as_str().to_owned(),
+        case_type: case.case_type.as_str().to_owned(),
+        urgency: case.urgency.as_str().to_owned(),
+        priority: case.priority,
+        area_code: case.location.area_code.clone(),
+        assignee: case.assignee.clone(),
+        responsible_unit: case.responsible_unit.clone(),
+        stage: stage.map(|s| s.as_str().to_owned()),
+        stage_started_at: stage.map(|_| input.stage_started_at),
+        due_at: due.as_ref().map(|d| d.due_at),
+        due_provisional: due.as_ref().is_some_and(|d| d.provisional),
+        calendar_version: calendar.version(),
+        paused: policy.pause_during_extension && case.extension_pending,
+        needs_review: case.needs_review,
+    }
+}
+
+/// The time the server trusts for an event a device recorded at `device_at`: corrected by the
+/// device's measured offset and never later than its arrival.
+pub fn trusted_time(device_at: Millis, offset: Millis, received_at: Millis) -> Millis {
+    gridcase_core::sync::corrected_time(device_at, offset, received_at)
+}
