@@ -12,9 +12,7 @@ pub enum AreaError {
     NotDigits { code: String, position: usize },
     #[error("area code `{code}` has no province (it starts with 00)")]
     NoProvince { code: String },
-    #[error(
-        "jurisdiction `{prefix}` must be the digits of a whole level: 2, 4, 6, 9 or 12 digits"
-    )]
+    #[error("jurisdiction `{prefix}` must be the digits of a whole level: 2, 4, 6, 9 or 12 digits")]
     BadJurisdiction { prefix: String },
 }
 
@@ -194,11 +192,23 @@ mod tests {
 
     #[test]
     fn levels_from_zero_groups() {
-        assert_eq!(AreaCode::parse("330604101000").unwrap().level(), Level::Township);
-        assert_eq!(AreaCode::parse("330604000000").unwrap().level(), Level::County);
-        assert_eq!(AreaCode::parse("330000000000").unwrap().level(), Level::Province);
         assert_eq!(
-            AreaCode::parse("330604101000").unwrap().jurisdiction().as_prefix(),
+            AreaCode::parse("330604101000").unwrap().level(),
+            Level::Township
+        );
+        assert_eq!(
+            AreaCode::parse("330604000000").unwrap().level(),
+            Level::County
+        );
+        assert_eq!(
+            AreaCode::parse("330000000000").unwrap().level(),
+            Level::Province
+        );
+        assert_eq!(
+            AreaCode::parse("330604101000")
+                .unwrap()
+                .jurisdiction()
+                .as_prefix(),
             "330604101"
         );
         assert_eq!(

@@ -113,7 +113,11 @@ pub struct CaseDoc {
 
 fn commit(doc: &mut AutoCommit, author: &Author, now: Millis) {
     let message = serde_json::to_string(author).unwrap_or_default();
-    doc.commit_with(CommitOptions::default().with_message(message).with_time(now));
+    doc.commit_with(
+        CommitOptions::default()
+            .with_message(message)
+            .with_time(now),
+    );
 }
 
 /// Who made a change, as recorded in its commit message.
@@ -138,7 +142,12 @@ fn put_location(doc: &mut AutoCommit, location: &Location) -> Result<(), DocErro
     Ok(())
 }
 
-fn put_author(doc: &mut AutoCommit, obj: &ObjId, author: &Author, at: Millis) -> Result<(), DocError> {
+fn put_author(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    author: &Author,
+    at: Millis,
+) -> Result<(), DocError> {
     doc.put(obj, "user", author.user.as_str())?;
     doc.put(obj, "device", author.device.as_str())?;
     doc.put(obj, "role", author.role.as_str())?;
@@ -280,7 +289,11 @@ impl CaseDoc {
                 FieldEdit::AddRelated(id) => {
                     let related = match doc.get(ROOT, "related")? {
                         Some((Value::Object(ObjType::List), id)) => id,
-                        _ => return Err(DocError::Malformed { field: "related".into() }),
+                        _ => {
+                            return Err(DocError::Malformed {
+                                field: "related".into(),
+                            });
+                        }
                     };
                     let len = doc.length(&related);
                     doc.insert(&related, len, id.as_str())?;
@@ -291,7 +304,12 @@ impl CaseDoc {
         self.finish(result, author, now)
     }
 
-    fn finish(&mut self, result: Result<(), DocError>, author: &Author, now: Millis) -> Result<(), DocError> {
+    fn finish(
+        &mut self,
+        result: Result<(), DocError>,
+        author: &Author,
+        now: Millis,
+    ) -> Result<(), DocError> {
         match result {
             Ok(()) => {
                 commit(&mut self.doc, author, now);
@@ -315,7 +333,12 @@ impl CaseDoc {
 
     /// Replaces the description with `text`, recorded as the smallest edit that gets there, so
     /// that concurrent edits elsewhere in the text survive.
-    pub fn set_description(&mut self, text: &str, author: &Author, now: Millis) -> Result<(), DocError> {
+    pub fn set_description(
+        &mut self,
+        text: &str,
+        author: &Author,
+        now: Millis,
+    ) -> Result<(), DocError> {
         self.check_description(author)?;
         let obj = self.description_obj()?;
         let result = self.doc.update_text(&obj, text).map_err(DocError::from);
@@ -378,7 +401,11 @@ impl CaseDoc {
                 Action::MergeInto { master } => {
                     let related = match doc.get(ROOT, "related")? {
                         Some((Value::Object(ObjType::List), id)) => id,
-                        _ => return Err(DocError::Malformed { field: "related".into() }),
+                        _ => {
+                            return Err(DocError::Malformed {
+                                field: "related".into(),
+                            });
+                        }
                     };
                     let len = doc.length(&related);
                     doc.insert(&related, len, master.as_str())?;
@@ -392,7 +419,12 @@ impl CaseDoc {
     }
 
     /// Adds a note (notes only grow).
-    pub fn add_note(&mut self, text: &str, author: &Author, now: Millis) -> Result<String, DocError> {
+    pub fn add_note(
+        &mut self,
+        text: &str,
+        author: &Author,
+        now: Millis,
+    ) -> Result<String, DocError> {
         if text.trim().is_empty() {
             return Err(DocError::Empty("note"));
         }
@@ -625,7 +657,12 @@ impl Reader<'_> {
         }
     }
 
-    fn parse<T>(&self, obj: &ObjId, key: &str, parse: fn(&str) -> Option<T>) -> Result<T, DocError> {
+    fn parse<T>(
+        &self,
+        obj: &ObjId,
+        key: &str,
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<T, DocError> {
         parse(&self.str(obj, key)?).ok_or_else(|| Self::malformed(key))
     }
 
@@ -680,7 +717,11 @@ fn migrate(doc: &mut AutoCommit) -> Result<(), DocError> {
                     doc.get(ROOT, "urgent")?,
                     Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Boolean(true))
                 );
-                let urgency = if urgent { Urgency::Urgent } else { Urgency::General };
+                let urgency = if urgent {
+                    Urgency::Urgent
+                } else {
+                    Urgency::General
+                };
                 doc.put(ROOT, "urgency", urgency.as_str())?;
                 doc.delete(ROOT, "urgent")?;
             }
@@ -717,7 +758,9 @@ impl PersonalDoc {
         now: Millis,
     ) -> Result<Self, DocError> {
         let mut doc = AutoCommit::new().with_actor(actor);
-        let mut this = PersonalDoc { doc: AutoCommit::new() };
+        let mut this = PersonalDoc {
+            doc: AutoCommit::new(),
+        };
         doc.put(ROOT, "schema_version", SCHEMA_VERSION)?;
         this.doc = doc;
         this.set(complainant, author, now)?;

@@ -61,8 +61,18 @@ mod tests {
     fn token_names_its_device() {
         let token = format!("{DEVICE}.s3cretS3cretS3cret");
         assert_eq!(device_of_token(&token), Ok(DEVICE));
-        for bad in ["", "abc", "nodot", &format!("{DEVICE}."), &format!("xyz.{}", "s".repeat(20))] {
-            assert_eq!(device_of_token(bad), Err(IdentityError::MalformedToken), "{bad}");
+        for bad in [
+            "",
+            "abc",
+            "nodot",
+            &format!("{DEVICE}."),
+            &format!("xyz.{}", "s".repeat(20)),
+        ] {
+            assert_eq!(
+                device_of_token(bad),
+                Err(IdentityError::MalformedToken),
+                "{bad}"
+            );
         }
     }
 
@@ -70,7 +80,10 @@ mod tests {
     fn actors_are_bound_to_devices() {
         let actor = actor_for(DEVICE, [1, 2, 3, 4]).unwrap();
         assert!(actor_belongs_to(&actor, DEVICE));
-        assert!(!actor_belongs_to(&actor, "f123456789abcdef0123456789abcdef"));
+        assert!(!actor_belongs_to(
+            &actor,
+            "f123456789abcdef0123456789abcdef"
+        ));
         assert!(!actor_belongs_to(&ActorId::from(vec![0u8; 16]), DEVICE));
         assert!(actor_for("short", [0; 4]).is_none());
     }

@@ -28,7 +28,10 @@ pub enum Action {
     /// 审核不通过: back to 重办.
     Reject { reason: String },
     /// 回访 with the citizen's rating; an unsolved result reopens the case.
-    FollowUp { solved: bool, satisfaction: Satisfaction },
+    FollowUp {
+        solved: bool,
+        satisfaction: Satisfaction,
+    },
     /// 办结.
     Close,
     /// 退单 requested by the unit that got a wrongly routed order.
@@ -56,7 +59,10 @@ pub enum LifecycleError {
     #[error("a {role} may not {action}")]
     RoleNotAllowed { role: Role, action: &'static str },
     #[error("cannot {action} a case that is {status}")]
-    WrongState { action: &'static str, status: Status },
+    WrongState {
+        action: &'static str,
+        status: Status,
+    },
     #[error("no extension is pending")]
     NoExtensionPending,
     #[error("an extension is already pending")]
@@ -288,9 +294,8 @@ pub fn replay<'a>(events: impl IntoIterator<Item = Recorded<'a>>) -> Replay {
     for event in events {
         let concurrent = event.from != status;
         let duplicate = concurrent
-            && last_applied.is_some_and(|(action, from)| {
-                action == event.action && from == event.from
-            });
+            && last_applied
+                .is_some_and(|(action, from)| action == event.action && from == event.from);
         if duplicate {
             conflicted.push(false);
             continue;
@@ -348,7 +353,13 @@ mod tests {
             ),
             (Action::Sign, Dispatched, HandlingUnit),
             (Action::Start, Signed, HandlingUnit),
-            (Action::Reply { text: "fixed".into() }, InProgress, HandlingUnit),
+            (
+                Action::Reply {
+                    text: "fixed".into(),
+                },
+                InProgress,
+                HandlingUnit,
+            ),
             (Action::Approve, Replied, TownshipStaff),
             (
                 Action::FollowUp {
@@ -387,7 +398,11 @@ mod tests {
     #[test]
     fn closed_case_only_reopens_explicitly() {
         for action in [Action::Start, Action::Sign, Action::Close] {
-            assert!(action.check(TownshipStaff, Closed, Flags::default()).is_err());
+            assert!(
+                action
+                    .check(TownshipStaff, Closed, Flags::default())
+                    .is_err()
+            );
         }
         assert!(
             Action::Reopen {

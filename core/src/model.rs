@@ -117,7 +117,10 @@ impl Role {
     /// art. 51). Handling units never get them: a petitioner's identity must not reach the unit
     /// complained about.
     pub fn may_see_personal_data(self) -> bool {
-        matches!(self, Role::GridWorker | Role::TownshipStaff | Role::HotlineCentre)
+        matches!(
+            self,
+            Role::GridWorker | Role::TownshipStaff | Role::HotlineCentre
+        )
     }
 }
 

@@ -67,7 +67,11 @@ pub fn validate_case_change(
         if !event.action.from_states().contains(&event.from) {
             return Err(reject(
                 RejectCode::ActionNotAllowed,
-                format!("cannot {} a case that is {}", event.action.name(), event.from),
+                format!(
+                    "cannot {} a case that is {}",
+                    event.action.name(),
+                    event.from
+                ),
             ));
         }
     }
@@ -132,7 +136,11 @@ pub fn validate_case_change(
         .map(|b| b.attachments.iter().map(|n| n.id.as_str()).collect())
         .unwrap_or_default();
     if added_by_others(
-        after.notes.iter().map(|n| (n.id.as_str(), &n.author)).collect(),
+        after
+            .notes
+            .iter()
+            .map(|n| (n.id.as_str(), &n.author))
+            .collect(),
         old_notes,
     ) || added_by_others(
         after

@@ -95,7 +95,12 @@ fn closed_case_is_immutable_until_reopened() {
     for (action, who) in [
         (Action::Register, &worker),
         (Action::Start, &worker),
-        (Action::Reply { text: "已协调".into() }, &worker),
+        (
+            Action::Reply {
+                text: "已协调".into(),
+            },
+            &worker,
+        ),
         (Action::Approve, &staff),
         (
             Action::FollowUp {
@@ -113,9 +118,18 @@ fn closed_case_is_immutable_until_reopened() {
         doc.set_description("changed", &worker, 11),
         Err(DocError::Closed)
     ));
-    assert!(matches!(doc.add_note("late", &worker, 11), Err(DocError::Closed)));
+    assert!(matches!(
+        doc.add_note("late", &worker, 11),
+        Err(DocError::Closed)
+    ));
     let case = doc
-        .act(&Action::Reopen { reason: "回访不满意".into() }, &staff, 12)
+        .act(
+            &Action::Reopen {
+                reason: "回访不满意".into(),
+            },
+            &staff,
+            12,
+        )
         .unwrap();
     assert_eq!(case.status, Status::Reopened);
     assert_eq!(
@@ -135,7 +149,8 @@ fn concurrent_description_edits_keep_both() {
     let mut b = fork(&mut a, 2);
     a.splice_description(0, 0, "【紧急】", &worker, 1).unwrap();
     let len = b.read().unwrap().description.chars().count();
-    b.splice_description(len, 0, "，居民多次反映", &staff, 1).unwrap();
+    b.splice_description(len, 0, "，居民多次反映", &staff, 1)
+        .unwrap();
     a.merge(&mut b).unwrap();
     b.merge(&mut a).unwrap();
     let text = a.read().unwrap().description;
@@ -148,10 +163,15 @@ fn set_description_merges_as_a_diff() {
     let worker = author("li", Role::GridWorker);
     let mut a = CaseDoc::create(&new_case(), &worker, actor(1), 0).unwrap();
     let mut b = fork(&mut a, 2);
-    a.set_description("今天早上五点卸货噪音大", &worker, 1).unwrap();
-    b.set_description("早上五点卸货噪音大。已联系市场", &worker, 1).unwrap();
+    a.set_description("今天早上五点卸货噪音大", &worker, 1)
+        .unwrap();
+    b.set_description("早上五点卸货噪音大。已联系市场", &worker, 1)
+        .unwrap();
     a.merge(&mut b).unwrap();
-    assert_eq!(a.read().unwrap().description, "今天早上五点卸货噪音大。已联系市场");
+    assert_eq!(
+        a.read().unwrap().description,
+        "今天早上五点卸货噪音大。已联系市场"
+    );
 }
 
 #[test]
@@ -174,9 +194,22 @@ fn conflicting_offline_actions_are_kept_and_flagged() {
     let mut b = fork(&mut a, 2);
     // Offline: A starts and replies; B asks for the order to be returned.
     a.act(&Action::Start, &unit, 4).unwrap();
-    a.act(&Action::Reply { text: "已修复".into() }, &unit, 5).unwrap();
-    b.act(&Action::RequestReturn { reason: "非本单位职责".into() }, &unit, 4)
-        .unwrap();
+    a.act(
+        &Action::Reply {
+            text: "已修复".into(),
+        },
+        &unit,
+        5,
+    )
+    .unwrap();
+    b.act(
+        &Action::RequestReturn {
+            reason: "非本单位职责".into(),
+        },
+        &unit,
+        4,
+    )
+    .unwrap();
     let mut ab = a.clone();
     ab.merge(&mut b).unwrap();
     let mut ba = b.clone();
@@ -187,7 +220,11 @@ fn conflicting_offline_actions_are_kept_and_flagged() {
     assert!(x.needs_review);
     assert_eq!(x.timeline.len(), 6, "both sides' actions are kept");
     assert!(x.timeline.iter().any(|e| e.conflicted));
-    assert!(x.timeline.iter().any(|e| matches!(e.action, Action::Reply { .. })));
+    assert!(
+        x.timeline
+            .iter()
+            .any(|e| matches!(e.action, Action::Reply { .. }))
+    );
     assert!(
         x.timeline
             .iter()
@@ -195,7 +232,13 @@ fn conflicting_offline_actions_are_kept_and_flagged() {
     );
     // A person resolves it.
     let resolved = ab
-        .act(&Action::ResolveConflict { status: Status::Replied }, &staff, 9)
+        .act(
+            &Action::ResolveConflict {
+                status: Status::Replied,
+            },
+            &staff,
+            9,
+        )
         .unwrap();
     assert!(!resolved.needs_review);
     assert_eq!(resolved.status, Status::Replied);
@@ -219,7 +262,10 @@ fn notes_attachments_and_dispatch_fields() {
     let note_id = doc.add_note("已电话联系", &worker, 3).unwrap();
     doc.add_attachment(&"ab".repeat(32), "image/jpeg", 2048, "现场照片", &worker, 4)
         .unwrap();
-    assert!(doc.add_attachment("xyz", "image/jpeg", 1, "", &worker, 4).is_err());
+    assert!(
+        doc.add_attachment("xyz", "image/jpeg", 1, "", &worker, 4)
+            .is_err()
+    );
     let case = doc.read().unwrap();
     assert_eq!(case.responsible_unit, "市场监管所");
     assert_eq!(case.assignee, "wang");
@@ -317,7 +363,9 @@ const ACTIONS: &[fn() -> Action] = &[
     || Action::Sign,
     || Action::Reply { text: "r".into() },
     || Action::Approve,
-    || Action::Reject { reason: "no".into() },
+    || Action::Reject {
+        reason: "no".into(),
+    },
     || Action::FollowUp {
         solved: true,
         satisfaction: Satisfaction::Satisfied,

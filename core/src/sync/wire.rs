@@ -73,8 +73,8 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     if version != PROTOCOL_VERSION {
         return Err(WireError::UnsupportedVersion { found: version });
     }
-    let plain =
-        zstd::bulk::decompress(&bytes[6..], MAX_DECODED_BYTES).map_err(|_| WireError::Decompress)?;
+    let plain = zstd::bulk::decompress(&bytes[6..], MAX_DECODED_BYTES)
+        .map_err(|_| WireError::Decompress)?;
     postcard::from_bytes(&plain).map_err(|e| WireError::Decode(e.to_string()))
 }
 
@@ -114,17 +114,19 @@ mod tests {
                 0..5,
             ),
         )
-            .prop_map(|(device_time, cursor, restore, page_size, pushes)| SyncRequest {
-                device_time,
-                cursor,
-                restore: restore.map(|(after, upto)| RestoreToken { upto, after }),
-                page_size,
-                pushes: pushes
-                    .into_iter()
-                    .map(|(doc_id, changes)| DocPush { doc_id, changes })
-                    .collect(),
-                catch_up: vec![],
-            })
+            .prop_map(
+                |(device_time, cursor, restore, page_size, pushes)| SyncRequest {
+                    device_time,
+                    cursor,
+                    restore: restore.map(|(after, upto)| RestoreToken { upto, after }),
+                    page_size,
+                    pushes: pushes
+                        .into_iter()
+                        .map(|(doc_id, changes)| DocPush { doc_id, changes })
+                        .collect(),
+                    catch_up: vec![],
+                },
+            )
     }
 
     proptest! {
@@ -174,7 +176,10 @@ mod tests {
         assert_eq!(decode_request(b"{\"json\":1}"), Err(WireError::BadMagic));
         assert_eq!(decode_request(b"GC"), Err(WireError::Truncated));
         assert_eq!(decode_request(b"GCSY\x00"), Err(WireError::Truncated));
-        assert_eq!(decode_request(b"GCSY\x00\x01abc"), Err(WireError::Decompress));
+        assert_eq!(
+            decode_request(b"GCSY\x00\x01abc"),
+            Err(WireError::Decompress)
+        );
     }
 
     #[test]

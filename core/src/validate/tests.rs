@@ -52,15 +52,27 @@ fn own_new_case_inside_jurisdiction_is_accepted() {
     doc.act(&Action::Register, &li, 1).unwrap();
     let case = doc.read().unwrap();
     assert_eq!(
-        code(validate_case_change(None, &case, &pusher("li", Role::GridWorker, "330604101"))),
+        code(validate_case_change(
+            None,
+            &case,
+            &pusher("li", Role::GridWorker, "330604101")
+        )),
         None
     );
     assert_eq!(
-        code(validate_case_change(None, &case, &pusher("li", Role::GridWorker, "330604102"))),
+        code(validate_case_change(
+            None,
+            &case,
+            &pusher("li", Role::GridWorker, "330604102")
+        )),
         Some(RejectCode::OutOfJurisdiction)
     );
     assert_eq!(
-        code(validate_case_change(None, &case, &pusher("wang", Role::GridWorker, "330604101"))),
+        code(validate_case_change(
+            None,
+            &case,
+            &pusher("wang", Role::GridWorker, "330604101")
+        )),
         Some(RejectCode::ForeignActor)
     );
 }
@@ -110,7 +122,11 @@ fn field_permissions_and_area_moves() {
         .unwrap();
     let p = pusher("zhao", Role::TownshipStaff, "330604101");
     assert_eq!(
-        code(validate_case_change(Some(&before), &moved.read().unwrap(), &p)),
+        code(validate_case_change(
+            Some(&before),
+            &moved.read().unwrap(),
+            &p
+        )),
         Some(RejectCode::OutOfJurisdiction)
     );
     // A handling unit may write in the description but not retitle the case.
@@ -129,7 +145,11 @@ fn field_permissions_and_area_moves() {
     );
     doc.set_description("三天没水，已派人", &unit, 2).unwrap();
     assert_eq!(
-        code(validate_case_change(Some(&before), &doc.read().unwrap(), &unit_pusher)),
+        code(validate_case_change(
+            Some(&before),
+            &doc.read().unwrap(),
+            &unit_pusher
+        )),
         None
     );
 }
@@ -164,13 +184,27 @@ fn closed_case_only_changes_by_reopen() {
     late.automerge().commit();
     let p = pusher("zhao", Role::TownshipStaff, "330604101");
     assert_eq!(
-        code(validate_case_change(Some(&closed), &late.read().unwrap(), &p)),
+        code(validate_case_change(
+            Some(&closed),
+            &late.read().unwrap(),
+            &p
+        )),
         Some(RejectCode::CaseClosed)
     );
-    doc.act(&Action::Reopen { reason: "不满意".into() }, &staff, 2)
-        .unwrap();
+    doc.act(
+        &Action::Reopen {
+            reason: "不满意".into(),
+        },
+        &staff,
+        2,
+    )
+    .unwrap();
     assert_eq!(
-        code(validate_case_change(Some(&closed), &doc.read().unwrap(), &p)),
+        code(validate_case_change(
+            Some(&closed),
+            &doc.read().unwrap(),
+            &p
+        )),
         None
     );
 }

@@ -1,0 +1,260 @@
+//! Server configuration: command-line flags over environment variables (both through clap) over
+//! an optional TOML file over defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gridcase_core::calendar::Calendar;
+use gridcase_core::policy::PolicySet;
+use serde::Deserialize;
+
+use crate::deadlines::spawn_deadline_checker;
+use crate::http::{AppState, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, app, system_clock};
+use crate::store::Store;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA: &str = "./gridcase-data";
+pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// The optional TOML file (`--config`, `GRIDCASE_CONFIG`). Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data: Option<PathBuf>,
+    /// e.g. "60s", "5m".
+    pub check_every: Option<String>,
+    /// A deadline policy TOML file (default: the shipped policy).
+    pub policy: Option<PathBuf>,
+    /// A holiday calendar file (default: the embedded calendar).
+    pub calendar: Option<PathBuf>,
+    pub max_body_bytes: Option<usize>,
+    /// e.g. "120s".
+    pub request_timeout: Option<String>,
+}
+
+/// What the command line (or the environment) gave, before the file and defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data: Option<PathBuf>,
+    pub check_every: Option<String>,
+    pub policy: Option<PathBuf>,
+    pub calendar: Option<PathBuf>,
+}
+
+/// The resolved configuration of `serve`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub check_every: Duration,
+    pub policy: Option<PathBuf>,
+    pub calendar: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Parses "250ms", "60s", "5m", "1h", "1d" or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| ConfigError::Invalid(format!("`{text}` is not a duration like 60s or 5m")))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => {
+            return Err(ConfigError::Invalid(format!(
+                "`{text}` is not a duration like 60s or 5m"
+            )));
+        }
+    };
+    if d.is_zero() {
+        return Err(ConfigError::Invalid("a duration must be positive".into()));
+    }
+    Ok(d)
+}
+
+pub fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Flags and environment (already merged by clap) over the file over the defaults.
+pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, ConfigError> {
+    let listen = overrides
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| ConfigError::Invalid(format!("listen address `{listen}` is not host:port")))?;
+    let check_every = match overrides.check_every.or(file.check_every) {
+        Some(text) => parse_duration(&text)?,
+        None => DEFAULT_CHECK_EVERY,
+    };
+    let request_timeout = match file.request_timeout {
+        Some(text) => parse_duration(&text)?,
+        None => DEFAULT_REQUEST_TIMEOUT,
+    };
+    Ok(ServeConfig {
+        listen,
+        data: overrides
+            .data
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+        check_every,
+        policy: overrides.policy.or(file.policy),
+        calendar: overrides.calendar.or(file.calendar),
+        max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        request_timeout,
+    })
+}
+
+/// Opens the store in `data` with the policy and calendar files, if any.
+pub fn open_store(
+    data: &Path,
+    policy: Option<&Path>,
+    calendar: Option<&Path>,
+) -> Result<Store, Box<dyn std::error::Error + Send + Sync>> {
+    let policy = match policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            PolicySet::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => PolicySet::default(),
+    };
+    let calendar = match calendar {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Calendar::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Calendar::embedded(),
+    };
+    Ok(Store::open_with(data, policy, calendar)?)
+}
+
+/// Runs the server until Ctrl-C or SIGTERM: the HTTP API and the periodic deadline check.
+pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let store = Arc::new(open_store(
+        &config.data,
+        config.policy.as_deref(),
+        config.calendar.as_deref(),
+    )?);
+    let mut state = AppState::new(store.clone());
+    state.max_body_bytes = config.max_body_bytes;
+    state.request_timeout = config.request_timeout;
+    let checker = spawn_deadline_checker(store, config.check_every, system_clock());
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, data = %config.data.display(), "serving");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    checker.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"0.0.0.0:9000\"\ndata = \"/srv/gc\"\ncheck_every = \"5m\"\nmax_body_bytes = 1024",
+        )
+        .unwrap();
+        let c = resolve(Overrides::default(), file.clone()).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.data, PathBuf::from("/srv/gc"));
+        assert_eq!(c.check_every, Duration::from_secs(300));
+        assert_eq!(c.max_body_bytes, 1024);
+        let c = resolve(
+            Overrides {
+                listen: Some("127.0.0.1:1".into()),
+                check_every: Some("10s".into()),
+                ..Default::default()
+            },
+            file,
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(c.check_every, Duration::from_secs(10));
+        let d = resolve(Overrides::default(), FileConfig::default()).unwrap();
+        assert_eq!(d.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(d.data, PathBuf::from(DEFAULT_DATA));
+        assert_eq!(d.check_every, DEFAULT_CHECK_EVERY);
+        assert!(toml::from_str::<FileConfig>("typo = 1").is_err());
+    }
+}
