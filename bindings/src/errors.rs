@@ -22,7 +22,10 @@ use gridcase_core::doc::DocError;
 use gridcase_core::phone::{PhoneError, TransportError};
 use gridcase_core::policy::PolicyError;
 
+/// Exported flat: the app sees the variant and its message (Kotlin `GridcaseException.Network`
+/// with `.message`, Swift `GridcaseError.Network(message:)`, Python `GridcaseError.Network`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
 pub enum GridcaseError {
     #[error("{message}")]
     NotAllowed { message: String },
@@ -84,7 +87,10 @@ impl From<DocError> for GridcaseError {
 impl From<TransportError> for GridcaseError {
     fn from(e: TransportError) -> Self {
         match e {
-            TransportError::Unauthorized { wipe: true, message } => GridcaseError::Revoked {
+            TransportError::Unauthorized {
+                wipe: true,
+                message,
+            } => GridcaseError::Revoked {
                 message: format!(
                     "this device was revoked and its data on this phone was deleted: {message}"
                 ),
@@ -164,7 +170,9 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         let r: Result<()> = guard(|| panic!("{}", String::from("formatted")));
-        assert!(matches!(r, Err(GridcaseError::Internal { message }) if message.contains("formatted")));
+        assert!(
+            matches!(r, Err(GridcaseError::Internal { message }) if message.contains("formatted"))
+        );
     }
 
     #[test]
@@ -181,7 +189,8 @@ mod tests {
         })
         .into();
         assert!(matches!(e, GridcaseError::Revoked { .. }));
-        let e: GridcaseError = PhoneError::Transport(TransportError::Network("refused".into())).into();
+        let e: GridcaseError =
+            PhoneError::Transport(TransportError::Network("refused".into())).into();
         assert!(matches!(e, GridcaseError::Network { message } if message.contains("refused")));
         let e: GridcaseError = TransportError::Server {
             status: 500,

@@ -45,7 +45,9 @@ pub struct HttpTransport {
 
 impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpTransport").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("HttpTransport")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,7 +204,10 @@ mod tests {
     fn unknown_token_is_unauthorized_without_wipe() {
         let url = serve_once("401 Unauthorized", r#"{"error":"unauthorized"}"#);
         let err = HttpTransport::new(&url, "t").exchange(vec![1]).unwrap_err();
-        assert!(matches!(err, TransportError::Unauthorized { wipe: false, .. }));
+        assert!(matches!(
+            err,
+            TransportError::Unauthorized { wipe: false, .. }
+        ));
     }
 
     #[test]

@@ -11,8 +11,8 @@ uniffi::setup_scaffolding!();
 
 pub mod errors;
 pub mod http;
-pub mod records;
 mod oneshot;
+pub mod records;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -27,18 +27,19 @@ use gridcase_core::phone::Phone;
 use gridcase_core::policy::PolicySet;
 use gridcase_core::store::projection::Rules;
 
-pub use errors::{GridcaseError, Result};
 use errors::guard;
+pub use errors::{GridcaseError, Result};
 pub use http::{HttpTransport, Timeouts};
 pub use records::*;
 
 /// Documents asked for per restore page.
 const PAGE_SIZE: u32 = 200;
 
-/// Receives progress while a sync runs (on the sync thread). Implemented by the app.
+/// Receives progress while a sync runs (on the sync thread). Implemented by the app. Whatever
+/// it throws is ignored: a failing progress display does not stop the sync.
 #[uniffi::export(foreign)]
 pub trait SyncListener: Send + Sync {
-    fn on_progress(&self, progress: ProgressRecord);
+    fn on_progress(&self, progress: ProgressRecord) -> Result<()>;
 }
 
 /// The case store of one install, as the app holds it.
@@ -53,7 +54,9 @@ pub struct GridcasePhone {
 
 impl std::fmt::Debug for GridcasePhone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GridcasePhone").field("server_url", &self.server_url).finish_non_exhaustive()
+        f.debug_struct("GridcasePhone")
+            .field("server_url", &self.server_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,14 +87,17 @@ impl GridcasePhone {
         listener: Option<Arc<dyn SyncListener>>,
         cancel: Arc<AtomicBool>,
     ) -> Result<SyncSummaryRecord> {
-        let mut transport = HttpTransport::new(&self.server_url, &self.token).with_cancel(cancel.clone());
+        let mut transport =
+            HttpTransport::new(&self.server_url, &self.token).with_cancel(cancel.clone());
         let mut report = |p: gridcase_core::phone::SyncProgress| {
             if let Some(l) = &listener {
                 // A listener that throws must not abort the sync.
                 let _ = catch_unwind(AssertUnwindSafe(|| l.on_progress(p.into())));
             }
         };
-        let result = self.phone().sync(&mut transport, now(), &mut report, &cancel, PAGE_SIZE);
+        let result = self
+            .phone()
+            .sync(&mut transport, now(), &mut report, &cancel, PAGE_SIZE);
         let cancelled = cancel.load(std::sync::atomic::Ordering::SeqCst);
         match result {
             Ok(summary) if summary.cancelled => Err(GridcaseError::cancelled()),
@@ -150,24 +156,27 @@ impl GridcasePhone {
     /// Registers a new case (a draft) offline; the id is a fresh UUID.
     pub fn create_case(
         &self,
-        case: NewCaseRecord,
+        draft: NewCaseRecord,
         complainant: Option<ComplainantRecord>,
     ) -> Result<CaseRecord> {
         guard(|| {
             let new = NewCase {
                 id: uuid::Uuid::new_v4().to_string(),
-                number: case.number,
-                channel: case.channel,
-                case_type: case.case_type,
-                category: case.category,
-                urgency: case.urgency,
-                priority: case.priority,
-                title: case.title,
-                description: case.description,
-                location: case.location.into(),
+                number: draft.number,
+                channel: draft.channel,
+                case_type: draft.case_type,
+                category: draft.category,
+                urgency: draft.urgency,
+                priority: draft.priority,
+                title: draft.title,
+                description: draft.description,
+                location: draft.location.into(),
             };
             let complainant = complainant.map(Into::into);
-            Ok(self.phone().create_case(&new, complainant.as_ref(), now())?.into())
+            Ok(self
+                .phone()
+                .create_case(&new, complainant.as_ref(), now())?
+                .into())
         })
     }
 
@@ -192,7 +201,9 @@ impl GridcasePhone {
     ) -> Result<()> {
         guard(|| {
             let (pos, del) = (position as usize, delete as usize);
-            Ok(self.phone().splice_description(&case_id, pos, del, &insert, now())?)
+            Ok(self
+                .phone()
+                .splice_description(&case_id, pos, del, &insert, now())?)
         })
     }
 
@@ -210,15 +221,24 @@ impl GridcasePhone {
     pub fn add_attachment(&self, case_id: String, attachment: AttachmentRef) -> Result<String> {
         guard(|| {
             let a = attachment;
-            Ok(self
-                .phone()
-                .add_attachment(&case_id, &a.sha256, &a.mime, a.size, &a.caption, now())?)
+            Ok(self.phone().add_attachment(
+                &case_id,
+                &a.sha256,
+                &a.mime,
+                a.size,
+                &a.caption,
+                now(),
+            )?)
         })
     }
 
     /// Sets the complainant's name and phone (personal data, kept in its own document).
     pub fn set_complainant(&self, case_id: String, complainant: ComplainantRecord) -> Result<()> {
-        guard(|| Ok(self.phone().set_complainant(&case_id, &complainant.into(), now())?))
+        guard(|| {
+            Ok(self
+                .phone()
+                .set_complainant(&case_id, &complainant.into(), now())?)
+        })
     }
 
     // ----- reads -----
@@ -279,7 +299,11 @@ impl GridcasePhone {
     /// Drops this phone's unsent (e.g. refused) changes to a document (`doc_id` from a
     /// [`RejectionRecord`]); the next sync brings back what the server holds.
     pub fn discard_local_changes(&self, doc_id: String) -> Result<()> {
-        guard(|| Ok(self.phone().discard_local_changes(&doc_id, nonce(), now())?))
+        guard(|| {
+            Ok(self
+                .phone()
+                .discard_local_changes(&doc_id, nonce(), now())?)
+        })
     }
 
     /// Exchanges changes with the server: sends what this phone changed, receives what others

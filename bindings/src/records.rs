@@ -7,8 +7,8 @@ use gridcase_core::deadline::{DeadlineState, DeadlineStatus};
 use gridcase_core::doc::{FieldEdit, split_doc_id};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{
-    Attachment, Author, Case, CaseType, Channel, Complainant, FollowUpResult, Location, Note,
-    Role, Satisfaction, Status, Supervision, TimelineEvent, Urgency,
+    Attachment, Author, Case, CaseType, Channel, Complainant, FollowUpResult, Location, Note, Role,
+    Satisfaction, Status, Supervision, TimelineEvent, Urgency,
 };
 use gridcase_core::phone::{
     CaseDetail, RejectedDoc, SyncPhase, SyncProgress, SyncStatus, SyncSummary,
@@ -89,24 +89,54 @@ pub enum Satisfaction {
 #[uniffi::remote(Enum)]
 pub enum Action {
     Register,
-    NotAccept { reason: String },
-    Dispatch { unit: String, assignee: String },
+    NotAccept {
+        reason: String,
+    },
+    Dispatch {
+        unit: String,
+        assignee: String,
+    },
     Sign,
     Start,
-    Reply { text: String },
+    Reply {
+        text: String,
+    },
     Approve,
-    Reject { reason: String },
-    FollowUp { solved: bool, satisfaction: Satisfaction },
+    Reject {
+        reason: String,
+    },
+    FollowUp {
+        solved: bool,
+        satisfaction: Satisfaction,
+    },
     Close,
-    RequestReturn { reason: String },
+    RequestReturn {
+        reason: String,
+    },
     ApproveReturn,
-    RequestExtension { days: u32, reason: String },
-    GrantExtension { days: u32 },
-    DenyExtension { reason: String },
-    MergeInto { master: String },
-    Reopen { reason: String },
-    Supervise { level: u8, reason: String },
-    ResolveConflict { status: Status },
+    RequestExtension {
+        days: u32,
+        reason: String,
+    },
+    GrantExtension {
+        days: u32,
+    },
+    DenyExtension {
+        reason: String,
+    },
+    MergeInto {
+        master: String,
+    },
+    Reopen {
+        reason: String,
+    },
+    Supervise {
+        level: u8,
+        reason: String,
+    },
+    ResolveConflict {
+        status: Status,
+    },
 }
 
 /// The stretch of the lifecycle whose clock runs.
@@ -213,7 +243,7 @@ pub struct TimelineEventRecord {
     pub id: String,
     pub action: Action,
     /// The state the author saw when acting.
-    pub from: Status,
+    pub from_status: Status,
     pub author: AuthorRecord,
     /// Milliseconds since the epoch, by the author's device clock.
     pub at: i64,
@@ -467,7 +497,7 @@ impl From<TimelineEvent> for TimelineEventRecord {
         TimelineEventRecord {
             id: e.id,
             action: e.action,
-            from: e.from,
+            from_status: e.from,
             author: e.author.into(),
             at: e.at,
             conflicted: e.conflicted,

@@ -1,1 +1,368 @@
+//! The `gridcase-server` command.
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use gridcase_core::area::Jurisdiction;
+use gridcase_core::calendar::to_china_time;
+use gridcase_core::model::{Millis, Role};
+
+use crate::config::{
+    DEFAULT_DATA, FileConfig, Overrides, open_store, read_file_config, resolve, serve,
+};
+use crate::deadlines::run_deadline_check;
+use crate::http::{now_millis, parse_instant};
+use crate::store::{CaseSummary, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gridcase-server",
+    version,
+    about = "gridcase sync server: change feed, deadline checks, admin lists"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct DataArg {
+    /// The data directory (the SQLite database lives here).
+    #[arg(long, env = "GRIDCASE_DATA", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env GRIDCASE_LISTEN; default 127.0.0.1:8080].
+    #[arg(long, env = "GRIDCASE_LISTEN")]
+    pub listen: Option<String>,
+    /// Data directory [env GRIDCASE_DATA; default ./gridcase-data].
+    #[arg(long, env = "GRIDCASE_DATA")]
+    pub data: Option<PathBuf>,
+    /// A TOML file with any of: listen, data, check_every, policy, calendar, max_body_bytes,
+    /// request_timeout.
+    #[arg(long, env = "GRIDCASE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// How often the deadline check runs, e.g. 60s, 5m [env GRIDCASE_CHECK_EVERY].
+    #[arg(long, env = "GRIDCASE_CHECK_EVERY")]
+    pub check_every: Option<String>,
+    /// Deadline policy file [env GRIDCASE_POLICY; default: the shipped policy].
+    #[arg(long, env = "GRIDCASE_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Holiday calendar file [env GRIDCASE_CALENDAR; default: the embedded calendar].
+    #[arg(long, env = "GRIDCASE_CALENDAR")]
+    pub calendar: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// The instant to evaluate at (RFC 3339); default now.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server and the periodic deadline check.
+    Serve(ServeArgs),
+    /// Enrol a user (or change an existing user's role and area).
+    EnrolUser {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        user: String,
+        /// grid_worker, township_staff, handling_unit, hotline_centre or admin.
+        #[arg(long)]
+        role: String,
+        /// Jurisdiction: an area-code prefix (2, 4, 6, 9 or 12 digits; empty = everywhere).
+        #[arg(long, default_value = "")]
+        area: String,
+    },
+    /// Enrol a new device for a user and print its token (shown once).
+    EnrolDevice {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke a device: it gets no more data and is told to wipe.
+    RevokeDevice {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        device: String,
+    },
+    /// Revoke a user and so all of their devices.
+    RevokeUser {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        user: String,
+    },
+    /// Create a new admin bearer token for /admin/ (replaces the previous one) and print it.
+    AdminToken {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// List overdue cases (超期).
+    Overdue(ListArgs),
+    /// List cases due soon (预警).
+    DueSoon(ListArgs),
+    /// Run the deadline check once (records supervisions of overdue cases).
+    Check {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Fill the server with realistic demo cases and enrol demo users and devices.
+    Demo {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long, default_value_t = 500)]
+        cases: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The instant the demo is built around (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn at_or_now(at: Option<&str>) -> Result<Millis, BoxError> {
+    match at {
+        None => Ok(now_millis()),
+        Some(text) => {
+            parse_instant(text).ok_or_else(|| format!("`{text}` is not an RFC 3339 instant").into())
+        }
+    }
+}
+
+fn open(data: &Path) -> Result<Store, BoxError> {
+    Ok(Store::open(data)?)
+}
+
+fn china(at: Option<Millis>) -> String {
+    at.and_then(to_china_time)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_list(cases: &[CaseSummary], now: Millis, json: bool) -> Result<(), BoxError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let result = (|| -> std::io::Result<()> {
+        if json {
+            serde_json::to_writer_pretty(&mut out, cases)?;
+            return writeln!(out);
+        }
+        writeln!(out, "{} case(s)", cases.len())?;
+        for c in cases {
+            let left = c
+                .due_at
+                .map(|d| (d - now) as f64 / 3_600_000.0)
+                .unwrap_or(0.0);
+            writeln!(
+                out,
+                "{}  due {} ({:+.1} h){}  {}  {}  {}/{}  {}",
+                c.number,
+                china(c.due_at),
+                left,
+                if c.due_provisional {
+                    " provisional"
+                } else {
+                    ""
+                },
+                c.area_code,
+                c.category,
+                c.status,
+                c.stage.as_deref().unwrap_or("-"),
+                c.title
+            )?;
+        }
+        out.flush()
+    })();
+    match result {
+        // A closed pipe (`| head`) is not an error worth reporting.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), BoxError> {
+    match cli.command {
+        Command::Serve(args) => {
+            let file = match &args.config {
+                Some(path) => read_file_config(path)?,
+                None => FileConfig::default(),
+            };
+            let config = resolve(
+                Overrides {
+                    listen: args.listen,
+                    data: args.data,
+                    check_every: args.check_every,
+                    policy: args.policy,
+                    calendar: args.calendar,
+                },
+                file,
+            )?;
+            // Fail early on a bad policy or calendar, before binding.
+            drop(open_store(
+                &config.data,
+                config.policy.as_deref(),
+                config.calendar.as_deref(),
+            )?);
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(serve(config))?;
+        }
+        Command::EnrolUser {
+            data,
+            user,
+            role,
+            area,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                let names: Vec<&str> = Role::ALL
+                    .iter()
+                    .filter(|r| **r != Role::System)
+                    .map(|r| r.as_str())
+                    .collect();
+                format!(
+                    "unknown role `{role}`, expected one of {}",
+                    names.join(", ")
+                )
+            })?;
+            let jurisdiction = Jurisdiction::parse(&area)?;
+            open(&data.data)?.enrol_user(&user, role, &jurisdiction, now_millis())?;
+            println!(
+                "user {user}: {role}, jurisdiction `{}`",
+                jurisdiction.as_prefix()
+            );
+        }
+        Command::EnrolDevice { data, user } => {
+            let token = open(&data.data)?.enrol_device(&user, now_millis())?;
+            println!("{token}");
+        }
+        Command::RevokeDevice { data, device } => {
+            if !open(&data.data)?.revoke_device(&device.to_ascii_lowercase())? {
+                return Err(format!("no device {device}").into());
+            }
+            println!("device {device} revoked");
+        }
+        Command::RevokeUser { data, user } => {
+            if !open(&data.data)?.revoke_user(&user)? {
+                return Err(format!("no user {user}").into());
+            }
+            println!("user {user} revoked");
+        }
+        Command::AdminToken { data } => {
+            println!("{}", open(&data.data)?.create_admin_token()?);
+        }
+        Command::Overdue(args) => {
+            let now = at_or_now(args.at.as_deref())?;
+            let cases = open(&args.data.data)?.overdue(now, u32::MAX)?;
+            print_list(&cases, now, args.json)?;
+        }
+        Command::DueSoon(args) => {
+            let now = at_or_now(args.at.as_deref())?;
+            let cases = open(&args.data.data)?.due_soon(now, u32::MAX)?;
+            print_list(&cases, now, args.json)?;
+        }
+        Command::Check { data, at } => {
+            let now = at_or_now(at.as_deref())?;
+            let report = run_deadline_check(&open(&data.data)?, now)?;
+            println!(
+                "due soon: {}, overdue: {}, newly supervised: {}",
+                report.due_soon.len(),
+                report.overdue.len(),
+                report.supervised.len()
+            );
+        }
+        Command::Demo {
+            data,
+            cases,
+            seed,
+            at,
+        } => {
+            let now = at_or_now(at.as_deref())?;
+            let store = open(&data.data)?;
+            let report = crate::demo::fill(&store, cases, seed, now)?;
+            println!(
+                "demo: {} case(s) created, {} already present",
+                report.cases_created, report.cases_skipped
+            );
+            println!("devices (tokens are shown once):");
+            for (user, role, token) in &report.tokens {
+                println!("  {user:<12} {:<15} {token}", role.as_str());
+            }
+            println!(
+                "overdue now: {}, due soon: {}",
+                store.overdue(now, u32::MAX)?.len(),
+                store.due_soon(now, u32::MAX)?.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "gridcase-server",
+            "enrol-user",
+            "--data",
+            "/tmp/x",
+            "--user",
+            "w1",
+            "--role",
+            "grid_worker",
+            "--area",
+            "330604101",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::EnrolUser { .. }));
+        let cli = Cli::try_parse_from(["gridcase-server", "serve", "--check-every", "5s"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.check_every.as_deref(), Some("5s"));
+    }
+}

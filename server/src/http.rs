@@ -80,7 +80,10 @@ pub enum AppError {
     Unauthorized,
     /// The device or user was revoked: the phone must wipe its data.
     Revoked,
-    BadRequest { code: &'static str, message: String },
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
     TooLarge,
     NotFound(String),
     Internal(String),
@@ -110,9 +113,10 @@ impl IntoResponse for AppError {
                 json!({"error": "revoked", "wipe": true,
                        "message": "this device was revoked; delete its data"}),
             ),
-            AppError::BadRequest { code, message } => {
-                (StatusCode::BAD_REQUEST, json!({"error": code, "message": message}))
-            }
+            AppError::BadRequest { code, message } => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": code, "message": message}),
+            ),
             AppError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"error": "too_large", "message": "the request body is too large"}),
@@ -195,11 +199,11 @@ async fn sync(
     let bytes = axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|e| {
-            let too_large = std::iter::successors(
-                Some(&e as &(dyn std::error::Error + 'static)),
-                |e| e.source(),
-            )
-            .any(|e| e.to_string().contains("length limit"));
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.to_string().contains("length limit"));
             if too_large {
                 AppError::TooLarge
             } else {
@@ -273,7 +277,9 @@ async fn admin_overdue(
     let limit = params.limit.unwrap_or(1000);
     let store = state.store.clone();
     let cases = tokio::task::spawn_blocking(move || store.overdue(at, limit)).await??;
-    Ok(Json(json!({"at": at, "count": cases.len(), "cases": cases})))
+    Ok(Json(
+        json!({"at": at, "count": cases.len(), "cases": cases}),
+    ))
 }
 
 async fn admin_due_soon(
@@ -286,7 +292,9 @@ async fn admin_due_soon(
     let limit = params.limit.unwrap_or(1000);
     let store = state.store.clone();
     let cases = tokio::task::spawn_blocking(move || store.due_soon(at, limit)).await??;
-    Ok(Json(json!({"at": at, "count": cases.len(), "cases": cases})))
+    Ok(Json(
+        json!({"at": at, "count": cases.len(), "cases": cases}),
+    ))
 }
 
 async fn admin_case(

@@ -276,7 +276,8 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(mode, "SQLite did not switch to WAL");
         }
@@ -375,7 +376,9 @@ impl Store {
     pub fn enrol_device_with(&self, user: &str, rng: &mut impl Rng, now: Millis) -> Result<String> {
         let conn = self.conn();
         let known: Option<bool> = conn
-            .query_row("SELECT revoked FROM users WHERE id = ?1", [user], |r| r.get(0))
+            .query_row("SELECT revoked FROM users WHERE id = ?1", [user], |r| {
+                r.get(0)
+            })
             .optional()?;
         match known {
             None => return Err(StoreError::NotFound(format!("user `{user}`"))),
@@ -384,7 +387,9 @@ impl Store {
         }
         let id_bytes: [u8; 16] = rng.random();
         let device = to_hex(&id_bytes);
-        let secret: String = (0..40).map(|_| char::from(rng.sample(Alphanumeric))).collect();
+        let secret: String = (0..40)
+            .map(|_| char::from(rng.sample(Alphanumeric)))
+            .collect();
         conn.execute(
             "INSERT INTO devices (id, user_id, secret_hash, revoked, created_at)
              VALUES (?1, ?2, ?3, 0, ?4)",
@@ -441,8 +446,9 @@ impl Store {
         if device_revoked || user_revoked {
             return Ok(Auth::Revoked);
         }
-        let role = Role::parse(&role)
-            .ok_or_else(|| StoreError::Invalid(format!("user `{user}` has unknown role `{role}`")))?;
+        let role = Role::parse(&role).ok_or_else(|| {
+            StoreError::Invalid(format!("user `{user}` has unknown role `{role}`"))
+        })?;
         let jurisdiction = Jurisdiction::parse(&jurisdiction)
             .map_err(|e| StoreError::Invalid(format!("user `{user}`: {e}")))?;
         Ok(Auth::Device(DeviceCtx {
@@ -457,7 +463,9 @@ impl Store {
     /// hash is stored.
     pub fn create_admin_token(&self) -> Result<String> {
         let mut rng = rand::rng();
-        let secret: String = (0..48).map(|_| char::from(rng.sample(Alphanumeric))).collect();
+        let secret: String = (0..48)
+            .map(|_| char::from(rng.sample(Alphanumeric)))
+            .collect();
         let token = format!("admin.{secret}");
         self.conn().execute(
             "INSERT INTO settings (key, value) VALUES ('admin_token_hash', ?1)
@@ -496,7 +504,9 @@ impl Store {
     pub fn case_summary(&self, case_id: &str) -> Result<Option<CaseSummary>> {
         let conn = self.conn();
         let sql = format!("SELECT {SUMMARY_COLUMNS} FROM cases WHERE case_id = ?1");
-        Ok(conn.query_row(&sql, [case_id], summary_from_row).optional()?)
+        Ok(conn
+            .query_row(&sql, [case_id], summary_from_row)
+            .optional()?)
     }
 
     /// The server's current copy of a document, if it has one.
@@ -522,6 +532,14 @@ impl Store {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// Rows in the change feed.
+    pub fn change_count(&self) -> Result<u64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT count(*) FROM changes", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     pub fn case_count(&self) -> Result<u64> {
@@ -633,8 +651,8 @@ pub(crate) fn load_doc(conn: &Connection, doc_id: &str) -> Result<Option<AutoCom
     } else {
         AutoCommit::load(&snapshot)?
     };
-    let mut stmt =
-        conn.prepare_cached("SELECT bytes FROM changes WHERE doc_id = ?1 AND seq > ?2 ORDER BY seq")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT bytes FROM changes WHERE doc_id = ?1 AND seq > ?2 ORDER BY seq")?;
     let mut changes = Vec::new();
     for bytes in stmt.query_map(params![doc_id, snapshot_seq], |r| r.get::<_, Vec<u8>>(0))? {
         let change = Change::from_bytes(bytes?)
@@ -764,9 +782,12 @@ pub(crate) fn commit_doc(
 }
 
 pub(crate) fn trusted_times(conn: &Connection, case_id: &str) -> Result<HashMap<String, Millis>> {
-    let mut stmt = conn.prepare_cached("SELECT event_id, at FROM event_times WHERE case_id = ?1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT event_id, at FROM event_times WHERE case_id = ?1")?;
     let map = stmt
-        .query_map([case_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+        .query_map([case_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?
         .collect::<rusqlite::Result<HashMap<_, _>>>()?;
     Ok(map)
 }
@@ -836,7 +857,12 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as u32);
         store
-            .enrol_user("u1", Role::GridWorker, &Jurisdiction::parse("330604101").unwrap(), 1)
+            .enrol_user(
+                "u1",
+                Role::GridWorker,
+                &Jurisdiction::parse("330604101").unwrap(),
+                1,
+            )
             .unwrap();
         drop(store);
         // Reopening keeps data and does not re-run steps.
@@ -887,7 +913,9 @@ mod tests {
         assert_eq!(ctx.user_id, "u1");
         assert_eq!(ctx.role, Role::GridWorker);
         assert_eq!(
-            store.authenticate(&format!("{device}.wrongwrongwrongwrong")).unwrap(),
+            store
+                .authenticate(&format!("{device}.wrongwrongwrongwrong"))
+                .unwrap(),
             Auth::Unknown
         );
         assert_eq!(store.authenticate("garbage").unwrap(), Auth::Unknown);

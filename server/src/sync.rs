@@ -13,13 +13,14 @@ use std::collections::{HashMap, HashSet};
 
 use automerge::sync::{ChunkList, Message, State, SyncDoc};
 use automerge::{AutoCommit, Change, ChangeHash};
-use gridcase_core::doc::{CaseDoc, PersonalDoc, split_doc_id};
+use gridcase_core::doc::{CaseDoc, PersonalDoc, personal_doc_id, split_doc_id};
 use gridcase_core::identity::actor_belongs_to;
 use gridcase_core::model::{Case, Millis};
 use gridcase_core::sync::{
     CatchUp, DocPush, DocUpdate, Hash, Payload, PushResult, RejectCode, Rejection, RestoreToken,
     SyncRequest, SyncResponse, clock_offset,
 };
+use gridcase_core::validate::{Pusher, validate_case_change};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, named_params};
 
 use crate::store::{
@@ -58,7 +59,9 @@ pub fn check_doc_id(doc_id: &str) -> Result<(), Rejection> {
     let ok = !case_id.is_empty()
         && doc_id.len() <= MAX_DOC_ID_LEN
         && !case_id.contains('#')
-        && doc_id.chars().all(|c| !c.is_control() && !c.is_whitespace());
+        && doc_id
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace());
     if ok {
         Ok(())
     } else {
@@ -69,37 +72,52 @@ pub fn check_doc_id(doc_id: &str) -> Result<(), Rejection> {
     }
 }
 
-/// Decodes a push's changes and checks that every one was made under one of the sending
-/// device's actor ids.
-pub fn decode_push(push: &DocPush, device: &str) -> Result<Vec<Change>, Rejection> {
+/// Decodes a push's changes.
+pub fn decode_push(push: &DocPush) -> Result<Vec<Change>, Rejection> {
     if push.changes.len() > MAX_CHANGES_PER_PUSH {
         return Err(rejection(
             RejectCode::TooLarge,
             format!("at most {MAX_CHANGES_PER_PUSH} changes per document and push"),
         ));
     }
-    let mut changes = Vec::with_capacity(push.changes.len());
-    for (i, bytes) in push.changes.iter().enumerate() {
-        let change = Change::from_bytes(bytes.clone()).map_err(|e| {
-            rejection(
-                RejectCode::Malformed,
-                format!("change {i} is not an Automerge change: {e}"),
-            )
-        })?;
-        if !actor_belongs_to(change.actor_id(), device) {
-            return Err(rejection(
-                RejectCode::ForeignActor,
-                format!("change {i} was made under an actor id of another device"),
-            ));
-        }
-        changes.push(change);
+    push.changes
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            Change::from_bytes(bytes.clone()).map_err(|e| {
+                rejection(
+                    RejectCode::Malformed,
+                    format!("change {i} is not an Automerge change: {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Checks that every change new to the server was made under one of the sending device's actor
+/// ids. (Changes the server already holds may come back from any device: they change nothing.)
+pub fn check_actors(new_changes: &[Change], device: &str) -> Result<(), Rejection> {
+    match new_changes
+        .iter()
+        .find(|c| !actor_belongs_to(c.actor_id(), device))
+    {
+        Some(c) => Err(rejection(
+            RejectCode::ForeignActor,
+            format!(
+                "change {} was made under an actor id of another device",
+                c.hash()
+            ),
+        )),
+        None => Ok(()),
     }
-    Ok(changes)
 }
 
 /// The heads of a set of changes: those no other change in the set depends on.
 pub fn pushed_heads(changes: &[Change]) -> Vec<ChangeHash> {
-    let deps: HashSet<ChangeHash> = changes.iter().flat_map(|c| c.deps().iter().copied()).collect();
+    let deps: HashSet<ChangeHash> = changes
+        .iter()
+        .flat_map(|c| c.deps().iter().copied())
+        .collect();
     let mut heads: Vec<ChangeHash> = changes
         .iter()
         .map(Change::hash)
@@ -118,32 +136,41 @@ pub fn in_scope(ctx: &DeviceCtx, area_code: &str, assignee: &str) -> bool {
 /// What a push would store, as read after merging it into the server's copy.
 #[derive(Debug)]
 pub enum Target<'a> {
-    Case(&'a Case),
+    /// A case document: the case as the server read it before the push (`None` for a case the
+    /// server has never seen) and after it.
+    Case {
+        before: Option<&'a Case>,
+        after: &'a Case,
+    },
     /// The complainant document of a case.
     Personal,
 }
 
-/// The server's rules for accepting a document's new state. `before` is the case's projected
-/// `(area_code, assignee)` before the push, if the server knows the case.
+/// The pusher as `gridcase_core::validate` sees it.
+pub fn pusher(ctx: &DeviceCtx) -> Pusher {
+    Pusher {
+        user: ctx.user_id.clone(),
+        device: ctx.device_id.clone(),
+        role: ctx.role,
+        jurisdiction: ctx.jurisdiction.clone(),
+    }
+}
+
+/// The server's rules for accepting a document's new state; the one place a push is judged.
+/// `scope_before` is the case's projected `(area_code, assignee)` before the push, if the server
+/// knows the case.
 ///
-/// Checked now: the case must be (and stay) in the author's scope, and personal data may only be
-/// written by roles that may see it. Fuller rules belong here: replaying each new timeline event
-/// against the author's role (`Action::check`), edits of fields the role may not edit
-/// (`doc::may_edit`), late offline edits to a closed case, and the author recorded in each
-/// change's message (`doc::change_author`) matching the device's user and role.
+/// - A case document goes through `gridcase_core::validate::validate_case_change`: new timeline
+///   events in the pusher's own name, allowed for the role and from the state they record;
+///   fields the role may edit; nothing changed on a closed case but an explicit reopen; the case
+///   in (and staying in) the pusher's jurisdiction or assigned to them.
+/// - A personal-data document may only be written by a role that may see personal data, for a
+///   case in the pusher's scope.
 pub fn validate(
     ctx: &DeviceCtx,
     target: &Target<'_>,
-    before: Option<&(String, String)>,
+    scope_before: Option<&(String, String)>,
 ) -> Result<(), Rejection> {
-    if let Some((area, assignee)) = before
-        && !in_scope(ctx, area, assignee)
-    {
-        return Err(rejection(
-            RejectCode::OutOfJurisdiction,
-            "the case is outside your jurisdiction",
-        ));
-    }
     match target {
         Target::Personal => {
             if !ctx.role.may_see_personal_data() {
@@ -152,29 +179,23 @@ pub fn validate(
                     format!("a {} may not write personal data", ctx.role),
                 ));
             }
-        }
-        Target::Case(case) => {
-            let area = &case.location.area_code;
-            let inside = ctx.jurisdiction.contains_str(area);
-            let assigned_here = before.is_some_and(|(old_area, assignee)| {
-                assignee == &ctx.user_id && old_area == area
-            });
-            if !inside && !assigned_here {
+            if let Some((area, assignee)) = scope_before
+                && !in_scope(ctx, area, assignee)
+            {
                 return Err(rejection(
                     RejectCode::OutOfJurisdiction,
-                    format!(
-                        "area {area} is outside your jurisdiction `{}`",
-                        ctx.jurisdiction.as_prefix()
-                    ),
+                    "the case is outside your jurisdiction",
                 ));
             }
+            Ok(())
         }
+        Target::Case { before, after } => validate_case_change(*before, after, &pusher(ctx)),
     }
-    Ok(())
 }
 
 /// SQL for "document `d` of case `k` is in scope" with parameters `:prefix`, `:user`, `:pii`.
-const SCOPE_SQL: &str = "((k.area_code LIKE :prefix || '%' OR (k.assignee <> '' AND k.assignee = :user))
+const SCOPE_SQL: &str =
+    "((k.area_code LIKE :prefix || '%' OR (k.assignee <> '' AND k.assignee = :user))
       AND (d.is_pii = 0 OR :pii))";
 
 struct Scope<'a> {
@@ -209,9 +230,10 @@ fn doc_in_scope(conn: &Connection, scope: &Scope<'_>, doc_id: &str) -> Result<bo
 }
 
 fn doc_heads(conn: &Connection, doc_id: &str) -> Result<Vec<Hash>> {
-    let blob: Vec<u8> = conn.query_row("SELECT heads FROM docs WHERE doc_id = ?1", [doc_id], |r| {
-        r.get(0)
-    })?;
+    let blob: Vec<u8> =
+        conn.query_row("SELECT heads FROM docs WHERE doc_id = ?1", [doc_id], |r| {
+            r.get(0)
+        })?;
     Ok(blob_to_heads(&blob))
 }
 
@@ -231,6 +253,17 @@ fn snapshot_update(tx: &Transaction<'_>, device: &str, doc_id: &str) -> Result<O
     }))
 }
 
+fn holds(conn: &Connection, device: &str, doc_id: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM device_docs WHERE device_id = ?1 AND doc_id = ?2",
+            [device, doc_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// One page of the response's documents, with the cursor and restore state that go with it.
 struct Page {
     docs: Vec<DocUpdate>,
@@ -241,7 +274,12 @@ struct Page {
 
 impl Store {
     /// Handles one sync request from an authenticated device at server time `now`.
-    pub fn sync(&self, ctx: &DeviceCtx, request: &SyncRequest, now: Millis) -> Result<SyncResponse> {
+    pub fn sync(
+        &self,
+        ctx: &DeviceCtx,
+        request: &SyncRequest,
+        now: Millis,
+    ) -> Result<SyncResponse> {
         let mut conn = self.conn();
         let offset = clock_offset(request.device_time, now);
         conn.execute(
@@ -266,12 +304,15 @@ impl Store {
 
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let scope = Scope::of(ctx);
-        let max_seq: i64 =
-            tx.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| r.get(0))?;
+        let max_seq: i64 = tx.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
+            r.get(0)
+        })?;
         let max_seq = max_seq as u64;
         let size = page_size(request.page_size);
         let mut page = match (&request.restore, request.cursor) {
-            (Some(token), _) => restore_page(&tx, ctx, &scope, token.clone(), size, request.cursor)?,
+            (Some(token), _) => {
+                restore_page(&tx, ctx, &scope, token.clone(), size, request.cursor)?
+            }
             (None, 0) => {
                 let token = RestoreToken {
                     upto: max_seq,
@@ -347,7 +388,7 @@ impl Store {
         if let Err(r) = check_doc_id(doc_id) {
             return reject(r);
         }
-        let changes = match decode_push(push, &ctx.device_id) {
+        let changes = match decode_push(push) {
             Ok(c) => c,
             Err(r) => return reject(r),
         };
@@ -362,9 +403,15 @@ impl Store {
             .into_iter()
             .filter(|c| seen.insert(c.hash()) && doc.get_change_by_hash(&c.hash()).is_none())
             .collect();
+        if let Err(r) = check_actors(&new, &ctx.device_id) {
+            return reject(r);
+        }
         if new.is_empty() {
             if !known {
-                return reject(rejection(RejectCode::Malformed, "a new document needs changes"));
+                return reject(rejection(
+                    RejectCode::Malformed,
+                    "a new document needs changes",
+                ));
             }
             // Everything was already stored: a repeated request. Acknowledge again.
             tx.execute(
@@ -381,6 +428,7 @@ impl Store {
                 Some(sent_heads),
             ));
         }
+        let stored = known.then(|| doc.clone());
         if let Err(e) = doc.apply_changes(new.iter().cloned()) {
             return reject(rejection(
                 RejectCode::Malformed,
@@ -393,14 +441,29 @@ impl Store {
                 "the changes depend on changes the server does not have; send those first",
             ));
         }
-        let before = case_scope_row(&tx, case_id)?;
-        let case;
+        let scope_before = case_scope_row(&tx, case_id)?;
+        let (before, after);
         let target = if is_pii {
             let _ = PersonalDoc::from_automerge(doc.clone()).read();
             Target::Personal
         } else {
+            before = match &stored {
+                None => None,
+                Some(stored) => {
+                    match CaseDoc::from_automerge(stored.clone()).and_then(|d| d.read()) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::error!(doc_id, error = %e, "the stored case does not read");
+                            return reject(rejection(
+                                RejectCode::Malformed,
+                                "the server's copy of this case does not read",
+                            ));
+                        }
+                    }
+                }
+            };
             match CaseDoc::from_automerge(doc.clone()).and_then(|d| d.read()) {
-                Ok(c) => case = c,
+                Ok(c) => after = c,
                 Err(e) => {
                     return reject(rejection(
                         RejectCode::Malformed,
@@ -408,15 +471,18 @@ impl Store {
                     ));
                 }
             }
-            if case.id != case_id {
+            if after.id != case_id {
                 return reject(rejection(
                     RejectCode::Malformed,
-                    format!("document {doc_id} holds case {}", case.id),
+                    format!("document {doc_id} holds case {}", after.id),
                 ));
             }
-            Target::Case(&case)
+            Target::Case {
+                before: before.as_ref(),
+                after: &after,
+            }
         };
-        if let Err(r) = validate(ctx, &target, before.as_ref()) {
+        if let Err(r) = validate(ctx, &target, scope_before.as_ref()) {
             return reject(r);
         }
         let heads = commit_doc(
@@ -460,7 +526,7 @@ fn restore_page(
         .prepare(&sql)?
         .query_map(
             named_params! {":after": token.after, ":prefix": scope.prefix, ":user": scope.user,
-                ":pii": scope.pii, ":limit": i64::from(size) + 1},
+            ":pii": scope.pii, ":limit": i64::from(size) + 1},
             |r| r.get(0),
         )?
         .collect::<rusqlite::Result<_>>()?;
@@ -481,7 +547,7 @@ fn restore_page(
             let remaining: i64 = tx.query_row(
                 &count_sql,
                 named_params! {":after": last, ":prefix": scope.prefix, ":user": scope.user,
-                    ":pii": scope.pii},
+                ":pii": scope.pii},
                 |r| r.get(0),
             )?;
             Ok(Page {
@@ -521,7 +587,7 @@ fn feed_page(
     let mut stmt = tx.prepare(&sql)?;
     let rows = stmt.query_map(
         named_params! {":device": ctx.device_id, ":cursor": cursor as i64, ":prefix": scope.prefix,
-            ":user": scope.user, ":pii": scope.pii, ":limit": FEED_ROW_CAP as i64 + 1},
+        ":user": scope.user, ":pii": scope.pii, ":limit": FEED_ROW_CAP as i64 + 1},
         |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
@@ -556,16 +622,21 @@ fn feed_page(
     }
     let mut docs = Vec::new();
     for doc_id in order {
-        let held = tx
-            .query_row(
-                "SELECT 1 FROM device_docs WHERE device_id = ?1 AND doc_id = ?2",
-                [&ctx.device_id, &doc_id],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
+        let held = holds(tx, &ctx.device_id, &doc_id)?;
         if !held {
             if let Some(update) = snapshot_update(tx, &ctx.device_id, &doc_id)? {
+                docs.push(update);
+            }
+            // A case that just entered the scope brings its personal data along, whose own
+            // rows may all be older than the cursor.
+            let (case_id, is_pii) = split_doc_id(&doc_id);
+            let pii = personal_doc_id(case_id);
+            if !is_pii
+                && scope.pii
+                && !groups.contains_key(&pii)
+                && !holds(tx, &ctx.device_id, &pii)?
+                && let Some(update) = snapshot_update(tx, &ctx.device_id, &pii)?
+            {
                 docs.push(update);
             }
             continue;
@@ -588,7 +659,7 @@ fn feed_page(
         let n: i64 = tx.query_row(
             &count_sql,
             named_params! {":cursor": covered as i64, ":prefix": scope.prefix, ":user": scope.user,
-                ":pii": scope.pii},
+            ":pii": scope.pii},
             |r| r.get(0),
         )?;
         n as u64
@@ -654,7 +725,7 @@ fn evictions(tx: &Transaction<'_>, ctx: &DeviceCtx, scope: &Scope<'_>) -> Result
         .prepare(&sql)?
         .query_map(
             named_params! {":device": ctx.device_id, ":prefix": scope.prefix, ":user": scope.user,
-                ":pii": scope.pii},
+            ":pii": scope.pii},
             |r| r.get(0),
         )?
         .collect::<rusqlite::Result<_>>()?;
@@ -706,7 +777,7 @@ mod tests {
             doc_id: "c".into(),
             changes: vec![vec![1, 2, 3]],
         };
-        let err = decode_push(&push, "0123456789abcdef0123456789abcdef").unwrap_err();
+        let err = decode_push(&push).unwrap_err();
         assert_eq!(err.code, RejectCode::Malformed);
     }
 

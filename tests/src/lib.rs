@@ -1,1 +1,185 @@
-//! Workspace-level end-to-end tests live in `tests/tests/`.
+//! Harness for the workspace-level end-to-end tests in `tests/tests/`: a real `gridcase-server`
+//! on 127.0.0.1 (an ephemeral port, a temporary SQLite data directory) and phones that are real
+//! phone stores talking HTTP to it, exactly as the apps do through the bindings.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use gridcase_bindings::http::HttpTransport;
+use gridcase_core::area::Jurisdiction;
+use gridcase_core::model::{Channel, CaseType, Location, Millis, NewCase, Role, Urgency};
+use gridcase_core::phone::{Phone, SyncSummary, Transport, TransportError};
+use gridcase_server::http::{AppState, spawn};
+use gridcase_server::store::Store;
+
+/// A server running on its own tokio runtime in the background for the life of the value.
+pub struct TestServer {
+    pub url: String,
+    pub store: Arc<Store>,
+    pub data: tempfile::TempDir,
+    /// The server's clock; tests move it. Starts at [`T0`].
+    pub clock: Arc<AtomicI64>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let data = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Store::open(data.path()).expect("open server store"));
+        Self::start_with(store, data)
+    }
+
+    pub fn start_with(store: Arc<Store>, data: tempfile::TempDir) -> TestServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let clock = Arc::new(AtomicI64::new(T0));
+        let read = clock.clone();
+        let state = AppState::new(store.clone())
+            .with_clock(Arc::new(move || read.load(Ordering::SeqCst)));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        let _guard = runtime.enter();
+        spawn(listener, state);
+        TestServer {
+            url: format!("http://{addr}"),
+            store,
+            data,
+            clock,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn set_time(&self, now: Millis) {
+        self.clock.store(now, Ordering::SeqCst);
+    }
+
+    /// Enrols a user and one device; returns the device token.
+    pub fn enrol(&self, user: &str, role: Role, area: &str) -> String {
+        let jurisdiction = Jurisdiction::parse(area).expect("valid jurisdiction");
+        self.store
+            .enrol_user(user, role, &jurisdiction, 0)
+            .expect("enrol user");
+        self.store.enrol_device(user, 0).expect("enrol device")
+    }
+
+    /// Stops serving (connections are refused afterwards); the data directory stays.
+    pub fn stop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A phone: its own store file and an HTTP transport to the test server.
+pub struct TestPhone {
+    pub phone: Phone,
+    pub transport: HttpTransport,
+    pub dir: tempfile::TempDir,
+    /// The phone's clock, passed to every sync.
+    pub now: Millis,
+    nonce: u8,
+}
+
+pub const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+impl TestPhone {
+    pub fn new(server: &TestServer, token: &str, nonce: u8) -> TestPhone {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let phone = Phone::open(dir.path().join("phone.db"), token, [nonce, 1, 2, 3])
+            .expect("open phone store");
+        TestPhone {
+            phone,
+            transport: HttpTransport::new(&server.url, token),
+            dir,
+            now: T0,
+            nonce,
+        }
+    }
+
+    /// Enrols `user` and returns a phone that has synced once (so it knows who it is).
+    pub fn enrolled(server: &TestServer, user: &str, role: Role, area: &str, nonce: u8) -> Self {
+        let token = server.enrol(user, role, area);
+        let mut phone = TestPhone::new(server, &token, nonce);
+        phone.sync().expect("first sync");
+        phone
+    }
+
+    pub fn sync(&mut self) -> Result<SyncSummary, gridcase_core::phone::PhoneError> {
+        self.sync_via_page(200)
+    }
+
+    pub fn sync_via_page(
+        &mut self,
+        page: u32,
+    ) -> Result<SyncSummary, gridcase_core::phone::PhoneError> {
+        let cancel = AtomicBool::new(false);
+        self.phone
+            .sync(&mut self.transport, self.now, &mut |_| {}, &cancel, page)
+    }
+
+    pub fn sync_with(
+        &mut self,
+        transport: &mut dyn Transport,
+        page: u32,
+    ) -> Result<SyncSummary, gridcase_core::phone::PhoneError> {
+        let cancel = AtomicBool::new(false);
+        self.phone
+            .sync(transport, self.now, &mut |_| {}, &cancel, page)
+    }
+
+    pub fn nonce(&self) -> u8 {
+        self.nonce
+    }
+}
+
+/// A new case in a village of township 330604101 (or the given area).
+pub fn new_case(id: &str, title: &str, area: &str) -> NewCase {
+    NewCase {
+        id: id.into(),
+        number: format!("GC-{id}"),
+        channel: Channel::Grid,
+        case_type: CaseType::Complaint,
+        category: "噪音".into(),
+        urgency: Urgency::General,
+        priority: false,
+        title: title.into(),
+        description: "居民反映夜间施工噪音".into(),
+        location: Location {
+            address: "城关镇一村".into(),
+            area_code: area.into(),
+            gps: None,
+        },
+    }
+}
+
+/// Wraps a transport, recording every response body and failing after `limit` exchanges (a
+/// connection that drops in the middle of a restore).
+pub struct FlakyTransport<'a> {
+    pub inner: &'a mut dyn Transport,
+    pub limit: usize,
+    pub exchanges: usize,
+    pub responses: Vec<Vec<u8>>,
+}
+
+impl Transport for FlakyTransport<'_> {
+    fn exchange(&mut self, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        if self.exchanges >= self.limit {
+            return Err(TransportError::Network("connection dropped".into()));
+        }
+        self.exchanges += 1;
+        let response = self.inner.exchange(body)?;
+        self.responses.push(response.clone());
+        Ok(response)
+    }
+}

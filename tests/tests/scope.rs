@@ -1,0 +1,117 @@
+//! A device receives exactly its part: cases in its user's jurisdiction or assigned to it, and
+//! personal data only where its role needs it. Checked on the bytes that cross the wire.
+
+use gridcase_core::doc::{CaseDoc, PersonalDoc, split_doc_id};
+use gridcase_core::lifecycle::Action;
+use gridcase_core::model::{Complainant, Role};
+use gridcase_core::sync::{Payload, wire};
+use gridcase_tests::{FlakyTransport, T0, TestPhone, TestServer, new_case};
+
+/// Every document id and the full text of every payload a phone received in `responses`.
+fn received(responses: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
+    let mut ids = Vec::new();
+    let mut texts = Vec::new();
+    for bytes in responses {
+        let response = wire::decode_response(bytes).unwrap();
+        for update in response.docs {
+            let mut doc = automerge::AutoCommit::new();
+            match &update.payload {
+                Payload::Snapshot(s) => doc = automerge::AutoCommit::load(s).unwrap(),
+                Payload::Changes(changes) => {
+                    for c in changes {
+                        doc.load_incremental(c).unwrap();
+                    }
+                }
+            }
+            let (_, is_pii) = split_doc_id(&update.doc_id);
+            let text = if is_pii {
+                format!("{:?}", PersonalDoc::from_automerge(doc).read())
+            } else {
+                format!("{:?}", CaseDoc::from_automerge(doc).unwrap().read().unwrap())
+            };
+            texts.push(text);
+            ids.push(update.doc_id);
+        }
+    }
+    (ids, texts)
+}
+
+fn sync_recording(phone: &mut TestPhone) -> Vec<Vec<u8>> {
+    // Borrow the phone's transport for the call through a recording wrapper.
+    let mut inner = std::mem::replace(
+        &mut phone.transport,
+        gridcase_bindings::http::HttpTransport::new("http://127.0.0.1:1", "x"),
+    );
+    let mut flaky = FlakyTransport {
+        inner: &mut inner,
+        limit: usize::MAX,
+        exchanges: 0,
+        responses: Vec::new(),
+    };
+    phone.sync_with(&mut flaky, 200).unwrap();
+    let responses = flaky.responses;
+    phone.transport = inner;
+    responses
+}
+
+#[test]
+fn devices_receive_only_their_scope_and_personal_data_only_by_role() {
+    let server = TestServer::start();
+    let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
+    let mut zhao = TestPhone::enrolled(&server, "zhao", Role::TownshipStaff, "330604101", 2);
+    let mut chen = TestPhone::enrolled(&server, "chen", Role::GridWorker, "330604102", 3);
+    let mut water = TestPhone::enrolled(&server, "water", Role::HandlingUnit, "330604", 4);
+
+    let complainant = Complainant {
+        name: "张三".into(),
+        phone: "13812341234".into(),
+        anonymous: false,
+    };
+    li.phone
+        .create_case(
+            &new_case("c-1", "自来水停供", "330604101201"),
+            Some(&complainant),
+            T0,
+        )
+        .unwrap();
+    li.phone.act("c-1", &Action::Register, T0 + 1).unwrap();
+    li.sync().unwrap();
+
+    // Township staff in the same township: the case and the complainant.
+    let (ids, texts) = received(&sync_recording(&mut zhao));
+    assert!(ids.contains(&"c-1".to_string()));
+    assert!(ids.contains(&"c-1#pii".to_string()));
+    assert!(texts.iter().any(|t| t.contains("13812341234")));
+
+    // A grid worker of another township: nothing at all.
+    let (ids, _) = received(&sync_recording(&mut chen));
+    assert!(ids.is_empty(), "chen received {ids:?}");
+    assert!(chen.phone.get_case("c-1").is_err());
+
+    // Dispatched to the water company (county-wide handling unit): the case, never the
+    // complainant's identity, in any byte it receives.
+    zhao.phone
+        .act(
+            "c-1",
+            &Action::Dispatch {
+                unit: "水务公司".into(),
+                assignee: "water".into(),
+            },
+            T0 + 2,
+        )
+        .unwrap();
+    zhao.sync().unwrap();
+    let responses = sync_recording(&mut water);
+    let (ids, texts) = received(&responses);
+    assert!(ids.contains(&"c-1".to_string()), "{ids:?}");
+    assert!(!ids.iter().any(|id| id.ends_with("#pii")), "{ids:?}");
+    for t in &texts {
+        assert!(!t.contains("13812341234") && !t.contains("张三"), "{t}");
+    }
+    let plain: Vec<u8> = responses.concat();
+    assert!(
+        !plain.windows(11).any(|w| w == b"13812341234"),
+        "the phone number crossed the wire"
+    );
+    assert!(water.phone.get_case("c-1").unwrap().complainant.is_none());
+}
