@@ -1123,7 +1123,7 @@ fn apply_update(
     now: Millis,
 ) -> Result<(), PhoneError> {
     let doc_id = &update.doc_id;
-    let heads = hashes(&update.heads, doc_id)?;
+    let mut heads = hashes(&update.heads, doc_id)?;
     let existing = store::load_doc(conn, doc_id, actor)?;
     let (mut doc, persisted, old_server) = match existing {
         Some(l) => (l.doc, Some(l.persisted), l.state.server_heads),
@@ -1135,12 +1135,16 @@ fn apply_update(
     };
     match &update.payload {
         Payload::Snapshot(bytes) => {
+            let mut snapshot = AutoCommit::load(bytes)
+                .map_err(|e| bad(doc_id, e))?
+                .with_actor(actor.clone());
+            if heads.is_empty() {
+                heads = snapshot.get_heads();
+            }
             if persisted.is_none() {
-                doc = AutoCommit::load(bytes)
-                    .map_err(|e| bad(doc_id, e))?
-                    .with_actor(actor.clone());
+                doc = snapshot;
             } else {
-                doc.load_incremental(bytes).map_err(|e| bad(doc_id, e))?;
+                doc.merge(&mut snapshot).map_err(|e| bad(doc_id, e))?;
             }
         }
         Payload::Changes(raw) => {

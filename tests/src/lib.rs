@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use gridcase_bindings::http::HttpTransport;
 use gridcase_core::area::Jurisdiction;
-use gridcase_core::model::{Channel, CaseType, Location, Millis, NewCase, Role, Urgency};
+use gridcase_core::model::{CaseType, Channel, Location, Millis, NewCase, Role, Urgency};
 use gridcase_core::phone::{Phone, SyncSummary, Transport, TransportError};
 use gridcase_server::http::{AppState, spawn};
 use gridcase_server::store::Store;
@@ -37,8 +37,8 @@ impl TestServer {
             .expect("runtime");
         let clock = Arc::new(AtomicI64::new(T0));
         let read = clock.clone();
-        let state = AppState::new(store.clone())
-            .with_clock(Arc::new(move || read.load(Ordering::SeqCst)));
+        let state =
+            AppState::new(store.clone()).with_clock(Arc::new(move || read.load(Ordering::SeqCst)));
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind 127.0.0.1");

@@ -21,19 +21,33 @@ fn concurrent_offline_edits_converge_everywhere() {
     li.sync().unwrap();
     wang.sync().unwrap();
     zhao.sync().unwrap();
-    assert_eq!(wang.phone.get_case("c-1").unwrap().case.title, "夜间施工噪音");
+    assert_eq!(
+        wang.phone.get_case("c-1").unwrap().case.title,
+        "夜间施工噪音"
+    );
 
     // All three go offline and edit the same case.
     li.phone
         .splice_description("c-1", 0, 0, "【李】", T0 + 10)
         .unwrap();
-    let len = wang.phone.get_case("c-1").unwrap().case.description.chars().count();
+    let len = wang
+        .phone
+        .get_case("c-1")
+        .unwrap()
+        .case
+        .description
+        .chars()
+        .count();
     wang.phone
         .splice_description("c-1", len, 0, "【王补充】", T0 + 11)
         .unwrap();
     wang.phone.add_note("c-1", "已上门核实", T0 + 12).unwrap();
     zhao.phone
-        .edit("c-1", &FieldEdit::Title("工地夜间施工噪音扰民".into()), T0 + 13)
+        .edit(
+            "c-1",
+            &FieldEdit::Title("工地夜间施工噪音扰民".into()),
+            T0 + 13,
+        )
         .unwrap();
     zhao.phone
         .act(
@@ -60,14 +74,26 @@ fn concurrent_offline_edits_converge_everywhere() {
     assert_eq!(cases[0], cases[1]);
     assert_eq!(cases[1], cases[2]);
     let merged = &cases[0];
-    assert!(merged.description.starts_with("【李】"), "{}", merged.description);
-    assert!(merged.description.ends_with("【王补充】"), "{}", merged.description);
+    assert!(
+        merged.description.starts_with("【李】"),
+        "{}",
+        merged.description
+    );
+    assert!(
+        merged.description.ends_with("【王补充】"),
+        "{}",
+        merged.description
+    );
     assert_eq!(merged.title, "工地夜间施工噪音扰民");
     assert_eq!(merged.status, Status::Dispatched);
     assert_eq!(merged.notes.len(), 1);
 
     // The server's own copy reads the same.
-    let server_doc = server.store.load_doc("c-1").unwrap().expect("server holds the case");
+    let server_doc = server
+        .store
+        .load_doc("c-1")
+        .unwrap()
+        .expect("server holds the case");
     let server_case = CaseDoc::from_automerge(server_doc).unwrap().read().unwrap();
     assert_eq!(&server_case, merged);
     // Nothing left to send anywhere.
@@ -91,10 +117,22 @@ fn conflicting_offline_actions_are_flagged_on_every_replica() {
     // Offline: li handles it on the spot (自办) while zhao declines to accept it.
     li.phone.act("c-2", &Action::Start, T0 + 2).unwrap();
     li.phone
-        .act("c-2", &Action::Reply { text: "已修复".into() }, T0 + 3)
+        .act(
+            "c-2",
+            &Action::Reply {
+                text: "已修复".into(),
+            },
+            T0 + 3,
+        )
         .unwrap();
     zhao.phone
-        .act("c-2", &Action::NotAccept { reason: "重复件".into() }, T0 + 2)
+        .act(
+            "c-2",
+            &Action::NotAccept {
+                reason: "重复件".into(),
+            },
+            T0 + 2,
+        )
         .unwrap();
     li.sync().unwrap();
     zhao.sync().unwrap();
@@ -103,7 +141,10 @@ fn conflicting_offline_actions_are_flagged_on_every_replica() {
     let a = li.phone.get_case("c-2").unwrap().case;
     let b = zhao.phone.get_case("c-2").unwrap().case;
     assert_eq!(a, b);
-    assert!(a.needs_review, "a conflict is flagged, not silently resolved");
+    assert!(
+        a.needs_review,
+        "a conflict is flagged, not silently resolved"
+    );
     assert_eq!(a.timeline.len(), 4, "every action is kept");
     assert!(a.timeline.iter().any(|e| e.conflicted));
 }

@@ -13,7 +13,11 @@ fn restore_cut_off_halfway_resumes_without_resending() {
     for i in 0..45 {
         let id = format!("c-{i:03}");
         li.phone
-            .create_case(&new_case(&id, &format!("第{i}件"), "330604101201"), None, T0)
+            .create_case(
+                &new_case(&id, &format!("第{i}件"), "330604101201"),
+                None,
+                T0,
+            )
             .unwrap();
         li.phone.act(&id, &Action::Register, T0 + 1).unwrap();
     }
@@ -38,7 +42,11 @@ fn restore_cut_off_halfway_resumes_without_resending() {
         .map(|d| d.doc_id)
         .collect();
     assert_eq!(first_ids.len(), 20);
-    assert_eq!(zhao.phone.by_area("330604101").unwrap().len(), 20, "both pages were stored");
+    assert_eq!(
+        zhao.phone.by_area("330604101").unwrap().len(),
+        20,
+        "both pages were stored"
+    );
     assert!(zhao.phone.sync_status().unwrap().restoring);
 
     let mut second = FlakyTransport {

@@ -27,7 +27,10 @@ fn received(responses: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
             let text = if is_pii {
                 format!("{:?}", PersonalDoc::from_automerge(doc).read())
             } else {
-                format!("{:?}", CaseDoc::from_automerge(doc).unwrap().read().unwrap())
+                format!(
+                    "{:?}",
+                    CaseDoc::from_automerge(doc).unwrap().read().unwrap()
+                )
             };
             texts.push(text);
             ids.push(update.doc_id);

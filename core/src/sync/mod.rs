@@ -91,7 +91,9 @@ pub struct DocUpdate {
     pub doc_id: DocId,
     pub payload: Payload,
     /// The server's heads for this document once the payload is applied. The phone may treat
-    /// them as shared only if it holds every one of them afterwards.
+    /// them as shared only if it holds every one of them afterwards. Empty for a snapshot,
+    /// whose own heads are the server's (sparing 32 incompressible bytes per document in a
+    /// restore).
     pub heads: Vec<Hash>,
 }
 
