@@ -912,14 +912,18 @@ impl Phone {
             }
         }
 
+        // Documents already in memory, so list rows need not load them again.
+        let mut fresh: std::collections::HashMap<&str, AutoCommit> = Default::default();
         for update in &response.docs {
-            apply_update(&tx, update, &actor, now)?;
+            let doc = apply_update(&tx, update, &actor, now)?;
+            fresh.insert(&update.doc_id, doc);
             touched.push(update.doc_id.clone());
             outcome.received.push(update.doc_id.clone());
         }
 
         for answer in &response.catch_up {
             let doc_id = &answer.doc_id;
+            fresh.remove(doc_id.as_str());
             let message = Message::decode(&answer.message).map_err(|e| bad(doc_id, e))?;
             let their_heads = message.heads.clone();
             let (mut doc, persisted, state) = match store::load_doc(&tx, doc_id, &actor)? {
@@ -953,6 +957,7 @@ impl Phone {
         }
 
         for doc_id in &response.evict {
+            fresh.remove(doc_id.as_str());
             match store::doc_state(&tx, doc_id)? {
                 Some(state) if state.pending => outcome.kept_pending.push(doc_id.clone()),
                 Some(_) => {
@@ -979,11 +984,15 @@ impl Phone {
                 projection::refresh_has_pending(&tx, doc_id)?;
                 continue;
             }
-            let Some(loaded) = store::load_doc(&tx, case_id, &actor)? else {
-                continue;
+            let doc = match fresh.remove(case_id) {
+                Some(doc) => doc,
+                None => match store::load_doc(&tx, case_id, &actor)? {
+                    Some(loaded) => loaded.doc,
+                    None => continue,
+                },
             };
             // A migration on read is not stored here: it is deterministic and repeats.
-            let case_doc = match CaseDoc::from_automerge(loaded.doc) {
+            let case_doc = match CaseDoc::from_automerge(doc) {
                 Ok(d) => d,
                 Err(_) => {
                     outcome.unreadable.push(doc_id.clone());
@@ -1116,12 +1125,13 @@ fn store_identity(conn: &Connection, identity: &Identity) -> Result<(), StoreErr
 /// Applies one document from the server: a snapshot is merged into what the phone holds (or
 /// becomes the document), changes are applied; `server_heads` become the update's heads when
 /// the phone holds them all.
+/// Applies one received document and returns it as stored.
 fn apply_update(
     conn: &Connection,
     update: &DocUpdate,
     actor: &ActorId,
     now: Millis,
-) -> Result<(), PhoneError> {
+) -> Result<AutoCommit, PhoneError> {
     let doc_id = &update.doc_id;
     let mut heads = hashes(&update.heads, doc_id)?;
     let existing = store::load_doc(conn, doc_id, actor)?;
@@ -1142,7 +1152,10 @@ fn apply_update(
                 heads = snapshot.get_heads();
             }
             if persisted.is_none() {
-                doc = snapshot;
+                // A document new to this phone, all of it from the server: store the bytes as
+                // they came instead of saving them again (most of a restore's time).
+                store::insert_snapshot(conn, doc_id, bytes, &heads, now)?;
+                return Ok(snapshot);
             } else {
                 doc.merge(&mut snapshot).map_err(|e| bad(doc_id, e))?;
             }
@@ -1174,7 +1187,7 @@ fn apply_update(
         &server_heads,
         now,
     )?;
-    Ok(())
+    Ok(doc)
 }
 
 #[cfg(test)]

@@ -246,6 +246,26 @@ pub fn load_doc(
     }))
 }
 
+/// Stores a document that is new to this store and came whole from the server, as the bytes
+/// it came in: nothing is pending and the server holds `server_heads`.
+pub fn insert_snapshot(
+    conn: &Connection,
+    doc_id: &str,
+    snapshot: &[u8],
+    server_heads: &[ChangeHash],
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
+    conn.prepare_cached(
+        "INSERT INTO docs (doc_id, snapshot, change_count, server_heads, pending, updated_at)
+         VALUES (?1, ?2, 0, ?3, 0, ?4)
+         ON CONFLICT (doc_id) DO UPDATE SET snapshot = excluded.snapshot, change_count = 0,
+            server_heads = excluded.server_heads, pending = 0, updated_at = excluded.updated_at",
+    )?
+    .execute(params![doc_id, snapshot, heads_to_blob(server_heads), now])?;
+    Ok(())
+}
+
 /// Writes what `doc` holds beyond `persisted` (`None`: the document is not stored yet, or is
 /// to be replaced: write a snapshot), sets `server_heads` (only those the document holds) and
 /// recomputes `pending`. Compacts when the change rows exceed [`COMPACT_AFTER`]. Returns
