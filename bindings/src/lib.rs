@@ -232,6 +232,12 @@ impl GridcasePhone {
         })
     }
 
+    /// The complainant's unmasked phone number. Lists show it masked; each reveal is recorded
+    /// and reaches the server's audit log with the next sync.
+    pub fn reveal_complainant_phone(&self, case_id: String) -> Result<String> {
+        guard(|| Ok(self.phone().reveal_complainant_phone(&case_id, now())?))
+    }
+
     /// Sets the complainant's name and phone (personal data, kept in its own document).
     pub fn set_complainant(&self, case_id: String, complainant: ComplainantRecord) -> Result<()> {
         guard(|| {

@@ -762,6 +762,8 @@ impl PersonalDoc {
             doc: AutoCommit::new(),
         };
         doc.put(ROOT, "schema_version", SCHEMA_VERSION)?;
+        // Created with the document, like every container (see the module comment).
+        doc.put_object(ROOT, "reveals", ObjType::List)?;
         this.doc = doc;
         this.set(complainant, author, now)?;
         Ok(this)
@@ -787,6 +789,42 @@ impl PersonalDoc {
         self.doc.put(ROOT, "anonymous", c.anonymous)?;
         commit(&mut self.doc, author, now);
         Ok(())
+    }
+
+    /// Records that `author` looked at the unmasked phone number. The record syncs with the
+    /// document, so the server's audit log learns of reveals made offline.
+    pub fn record_reveal(&mut self, author: &Author, now: Millis) -> Result<(), DocError> {
+        if !author.role.may_see_personal_data() {
+            return Err(DocError::FieldNotEditable {
+                role: author.role,
+                field: "complainant",
+            });
+        }
+        let list = match self.doc.get(ROOT, "reveals")? {
+            Some((Value::Object(ObjType::List), id)) => id,
+            _ => {
+                return Err(DocError::Malformed {
+                    field: "reveals".into(),
+                });
+            }
+        };
+        let len = self.doc.length(&list);
+        let item = self.doc.insert_object(&list, len, ObjType::Map)?;
+        put_author(&mut self.doc, &item, author, now)?;
+        commit(&mut self.doc, author, now);
+        Ok(())
+    }
+
+    /// Who revealed the phone number and when, oldest first.
+    pub fn reveals(&self) -> Vec<(Author, Millis)> {
+        let r = Reader { doc: &self.doc };
+        let Ok(Some((Value::Object(ObjType::List), list))) = self.doc.get(ROOT, "reveals") else {
+            return Vec::new();
+        };
+        r.items(&list)
+            .into_iter()
+            .filter_map(|item| Some((r.author(&item).ok()?, r.int(&item, "at").ok()?)))
+            .collect()
     }
 
     pub fn read(&self) -> Complainant {

@@ -40,8 +40,8 @@ use crate::store::projection::{self, Rules};
 use crate::store::{self, CaseSummary, Loaded, Store, StoreError, queries};
 use crate::sync::wire::{self, WireError};
 use crate::sync::{
-    CatchUp, DocId, DocPush, DocUpdate, Identity, Payload, PushResult, RestoreToken, SyncRequest,
-    SyncResponse,
+    CatchUp, DocId, DocPush, DocUpdate, Identity, Payload, PushResult, RejectCode, RestoreToken,
+    SyncRequest, SyncResponse,
 };
 
 const K_TOKEN: &str = "device_token";
@@ -537,6 +537,41 @@ impl Phone {
     }
 
     /// Sets the complainant of a case held on this phone (creating its `#pii` document).
+    /// The complainant's unmasked phone number, for a role that may see it. Every reveal is
+    /// recorded in the personal-data document (committed before the number is returned), so
+    /// it reaches the server's audit log with the next sync.
+    pub fn reveal_complainant_phone(
+        &mut self,
+        case_id: &str,
+        now: Millis,
+    ) -> Result<String, PhoneError> {
+        let author = self.author()?;
+        let pii_id = personal_doc_id(case_id);
+        let tx = self.store.transaction()?;
+        let Some(Loaded {
+            doc,
+            persisted,
+            state,
+        }) = store::load_doc(&tx, &pii_id, &self.actor)?
+        else {
+            return Err(PhoneError::NotFound(pii_id));
+        };
+        let mut pii = PersonalDoc::from_automerge(doc);
+        pii.record_reveal(&author, now)?;
+        store::persist(
+            &tx,
+            &pii_id,
+            pii.automerge(),
+            Some(&persisted),
+            &state.server_heads,
+            now,
+        )?;
+        store::set_rejected(&tx, &pii_id, None)?;
+        projection::refresh_has_pending(&tx, &pii_id)?;
+        tx.commit()?;
+        Ok(pii.read().phone)
+    }
+
     pub fn set_complainant(
         &mut self,
         case_id: &str,
@@ -894,6 +929,16 @@ impl Phone {
                     store::set_rejected(&tx, doc_id, None)?;
                     touched.push(doc_id.clone());
                     outcome.accepted.push(doc_id.clone());
+                }
+                PushResult::Rejected { doc_id, reason }
+                    if reason.code == RejectCode::MissingHistory =>
+                {
+                    // The server lost history it had acknowledged: resend it all, and catch up.
+                    if store::doc_state(&tx, doc_id)?.is_some() {
+                        store::forget_server_heads(&tx, doc_id)?;
+                        store::mark_refetch(&tx, doc_id)?;
+                    }
+                    touched.push(doc_id.clone());
                 }
                 PushResult::Rejected { doc_id, reason } => {
                     if store::doc_state(&tx, doc_id)?.is_some() {
@@ -1396,6 +1441,43 @@ mod tests {
     }
 
     #[test]
+    fn lost_server_history_is_resent_with_a_catch_up() {
+        let (_dir, _path, mut phone) = open();
+        phone
+            .create_case(&new_case("c1", "噪音", "330604101201"), None, T0)
+            .unwrap();
+        let first = phone.build_request(T0, 50).unwrap();
+        let mut resp = response();
+        resp.results = vec![accept("c1", &heads(&phone, "c1"))];
+        phone.apply_response(&resp, &first, T0 + 1).unwrap();
+        phone.add_note("c1", "补充", T0 + 2).unwrap();
+        let second = phone.build_request(T0 + 3, 50).unwrap();
+        assert_eq!(second.pushes[0].changes.len(), 1);
+        // The server was restored from a backup and no longer has the first change.
+        let mut resp = response();
+        resp.results = vec![PushResult::Rejected {
+            doc_id: "c1".into(),
+            reason: Rejection {
+                code: RejectCode::MissingHistory,
+                message: "depends on changes the server does not have".into(),
+            },
+        }];
+        let outcome = phone.apply_response(&resp, &second, T0 + 4).unwrap();
+        assert!(
+            outcome.rejected.is_empty(),
+            "not shown as a user-facing rejection"
+        );
+        let third = phone.build_request(T0 + 5, 50).unwrap();
+        assert_eq!(
+            third.pushes[0].changes.len(),
+            2,
+            "the whole history goes again"
+        );
+        assert_eq!(third.catch_up.len(), 1);
+        assert!(phone.sync_status().unwrap().rejected.is_empty());
+    }
+
+    #[test]
     fn a_rejection_stops_re_pushing_until_the_user_edits_again() {
         let (_dir, _path, mut phone) = open();
         phone
@@ -1728,6 +1810,38 @@ mod tests {
             &crate::identity::actor_for(DEVICE, [6, 6, 6, 6]).unwrap()
         );
         assert_eq!(change.seq(), 1);
+    }
+
+    #[test]
+    fn revealing_a_phone_number_is_recorded_and_synced() {
+        let (_dir, _path, mut phone) = open();
+        phone
+            .create_case(
+                &new_case("c1", "噪音", "330604101201"),
+                Some(&complainant()),
+                T0,
+            )
+            .unwrap();
+        let first = phone.build_request(T0, 50).unwrap();
+        let pii_pushed = |r: &SyncRequest| r.pushes.iter().any(|p| p.doc_id == "c1#pii");
+        assert!(pii_pushed(&first));
+        let mut resp = response();
+        resp.results = first
+            .pushes
+            .iter()
+            .map(|p| accept(&p.doc_id, &heads(&phone, &p.doc_id)))
+            .collect();
+        phone.apply_response(&resp, &first, T0 + 1).unwrap();
+        assert!(!pii_pushed(&phone.build_request(T0 + 2, 50).unwrap()));
+        let masked = phone.get_case("c1").unwrap().masked_phone;
+        assert_eq!(masked.as_deref(), Some("138****1234"));
+        assert_eq!(
+            phone.reveal_complainant_phone("c1", T0 + 3).unwrap(),
+            "13812341234"
+        );
+        // The reveal is a change of its own, waiting to be sent to the server's audit log.
+        assert!(pii_pushed(&phone.build_request(T0 + 4, 50).unwrap()));
+        assert!(phone.reveal_complainant_phone("nope", T0 + 5).is_err());
     }
 
     #[test]

@@ -42,6 +42,19 @@ pub fn validate_case_change(
     after: &Case,
     pusher: &Pusher,
 ) -> Result<(), Rejection> {
+    validate_case_change_seen(before, None, after, pusher)
+}
+
+/// As [`validate_case_change`], where `seen` is the case as the author last saw it (at the
+/// dependencies of the pushed changes). Changes made while the case was in the author's scope
+/// are accepted even if it has left since (moved to another village while the phone was
+/// offline): the work was done with the right to do it, and is not lost.
+pub fn validate_case_change_seen(
+    before: Option<&Case>,
+    seen: Option<&Case>,
+    after: &Case,
+    pusher: &Pusher,
+) -> Result<(), Rejection> {
     let new_events: Vec<_> = after
         .timeline
         .iter()
@@ -104,7 +117,7 @@ pub fn validate_case_change(
                     "the case is closed; only an explicit reopen may change it",
                 ));
             }
-            if !pusher.covers(before) {
+            if !pusher.covers(before) && !seen.is_some_and(|s| pusher.covers(s)) {
                 return Err(reject(
                     RejectCode::OutOfJurisdiction,
                     "the case is outside your jurisdiction and not assigned to you",

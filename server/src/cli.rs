@@ -8,6 +8,7 @@ use gridcase_core::area::Jurisdiction;
 use gridcase_core::calendar::to_china_time;
 use gridcase_core::model::{Millis, Role};
 
+use crate::audit::{AuditQuery, AuditRow};
 use crate::config::{
     DEFAULT_DATA, FileConfig, Overrides, open_store, read_file_config, resolve, serve,
 };
@@ -92,19 +93,59 @@ pub enum Command {
         #[arg(long)]
         user: String,
     },
-    /// Revoke a device: it gets no more data and is told to wipe.
+    /// Revoke a device: it gets no more data and is told to wipe. Recorded in the audit log.
     RevokeDevice {
         #[command(flatten)]
         data: DataArg,
         #[arg(long)]
         device: String,
+        /// The admin doing it, for the audit log.
+        #[arg(long)]
+        by: Option<String>,
     },
-    /// Revoke a user and so all of their devices.
+    /// Revoke a user and so all of their devices. Recorded in the audit log.
     RevokeUser {
         #[command(flatten)]
         data: DataArg,
         #[arg(long)]
         user: String,
+        /// The admin doing it, for the audit log.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Show a case's complainant unmasked. Every reveal is recorded in the audit log.
+    Reveal {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long = "case")]
+        case_id: String,
+        /// Why the personal data is needed (recorded).
+        #[arg(long)]
+        reason: String,
+        /// The admin asking (recorded).
+        #[arg(long)]
+        by: String,
+    },
+    /// Query the audit log (changes, reveals, rejections, revocations, enrolments), newest
+    /// first.
+    Audit {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long = "case")]
+        case_id: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        /// From this instant (RFC 3339 or ms), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this instant (RFC 3339 or ms), exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value_t = crate::audit::DEFAULT_AUDIT_LIMIT)]
+        limit: u32,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Create a new admin bearer token for /admin/ (replaces the previous one) and print it.
     AdminToken {
@@ -141,9 +182,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 fn at_or_now(at: Option<&str>) -> Result<Millis, BoxError> {
     match at {
         None => Ok(now_millis()),
-        Some(text) => {
-            parse_instant(text).ok_or_else(|| format!("`{text}` is not an RFC 3339 instant").into())
-        }
+        Some(text) => parse_instant(text).ok_or_else(|| {
+            format!("`{text}` is not an RFC 3339 instant or milliseconds since the epoch").into()
+        }),
     }
 }
 
@@ -193,6 +234,37 @@ fn print_list(cases: &[CaseSummary], now: Millis, json: bool) -> Result<(), BoxE
     })();
     match result {
         // A closed pipe (`| head`) is not an error worth reporting.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn print_audit(rows: &[AuditRow], json: bool) -> Result<(), BoxError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let result = (|| -> std::io::Result<()> {
+        if json {
+            serde_json::to_writer_pretty(&mut out, rows)?;
+            return writeln!(out);
+        }
+        writeln!(out, "{} row(s), newest first", rows.len())?;
+        for r in rows {
+            let at = to_china_time(r.at)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|| r.at.to_string());
+            writeln!(
+                out,
+                "{at}  {:<6}  user {}  device {}  doc {}  {}",
+                r.kind,
+                r.user_id.as_deref().unwrap_or("-"),
+                r.device_id.as_deref().unwrap_or("-"),
+                r.doc_id.as_deref().unwrap_or("-"),
+                r.detail.as_deref().unwrap_or("")
+            )?;
+        }
+        out.flush()
+    })();
+    match result {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
@@ -252,17 +324,54 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             let token = open(&data.data)?.enrol_device(&user, now_millis())?;
             println!("{token}");
         }
-        Command::RevokeDevice { data, device } => {
-            if !open(&data.data)?.revoke_device(&device.to_ascii_lowercase())? {
+        Command::RevokeDevice { data, device, by } => {
+            if !open(&data.data)?.revoke_device_by(&device, by.as_deref(), now_millis())? {
                 return Err(format!("no device {device}").into());
             }
             println!("device {device} revoked");
         }
-        Command::RevokeUser { data, user } => {
-            if !open(&data.data)?.revoke_user(&user)? {
+        Command::RevokeUser { data, user, by } => {
+            if !open(&data.data)?.revoke_user_by(&user, by.as_deref(), now_millis())? {
                 return Err(format!("no user {user}").into());
             }
             println!("user {user} revoked");
+        }
+        Command::Reveal {
+            data,
+            case_id,
+            reason,
+            by,
+        } => {
+            let complainant = open(&data.data)?.reveal(&case_id, &by, &reason, now_millis())?;
+            let value = serde_json::json!({
+                "case_id": case_id,
+                "complainant": complainant.map(|c| serde_json::json!({
+                    "name": c.name, "phone": c.phone, "anonymous": c.anonymous
+                })),
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Command::Audit {
+            data,
+            case_id,
+            user,
+            from,
+            to,
+            limit,
+            json,
+        } => {
+            let instant = |text: Option<String>| -> Result<Option<Millis>, BoxError> {
+                text.map(|t| at_or_now(Some(&t))).transpose()
+            };
+            let query = AuditQuery {
+                case_id,
+                user_id: user,
+                from: instant(from)?,
+                to: instant(to)?,
+                limit,
+            };
+            let rows = open(&data.data)?.audit_log(&query)?;
+            print_audit(&rows, json)?;
         }
         Command::AdminToken { data } => {
             println!("{}", open(&data.data)?.create_admin_token()?);
@@ -364,5 +473,125 @@ mod tests {
             panic!()
         };
         assert_eq!(args.check_every.as_deref(), Some("5s"));
+    }
+
+    fn run_args(args: &[&str]) -> Result<(), BoxError> {
+        let mut all = vec!["gridcase-server"];
+        all.extend_from_slice(args);
+        run(Cli::try_parse_from(all)?)
+    }
+
+    #[test]
+    fn enrol_user_refuses_malformed_areas_and_user_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        for area in ["3306041", "33060410x", "abc", "3306041012011", " 330604"] {
+            let err = run_args(&[
+                "enrol-user",
+                "--data",
+                data,
+                "--user",
+                "w1",
+                "--role",
+                "grid_worker",
+                "--area",
+                area,
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(area.trim()) || err.contains("digits"),
+                "{area}: {err}"
+            );
+        }
+        let long = "u".repeat(1000);
+        for user in ["", " ", "a b", "tab\there", long.as_str()] {
+            let err = run_args(&[
+                "enrol-user",
+                "--data",
+                data,
+                "--user",
+                user,
+                "--role",
+                "grid_worker",
+                "--area",
+                "330604101",
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("user id"), "{user:?}: {err}");
+            assert!(err.len() < 500, "the error does not echo 1000 characters");
+        }
+        let err = run_args(&[
+            "enrol-user",
+            "--data",
+            data,
+            "--user",
+            "w1",
+            "--role",
+            "king",
+            "--area",
+            "33",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown role `king`"), "{err}");
+        let store = Store::open(data).unwrap();
+        assert_eq!(
+            store.audit_count("enrol").unwrap(),
+            0,
+            "nothing was enrolled"
+        );
+    }
+
+    #[test]
+    fn reveal_audit_and_revoke_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        run_args(&[
+            "demo",
+            "--data",
+            data,
+            "--cases",
+            "3",
+            "--at",
+            "2025-03-03T09:00:00+08:00",
+        ])
+        .unwrap();
+        let store = Store::open(data).unwrap();
+        let case_id = store.overdue(i64::MAX, 1).unwrap()[0].case_id.clone();
+        drop(store);
+        assert!(
+            run_args(&[
+                "reveal", "--data", data, "--case", &case_id, "--reason", " ", "--by", "z"
+            ])
+            .is_err()
+        );
+        assert!(
+            run_args(&[
+                "reveal", "--data", data, "--case", "nope", "--reason", "r", "--by", "z"
+            ])
+            .is_err()
+        );
+        run_args(&[
+            "reveal", "--data", data, "--case", &case_id, "--reason", "回访", "--by", "z",
+        ])
+        .unwrap();
+        run_args(&["audit", "--data", data, "--case", &case_id, "--json"]).unwrap();
+        run_args(&["audit", "--data", data, "--user", "z", "--from", "0"]).unwrap();
+        assert!(run_args(&["audit", "--data", data, "--from", "soon"]).is_err());
+        assert!(run_args(&["revoke-user", "--data", data, "--user", "nobody"]).is_err());
+        let store = Store::open(data).unwrap();
+        assert_eq!(store.audit_count("reveal").unwrap(), 1);
+        let rows = store
+            .audit_log(&AuditQuery {
+                case_id: Some(case_id),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(rows[0].kind, "reveal");
+        assert_eq!(rows[0].user_id.as_deref(), Some("z"));
+        assert!(rows.iter().any(|r| r.kind == "change"));
+        assert_eq!(store.audit_count("revoke").unwrap(), 0);
     }
 }

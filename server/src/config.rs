@@ -257,4 +257,69 @@ mod tests {
         assert_eq!(d.check_every, DEFAULT_CHECK_EVERY);
         assert!(toml::from_str::<FileConfig>("typo = 1").is_err());
     }
+
+    #[test]
+    fn a_typo_in_a_policy_or_calendar_file_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let policy = dir.path().join("policy.toml");
+        // Line 3 misspells `working_day_close`.
+        std::fs::write(
+            &policy,
+            "due_soon_fraction = 0.8\npause_during_extension = false\nworking_day_clos = \"17:30\"\n",
+        )
+        .unwrap();
+        let err = open_store(&data, Some(&policy), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("policy.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        // A value out of range, on line 2.
+        std::fs::write(&policy, "# comment\ndue_soon_fraction = 7\n").unwrap();
+        let err = open_store(&data, Some(&policy), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("due_soon_fraction"),
+            "{err}"
+        );
+        // Not TOML at all.
+        std::fs::write(&policy, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(open_store(&data, Some(&policy), None).is_err());
+        // A missing file names the path.
+        let missing = dir.path().join("nope.toml");
+        let err = open_store(&data, Some(&missing), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope.toml"), "{err}");
+
+        let calendar = dir.path().join("holidays.txt");
+        std::fs::write(
+            &calendar,
+            "source test\nyear 2025\n2025-01-01 off 元旦\n2025-13-01 off typo\n",
+        )
+        .unwrap();
+        let err = open_store(&data, None, Some(&calendar))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("holidays.txt") && err.contains("line 4"),
+            "{err}"
+        );
+        std::fs::write(&calendar, "year 2025\n2025-01-01 of 元旦\n").unwrap();
+        let err = open_store(&data, None, Some(&calendar))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        // A config file with an unknown key names it.
+        let config = dir.path().join("server.toml");
+        std::fs::write(&config, "listen = \"127.0.0.1:1\"\nmax_body = 5\n").unwrap();
+        let err = read_file_config(&config).unwrap_err().to_string();
+        assert!(
+            err.contains("server.toml") && err.contains("max_body"),
+            "{err}"
+        );
+        // Nothing half-opened: the good files still work.
+        assert!(open_store(&data, None, None).is_ok());
+    }
 }

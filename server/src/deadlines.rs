@@ -112,6 +112,7 @@ impl Store {
                 doc: &mut doc,
                 new_changes: &new,
                 device: None,
+                user: Some("system"),
                 offset: 0,
                 now,
             },

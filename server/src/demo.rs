@@ -325,6 +325,7 @@ impl Store {
                 doc,
                 new_changes: &changes,
                 device: None,
+                user: Some("demo"),
                 offset: 0,
                 now,
             },

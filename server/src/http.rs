@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +21,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::audit::{self, AuditQuery};
 use crate::store::{Auth, Store, StoreError};
 
 /// The time source: milliseconds since the epoch. Tests pin it.
@@ -85,13 +87,40 @@ pub enum AppError {
         message: String,
     },
     TooLarge,
+    /// Any other refusal with its own status and code.
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     NotFound(String),
     Internal(String),
 }
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
-        AppError::Internal(e.to_string())
+        match e {
+            StoreError::NotFound(what) => AppError::NotFound(what),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(e: PathRejection) -> Self {
+        AppError::BadRequest {
+            code: "bad_path",
+            message: e.body_text(),
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(e: QueryRejection) -> Self {
+        AppError::BadRequest {
+            code: "bad_query",
+            message: e.body_text(),
+        }
     }
 }
 
@@ -121,6 +150,11 @@ impl IntoResponse for AppError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"error": "too_large", "message": "the request body is too large"}),
             ),
+            AppError::Refused {
+                status,
+                code,
+                message,
+            } => (status, json!({"error": code, "message": message})),
             AppError::NotFound(what) => (
                 StatusCode::NOT_FOUND,
                 json!({"error": "not_found", "message": format!("{what} not found")}),
@@ -147,13 +181,19 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/overdue", get(admin_overdue))
         .route("/admin/due-soon", get(admin_due_soon))
         .route("/admin/cases/{id}", get(admin_case))
+        .route("/admin/cases/{id}/reveal", post(admin_reveal))
+        .route("/admin/audit", get(admin_audit))
+        .route("/admin/devices/{id}/revoke", post(admin_revoke_device))
+        .route("/admin/users/{id}/revoke", post(admin_revoke_user))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -172,6 +212,37 @@ async fn health() -> Json<serde_json::Value> {
 
 async fn not_found() -> AppError {
     AppError::NotFound("route".into())
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::Refused {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "this route does not take that method".into(),
+    }
+}
+
+/// Errors produced by layers and extractors outside the handlers (the body limit's 413, the
+/// timeout's 408, a rejected extractor) come as plain text; every error answer is JSON.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => return AppError::TooLarge.into_response(),
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_lowercase();
+    (status, Json(json!({"error": code, "message": message}))).into_response()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -220,6 +291,11 @@ async fn sync(
             code: e.code(),
             message: e.to_string(),
         })?;
+        crate::sync::check_request_size(&request).map_err(|(code, message)| AppError::Refused {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code,
+            message,
+        })?;
         let response = store.sync(&ctx, &request, now)?;
         Ok(wire::encode_response(&response))
     })
@@ -245,7 +321,37 @@ async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppE
 struct ListParams {
     /// RFC 3339 or milliseconds since the epoch; default now.
     at: Option<String>,
-    limit: Option<u32>,
+    /// 1 to [`MAX_LIST_LIMIT`]; default 1000.
+    limit: Option<String>,
+}
+
+/// The most rows a list route returns.
+pub const MAX_LIST_LIMIT: u32 = 100_000;
+
+/// Parses a `limit` parameter: a whole number from 1 to `max`.
+fn parse_limit(text: Option<&str>, default: u32, max: u32) -> Result<u32, AppError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(AppError::BadRequest {
+            code: "bad_limit",
+            message: format!("`limit` must be a whole number from 1 to {max}"),
+        }),
+    }
+}
+
+fn parse_time_param(name: &str, text: Option<&str>) -> Result<Option<Millis>, AppError> {
+    match text {
+        None => Ok(None),
+        Some(text) => parse_instant(text)
+            .map(Some)
+            .ok_or_else(|| AppError::BadRequest {
+                code: "bad_time",
+                message: format!("`{name}` must be RFC 3339 or milliseconds since the epoch"),
+            }),
+    }
 }
 
 /// Parses an instant given as RFC 3339 or as milliseconds since the epoch.
@@ -270,11 +376,12 @@ fn list_at(state: &AppState, params: &ListParams) -> Result<Millis, AppError> {
 async fn admin_overdue(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     require_admin(&state, &headers).await?;
+    let Query(params) = params?;
     let at = list_at(&state, &params)?;
-    let limit = params.limit.unwrap_or(1000);
+    let limit = parse_limit(params.limit.as_deref(), 1000, MAX_LIST_LIMIT)?;
     let store = state.store.clone();
     let cases = tokio::task::spawn_blocking(move || store.overdue(at, limit)).await??;
     Ok(Json(
@@ -285,11 +392,12 @@ async fn admin_overdue(
 async fn admin_due_soon(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     require_admin(&state, &headers).await?;
+    let Query(params) = params?;
     let at = list_at(&state, &params)?;
-    let limit = params.limit.unwrap_or(1000);
+    let limit = parse_limit(params.limit.as_deref(), 1000, MAX_LIST_LIMIT)?;
     let store = state.store.clone();
     let cases = tokio::task::spawn_blocking(move || store.due_soon(at, limit)).await??;
     Ok(Json(
@@ -300,12 +408,179 @@ async fn admin_due_soon(
 async fn admin_case(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     require_admin(&state, &headers).await?;
+    let Path(id) = id?;
     let store = state.store.clone();
     let detail = tokio::task::spawn_blocking(move || case_detail(&store, &id)).await??;
     Ok(Json(detail))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditParams {
+    case: Option<String>,
+    user: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /admin/audit?case=&user=&from=&to=&limit=`: audit rows, newest first.
+async fn admin_audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let Query(params) = params?;
+    let query = AuditQuery {
+        case_id: params.case.filter(|c| !c.is_empty()),
+        user_id: params.user.filter(|u| !u.is_empty()),
+        from: parse_time_param("from", params.from.as_deref())?,
+        to: parse_time_param("to", params.to.as_deref())?,
+        limit: parse_limit(
+            params.limit.as_deref(),
+            audit::DEFAULT_AUDIT_LIMIT,
+            audit::MAX_AUDIT_LIMIT,
+        )?,
+    };
+    let store = state.store.clone();
+    let rows = tokio::task::spawn_blocking(move || store.audit_log(&query)).await??;
+    Ok(Json(json!({"count": rows.len(), "rows": rows})))
+}
+
+/// The most bytes of JSON an admin POST body may have.
+const MAX_ADMIN_BODY: usize = 16 * 1024;
+
+/// Reads an optional small JSON object body: empty means `{}`.
+async fn admin_body(body: Body) -> Result<serde_json::Map<String, serde_json::Value>, AppError> {
+    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
+        .await
+        .map_err(|_| AppError::TooLarge)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(AppError::BadRequest {
+            code: "bad_json",
+            message: "the body must be a JSON object".into(),
+        }),
+    }
+}
+
+/// A string field of an admin body; an absent or null field is `None`, another type an error.
+fn string_field(
+    map: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<String>, AppError> {
+    match map.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(AppError::BadRequest {
+            code: "bad_json",
+            message: format!("`{name}` must be a string"),
+        }),
+    }
+}
+
+/// The admin name for the audit log: `by` in the body, else `admin` (the admin token is one
+/// shared secret and names nobody).
+fn admin_name(map: &serde_json::Map<String, serde_json::Value>) -> Result<String, AppError> {
+    let by = string_field(map, "by")?.unwrap_or_else(|| "admin".into());
+    audit::check_by(&by)
+        .map(str::to_owned)
+        .map_err(|e| AppError::BadRequest {
+            code: "bad_by",
+            message: e.to_string(),
+        })
+}
+
+/// `POST /admin/cases/{id}/reveal` with `{"reason": "...", "by": "..."}`: the complainant
+/// unmasked, recorded in the audit log.
+async fn admin_reveal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let Path(id) = id?;
+    let map = admin_body(body).await?;
+    let reason = string_field(&map, "reason")?.unwrap_or_default();
+    if reason.trim().is_empty() {
+        return Err(AppError::BadRequest {
+            code: "reason_required",
+            message: "a reveal needs a non-empty `reason`; it is recorded".into(),
+        });
+    }
+    if let Err(e) = audit::check_reason(&reason) {
+        return Err(AppError::BadRequest {
+            code: "bad_reason",
+            message: e.to_string(),
+        });
+    }
+    let by = admin_name(&map)?;
+    let now = (state.clock)();
+    let store = state.store.clone();
+    let case_id = id.clone();
+    let complainant =
+        tokio::task::spawn_blocking(move || store.reveal(&case_id, &by, &reason, now)).await??;
+    Ok(Json(json!({
+        "case_id": id,
+        "complainant": complainant.map(|c| json!({
+            "name": c.name, "phone": c.phone, "anonymous": c.anonymous
+        })),
+    })))
+}
+
+/// `POST /admin/devices/{id}/revoke` (optional body `{"by": "..."}`).
+async fn admin_revoke_device(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let Path(id) = id?;
+    let by = admin_name(&admin_body(body).await?)?;
+    let now = (state.clock)();
+    let store = state.store.clone();
+    let device = id.clone();
+    let found =
+        tokio::task::spawn_blocking(move || store.revoke_device_by(&device, Some(&by), now))
+            .await??;
+    if !found {
+        return Err(AppError::NotFound(format!(
+            "device {}",
+            audit::bounded(&id)
+        )));
+    }
+    Ok(Json(
+        json!({"device": id.to_ascii_lowercase(), "revoked": true}),
+    ))
+}
+
+/// `POST /admin/users/{id}/revoke` (optional body `{"by": "..."}`): all the user's devices.
+async fn admin_revoke_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let Path(id) = id?;
+    let by = admin_name(&admin_body(body).await?)?;
+    let now = (state.clock)();
+    let store = state.store.clone();
+    let user = id.clone();
+    let found =
+        tokio::task::spawn_blocking(move || store.revoke_user_by(&user, Some(&by), now)).await??;
+    if !found {
+        return Err(AppError::NotFound(format!("user {}", audit::bounded(&id))));
+    }
+    Ok(Json(json!({"user": id, "revoked": true})))
 }
 
 /// A case for the admin: its projection, the case as read from its document, supervisions, and
@@ -313,10 +588,10 @@ async fn admin_case(
 pub fn case_detail(store: &Store, id: &str) -> Result<serde_json::Value, AppError> {
     let summary = store
         .case_summary(id)?
-        .ok_or_else(|| AppError::NotFound(format!("case {id}")))?;
+        .ok_or_else(|| AppError::NotFound(format!("case {}", audit::bounded(id))))?;
     let doc = store
         .load_doc(id)?
-        .ok_or_else(|| AppError::NotFound(format!("case {id}")))?;
+        .ok_or_else(|| AppError::NotFound(format!("case {}", audit::bounded(id))))?;
     let case = CaseDoc::from_automerge(doc)
         .and_then(|d| d.read())
         .map_err(|e| AppError::Internal(format!("case {id} does not read: {e}")))?;

@@ -1,6 +1,7 @@
 //! gridcase-server: the sync endpoint phones talk to, the change feed and case projection in
 //! SQLite, the deadline checks that supervise overdue cases, and the admin's lists.
 //!
+//! - [`audit`]: the audit log (changes, reveals, rejections, revocations, enrolments);
 //! - [`store`]: the database (schema, migrations, users and devices, documents, projection);
 //! - [`sync`]: the sync protocol's server side;
 //! - [`deadlines`]: due-soon and overdue lists and automatic supervision;
@@ -8,6 +9,7 @@
 //! - [`config`]: flags, environment and file, and [`config::serve`];
 //! - [`cli`]: the `gridcase-server` command; [`demo`]: realistic demo data.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod deadlines;

@@ -24,6 +24,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, named_params, params}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::audit;
 use crate::projection::{CREATED_KEY, Projection, project, trusted_time};
 
 /// The database file inside the data directory.
@@ -125,6 +126,22 @@ pub const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         UNIQUE (case_id, stage, stage_started_at)
     );
+    "#,
+    // 2: the audit log (see `crate::audit`).
+    r#"
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        user_id TEXT,
+        device_id TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('change', 'reveal', 'reject', 'revoke', 'enrol')),
+        case_id TEXT,
+        doc_id TEXT,
+        detail TEXT
+    );
+    CREATE INDEX audit_case_at ON audit(case_id, at);
+    CREATE INDEX audit_user_at ON audit(user_id, at);
+    CREATE INDEX audit_at ON audit(at);
     "#,
 ];
 
@@ -256,7 +273,10 @@ impl std::fmt::Debug for Store {
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // FULL, not NORMAL: under WAL, NORMAL may lose the last commits on a power cut or an OS
+    // crash, and a change is acknowledged to a phone as soon as it is committed; a phone that
+    // was told "stored" never sends it again.
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())
 }
 
@@ -357,13 +377,29 @@ impl Store {
                 "the system role belongs to the server itself".into(),
             ));
         }
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "INSERT INTO users (id, role, jurisdiction, revoked, created_at)
              VALUES (?1, ?2, ?3, 0, ?4)
              ON CONFLICT(id) DO UPDATE SET role = excluded.role,
                  jurisdiction = excluded.jurisdiction, revoked = 0",
             params![id, role.as_str(), jurisdiction.as_prefix(), now],
         )?;
+        audit::write(
+            &tx,
+            &audit::Entry {
+                at: now,
+                user_id: Some(id),
+                kind: audit::ENROL,
+                detail: Some(serde_json::json!({
+                    "role": role.as_str(),
+                    "jurisdiction": jurisdiction.as_prefix(),
+                })),
+                ..Default::default()
+            },
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -374,7 +410,8 @@ impl Store {
     }
 
     pub fn enrol_device_with(&self, user: &str, rng: &mut impl Rng, now: Millis) -> Result<String> {
-        let conn = self.conn();
+        let mut conn = self.conn();
+        let conn = conn.transaction()?;
         let known: Option<bool> = conn
             .query_row("SELECT revoked FROM users WHERE id = ?1", [user], |r| {
                 r.get(0)
@@ -395,21 +432,83 @@ impl Store {
              VALUES (?1, ?2, ?3, 0, ?4)",
             params![device, user, sha256_hex(secret.as_bytes()), now],
         )?;
+        audit::write(
+            &conn,
+            &audit::Entry {
+                at: now,
+                user_id: Some(user),
+                device_id: Some(&device),
+                kind: audit::ENROL,
+                detail: Some(serde_json::json!({"device": device})),
+                ..Default::default()
+            },
+        )?;
+        conn.commit()?;
         Ok(format!("{device}.{secret}"))
     }
 
+    /// Revokes a device (at the wall clock, by an unnamed admin). See [`Store::revoke_device_by`].
     pub fn revoke_device(&self, device: &str) -> Result<bool> {
-        let n = self
-            .conn()
-            .execute("UPDATE devices SET revoked = 1 WHERE id = ?1", [device])?;
-        Ok(n > 0)
+        self.revoke_device_by(device, None, chrono::Utc::now().timestamp_millis())
     }
 
+    /// Revokes a device and records it in the audit log; `false` for an unknown device.
+    pub fn revoke_device_by(&self, device: &str, by: Option<&str>, now: Millis) -> Result<bool> {
+        let device = device.to_ascii_lowercase();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let user: Option<String> = tx
+            .query_row(
+                "SELECT user_id FROM devices WHERE id = ?1",
+                [&device],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(user) = user else {
+            return Ok(false);
+        };
+        tx.execute("UPDATE devices SET revoked = 1 WHERE id = ?1", [&device])?;
+        audit::write(
+            &tx,
+            &audit::Entry {
+                at: now,
+                user_id: Some(&user),
+                device_id: Some(&device),
+                kind: audit::REVOKE,
+                detail: Some(serde_json::json!({"by": by, "what": "device"})),
+                ..Default::default()
+            },
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Revokes a user (at the wall clock, by an unnamed admin). See [`Store::revoke_user_by`].
     pub fn revoke_user(&self, user: &str) -> Result<bool> {
-        let n = self
-            .conn()
-            .execute("UPDATE users SET revoked = 1 WHERE id = ?1", [user])?;
-        Ok(n > 0)
+        self.revoke_user_by(user, None, chrono::Utc::now().timestamp_millis())
+    }
+
+    /// Revokes a user, and so all of their devices, and records it in the audit log; `false`
+    /// for an unknown user.
+    pub fn revoke_user_by(&self, user: &str, by: Option<&str>, now: Millis) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute("UPDATE users SET revoked = 1 WHERE id = ?1", [user])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        audit::write(
+            &tx,
+            &audit::Entry {
+                at: now,
+                user_id: Some(user),
+                kind: audit::REVOKE,
+                detail: Some(serde_json::json!({"by": by, "what": "user"})),
+                ..Default::default()
+            },
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Looks up a device token.
@@ -542,11 +641,39 @@ impl Store {
             as u64)
     }
 
+    /// Row counts of the tables a push writes, to prove that a refused request stored nothing.
+    pub fn row_counts(&self) -> Result<RowCounts> {
+        let conn = self.conn();
+        let count = |sql: &str| {
+            conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        };
+        Ok(RowCounts {
+            changes: count("SELECT count(*) FROM changes")?,
+            docs: count("SELECT count(*) FROM docs")?,
+            cases: count("SELECT count(*) FROM cases")?,
+            audit_change: count("SELECT count(*) FROM audit WHERE kind = 'change'")?,
+            audit_reject: count("SELECT count(*) FROM audit WHERE kind = 'reject'")?,
+            audit_reveal: count("SELECT count(*) FROM audit WHERE kind = 'reveal'")?,
+        })
+    }
+
     pub fn case_count(&self) -> Result<u64> {
         Ok(self
             .conn()
             .query_row("SELECT count(*) FROM cases", [], |r| r.get::<_, i64>(0))? as u64)
     }
+}
+
+/// See [`Store::row_counts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RowCounts {
+    pub changes: u64,
+    pub docs: u64,
+    pub cases: u64,
+    pub audit_change: u64,
+    pub audit_reject: u64,
+    pub audit_reveal: u64,
 }
 
 /// A supervision (督办) the deadline check recorded.
@@ -600,7 +727,8 @@ fn check_user_id(id: &str) -> Result<()> {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!(
-            "user id `{id}` must be 1 to 64 characters without spaces"
+            "user id {:?} must be 1 to 64 characters without spaces",
+            audit::bounded(id)
         )))
     }
 }
@@ -673,13 +801,16 @@ pub(crate) struct Commit<'a> {
     pub new_changes: &'a [Change],
     /// The device that sent the changes; `None` for the server's own.
     pub device: Option<&'a str>,
+    /// The user behind `device`, or the server's name for its own changes (`system`, `demo`).
+    pub user: Option<&'a str>,
     /// The sender's measured clock offset (0 for the server).
     pub offset: Millis,
     pub now: Millis,
 }
 
 /// Writes one document's new changes, its snapshot bookkeeping, trusted event times, the case
-/// projection and what the sending device holds, all inside the caller's transaction. Returns
+/// projection, what the sending device holds and the `change` audit row, all inside the caller's
+/// transaction. Returns
 /// the document's heads.
 pub(crate) fn commit_doc(
     tx: &Transaction<'_>,
@@ -778,6 +909,23 @@ pub(crate) fn commit_doc(
             params![device, c.doc_id],
         )?;
     }
+    let new_hashes: Vec<String> = c
+        .new_changes
+        .iter()
+        .map(|change| to_hex(&change.hash().0))
+        .collect();
+    audit::write(
+        tx,
+        &audit::Entry {
+            at: c.now,
+            user_id: c.user,
+            device_id: c.device,
+            kind: audit::CHANGE,
+            case_id: Some(case_id),
+            doc_id: Some(c.doc_id),
+            detail: Some(serde_json::json!({"changes": new_hashes.len(), "hashes": new_hashes})),
+        },
+    )?;
     Ok(hashes(&heads))
 }
 

@@ -20,9 +20,10 @@ use gridcase_core::sync::{
     CatchUp, DocPush, DocUpdate, Hash, Payload, PushResult, RejectCode, Rejection, RestoreToken,
     SyncRequest, SyncResponse, clock_offset,
 };
-use gridcase_core::validate::{Pusher, validate_case_change};
+use gridcase_core::validate::{Pusher, validate_case_change_seen};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, named_params};
 
+use crate::audit;
 use crate::store::{
     Commit, DeviceCtx, Result, Store, blob_to_heads, case_scope_row, commit_doc, hashes, load_doc,
 };
@@ -35,8 +36,39 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 pub const FEED_ROW_CAP: usize = 5_000;
 /// The most changes accepted in one document push.
 pub const MAX_CHANGES_PER_PUSH: usize = 10_000;
-/// Longest document id accepted.
-pub const MAX_DOC_ID_LEN: usize = 200;
+/// Longest case id accepted, in characters (a document id may add `#pii`).
+pub const MAX_DOC_ID_LEN: usize = 128;
+/// The most document pushes in one request. A phone sends every document with unacknowledged
+/// changes in one request; back from weeks offline that is hundreds, not thousands. Beyond it
+/// the whole request is refused (413 `too_many_pushes`) before anything is stored, so the phone
+/// keeps its changes rather than having them marked rejected.
+pub const MAX_PUSHES_PER_REQUEST: usize = 5_000;
+/// The most catch-up messages in one request (each costs a document load).
+pub const MAX_CATCH_UPS_PER_REQUEST: usize = 5_000;
+
+/// Refuses a request with more pushes or catch-ups than the server handles at once: the error
+/// code and a sentence.
+pub fn check_request_size(request: &SyncRequest) -> Result<(), (&'static str, String)> {
+    if request.pushes.len() > MAX_PUSHES_PER_REQUEST {
+        return Err((
+            "too_many_pushes",
+            format!(
+                "{} document pushes in one request; at most {MAX_PUSHES_PER_REQUEST}",
+                request.pushes.len()
+            ),
+        ));
+    }
+    if request.catch_up.len() > MAX_CATCH_UPS_PER_REQUEST {
+        return Err((
+            "too_many_catch_ups",
+            format!(
+                "{} catch-up messages in one request; at most {MAX_CATCH_UPS_PER_REQUEST}",
+                request.catch_up.len()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// The page size the server uses for a request.
 pub fn page_size(requested: u32) -> u32 {
@@ -57,7 +89,7 @@ fn rejection(code: RejectCode, message: impl Into<String>) -> Rejection {
 pub fn check_doc_id(doc_id: &str) -> Result<(), Rejection> {
     let (case_id, _) = split_doc_id(doc_id);
     let ok = !case_id.is_empty()
-        && doc_id.len() <= MAX_DOC_ID_LEN
+        && case_id.chars().count() <= MAX_DOC_ID_LEN
         && !case_id.contains('#')
         && doc_id
             .chars()
@@ -67,7 +99,10 @@ pub fn check_doc_id(doc_id: &str) -> Result<(), Rejection> {
     } else {
         Err(rejection(
             RejectCode::Malformed,
-            "document id must be a case id or `<case id>#pii`",
+            format!(
+                "document id must be a case id or `<case id>#pii`, the case id 1 to \
+                 {MAX_DOC_ID_LEN} characters without spaces or control characters"
+            ),
         ))
     }
 }
@@ -137,9 +172,11 @@ pub fn in_scope(ctx: &DeviceCtx, area_code: &str, assignee: &str) -> bool {
 #[derive(Debug)]
 pub enum Target<'a> {
     /// A case document: the case as the server read it before the push (`None` for a case the
-    /// server has never seen) and after it.
+    /// server has never seen), as the pusher last saw it (at the dependencies of the pushed
+    /// changes; `None` when unknown or when the device no longer holds the case), and after it.
     Case {
         before: Option<&'a Case>,
+        seen: Option<&'a Case>,
         after: &'a Case,
     },
     /// The complainant document of a case.
@@ -160,10 +197,11 @@ pub fn pusher(ctx: &DeviceCtx) -> Pusher {
 /// `scope_before` is the case's projected `(area_code, assignee)` before the push, if the server
 /// knows the case.
 ///
-/// - A case document goes through `gridcase_core::validate::validate_case_change`: new timeline
-///   events in the pusher's own name, allowed for the role and from the state they record;
-///   fields the role may edit; nothing changed on a closed case but an explicit reopen; the case
-///   in (and staying in) the pusher's jurisdiction or assigned to them.
+/// - A case document goes through `gridcase_core::validate::validate_case_change_seen`: new
+///   timeline events in the pusher's own name, allowed for the role and from the state they
+///   record; fields the role may edit; nothing changed on a closed case but an explicit reopen;
+///   the case in (and staying in) the pusher's jurisdiction or assigned to them, either now or
+///   as the pusher last saw it (work done offline before the case moved away).
 /// - A personal-data document may only be written by a role that may see personal data, for a
 ///   case in the pusher's scope.
 pub fn validate(
@@ -189,7 +227,11 @@ pub fn validate(
             }
             Ok(())
         }
-        Target::Case { before, after } => validate_case_change(*before, after, &pusher(ctx)),
+        Target::Case {
+            before,
+            seen,
+            after,
+        } => validate_case_change_seen(*before, *seen, after, &pusher(ctx)),
     }
 }
 
@@ -367,9 +409,44 @@ impl Store {
         })
     }
 
-    /// Validates and commits one document's push. Returns the result for the phone and, when
-    /// accepted, the heads of what the device sent.
+    /// Validates and commits one document's push; records a refusal in the audit log. Returns
+    /// the result for the phone and, when accepted, the heads of what the device sent.
     fn push_doc(
+        &self,
+        conn: &mut Connection,
+        ctx: &DeviceCtx,
+        push: &DocPush,
+        offset: Millis,
+        now: Millis,
+    ) -> Result<(PushResult, Option<Vec<ChangeHash>>)> {
+        let (result, heads) = self.judge_push(conn, ctx, push, offset, now)?;
+        if let PushResult::Rejected { doc_id, reason } = &result {
+            let valid_id = check_doc_id(doc_id).is_ok();
+            let stored_id = audit::bounded(doc_id);
+            audit::write(
+                conn,
+                &audit::Entry {
+                    at: now,
+                    user_id: Some(&ctx.user_id),
+                    device_id: Some(&ctx.device_id),
+                    kind: audit::REJECT,
+                    case_id: valid_id.then(|| split_doc_id(doc_id).0),
+                    doc_id: Some(&stored_id),
+                    detail: Some(serde_json::json!({
+                        "code": reason.code.as_str(),
+                        "message": audit::bounded(&reason.message),
+                        "changes": push.changes.len(),
+                    })),
+                },
+            )?;
+        }
+        Ok((result, heads))
+    }
+
+    /// Validates and commits one document's push (the accepted changes and their `change` audit
+    /// row in one transaction). Returns the result for the phone and, when accepted, the heads
+    /// of what the device sent.
+    fn judge_push(
         &self,
         conn: &mut Connection,
         ctx: &DeviceCtx,
@@ -439,15 +516,28 @@ impl Store {
             ));
         }
         if !doc.get_missing_deps(&[]).is_empty() {
+            // Either the phone skipped something or the server lost history it had
+            // acknowledged (restored from a backup): the phone answers by resending the
+            // document's whole history.
             return reject(rejection(
-                RejectCode::Malformed,
+                RejectCode::MissingHistory,
                 "the changes depend on changes the server does not have; send those first",
             ));
         }
         let scope_before = case_scope_row(&tx, case_id)?;
-        let (before, after);
+        let (before, seen, after);
+        let mut new_reveals = Vec::new();
         let target = if is_pii {
             let _ = PersonalDoc::from_automerge(doc.clone()).read();
+            let before = stored
+                .as_ref()
+                .map(|d| PersonalDoc::from_automerge(d.clone()).reveals())
+                .unwrap_or_default();
+            new_reveals = PersonalDoc::from_automerge(doc.clone())
+                .reveals()
+                .into_iter()
+                .filter(|r| !before.contains(r))
+                .collect();
             Target::Personal
         } else {
             before = match &stored {
@@ -480,8 +570,13 @@ impl Store {
                     format!("document {doc_id} holds case {}", after.id),
                 ));
             }
+            seen = match &stored {
+                Some(stored) if holds(&tx, &ctx.device_id, doc_id)? => seen_case(stored, &new),
+                _ => None,
+            };
             Target::Case {
                 before: before.as_ref(),
+                seen: seen.as_ref(),
                 after: &after,
             }
         };
@@ -495,12 +590,33 @@ impl Store {
                 doc: &mut doc,
                 new_changes: &new,
                 device: Some(&ctx.device_id),
+                user: Some(&ctx.user_id),
                 offset,
                 now,
             },
             self.policy(),
             self.calendar(),
         )?;
+        // Phone numbers revealed on a phone, offline or not, join the audit log with the
+        // change that recorded them.
+        for (by, at) in &new_reveals {
+            audit::write(
+                &tx,
+                &audit::Entry {
+                    at: now,
+                    user_id: Some(&by.user),
+                    device_id: Some(&by.device),
+                    kind: audit::REVEAL,
+                    case_id: Some(case_id),
+                    doc_id: Some(doc_id),
+                    detail: Some(serde_json::json!({
+                        "on": "phone",
+                        "device_time": at,
+                        "corrected_time": gridcase_core::sync::corrected_time(*at, offset, now),
+                    })),
+                },
+            )?;
+        }
         tx.commit()?;
         Ok((
             PushResult::Accepted {
@@ -510,6 +626,25 @@ impl Store {
             Some(sent_heads),
         ))
     }
+}
+
+/// The case as the author of `new` last saw it: the server's copy at the changes they depend on
+/// (outside `new` itself). Only asked for while the device still holds the document: once it
+/// was told to evict it, old dependencies no longer open a case that left its scope.
+fn seen_case(stored: &AutoCommit, new: &[Change]) -> Option<Case> {
+    let new_hashes: HashSet<ChangeHash> = new.iter().map(Change::hash).collect();
+    let mut deps: Vec<ChangeHash> = new
+        .iter()
+        .flat_map(|c| c.deps().iter().copied())
+        .filter(|h| !new_hashes.contains(h))
+        .collect();
+    deps.sort();
+    deps.dedup();
+    if deps.is_empty() {
+        return None;
+    }
+    let forked = stored.clone().fork_at(&deps).ok()?;
+    CaseDoc::from_automerge(forked).and_then(|d| d.read()).ok()
 }
 
 /// A restore page: whole snapshots of the documents in scope, in id order after `token.after`.

@@ -139,6 +139,9 @@ class BindingsTest(unittest.TestCase):
         self.assertEqual(full.category, "weights_and_measures")
         self.assertTrue(full.priority)
         self.assertEqual(full.masked_phone, "139****1111")
+        # Revealing the number returns it and is recorded for the audit log (a pending change).
+        self.assertEqual(a.reveal_complainant_phone(case.id), "13900001111")
+        self.assert_error(g.GridcaseError.NotFound, a.reveal_complainant_phone, "no-such-case")
         self.assertEqual(len(full.notes), 1)
         self.assertEqual(len(full.attachments), 1)
         self.assertEqual([e.action for e in full.timeline], [g.Action.REGISTER(), g.Action.START()])

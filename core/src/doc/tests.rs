@@ -336,6 +336,10 @@ fn personal_data_is_separate_and_masked() {
     let doc = PersonalDoc::create(&c, &worker, actor(1), 0).unwrap();
     assert_eq!(doc.read(), c);
     assert!(PersonalDoc::create(&c, &unit, actor(2), 0).is_err());
+    let mut doc = doc;
+    doc.record_reveal(&worker, 5).unwrap();
+    assert_eq!(doc.reveals(), vec![(worker.clone(), 5)]);
+    assert!(doc.record_reveal(&unit, 6).is_err());
     assert_eq!(mask_phone("13812341234"), "138****1234");
     assert_eq!(mask_phone("12345"), "*****");
     assert_eq!(personal_doc_id("c1"), "c1#pii");

@@ -374,6 +374,15 @@ pub fn pushable_docs(conn: &Connection) -> Result<Vec<String>, StoreError> {
     Ok(ids)
 }
 
+/// Forgets which heads the server holds for a document: everything in it is pending again.
+pub fn forget_server_heads(conn: &Connection, doc_id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE docs SET server_heads = ?2, pending = 1 WHERE doc_id = ?1",
+        params![doc_id, Vec::<u8>::new()],
+    )?;
+    Ok(())
+}
+
 pub fn mark_refetch(conn: &Connection, doc_id: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT OR IGNORE INTO refetch (doc_id) VALUES (?1)",

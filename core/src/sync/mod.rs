@@ -140,6 +140,10 @@ pub enum RejectCode {
     PersonalData,
     /// Too many or too large changes in one push.
     TooLarge,
+    /// The changes depend on changes the server does not have (it lost them, e.g. restored
+    /// from a backup). Not the phone's fault: it forgets which heads it shares with the server
+    /// and sends the document's whole history with a catch-up in its next sync.
+    MissingHistory,
 }
 
 impl RejectCode {
@@ -153,6 +157,7 @@ impl RejectCode {
             RejectCode::CaseClosed => "case_closed",
             RejectCode::PersonalData => "personal_data",
             RejectCode::TooLarge => "too_large",
+            RejectCode::MissingHistory => "missing_history",
         }
     }
 }

@@ -234,3 +234,42 @@ fn case_outside_scope_cannot_be_touched() {
         "li may not add a note in chen's name"
     );
 }
+
+#[test]
+fn work_done_while_in_scope_is_accepted_after_the_case_moved() {
+    let li = who("li", Role::GridWorker);
+    let staff = who("zhao", Role::TownshipStaff);
+    let mut doc = case_doc(&li);
+    let seen = doc.read().unwrap();
+    let mut moved = doc.clone();
+    moved.automerge().set_actor(ActorId::from(vec![2u8; 16]));
+    moved
+        .edit(
+            &FieldEdit::Location(Location {
+                address: "二村".into(),
+                area_code: "330604101202".into(),
+                gps: None,
+            }),
+            &staff,
+            1,
+        )
+        .unwrap();
+    let before = moved.read().unwrap();
+    doc.add_note("已拍照", &li, 2).unwrap();
+    moved.merge(&mut doc).unwrap();
+    let after = moved.read().unwrap();
+    let p = pusher("li", Role::GridWorker, "330604101201");
+    assert_eq!(
+        code(validate_case_change(Some(&before), &after, &p)),
+        Some(RejectCode::OutOfJurisdiction)
+    );
+    assert_eq!(
+        code(validate_case_change_seen(
+            Some(&before),
+            Some(&seen),
+            &after,
+            &p
+        )),
+        None
+    );
+}

@@ -1,0 +1,346 @@
+//! A phone in the terminal: the same core code the apps call through the bindings, for trying
+//! the server out and for demos. The store path is the phone; `<store>.json` beside it
+//! remembers the server URL and the device token given on first use.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use gridcase_bindings::HttpTransport;
+use gridcase_core::doc::mask_phone;
+use gridcase_core::lifecycle::Action;
+use gridcase_core::model::{
+    CaseType, Channel, Complainant, Location, Millis, NewCase, Status, Urgency,
+};
+use gridcase_core::phone::Phone;
+use gridcase_core::store::CaseSummary;
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+#[command(name = "gridcase-phone", about = "A gridcase phone in the terminal")]
+struct Cli {
+    /// The phone's store (an SQLite file, created on first use).
+    #[arg(long, default_value = "phone.db")]
+    store: PathBuf,
+    /// The server's base URL (remembered after first use).
+    #[arg(long)]
+    server: Option<String>,
+    /// The device token printed by `gridcase-server enrol-device` (remembered).
+    #[arg(long)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send what changed here, receive what changed elsewhere.
+    Sync,
+    /// Register a new case, offline.
+    Register {
+        #[arg(long)]
+        title: String,
+        /// 12-digit area code of the village.
+        #[arg(long)]
+        area: String,
+        #[arg(long, default_value = "其他")]
+        category: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// inquiry, help, complaint, report, suggestion or petition.
+        #[arg(long, default_value = "complaint")]
+        r#type: String,
+        #[arg(long)]
+        urgent: bool,
+        #[arg(long)]
+        complainant_name: Option<String>,
+        #[arg(long)]
+        complainant_phone: Option<String>,
+    },
+    /// List cases: all in my area, or one of the filters.
+    List {
+        #[arg(long)]
+        mine: bool,
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long)]
+        due_soon: bool,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Show one case with its timeline and deadline.
+    Show { id: String },
+    /// Perform an action: register, sign, start, reply, approve, close, ... (see --help).
+    Act {
+        id: String,
+        /// The action as JSON, e.g. '{"kind":"reply","text":"已修复"}' or just a name without
+        /// parameters such as `sign`.
+        action: String,
+    },
+    /// Add a note.
+    Note { id: String, text: String },
+    /// Append text to the description.
+    Append { id: String, text: String },
+    /// Pending changes, last sync, rejections.
+    Status,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Remembered {
+    server: String,
+    token: String,
+}
+
+fn now() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+fn config_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+fn remembered(cli: &Cli) -> Result<Remembered, String> {
+    let path = config_path(&cli.store);
+    let saved: Option<Remembered> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let server = cli
+        .server
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.server.clone()))
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let token = cli
+        .token
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.token.clone()))
+        .ok_or("first use: pass --token (printed by `gridcase-server enrol-device`)")?;
+    let config = Remembered { server, token };
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(config)
+}
+
+fn print_list(cases: &[CaseSummary]) {
+    if cases.is_empty() {
+        println!("(no cases)");
+    }
+    for c in cases {
+        let due = c
+            .due_at
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| "-".into());
+        let pending = if c.has_pending { " *unsynced*" } else { "" };
+        println!(
+            "{}  {:<12} {:<10} due {}  {}{}",
+            c.case_id, c.status, c.area_code, due, c.title, pending
+        );
+    }
+}
+
+fn parse_action(text: &str) -> Result<Action, String> {
+    let json = if text.trim_start().starts_with('{') {
+        text.to_string()
+    } else {
+        format!("{{\"kind\":\"{text}\"}}")
+    };
+    serde_json::from_str(&json).map_err(|e| format!("not an action: {e}"))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let config = remembered(&cli)?;
+    let mut phone =
+        Phone::open(&cli.store, &config.token, rand::random()).map_err(|e| e.to_string())?;
+    let err = |e: gridcase_core::phone::PhoneError| e.to_string();
+    match cli.command {
+        Command::Sync => {
+            let mut transport = HttpTransport::new(&config.server, &config.token);
+            let cancel = AtomicBool::new(false);
+            let summary = phone
+                .sync(
+                    &mut transport,
+                    now(),
+                    &mut |p| {
+                        if p.remaining > 0 {
+                            eprintln!(
+                                "  received {} documents, {} to come",
+                                p.cases_received, p.remaining
+                            )
+                        }
+                    },
+                    &cancel,
+                    200,
+                )
+                .map_err(err)?;
+            println!(
+                "synced: {} documents sent, {} received in {} exchange(s)",
+                summary.progress.cases_sent, summary.progress.cases_received, summary.pages
+            );
+            for r in summary.rejected {
+                println!("REJECTED {}: {} ({})", r.doc_id, r.message, r.code);
+            }
+        }
+        Command::Register {
+            title,
+            area,
+            category,
+            description,
+            r#type,
+            urgent,
+            complainant_name,
+            complainant_phone,
+        } => {
+            let case_type =
+                CaseType::parse(&r#type).ok_or_else(|| format!("unknown case type `{type}`"))?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let new = NewCase {
+                number: format!("GC-{}", &id[..8]),
+                id: id.clone(),
+                channel: Channel::Grid,
+                case_type,
+                category,
+                urgency: if urgent {
+                    Urgency::Urgent
+                } else {
+                    Urgency::General
+                },
+                priority: false,
+                title,
+                description,
+                location: Location {
+                    address: String::new(),
+                    area_code: area,
+                    gps: None,
+                },
+            };
+            let complainant = complainant_name.map(|name| Complainant {
+                name,
+                phone: complainant_phone.unwrap_or_default(),
+                anonymous: false,
+            });
+            let t = now();
+            phone
+                .create_case(&new, complainant.as_ref(), t)
+                .map_err(err)?;
+            phone.act(&id, &Action::Register, t).map_err(err)?;
+            println!("registered {id} (offline; run `sync` to send it)");
+        }
+        Command::List {
+            mine,
+            overdue,
+            due_soon,
+            status,
+            search,
+        } => {
+            let cases = if mine {
+                phone.my_cases()
+            } else if overdue {
+                phone.overdue(now())
+            } else if due_soon {
+                phone.due_soon(now())
+            } else if let Some(s) = status {
+                let s = Status::parse(&s).ok_or_else(|| format!("unknown status `{s}`"))?;
+                phone.by_status(s)
+            } else if let Some(q) = search {
+                phone.search_title(&q)
+            } else {
+                phone.by_area("")
+            }
+            .map_err(err)?;
+            print_list(&cases);
+        }
+        Command::Show { id } => {
+            let detail = phone.get_case(&id).map_err(err)?;
+            let c = &detail.case;
+            println!("{} [{}] {}", c.number, c.status, c.title);
+            println!("  {} / {} / {}", c.case_type, c.category, c.urgency);
+            println!("  area {} {}", c.location.area_code, c.location.address);
+            if let Some(p) = &detail.complainant {
+                println!("  complainant {} {}", p.name, mask_phone(&p.phone));
+            }
+            println!("  {}", c.description);
+            if let Some(d) = phone.deadline(&id, now()).map_err(err)? {
+                println!(
+                    "  stage {} due {} ({:?}, {:.0}% used)",
+                    d.stage,
+                    chrono::DateTime::from_timestamp_millis(d.due_at)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default(),
+                    d.state,
+                    d.fraction_used * 100.0
+                );
+            }
+            if c.needs_review {
+                println!("  NEEDS REVIEW: conflicting offline actions were merged");
+            }
+            for e in &c.timeline {
+                let flag = if e.conflicted { " (conflicted)" } else { "" };
+                println!(
+                    "  - {} by {} ({}){flag}",
+                    e.action.name(),
+                    e.author.user,
+                    e.author.role
+                );
+            }
+            for n in &c.notes {
+                println!("  note by {}: {}", n.author.user, n.text);
+            }
+        }
+        Command::Act { id, action } => {
+            let case = phone
+                .act(&id, &parse_action(&action)?, now())
+                .map_err(err)?;
+            println!("{id} is now {}", case.status);
+        }
+        Command::Note { id, text } => {
+            phone.add_note(&id, &text, now()).map_err(err)?;
+            println!("note added");
+        }
+        Command::Append { id, text } => {
+            let len = phone
+                .get_case(&id)
+                .map_err(err)?
+                .case
+                .description
+                .chars()
+                .count();
+            phone
+                .splice_description(&id, len, 0, &text, now())
+                .map_err(err)?;
+            println!("description updated");
+        }
+        Command::Status => {
+            let s = phone.sync_status().map_err(err)?;
+            println!(
+                "pending documents: {}, last sync: {}, last error: {}",
+                s.pending_docs,
+                s.last_sync_at
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "never".into()),
+                s.last_error.unwrap_or_else(|| "none".into())
+            );
+            for r in s.rejected {
+                println!("rejected {}: {} ({})", r.doc_id, r.message, r.code);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    if let Err(message) = run(Cli::parse()) {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
