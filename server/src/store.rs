@@ -847,6 +847,8 @@ pub(crate) fn commit_doc(
             |r| r.get(0),
         )
         .optional()?;
+    // Snapshots are kept uncompressed: a restore sends them as they are when nothing came
+    // after them, and the response is compressed as a whole (see `sync::snapshot_update`).
     match existing {
         None => {
             tx.execute(
@@ -856,7 +858,7 @@ pub(crate) fn commit_doc(
                     c.doc_id,
                     case_id,
                     is_pii,
-                    c.doc.save(),
+                    c.doc.save_nocompress(),
                     last_seq,
                     heads_to_blob(&heads)
                 ],
@@ -871,7 +873,7 @@ pub(crate) fn commit_doc(
             if since > COMPACT_AFTER {
                 tx.execute(
                     "UPDATE docs SET snapshot = ?2, snapshot_seq = ?3 WHERE doc_id = ?1",
-                    params![c.doc_id, c.doc.save(), last_seq],
+                    params![c.doc_id, c.doc.save_nocompress(), last_seq],
                 )?;
             }
             tx.execute(

@@ -565,7 +565,8 @@ async fn pushes_that_break_the_rules_are_rejected() {
     let response = sync(&app, &mut worker, &request).await;
     assert_eq!(
         rejected_code(&response.results[0]),
-        Some(RejectCode::Malformed)
+        Some(RejectCode::MissingHistory),
+        "the phone is told to resend the whole history"
     );
     assert_eq!(env.store.case_count().unwrap(), 0);
 
