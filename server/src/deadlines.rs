@@ -49,15 +49,7 @@ pub fn run_deadline_check(store: &Store, now: Millis) -> Result<CheckReport> {
             due_soon_in(&conn, now, store.policy().due_soon_fraction, u32::MAX)?,
         )
     };
-    let mut supervised = Vec::new();
-    for case in &overdue {
-        let (Some(stage), Some(started)) = (&case.stage, case.stage_started_at) else {
-            continue;
-        };
-        if store.supervise_overdue(&case.case_id, stage, started, now)? {
-            supervised.push(case.case_id.clone());
-        }
-    }
+    let supervised = supervise_overdue_stages(store, now)?;
     Ok(CheckReport {
         at: now,
         due_soon,
@@ -124,7 +116,21 @@ impl Store {
     }
 }
 
-/// Runs [`run_deadline_check`] every `every`, with `clock` giving the time.
+/// Supervises every overdue stage not yet supervised, found by the index-only overdue scan.
+/// Returns the cases newly supervised. This is what the periodic check does; the lists are
+/// for people.
+pub fn supervise_overdue_stages(store: &Store, now: Millis) -> Result<Vec<String>> {
+    let overdue = store.unsupervised_overdue_stages(now)?;
+    let mut supervised = Vec::new();
+    for o in &overdue {
+        if store.supervise_overdue(&o.case_id, &o.stage, o.stage_started_at, now)? {
+            supervised.push(o.case_id.clone());
+        }
+    }
+    Ok(supervised)
+}
+
+/// Runs [`supervise_overdue_stages`] every `every`, with `clock` giving the time.
 pub fn spawn_deadline_checker(
     store: Arc<Store>,
     every: Duration,
@@ -137,13 +143,10 @@ pub fn spawn_deadline_checker(
             interval.tick().await;
             let store = store.clone();
             let now = clock();
-            match tokio::task::spawn_blocking(move || run_deadline_check(&store, now)).await {
-                Ok(Ok(report)) => tracing::info!(
-                    overdue = report.overdue.len(),
-                    due_soon = report.due_soon.len(),
-                    supervised = report.supervised.len(),
-                    "deadline check"
-                ),
+            match tokio::task::spawn_blocking(move || supervise_overdue_stages(&store, now)).await {
+                Ok(Ok(supervised)) => {
+                    tracing::info!(supervised = supervised.len(), "deadline check")
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "deadline check failed"),
                 Err(e) => tracing::error!(error = %e, "deadline check panicked"),
             }

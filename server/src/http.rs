@@ -378,15 +378,7 @@ async fn admin_overdue(
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    require_admin(&state, &headers).await?;
-    let Query(params) = params?;
-    let at = list_at(&state, &params)?;
-    let limit = parse_limit(params.limit.as_deref(), 1000, MAX_LIST_LIMIT)?;
-    let store = state.store.clone();
-    let cases = tokio::task::spawn_blocking(move || store.overdue(at, limit)).await??;
-    Ok(Json(
-        json!({"at": at, "count": cases.len(), "cases": cases}),
-    ))
+    deadline_list(state, headers, params, Store::overdue).await
 }
 
 async fn admin_due_soon(
@@ -394,12 +386,22 @@ async fn admin_due_soon(
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
+    deadline_list(state, headers, params, Store::due_soon).await
+}
+
+/// One of the deadline lists (`list(store, at, limit)`) at `?at=`, for an admin.
+async fn deadline_list(
+    state: AppState,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, QueryRejection>,
+    list: fn(&Store, Millis, u32) -> crate::store::Result<Vec<crate::store::CaseSummary>>,
+) -> Result<Json<serde_json::Value>, AppError> {
     require_admin(&state, &headers).await?;
     let Query(params) = params?;
     let at = list_at(&state, &params)?;
     let limit = parse_limit(params.limit.as_deref(), 1000, MAX_LIST_LIMIT)?;
     let store = state.store.clone();
-    let cases = tokio::task::spawn_blocking(move || store.due_soon(at, limit)).await??;
+    let cases = tokio::task::spawn_blocking(move || list(&store, at, limit)).await??;
     Ok(Json(
         json!({"at": at, "count": cases.len(), "cases": cases}),
     ))

@@ -143,6 +143,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_user_at ON audit(user_id, at);
     CREATE INDEX audit_at ON audit(at);
     "#,
+    // 3: the overdue scan reads only this covering index (running clocks by due instant with
+    // what a supervision needs), never the table rows.
+    r#"
+    CREATE INDEX cases_running_due ON cases(due_at, case_id, stage, stage_started_at)
+        WHERE due_at IS NOT NULL AND paused = 0;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -591,6 +597,16 @@ impl Store {
     // ---- lists and details for the admin routes and the CLI ----
 
     /// Open cases past their due instant at `now`, most overdue first.
+    /// The overdue scan of the deadline check: every overdue stage, from an index alone.
+    pub fn overdue_stages(&self, now: Millis) -> Result<Vec<OverdueStage>> {
+        overdue_stages_in(&self.conn(), now, false)
+    }
+
+    /// The overdue stages not supervised yet: what the periodic check acts on.
+    pub fn unsupervised_overdue_stages(&self, now: Millis) -> Result<Vec<OverdueStage>> {
+        overdue_stages_in(&self.conn(), now, true)
+    }
+
     pub fn overdue(&self, now: Millis, limit: u32) -> Result<Vec<CaseSummary>> {
         overdue_in(&self.conn(), now, limit)
     }
@@ -695,6 +711,40 @@ pub(crate) fn overdue_in(conn: &Connection, now: Millis, limit: u32) -> Result<V
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt
         .query_map(params![now, limit], summary_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// An overdue stage: what a supervision needs, read from the covering index alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverdueStage {
+    pub case_id: String,
+    pub stage: String,
+    pub stage_started_at: Millis,
+}
+
+/// Every stage whose clock ran out before `now`, from `cases_running_due` (no row reads);
+/// with `unsupervised`, only those without a supervision yet (checked in its unique index).
+pub(crate) fn overdue_stages_in(
+    conn: &Connection,
+    now: Millis,
+    unsupervised: bool,
+) -> Result<Vec<OverdueStage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT case_id, stage, stage_started_at FROM cases AS k INDEXED BY cases_running_due
+         WHERE due_at IS NOT NULL AND paused = 0 AND due_at < ?1
+           AND stage IS NOT NULL AND stage_started_at IS NOT NULL
+           AND (NOT ?2 OR NOT EXISTS (SELECT 1 FROM supervisions s WHERE s.case_id = k.case_id
+                AND s.stage = k.stage AND s.stage_started_at = k.stage_started_at))",
+    )?;
+    let rows = stmt
+        .query_map(params![now, unsupervised], |r| {
+            Ok(OverdueStage {
+                case_id: r.get(0)?,
+                stage: r.get(1)?,
+                stage_started_at: r.get(2)?,
+            })
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
