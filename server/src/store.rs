@@ -149,6 +149,11 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX cases_running_due ON cases(due_at, case_id, stage, stage_started_at)
         WHERE due_at IS NOT NULL AND paused = 0;
     "#,
+    // 4: the scope (role and jurisdiction) each device was last served, so that a changed
+    // scope sends the device the cases it now covers (see `sync::Store::sync`).
+    r#"
+    ALTER TABLE devices ADD COLUMN served_scope TEXT;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

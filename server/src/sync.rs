@@ -368,7 +368,26 @@ impl Store {
         })?;
         let max_seq = max_seq as u64;
         let size = page_size(request.page_size);
-        let mut page = match (&request.restore, request.cursor) {
+        // A device whose user got another role or jurisdiction has cases in its new scope whose
+        // changes all lie before its cursor: it restores again (held documents merge; those
+        // that left the scope are evicted below).
+        let scope_key = format!("{}|{}", ctx.role, ctx.jurisdiction.as_prefix());
+        let served: Option<String> = tx.query_row(
+            "SELECT served_scope FROM devices WHERE id = ?1",
+            [&ctx.device_id],
+            |r| r.get(0),
+        )?;
+        let scope_changed = served.as_ref().is_some_and(|s| *s != scope_key);
+        tx.execute(
+            "UPDATE devices SET served_scope = ?2 WHERE id = ?1",
+            [&ctx.device_id, &scope_key],
+        )?;
+        let cursor = if scope_changed && request.restore.is_none() {
+            0
+        } else {
+            request.cursor
+        };
+        let mut page = match (&request.restore, cursor) {
             (Some(token), _) => {
                 restore_page(&tx, ctx, &scope, token.clone(), size, request.cursor)?
             }

@@ -143,3 +143,43 @@ fn a_phone_number_revealed_offline_reaches_the_audit_log() {
     li.sync().unwrap();
     assert_eq!(reveals(&server), 1);
 }
+
+#[test]
+fn a_user_moved_to_another_village_receives_its_cases_and_loses_the_old_ones() {
+    use gridcase_core::area::Jurisdiction;
+
+    let server = TestServer::start();
+    let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101201", 1);
+    let mut zhao = TestPhone::enrolled(&server, "zhao", Role::TownshipStaff, "330604101", 2);
+    li.phone
+        .create_case(&new_case("old", "一村的案件", "330604101201"), None, T0)
+        .unwrap();
+    li.sync().unwrap();
+    // Long before li moves, a case is registered in the next village.
+    zhao.phone
+        .create_case(&new_case("new", "二村的案件", "330604101202"), None, T0)
+        .unwrap();
+    zhao.sync().unwrap();
+    li.sync().unwrap();
+    assert!(li.phone.get_case("new").is_err(), "not li's village yet");
+
+    // The admin moves li to the second village; nothing about the case changes.
+    server
+        .store
+        .enrol_user(
+            "li",
+            Role::GridWorker,
+            &Jurisdiction::parse("330604101202").unwrap(),
+            0,
+        )
+        .unwrap();
+    li.sync().unwrap();
+    assert_eq!(li.phone.get_case("new").unwrap().case.title, "二村的案件");
+    assert!(
+        li.phone.get_case("old").is_err(),
+        "the old village's case left"
+    );
+    // And it settles: the next sync brings nothing.
+    let summary = li.sync().unwrap();
+    assert_eq!(summary.progress.cases_received, 0);
+}
