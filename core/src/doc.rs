@@ -120,6 +120,15 @@ fn commit(doc: &mut AutoCommit, author: &Author, now: Millis) {
     );
 }
 
+/// The list at `name` in the root map; its absence means a malformed document, since every
+/// container is created with the document.
+fn list_obj(doc: &AutoCommit, name: &str) -> Result<ObjId, DocError> {
+    match doc.get(ROOT, name)? {
+        Some((Value::Object(ObjType::List), id)) => Ok(id),
+        _ => Err(DocError::Malformed { field: name.into() }),
+    }
+}
+
 /// Who made a change, as recorded in its commit message.
 pub fn change_author(change: &Change) -> Option<Author> {
     change.message().and_then(|m| serde_json::from_str(m).ok())
@@ -257,10 +266,7 @@ impl CaseDoc {
     }
 
     fn list(&self, name: &str) -> Result<ObjId, DocError> {
-        match self.doc.get(ROOT, name)? {
-            Some((Value::Object(ObjType::List), id)) => Ok(id),
-            _ => Err(DocError::Malformed { field: name.into() }),
-        }
+        list_obj(&self.doc, name)
     }
 
     /// Edits one field. Refused, with nothing changed, on a closed case or for a field the
@@ -287,14 +293,7 @@ impl CaseDoc {
                 FieldEdit::ResponsibleUnit(u) => doc.put(ROOT, "responsible_unit", u.as_str())?,
                 FieldEdit::Assignee(a) => doc.put(ROOT, "assignee", a.as_str())?,
                 FieldEdit::AddRelated(id) => {
-                    let related = match doc.get(ROOT, "related")? {
-                        Some((Value::Object(ObjType::List), id)) => id,
-                        _ => {
-                            return Err(DocError::Malformed {
-                                field: "related".into(),
-                            });
-                        }
-                    };
+                    let related = list_obj(doc, "related")?;
                     let len = doc.length(&related);
                     doc.insert(&related, len, id.as_str())?;
                 }
@@ -399,14 +398,7 @@ impl CaseDoc {
                     doc.put(ROOT, "assignee", assignee.as_str())?;
                 }
                 Action::MergeInto { master } => {
-                    let related = match doc.get(ROOT, "related")? {
-                        Some((Value::Object(ObjType::List), id)) => id,
-                        _ => {
-                            return Err(DocError::Malformed {
-                                field: "related".into(),
-                            });
-                        }
-                    };
+                    let related = list_obj(doc, "related")?;
                     let len = doc.length(&related);
                     doc.insert(&related, len, master.as_str())?;
                 }
@@ -800,14 +792,7 @@ impl PersonalDoc {
                 field: "complainant",
             });
         }
-        let list = match self.doc.get(ROOT, "reveals")? {
-            Some((Value::Object(ObjType::List), id)) => id,
-            _ => {
-                return Err(DocError::Malformed {
-                    field: "reveals".into(),
-                });
-            }
-        };
+        let list = list_obj(&self.doc, "reveals")?;
         let len = self.doc.length(&list);
         let item = self.doc.insert_object(&list, len, ObjType::Map)?;
         put_author(&mut self.doc, &item, author, now)?;
@@ -818,7 +803,7 @@ impl PersonalDoc {
     /// Who revealed the phone number and when, oldest first.
     pub fn reveals(&self) -> Vec<(Author, Millis)> {
         let r = Reader { doc: &self.doc };
-        let Ok(Some((Value::Object(ObjType::List), list))) = self.doc.get(ROOT, "reveals") else {
+        let Ok(list) = list_obj(&self.doc, "reveals") else {
             return Vec::new();
         };
         r.items(&list)
