@@ -10,6 +10,7 @@
 //! phone does not know which heads it shares with the server (after a reset or a lost ack), it
 //! sends an Automerge sync message for that document instead and the server answers in kind.
 
+pub mod limits;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};
