@@ -8,6 +8,7 @@ pub mod area;
 pub mod calendar;
 pub mod deadline;
 pub mod doc;
+pub mod fuzzing;
 pub mod identity;
 pub mod lifecycle;
 pub mod model;

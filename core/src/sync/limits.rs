@@ -9,8 +9,10 @@
 //! allocating nothing sized by what they claim, that refuses anything whose decoding would cost
 //! more than its size justifies.
 
-use automerge::Change;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use automerge::sync::Message;
+use automerge::{AutoCommit, Change};
 
 /// The most operations one change may hold. A phone's largest honest change is a description
 /// replaced in one go (one operation per character) or a new case with its description.
@@ -66,6 +68,8 @@ pub enum LimitError {
     BadBloom,
     #[error("a catch-up message may not carry changes; push them instead")]
     ChangesInCatchUp,
+    #[error("the changes do not apply: {0}")]
+    Unappliable(String),
 }
 
 /// What the scan learned about a change: enough to bound the cost of decoding and applying it.
@@ -238,6 +242,27 @@ pub fn scan_change(bytes: &[u8]) -> Result<ChangeShape, LimitError> {
 pub fn decode_change(bytes: &[u8]) -> Result<Change, LimitError> {
     scan_change(bytes)?;
     Change::from_bytes(bytes.to_vec()).map_err(|e| LimitError::Undecodable(e.to_string()))
+}
+
+/// Applies changes from outside to `doc`, all or nothing. Automerge 0.12 panics on some crafted
+/// changes that decode cleanly (an actor it cannot look up while importing operations, found by
+/// fuzzing: `core/fuzz/regressions/change/`), so the changes are applied to a copy under
+/// `catch_unwind`; a panic refuses them like any other error and `doc` stays as it was.
+pub fn apply_untrusted(doc: &mut AutoCommit, changes: Vec<Change>) -> Result<(), LimitError> {
+    let mut copy = doc.clone();
+    let outcome = catch_unwind(AssertUnwindSafe(move || {
+        copy.apply_changes(changes).map(|()| copy)
+    }));
+    match outcome {
+        Ok(Ok(applied)) => {
+            *doc = applied;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(LimitError::Unappliable(e.to_string())),
+        Err(_) => Err(LimitError::Unappliable(
+            "Automerge could not apply them".into(),
+        )),
+    }
 }
 
 /// Decodes a catch-up (Automerge sync) message from a phone and checks what answering it would

@@ -266,3 +266,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_change_that_panics_automerge_is_refused_and_leaves_the_document_alone() {
+    // Found by the `change` fuzz target: it decodes, then Automerge panics importing it.
+    let mut bytes = include_bytes!(
+        "../../../fuzz/regressions/change/crash-c67ea86123238372b56147b516a5b87a5fd85ec4"
+    )
+    .to_vec();
+    crate::fuzzing::fix_checksum(&mut bytes);
+    let change = decode_change(&bytes).expect("it passes the bounds and decodes");
+    let mut doc = crate::fuzzing::sample_case();
+    let heads = doc.get_heads();
+    let refused = apply_untrusted(&mut doc, vec![change.clone()]);
+    assert!(matches!(refused, Err(LimitError::Unappliable(_))));
+    assert_eq!(doc.get_heads(), heads);
+    let raw = std::panic::catch_unwind(move || {
+        let mut doc = crate::fuzzing::sample_case();
+        let _ = doc.apply_changes(vec![change]);
+    });
+    assert!(raw.is_err(), "the hazard this guards against");
+}

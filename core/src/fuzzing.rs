@@ -1,0 +1,125 @@
+//! The bodies of the fuzz targets (`core/fuzz/`), kept here so that stable `cargo test` replays
+//! the checked-in corpus and every crasher ever found (`core/tests/fuzz_corpus.rs`) through
+//! exactly the code libFuzzer explores. Each function takes arbitrary bytes and must return
+//! without panicking, whatever they are.
+
+use automerge::sync::{State, SyncDoc};
+use automerge::{ActorId, AutoCommit, Change};
+use sha2::{Digest, Sha256};
+
+use crate::doc::CaseDoc;
+use crate::lifecycle::Action;
+use crate::model::*;
+use crate::sync::{limits, wire};
+
+/// A registered, dispatched case with a note: the kind of document pushes land on.
+pub fn sample_case() -> AutoCommit {
+    let worker = Author {
+        user: "li".into(),
+        device: "0123456789abcdef0123456789abcdef".into(),
+        role: Role::GridWorker,
+    };
+    let township = Author {
+        user: "zhao".into(),
+        device: "fedcba9876543210fedcba9876543210".into(),
+        role: Role::TownshipStaff,
+    };
+    let new = NewCase {
+        id: "case-1".into(),
+        number: "GC-1".into(),
+        channel: Channel::Grid,
+        case_type: CaseType::Complaint,
+        category: "噪音".into(),
+        urgency: Urgency::General,
+        priority: false,
+        title: "菜市场噪音".into(),
+        description: "夜里卸货".into(),
+        location: Location {
+            address: "一村".into(),
+            area_code: "330604101201".into(),
+            gps: None,
+        },
+    };
+    let mut doc = CaseDoc::create(&new, &worker, ActorId::from(vec![1u8; 20]), 1_000)
+        .expect("the sample case is valid");
+    doc.act(&Action::Register, &worker, 2_000)
+        .expect("register");
+    let mut am = doc.into_automerge();
+    am.set_actor(ActorId::from(vec![2u8; 20]));
+    let mut doc = CaseDoc::from_automerge(am).expect("reads");
+    let dispatch = Action::Dispatch {
+        unit: "城管中队".into(),
+        assignee: "li".into(),
+    };
+    doc.act(&dispatch, &township, 3_000).expect("dispatch");
+    doc.add_note("已联系", &township, 4_000).expect("note");
+    doc.into_automerge()
+}
+
+/// Rewrites a change chunk's checksum to match its contents, so that mutated inputs reach the
+/// decoder instead of stopping at the checksum. Leaves anything that is not a chunk alone.
+pub fn fix_checksum(bytes: &mut [u8]) {
+    if bytes.len() < 10 || bytes[..4] != [0x85, 0x6f, 0x4a, 0x83] {
+        return;
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(&bytes[8..]);
+    let digest = hasher.finalize();
+    bytes[4..8].copy_from_slice(&digest[..4]);
+}
+
+/// Applies decoded changes to a copy of `doc` as the server does, then reads, saves and reloads
+/// it; errors are fine, panics are not.
+fn apply_and_read(doc: &AutoCommit, changes: Vec<Change>) {
+    let mut copy = doc.clone();
+    if limits::apply_untrusted(&mut copy, changes).is_err() {
+        return;
+    }
+    let saved = copy.save_nocompress();
+    let _ = AutoCommit::load(&saved);
+    if let Ok(case) = CaseDoc::from_automerge(copy) {
+        let _ = case.read();
+    }
+}
+
+/// One change chunk from a phone: the bounds check, the decoder, and applying it to a case.
+pub fn change(data: &[u8]) {
+    let mut bytes = data.to_vec();
+    fix_checksum(&mut bytes);
+    if let Ok(change) = limits::decode_change(&bytes) {
+        apply_and_read(&sample_case(), vec![change]);
+    }
+}
+
+/// One catch-up message from a phone, answered against a case as the server does.
+pub fn catch_up(data: &[u8]) {
+    let Ok(message) = limits::decode_catch_up(data) else {
+        return;
+    };
+    let mut doc = sample_case();
+    let mut state = State::new();
+    if doc.sync().receive_sync_message(&mut state, message).is_ok() {
+        let _ = doc.sync().generate_sync_message(&mut state);
+    }
+}
+
+/// A whole sync request body: the frame, then every push's changes and every catch-up.
+pub fn sync_request(data: &[u8]) {
+    let Ok(request) = wire::decode_request(data) else {
+        return;
+    };
+    let doc = sample_case();
+    for push in &request.pushes {
+        let changes: Result<Vec<Change>, _> = push
+            .changes
+            .iter()
+            .map(|bytes| limits::decode_change(bytes))
+            .collect();
+        if let Ok(changes) = changes {
+            apply_and_read(&doc, changes);
+        }
+    }
+    for ask in &request.catch_up {
+        catch_up(&ask.message);
+    }
+}
