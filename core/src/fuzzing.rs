@@ -12,6 +12,15 @@ use crate::lifecycle::Action;
 use crate::model::*;
 use crate::sync::{limits, wire};
 
+/// libfuzzer-sys aborts on every panic, even one the code under test catches on purpose
+/// ([`limits::apply_untrusted`] catches Automerge's). The fuzz targets call this first: caught
+/// panics then pass quietly, and an uncaught one still aborts (libfuzzer-sys checks the target's
+/// result itself).
+pub fn let_caught_panics_pass() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+}
+
 /// A registered, dispatched case with a note: the kind of document pushes land on.
 pub fn sample_case() -> AutoCommit {
     let worker = Author {
