@@ -217,7 +217,7 @@ fn judge_changes(
         }
         let creating = new_document && change.deps().is_empty();
         let written = ops::walk(doc, layout, change, creating)?;
-        let events = rights::check(layout, pusher, change, &written, creating)?;
+        let events = rights::check(doc, layout, pusher, change, &written, creating)?;
         if creating {
             creation::check_created(layout, &written, pusher, case_id)?;
         }

@@ -2,7 +2,7 @@
 //! the pusher's role may edit ([`Layout::may_write`]) or an effect of the action the same change
 //! records ([`Action::effects`]), and an action's effects are all there.
 
-use automerge::{Change, ScalarValue};
+use automerge::{AutoCommit, Change, ROOT, ReadDoc, ScalarValue, Value};
 
 use super::ops::{Appended, Written};
 use super::{Pusher, reject};
@@ -22,6 +22,7 @@ pub(crate) struct NewEvent {
 /// it records, if any. The change creating the document is checked whole in
 /// [`super::creation`]; here only its entries' authors.
 pub(crate) fn check(
+    doc: &AutoCommit,
     layout: &Layout,
     pusher: &Pusher,
     change: &Change,
@@ -49,7 +50,7 @@ pub(crate) fn check(
             }
         }
     }
-    check_effects_written(written, &events)?;
+    check_effects_written(doc, change, written, &events)?;
     Ok(events)
 }
 
@@ -233,13 +234,26 @@ fn check_appends(
 }
 
 /// An action's effects are written by the change that records it: a dispatch without its unit
-/// would leave a dispatched case with nobody to handle it.
-fn check_effects_written(written: &Written, events: &[NewEvent]) -> Result<(), Rejection> {
+/// would leave a dispatched case with nobody to handle it. A field that already held the value
+/// as the author saw it needs no write (Automerge writes nothing for an unchanged value).
+fn check_effects_written(
+    doc: &AutoCommit,
+    change: &Change,
+    written: &Written,
+    events: &[NewEvent],
+) -> Result<(), Rejection> {
+    let held = |field: &str, value: &str| match doc.get_at(ROOT, field, change.deps()) {
+        Ok(Some((Value::Scalar(s), _))) => s.as_str() == Some(value),
+        _ => false,
+    };
     for event in events {
         for effect in event.action.effects() {
             let (present, field) = match effect {
                 Effect::Set { field, value } => (
-                    written.root_value(field).and_then(|v| v.as_str()) == Some(value),
+                    match written.root_value(field) {
+                        Some(v) => v.as_str() == Some(value),
+                        None => !written.root.iter().any(|(k, _)| k == field) && held(field, value),
+                    },
                     field,
                 ),
                 Effect::Append { list, value } => (

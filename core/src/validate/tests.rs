@@ -249,14 +249,46 @@ fn dispatch_writes_its_effects_in_the_same_change() {
         assignee: "wang".into(),
     };
     phone.act(&dispatch, &staff, 2).unwrap();
-    let case = push(&mut server, phone.automerge(), &zhao)
-        .unwrap()
-        .case
-        .unwrap();
+    let judged = push(&mut server, phone.automerge(), &zhao).unwrap();
+    let case = judged.case.unwrap();
     assert_eq!(
         (case.responsible_unit.as_str(), case.assignee.as_str()),
         ("水务站", "wang")
     );
+    let mut server = judged.doc;
+
+    // Sent back and dispatched again to the same unit: Automerge writes nothing for a field
+    // that keeps its value, and the dispatch is still whole.
+    let water = who("water", Role::HandlingUnit);
+    let mut unit_phone = CaseDoc::from_automerge(replica(&mut server, 4)).unwrap();
+    let back = Action::RequestReturn {
+        reason: "非本单位".into(),
+    };
+    unit_phone.act(&back, &water, 3).unwrap();
+    let mut server = push(
+        &mut server,
+        unit_phone.automerge(),
+        &pusher("water", Role::HandlingUnit, "330604"),
+    )
+    .unwrap()
+    .doc;
+    let mut again = CaseDoc::from_automerge(replica(&mut server, 2)).unwrap();
+    again.act(&Action::ApproveReturn, &staff, 4).unwrap();
+    let heads = again.heads();
+    again.act(&dispatch, &staff, 5).unwrap();
+    let redispatch = again.automerge().get_changes(&heads);
+    assert!(
+        redispatch[0]
+            .decode()
+            .operations
+            .iter()
+            .all(|op| op.obj != automerge::legacy::ObjectId::Root)
+    );
+    let case = push(&mut server, again.automerge(), &zhao)
+        .unwrap()
+        .case
+        .unwrap();
+    assert_eq!(case.status, Status::Dispatched);
 
     // The same event without the unit it names: a dispatched case nobody handles.
     let mut bare = replica(&mut server, 3);
