@@ -34,7 +34,7 @@ use crate::model::*;
 
 pub use personal::{PersonalDoc, mask_phone};
 use read::Reader;
-pub(crate) use read::read_case;
+pub(crate) use read::{read_case, read_state};
 pub use schema::may_edit;
 
 /// Version of the document layout written by this code. Bump it with a step in [`migrate`].

@@ -219,7 +219,7 @@ fn judge_changes(
         let written = ops::walk(doc, layout, change, creating)?;
         let events = rights::check(doc, layout, pusher, change, &written, creating)?;
         if creating {
-            creation::check_created(layout, &written, pusher, case_id)?;
+            creation::check_created(layout, change, &written, pusher, case_id)?;
         }
         if let Some(event) = events.first() {
             rules::check_action(doc, change, event, pusher)?;

@@ -35,6 +35,23 @@ pub(crate) fn read_case(doc: &AutoCommit, heads: Option<&[ChangeHash]>) -> Resul
     }
 }
 
+/// The lifecycle state of the case at `heads`: its timeline replayed, nothing else read (the
+/// timeline's layout is the same in every schema).
+pub(crate) fn read_state(
+    doc: &AutoCommit,
+    heads: &[ChangeHash],
+) -> Result<lifecycle::Replay, DocError> {
+    Ok(replay(&Reader::new(doc, Some(heads)).timeline()?))
+}
+
+fn replay(timeline: &[TimelineEvent]) -> lifecycle::Replay {
+    lifecycle::replay(timeline.iter().map(|e| Recorded {
+        action: &e.action,
+        from: e.from,
+        role: e.author.role,
+    }))
+}
+
 /// Typed reads of values, now or at fixed heads, with errors that name the field.
 pub(crate) struct Reader<'a> {
     doc: &'a AutoCommit,
@@ -231,11 +248,7 @@ impl<'a> Reader<'a> {
 
     fn case(&self) -> Result<Case, DocError> {
         let mut timeline = self.timeline()?;
-        let replay = lifecycle::replay(timeline.iter().map(|e| Recorded {
-            action: &e.action,
-            from: e.from,
-            role: e.author.role,
-        }));
+        let replay = replay(&timeline);
         for (event, conflicted) in timeline.iter_mut().zip(&replay.conflicted) {
             event.conflicted = *conflicted;
         }

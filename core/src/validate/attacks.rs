@@ -496,3 +496,52 @@ fn the_description_takes_only_text_splices() {
         .is_ok()
     );
 }
+
+#[test]
+fn an_action_carries_nothing_beyond_what_the_app_writes() {
+    let mut server = worked_case();
+    let me = author_of(&li());
+    let padded = r#"{"kind":"start","hidden":"与案件无关的内容"}"#;
+    let message = assert_refused(
+        attempt(&mut server, &li(), |doc| {
+            let timeline = list(doc, "timeline");
+            let len = doc.length(&timeline);
+            let event = doc.insert_object(&timeline, len, ObjType::Map).unwrap();
+            doc.put(&event, "action", padded).unwrap();
+            doc.put(&event, "from", "signed").unwrap();
+            doc.put(&event, "user", me.user.as_str()).unwrap();
+            doc.put(&event, "device", me.device.as_str()).unwrap();
+            doc.put(&event, "role", me.role.as_str()).unwrap();
+            doc.put(&event, "at", 10).unwrap();
+        }),
+        RejectCode::OutsideSchema,
+    );
+    assert!(message.contains("as the app writes it"), "{message}");
+}
+
+#[test]
+fn a_new_case_is_created_at_the_time_of_its_change() {
+    let li_author = who("li", Role::GridWorker);
+    let honest = case_doc(&li_author).into_automerge();
+    // Rebuilt by hand: the same case, its creation time a month before the change's.
+    let mut forged = AutoCommit::new().with_actor(actor(3));
+    for item in honest.map_range(ROOT, ..).collect::<Vec<_>>() {
+        if let automerge::Value::Scalar(s) = item.value.into_value() {
+            forged.put(ROOT, item.key.as_ref(), s.into_owned()).unwrap();
+        }
+    }
+    forged.put(ROOT, "created_at", -2_592_000_000i64).unwrap();
+    let text = forged
+        .put_object(ROOT, "description", ObjType::Text)
+        .unwrap();
+    forged.splice_text(&text, 0, 0, "三天没水").unwrap();
+    for key in ["timeline", "notes", "attachments", "related"] {
+        forged.put_object(ROOT, key, ObjType::List).unwrap();
+    }
+    commit_as(&mut forged, &li_author, 0);
+    let message = assert_refused(
+        push_new(&mut forged, &li(), CASE_ID),
+        RejectCode::OutsideSchema,
+    );
+    assert!(message.contains("created_at"), "{message}");
+}

@@ -20,9 +20,11 @@ fn outside(message: impl Into<String>) -> Rejection {
 }
 
 /// The creating change of a document (already through [`ops::walk`]) wrote every required field
-/// and created every container, empty, in the current schema; a case names its id and creator.
+/// and created every container, empty, in the current schema; a case names its id, its creator
+/// and, as its creation time, the time of the change.
 pub(crate) fn check_created(
     layout: &Layout,
+    change: &Change,
     written: &Written,
     pusher: &Pusher,
     case_id: &str,
@@ -57,6 +59,11 @@ pub(crate) fn check_created(
     }
     if std::ptr::eq(layout, &CASE) {
         check_case_identity(written, pusher, case_id)?;
+        if written.root_value("created_at").and_then(|v| v.as_i64()) != Some(change.timestamp()) {
+            return Err(outside(
+                "a new case's created_at is the time of the change that creates it",
+            ));
+        }
     }
     Ok(())
 }

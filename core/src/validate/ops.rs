@@ -316,35 +316,30 @@ impl Walk<'_> {
     }
 
     /// Every list the change appended to reads, as the author left it, as it was when they saw
-    /// it followed by their new entries in the order they made them.
+    /// it followed by their new entries in the order they made them. The change can only have
+    /// inserted (anything else was refused), so its new entries being the last ones says that.
     fn check_appends_at_end(&self) -> Result<(), Rejection> {
         for (container, list_id) in self.containers.values() {
             let Container::List(list) = container else {
                 continue;
             };
-            let mine: Vec<&OpKey> = self
+            let mine: Vec<Option<OpKey>> = self
                 .written
                 .appended
                 .iter()
-                .filter(|a| std::ptr::eq(a.list, *list as &List))
-                .map(|a| &a.id)
+                .filter(|a| std::ptr::eq(a.list, *list))
+                .map(|a| Some(a.id.clone()))
                 .collect();
             if mine.is_empty() {
                 continue;
             }
-            let ids = |heads: &[ChangeHash]| -> Vec<Option<OpKey>> {
-                self.doc
-                    .list_range_at(list_id, .., heads)
-                    .map(|item| key_of(&item.id()))
-                    .collect()
-            };
-            let before = ids(self.seen);
-            let after = ids(&self.made);
-            let expected = before
-                .iter()
-                .cloned()
-                .chain(mine.into_iter().cloned().map(Some));
-            if !after.iter().cloned().eq(expected) {
+            let len = self.doc.length_at(list_id, &self.made);
+            let last: Vec<Option<OpKey>> = self
+                .doc
+                .list_range_at(list_id, len.saturating_sub(mine.len()).., &self.made)
+                .map(|item| key_of(&item.id()))
+                .collect();
+            if last != mine {
                 return Err(rewritten(format!(
                     "`{}` only grows at its end: a new {} was put before ones recorded earlier",
                     list.key, list.entry

@@ -131,10 +131,12 @@ fn check_entry_values(entry: &Appended) -> Result<(), Rejection> {
         }
         "attachments" => {
             let sha = text_field(entry, "sha256");
-            if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Ok(())
-            } else {
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Err(outside("an attachment names its file by a SHA-256 in hex"))
+            } else if int_field(entry, "size").is_none_or(|size| size < 0) {
+                Err(outside("an attachment's size is a number of bytes"))
+            } else {
+                Ok(())
             }
         }
         _ => Ok(()),
@@ -148,8 +150,15 @@ fn events(written: &Written) -> Result<Vec<NewEvent>, Rejection> {
         .iter()
         .filter(|a| a.list.key == "timeline")
         .map(|entry| {
-            let action = serde_json::from_str(text_field(entry, "action"))
+            let text = text_field(entry, "action");
+            let action: Action = serde_json::from_str(text)
                 .map_err(|_| outside("a new timeline event records no known action"))?;
+            // Written as the app writes it, so that nothing rides along inside the text.
+            if serde_json::to_string(&action).ok().as_deref() != Some(text) {
+                return Err(outside(
+                    "a new timeline event's action is not written as the app writes it",
+                ));
+            }
             let from = Status::parse(text_field(entry, "from"))
                 .ok_or_else(|| outside("a new timeline event records no known state"))?;
             Ok(NewEvent { action, from })

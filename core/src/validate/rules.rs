@@ -8,8 +8,8 @@ use super::rights::NewEvent;
 use super::scope::push_base;
 use super::{PushContext, Pusher, reject};
 use crate::area::AreaCode;
-use crate::doc::{read_case, split_doc_id};
-use crate::lifecycle::{Action, Flags};
+use crate::doc::{read_case, read_state, split_doc_id};
+use crate::lifecycle::Action;
 use crate::model::{Case, Status};
 use crate::sync::{RejectCode, Rejection};
 
@@ -91,7 +91,7 @@ pub(crate) fn check_action(
     event: &NewEvent,
     pusher: &Pusher,
 ) -> Result<(), Rejection> {
-    let seen = read_case(doc, Some(change.deps())).map_err(|_| {
+    let seen = read_state(doc, change.deps()).map_err(|_| {
         reject(
             RejectCode::Malformed,
             "the case as this change's author saw it does not read",
@@ -108,13 +108,9 @@ pub(crate) fn check_action(
             ),
         ));
     }
-    let flags = Flags {
-        extension_pending: seen.extension_pending,
-        needs_review: seen.needs_review,
-    };
     event
         .action
-        .check(pusher.role, seen.status, flags)
+        .check(pusher.role, seen.status, seen.flags)
         .map_err(|e| reject(RejectCode::ActionNotAllowed, e.to_string()))
 }
 
