@@ -37,7 +37,7 @@ use read::Reader;
 pub(crate) use read::{read_case, read_state};
 pub use schema::may_edit;
 
-/// Version of the document layout written by this code. Bump it with a step in [`migrate`].
+/// Version of the document layout written by this code. Bump it with a step in `migrate`.
 pub const SCHEMA_VERSION: u64 = 2;
 
 /// The id of the document holding a case's personal data.

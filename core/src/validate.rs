@@ -6,17 +6,23 @@
 //! changes and who pushed them, and commits what comes back. It works in steps:
 //! 1. merge: apply the changes to a copy of the stored document ([`RejectCode::MissingHistory`]
 //!    when they build on changes the copy lacks);
-//! 2. per change, in [`ops`]: every operation against the layout ([`crate::doc::schema`]): lists
+//! 2. per change, in `ops`: every operation against the layout ([`crate::doc::schema`]): lists
 //!    only grow at their end as the author saw them, a new entry is written only by the change
 //!    that made it, root fields are known keys of the right kind, the description takes only
 //!    text splices; anything else is refused;
-//! 3. per change, in [`rights`]: who may have written it: the commit message and every new entry
+//! 3. per change, in `rights`: who may have written it: the commit message and every new entry
 //!    name the pusher, each field is one the role may edit or an effect of the action recorded
 //!    in the same change ([`crate::lifecycle::Action::effects`]), and the action itself was
 //!    allowed for the role from the state the author saw; the change that creates a document
-//!    and a schema upgrade are checked whole, in [`creation`];
-//! 4. on the readings of the case before, as the author last saw it, and after ([`rules`]):
+//!    and a schema upgrade are checked whole, in `creation`;
+//! 4. on the readings of the case before, as the author last saw it, and after (`rules`):
 //!    closed cases change only by an explicit reopen, jurisdiction on create and move, scope.
+//!
+//! What stays possible, by design: a device may always claim it worked offline from an older
+//! state of the case (its changes' dependencies). What it appends is then ordered by the merge
+//! like any concurrent entry, and the replay marks the actions that no longer follow as
+//! conflicted and flags the case for review, as for an honest phone that was offline. It can
+//! neither change nor remove what is recorded, nor write in anyone else's name.
 
 mod creation;
 mod legacy;
@@ -199,6 +205,7 @@ fn judge_changes(
             format!("a {} is created by exactly one change", layout.name),
         ));
     }
+    let containers = ops::Containers::of(doc, layout);
     let mut judged = ChangesJudged::default();
     for change in new {
         let author = change_author(change);
@@ -216,7 +223,7 @@ fn judge_changes(
             ));
         }
         let creating = new_document && change.deps().is_empty();
-        let written = ops::walk(doc, layout, change, creating)?;
+        let written = ops::walk(doc, layout, &containers, change, creating)?;
         let events = rights::check(doc, layout, pusher, change, &written, creating)?;
         if creating {
             creation::check_created(layout, change, &written, pusher, case_id)?;

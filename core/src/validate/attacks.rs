@@ -545,3 +545,25 @@ fn a_new_case_is_created_at_the_time_of_its_change() {
     );
     assert!(message.contains("created_at"), "{message}");
 }
+
+#[test]
+fn one_change_adds_one_entry_to_a_list() {
+    let mut server = worked_case();
+    let me = author_of(&li());
+    let message = assert_refused(
+        attempt(&mut server, &li(), |doc| {
+            let notes = list(doc, "notes");
+            for _ in 0..2 {
+                let len = doc.length(&notes);
+                let note = doc.insert_object(&notes, len, ObjType::Map).unwrap();
+                doc.put(&note, "text", "批量").unwrap();
+                doc.put(&note, "user", me.user.as_str()).unwrap();
+                doc.put(&note, "device", me.device.as_str()).unwrap();
+                doc.put(&note, "role", me.role.as_str()).unwrap();
+                doc.put(&note, "at", 10).unwrap();
+            }
+        }),
+        RejectCode::OutsideSchema,
+    );
+    assert!(message.contains("one change adds one note"), "{message}");
+}

@@ -74,6 +74,30 @@ enum Container {
     Text,
 }
 
+/// The layout's containers in a document, by object id. They are created with the document and
+/// never replaced (a change that tries is refused), so one lookup serves every change.
+pub(crate) struct Containers(HashMap<OpKey, (Container, ExId)>);
+
+impl Containers {
+    pub(crate) fn of(doc: &AutoCommit, layout: &'static Layout) -> Self {
+        let lists = layout
+            .lists
+            .iter()
+            .map(|l| (l.key, Container::List(l), ObjType::List));
+        let text = layout.text.map(|t| (t, Container::Text, ObjType::Text));
+        let found = lists
+            .chain(text)
+            .filter_map(|(key, container, kind)| match doc.get(ROOT, key) {
+                Ok(Some((Value::Object(found), id))) if found == kind => {
+                    Some((key_of(&id)?, (container, id)))
+                }
+                _ => None,
+            })
+            .collect();
+        Containers(found)
+    }
+}
+
 /// One change under judgement, with the two views of the document that frame it.
 struct Walk<'a> {
     doc: &'a AutoCommit,
@@ -82,7 +106,7 @@ struct Walk<'a> {
     seen: &'a [ChangeHash],
     /// The document as the author left it.
     made: [ChangeHash; 1],
-    containers: HashMap<OpKey, (Container, ExId)>,
+    containers: &'a Containers,
     creating: bool,
     written: Written,
     /// New entries by id, as indices into `written.appended`.
@@ -94,17 +118,17 @@ struct Walk<'a> {
 pub(crate) fn walk(
     doc: &AutoCommit,
     layout: &'static Layout,
+    containers: &Containers,
     change: &Change,
     creating: bool,
 ) -> Result<Written, Rejection> {
     let expanded = decode(change)?;
-    let made = [change.hash()];
     let mut walk = Walk {
         doc,
         layout,
         seen: change.deps(),
-        containers: containers_at(doc, layout, &made),
-        made,
+        containers,
+        made: [change.hash()],
         creating,
         written: Written::default(),
         entries: HashMap::new(),
@@ -129,30 +153,6 @@ pub(crate) fn decode(change: &Change) -> Result<ExpandedChange, Rejection> {
     })
 }
 
-/// The layout's containers as they are at `heads`, by object id.
-fn containers_at(
-    doc: &AutoCommit,
-    layout: &'static Layout,
-    heads: &[ChangeHash],
-) -> HashMap<OpKey, (Container, ExId)> {
-    let lists = layout
-        .lists
-        .iter()
-        .map(|l| (l.key, Container::List(l), ObjType::List));
-    let text = layout.text.map(|t| (t, Container::Text, ObjType::Text));
-    lists
-        .chain(text)
-        .filter_map(
-            |(key, container, kind)| match doc.get_at(ROOT, key, heads) {
-                Ok(Some((Value::Object(found), id))) if found == kind => {
-                    Some((key_of(&id)?, (container, id)))
-                }
-                _ => None,
-            },
-        )
-        .collect()
-}
-
 fn outside(message: impl Into<String>) -> Rejection {
     reject(RejectCode::OutsideSchema, message)
 }
@@ -167,7 +167,7 @@ impl Walk<'_> {
             return self.root_op(op);
         };
         let obj = (obj.counter(), obj.actor().clone());
-        if let Some((container, list_id)) = self.containers.get(&obj).cloned() {
+        if let Some((container, list_id)) = self.containers.0.get(&obj).cloned() {
             return match container {
                 Container::Text => self.text_op(op),
                 Container::List(list) => self.list_op(list, &list_id, op, id),
@@ -259,6 +259,16 @@ impl Walk<'_> {
             )));
         }
         let appended = match (&list.item, &op.action) {
+            _ if self
+                .written
+                .appended
+                .iter()
+                .any(|a| std::ptr::eq(a.list, list)) =>
+            {
+                // What the app writes; and a bound on how much one change makes every later
+                // change's view of the list cost.
+                return Err(outside(format!("one change adds one {}", list.entry)));
+            }
             (Item::Entry(_), OpType::Make(ObjType::Map)) => {
                 self.entries.insert(id.clone(), self.written.appended.len());
                 Appended {
@@ -319,7 +329,7 @@ impl Walk<'_> {
     /// it followed by their new entries in the order they made them. The change can only have
     /// inserted (anything else was refused), so its new entries being the last ones says that.
     fn check_appends_at_end(&self) -> Result<(), Rejection> {
-        for (container, list_id) in self.containers.values() {
+        for (container, list_id) in self.containers.0.values() {
             let Container::List(list) = container else {
                 continue;
             };

@@ -32,13 +32,8 @@ pub(crate) fn check(
     for entry in &written.appended {
         check_entry(entry, pusher, change.timestamp())?;
     }
+    // At most one: a change adds one entry to a list (`ops`).
     let events = events(written)?;
-    if events.len() > 1 {
-        return Err(reject(
-            RejectCode::ActionNotAllowed,
-            "one change records one action",
-        ));
-    }
     if !creating {
         let effects: Vec<Effect<'_>> = events.iter().flat_map(|e| e.action.effects()).collect();
         check_root(layout, pusher.role, written, &effects)?;

@@ -364,14 +364,14 @@ fn an_action_is_judged_from_the_state_its_author_saw() {
         )),
         Some(RejectCode::ActionNotAllowed)
     );
-    // Two actions in one change: the second's author did not see the state it records.
+    // Two actions in one change: the app records one per change.
     let mut two = replica(&mut server, 4);
     write_event(&mut two, &Action::Start, Status::Registered, &li, 2);
     let reply = Action::Reply { text: "好".into() };
     append_event(&mut two, &reply, Status::InProgress, &li, 2);
     assert_eq!(
         code(push(&mut server, &mut two, &p)),
-        Some(RejectCode::ActionNotAllowed)
+        Some(RejectCode::OutsideSchema)
     );
     let mut phone = CaseDoc::from_automerge(replica(&mut server, 5)).unwrap();
     phone.act(&Action::Start, &li, 2).unwrap();
