@@ -224,15 +224,15 @@ fn judge_changes(
         }
         let creating = new_document && change.deps().is_empty();
         let written = ops::walk(doc, layout, &containers, change, creating)?;
-        let events = rights::check(doc, layout, pusher, change, &written, creating)?;
+        let event = rights::check(doc, layout, pusher, change, &written, creating)?;
         if creating {
             creation::check_created(layout, change, &written, pusher, case_id)?;
         }
-        if let Some(event) = events.first() {
+        if let Some(event) = &event {
             rules::check_action(doc, change, event, pusher)?;
         }
         judged.reveals.extend(rights::reveals(&written));
-        judged.events.extend(events);
+        judged.events.extend(event);
     }
     Ok(judged)
 }

@@ -19,7 +19,7 @@ pub(crate) struct NewEvent {
 }
 
 /// Checks who may have written `written` (what `change` writes) and returns the timeline event
-/// it records, if any. The change creating the document is checked whole in
+/// it records, if any (one at most: a change adds one entry to a list). The change creating the document is checked whole in
 /// [`super::creation`]; here only its entries' authors.
 pub(crate) fn check(
     doc: &AutoCommit,
@@ -28,14 +28,16 @@ pub(crate) fn check(
     change: &Change,
     written: &Written,
     creating: bool,
-) -> Result<Vec<NewEvent>, Rejection> {
+) -> Result<Option<NewEvent>, Rejection> {
     for entry in &written.appended {
         check_entry(entry, pusher, change.timestamp())?;
     }
-    // At most one: a change adds one entry to a list (`ops`).
-    let events = events(written)?;
+    let event = events(written)?.pop();
     if !creating {
-        let effects: Vec<Effect<'_>> = events.iter().flat_map(|e| e.action.effects()).collect();
+        let effects = event
+            .as_ref()
+            .map(|e| e.action.effects())
+            .unwrap_or_default();
         check_root(layout, pusher.role, written, &effects)?;
         check_appends(layout, pusher.role, written, &effects)?;
         if written.text_edited {
@@ -45,8 +47,10 @@ pub(crate) fn check(
             }
         }
     }
-    check_effects_written(doc, change, written, &events)?;
-    Ok(events)
+    if let Some(event) = &event {
+        check_effects_written(doc, change, written, event)?;
+    }
+    Ok(event)
 }
 
 fn not_allowed(role: Role, field: &str) -> Rejection {
@@ -244,39 +248,36 @@ fn check_effects_written(
     doc: &AutoCommit,
     change: &Change,
     written: &Written,
-    events: &[NewEvent],
+    event: &NewEvent,
 ) -> Result<(), Rejection> {
     let held = |field: &str, value: &str| match doc.get_at(ROOT, field, change.deps()) {
         Ok(Some((Value::Scalar(s), _))) => s.as_str() == Some(value),
         _ => false,
     };
-    for event in events {
-        for effect in event.action.effects() {
-            let (present, field) = match effect {
-                Effect::Set { field, value } => (
-                    match written.root_value(field) {
-                        Some(v) => v.as_str() == Some(value),
-                        None => !written.root.iter().any(|(k, _)| k == field) && held(field, value),
-                    },
-                    field,
+    for effect in event.action.effects() {
+        let (present, field) = match effect {
+            Effect::Set { field, value } => (
+                match written.root_value(field) {
+                    Some(v) => v.as_str() == Some(value),
+                    None => !written.root.iter().any(|(k, _)| k == field) && held(field, value),
+                },
+                field,
+            ),
+            Effect::Append { list, value } => (
+                written.appended.iter().any(|a| {
+                    a.list.key == list && a.value.as_ref().and_then(|v| v.as_str()) == Some(value)
+                }),
+                list,
+            ),
+        };
+        if !present {
+            return Err(reject(
+                RejectCode::ActionNotAllowed,
+                format!(
+                    "a {} also writes {field}, in the change that records it",
+                    event.action.name()
                 ),
-                Effect::Append { list, value } => (
-                    written.appended.iter().any(|a| {
-                        a.list.key == list
-                            && a.value.as_ref().and_then(|v| v.as_str()) == Some(value)
-                    }),
-                    list,
-                ),
-            };
-            if !present {
-                return Err(reject(
-                    RejectCode::ActionNotAllowed,
-                    format!(
-                        "a {} also writes {field}, in the change that records it",
-                        event.action.name()
-                    ),
-                ));
-            }
+            ));
         }
     }
     Ok(())
