@@ -7,6 +7,9 @@
 //! - `description`: Automerge text, so two people typing offline both keep their words;
 //! - `timeline`, `notes`, `attachments`, `related`: lists that only grow.
 //!
+//! The same layout as data, with who may write what, is [`schema::CASE`]; the push judge
+//! (`crate::validate`) holds every pushed operation against it.
+//!
 //! Every container is created when the case is created: if two replicas created the same list
 //! concurrently, Automerge would keep only one of them and the other's items would vanish.
 //! Every change carries its author (user, device, role) in the commit message and the device
@@ -16,16 +19,25 @@
 //! withheld from devices that may not see it: withholding bytes is the only way to keep them off
 //! a phone.
 
+mod personal;
+mod read;
+pub mod schema;
+
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
-use automerge::{ScalarValue, ValueRef, transaction::CommitOptions};
+use automerge::{ScalarValue, transaction::CommitOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::area::{AreaCode, AreaError};
-use crate::lifecycle::{self, Action, LifecycleError, Recorded};
+use crate::lifecycle::{Action, Effect, LifecycleError};
 use crate::model::*;
 
-/// Version of the document layout written by this code. Bump it with a step in [`migrate`].
+pub use personal::{PersonalDoc, mask_phone};
+use read::Reader;
+pub(crate) use read::{read_case, read_state};
+pub use schema::may_edit;
+
+/// Version of the document layout written by this code. Bump it with a step in `migrate`.
 pub const SCHEMA_VERSION: u64 = 2;
 
 /// The id of the document holding a case's personal data.
@@ -94,17 +106,6 @@ impl FieldEdit {
     }
 }
 
-/// Which fields a role may edit directly (outside lifecycle actions). Routing fields belong to
-/// the people who route; a handling unit only works the case and writes in the description.
-pub fn may_edit(role: Role, field: &str) -> bool {
-    match role {
-        Role::TownshipStaff | Role::HotlineCentre | Role::Admin => true,
-        Role::GridWorker => !matches!(field, "responsible_unit" | "assignee"),
-        Role::HandlingUnit => matches!(field, "description" | "related"),
-        Role::System => false,
-    }
-}
-
 /// One case document.
 #[derive(Debug, Clone)]
 pub struct CaseDoc {
@@ -120,13 +121,16 @@ fn commit(doc: &mut AutoCommit, author: &Author, now: Millis) {
     );
 }
 
-/// The list at `name` in the root map; its absence means a malformed document, since every
-/// container is created with the document.
 fn list_obj(doc: &AutoCommit, name: &str) -> Result<ObjId, DocError> {
-    match doc.get(ROOT, name)? {
-        Some((Value::Object(ObjType::List), id)) => Ok(id),
-        _ => Err(DocError::Malformed { field: name.into() }),
-    }
+    Reader::new(doc, None).container(name, ObjType::List)
+}
+
+/// Appends a value at the end of a root list.
+fn append(doc: &mut AutoCommit, list: &str, value: &str) -> Result<(), DocError> {
+    let list = list_obj(doc, list)?;
+    let len = doc.length(&list);
+    doc.insert(&list, len, value)?;
+    Ok(())
 }
 
 /// Who made a change, as recorded in its commit message.
@@ -199,8 +203,8 @@ impl CaseDoc {
             doc.put(ROOT, "created_role", author.role.as_str())?;
             let text = doc.put_object(ROOT, "description", ObjType::Text)?;
             doc.splice_text(&text, 0, 0, &new.description)?;
-            for list in ["timeline", "notes", "attachments", "related"] {
-                doc.put_object(ROOT, list, ObjType::List)?;
+            for list in schema::CASE.lists {
+                doc.put_object(ROOT, list.key, ObjType::List)?;
             }
             Ok(())
         })();
@@ -248,9 +252,9 @@ impl CaseDoc {
         Ok(())
     }
 
-    fn id_and_status(&self) -> Result<(Case, lifecycle::Flags), DocError> {
+    fn id_and_status(&self) -> Result<(Case, crate::lifecycle::Flags), DocError> {
         let case = self.read()?;
-        let flags = lifecycle::Flags {
+        let flags = crate::lifecycle::Flags {
             extension_pending: case.extension_pending,
             needs_review: case.needs_review,
         };
@@ -292,11 +296,7 @@ impl CaseDoc {
                 FieldEdit::Location(l) => put_location(doc, l)?,
                 FieldEdit::ResponsibleUnit(u) => doc.put(ROOT, "responsible_unit", u.as_str())?,
                 FieldEdit::Assignee(a) => doc.put(ROOT, "assignee", a.as_str())?,
-                FieldEdit::AddRelated(id) => {
-                    let related = list_obj(doc, "related")?;
-                    let len = doc.length(&related);
-                    doc.insert(&related, len, id.as_str())?;
-                }
+                FieldEdit::AddRelated(id) => append(doc, "related", id)?,
             }
             Ok(())
         })();
@@ -392,17 +392,11 @@ impl CaseDoc {
             doc.put(&event, "action", encoded)?;
             doc.put(&event, "from", case.status.as_str())?;
             put_author(doc, &event, author, now)?;
-            match action {
-                Action::Dispatch { unit, assignee } => {
-                    doc.put(ROOT, "responsible_unit", unit.as_str())?;
-                    doc.put(ROOT, "assignee", assignee.as_str())?;
+            for effect in action.effects() {
+                match effect {
+                    Effect::Set { field, value } => doc.put(ROOT, field, value)?,
+                    Effect::Append { list, value } => append(doc, list, value)?,
                 }
-                Action::MergeInto { master } => {
-                    let related = list_obj(doc, "related")?;
-                    let len = doc.length(&related);
-                    doc.insert(&related, len, master.as_str())?;
-                }
-                _ => {}
             }
             Ok(())
         })();
@@ -467,214 +461,6 @@ impl CaseDoc {
         self.finish(result, author, now)?;
         Ok(id)
     }
-
-    /// Reads the whole case. Derived state comes from replaying the timeline.
-    pub fn read(&self) -> Result<Case, DocError> {
-        let r = Reader { doc: &self.doc };
-        let timeline_id = self.list("timeline")?;
-        let mut timeline = Vec::new();
-        for (i, event_id) in r.items(&timeline_id).into_iter().enumerate() {
-            let action_json = r.str(&event_id, "action")?;
-            let action: Action =
-                serde_json::from_str(&action_json).map_err(|_| DocError::Malformed {
-                    field: format!("timeline[{i}].action"),
-                })?;
-            timeline.push(TimelineEvent {
-                id: event_id.to_string(),
-                action,
-                from: r.parse(&event_id, "from", Status::parse)?,
-                author: r.author(&event_id)?,
-                at: r.int(&event_id, "at")?,
-                conflicted: false,
-            });
-        }
-        let replay = lifecycle::replay(timeline.iter().map(|e| Recorded {
-            action: &e.action,
-            from: e.from,
-            role: e.author.role,
-        }));
-        for (event, conflicted) in timeline.iter_mut().zip(&replay.conflicted) {
-            event.conflicted = *conflicted;
-        }
-        let applied = || timeline.iter().filter(|e| !e.conflicted);
-        let follow_up = applied()
-            .filter_map(|e| match &e.action {
-                Action::FollowUp {
-                    solved,
-                    satisfaction,
-                } => Some(FollowUpResult {
-                    solved: *solved,
-                    satisfaction: *satisfaction,
-                }),
-                _ => None,
-            })
-            .next_back();
-        let supervisions = applied()
-            .filter_map(|e| match &e.action {
-                Action::Supervise { level, reason } => Some(Supervision {
-                    level: *level,
-                    reason: reason.clone(),
-                    by: e.author.clone(),
-                    at: e.at,
-                }),
-                _ => None,
-            })
-            .collect();
-        let merged_into = applied()
-            .filter_map(|e| match &e.action {
-                Action::MergeInto { master } => Some(master.clone()),
-                _ => None,
-            })
-            .next_back();
-
-        let mut notes = Vec::new();
-        for id in r.items(&self.list("notes")?) {
-            notes.push(Note {
-                id: id.to_string(),
-                text: r.str(&id, "text")?,
-                author: r.author(&id)?,
-                at: r.int(&id, "at")?,
-            });
-        }
-        let mut attachments = Vec::new();
-        for id in r.items(&self.list("attachments")?) {
-            attachments.push(Attachment {
-                id: id.to_string(),
-                sha256: r.str(&id, "sha256")?,
-                mime: r.str(&id, "mime")?,
-                size: r.int(&id, "size")? as u64,
-                caption: r.str(&id, "caption")?,
-                author: r.author(&id)?,
-                at: r.int(&id, "at")?,
-            });
-        }
-        let related_id = self.list("related")?;
-        let mut related: Vec<CaseId> = self
-            .doc
-            .list_range(&related_id, ..)
-            .filter_map(|item| match item.value.into_value() {
-                Value::Scalar(s) => s.as_str().map(str::to_owned),
-                _ => None,
-            })
-            .collect();
-        related.sort();
-        related.dedup();
-
-        let gps = match (r.float(&ROOT, "gps_lat"), r.float(&ROOT, "gps_lon")) {
-            (Some(lat), Some(lon)) => Some((lat, lon)),
-            _ => None,
-        };
-        Ok(Case {
-            id: r.str(&ROOT, "id")?,
-            schema_version: r.int(&ROOT, "schema_version")? as u64,
-            number: r.str(&ROOT, "number")?,
-            channel: r.parse(&ROOT, "channel", Channel::parse)?,
-            case_type: r.parse(&ROOT, "case_type", CaseType::parse)?,
-            category: r.str(&ROOT, "category")?,
-            urgency: r.parse(&ROOT, "urgency", Urgency::parse)?,
-            priority: r.bool(&ROOT, "priority")?,
-            title: r.str(&ROOT, "title")?,
-            description: self.doc.text(self.description_obj()?)?,
-            location: Location {
-                address: r.str(&ROOT, "address")?,
-                area_code: r.str(&ROOT, "area_code")?,
-                gps,
-            },
-            responsible_unit: r.str(&ROOT, "responsible_unit")?,
-            assignee: r.str(&ROOT, "assignee")?,
-            status: replay.status,
-            needs_review: replay.flags.needs_review,
-            extension_pending: replay.flags.extension_pending,
-            extension_days: replay.extension_days,
-            merged_into,
-            related,
-            follow_up,
-            supervisions,
-            timeline,
-            notes,
-            attachments,
-            created_by: Author {
-                user: r.str(&ROOT, "created_user")?,
-                device: r.str(&ROOT, "created_device")?,
-                role: r.parse(&ROOT, "created_role", Role::parse)?,
-            },
-            created_at: r.int(&ROOT, "created_at")?,
-        })
-    }
-}
-
-/// Typed reads of scalar values, with errors that name the field.
-struct Reader<'a> {
-    doc: &'a AutoCommit,
-}
-
-impl Reader<'_> {
-    fn scalar(&self, obj: &ObjId, key: &str) -> Option<ScalarValue> {
-        match self.doc.get(obj, key) {
-            Ok(Some((Value::Scalar(s), _))) => Some(s.into_owned()),
-            _ => None,
-        }
-    }
-
-    fn malformed(key: &str) -> DocError {
-        DocError::Malformed { field: key.into() }
-    }
-
-    fn str(&self, obj: &ObjId, key: &str) -> Result<String, DocError> {
-        match self.scalar(obj, key) {
-            Some(ScalarValue::Str(s)) => Ok(s.to_string()),
-            _ => Err(Self::malformed(key)),
-        }
-    }
-
-    fn int(&self, obj: &ObjId, key: &str) -> Result<i64, DocError> {
-        match self.scalar(obj, key) {
-            Some(ScalarValue::Int(i)) => Ok(i),
-            Some(ScalarValue::Uint(u)) => i64::try_from(u).map_err(|_| Self::malformed(key)),
-            _ => Err(Self::malformed(key)),
-        }
-    }
-
-    fn float(&self, obj: &ObjId, key: &str) -> Option<f64> {
-        match self.scalar(obj, key) {
-            Some(ScalarValue::F64(f)) => Some(f),
-            _ => None,
-        }
-    }
-
-    fn bool(&self, obj: &ObjId, key: &str) -> Result<bool, DocError> {
-        match self.scalar(obj, key) {
-            Some(ScalarValue::Boolean(b)) => Ok(b),
-            _ => Err(Self::malformed(key)),
-        }
-    }
-
-    fn parse<T>(
-        &self,
-        obj: &ObjId,
-        key: &str,
-        parse: fn(&str) -> Option<T>,
-    ) -> Result<T, DocError> {
-        parse(&self.str(obj, key)?).ok_or_else(|| Self::malformed(key))
-    }
-
-    fn author(&self, obj: &ObjId) -> Result<Author, DocError> {
-        Ok(Author {
-            user: self.str(obj, "user")?,
-            device: self.str(obj, "device")?,
-            role: self.parse(obj, "role", Role::parse)?,
-        })
-    }
-
-    fn items(&self, list: &ObjId) -> Vec<ObjId> {
-        self.doc
-            .list_range(list, ..)
-            .filter_map(|item| match item.value {
-                ValueRef::Object(ObjType::Map) => Some(item.id()),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 /// Upgrades a document to [`SCHEMA_VERSION`], one step at a time.
@@ -682,7 +468,7 @@ impl Reader<'_> {
 /// Steps write only scalar registers: two replicas that upgrade the same old document offline
 /// then write the same values, and the merge is the same whichever wins. A step must never
 /// create a container (see the module comment).
-fn migrate(doc: &mut AutoCommit) -> Result<(), DocError> {
+pub(crate) fn migrate(doc: &mut AutoCommit) -> Result<(), DocError> {
     let version = match doc.get(ROOT, "schema_version")? {
         Some((Value::Scalar(s), _)) => match s.as_ref() {
             ScalarValue::Uint(v) => *v,
@@ -726,111 +512,19 @@ fn migrate(doc: &mut AutoCommit) -> Result<(), DocError> {
         current += 1;
     }
     doc.put(ROOT, "schema_version", SCHEMA_VERSION)?;
-    let system = Author {
-        user: "migration".into(),
-        device: String::new(),
-        role: Role::System,
-    };
     // The upgrade time is not meaningful; 0 keeps replicas' upgrade changes comparable.
-    commit(doc, &system, 0);
+    commit(doc, &migration_author(), 0);
     Ok(())
 }
 
-/// The complainant's personal data, in a document of its own (see the module comment).
-#[derive(Debug, Clone)]
-pub struct PersonalDoc {
-    doc: AutoCommit,
-}
-
-impl PersonalDoc {
-    pub fn create(
-        complainant: &Complainant,
-        author: &Author,
-        actor: ActorId,
-        now: Millis,
-    ) -> Result<Self, DocError> {
-        let mut doc = AutoCommit::new().with_actor(actor);
-        let mut this = PersonalDoc {
-            doc: AutoCommit::new(),
-        };
-        doc.put(ROOT, "schema_version", SCHEMA_VERSION)?;
-        // Created with the document, like every container (see the module comment).
-        doc.put_object(ROOT, "reveals", ObjType::List)?;
-        this.doc = doc;
-        this.set(complainant, author, now)?;
-        Ok(this)
+/// The author recorded on the change a schema upgrade makes: no person made it, and the push
+/// judge accepts it only when it is exactly what [`migrate`] writes.
+pub(crate) fn migration_author() -> Author {
+    Author {
+        user: "migration".into(),
+        device: String::new(),
+        role: Role::System,
     }
-
-    pub fn from_automerge(doc: AutoCommit) -> Self {
-        PersonalDoc { doc }
-    }
-
-    pub fn automerge(&mut self) -> &mut AutoCommit {
-        &mut self.doc
-    }
-
-    pub fn set(&mut self, c: &Complainant, author: &Author, now: Millis) -> Result<(), DocError> {
-        if !author.role.may_see_personal_data() {
-            return Err(DocError::FieldNotEditable {
-                role: author.role,
-                field: "complainant",
-            });
-        }
-        self.doc.put(ROOT, "name", c.name.as_str())?;
-        self.doc.put(ROOT, "phone", c.phone.as_str())?;
-        self.doc.put(ROOT, "anonymous", c.anonymous)?;
-        commit(&mut self.doc, author, now);
-        Ok(())
-    }
-
-    /// Records that `author` looked at the unmasked phone number. The record syncs with the
-    /// document, so the server's audit log learns of reveals made offline.
-    pub fn record_reveal(&mut self, author: &Author, now: Millis) -> Result<(), DocError> {
-        if !author.role.may_see_personal_data() {
-            return Err(DocError::FieldNotEditable {
-                role: author.role,
-                field: "complainant",
-            });
-        }
-        let list = list_obj(&self.doc, "reveals")?;
-        let len = self.doc.length(&list);
-        let item = self.doc.insert_object(&list, len, ObjType::Map)?;
-        put_author(&mut self.doc, &item, author, now)?;
-        commit(&mut self.doc, author, now);
-        Ok(())
-    }
-
-    /// Who revealed the phone number and when, oldest first.
-    pub fn reveals(&self) -> Vec<(Author, Millis)> {
-        let r = Reader { doc: &self.doc };
-        let Ok(list) = list_obj(&self.doc, "reveals") else {
-            return Vec::new();
-        };
-        r.items(&list)
-            .into_iter()
-            .filter_map(|item| Some((r.author(&item).ok()?, r.int(&item, "at").ok()?)))
-            .collect()
-    }
-
-    pub fn read(&self) -> Complainant {
-        let r = Reader { doc: &self.doc };
-        Complainant {
-            name: r.str(&ROOT, "name").unwrap_or_default(),
-            phone: r.str(&ROOT, "phone").unwrap_or_default(),
-            anonymous: r.bool(&ROOT, "anonymous").unwrap_or(false),
-        }
-    }
-}
-
-/// Masks a phone number for lists and exports: 13812341234 → 138****1234.
-pub fn mask_phone(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    if chars.len() < 7 {
-        return "*".repeat(chars.len());
-    }
-    let head: String = chars[..3].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}{}{tail}", "*".repeat(chars.len() - 7))
 }
 
 #[cfg(test)]

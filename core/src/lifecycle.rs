@@ -259,6 +259,56 @@ impl Action {
     }
 }
 
+/// What recording an action writes to the case besides its timeline event. [`CaseDoc::act`]
+/// writes exactly these, and the push judge accepts them, in the change that records the action,
+/// from a role that could not edit those fields directly. The one definition of an action's
+/// effects on the document; its effects on the derived flags are [`Action::apply_to_flags`].
+///
+/// [`CaseDoc::act`]: crate::doc::CaseDoc::act
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect<'a> {
+    /// Sets a root field of the case.
+    Set { field: &'static str, value: &'a str },
+    /// Appends a value to a root list of the case.
+    Append { list: &'static str, value: &'a str },
+}
+
+impl Action {
+    pub fn effects(&self) -> Vec<Effect<'_>> {
+        match self {
+            Action::Dispatch { unit, assignee } => vec![
+                Effect::Set {
+                    field: "responsible_unit",
+                    value: unit,
+                },
+                Effect::Set {
+                    field: "assignee",
+                    value: assignee,
+                },
+            ],
+            Action::MergeInto { master } => vec![Effect::Append {
+                list: "related",
+                value: master,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// What applying this action in a replay does to the flags and the granted extension days.
+    pub fn apply_to_flags(&self, flags: &mut Flags, extension_days: &mut u32) {
+        match self {
+            Action::RequestExtension { .. } => flags.extension_pending = true,
+            Action::GrantExtension { days } => {
+                flags.extension_pending = false;
+                *extension_days = extension_days.saturating_add(*days);
+            }
+            Action::DenyExtension { .. } => flags.extension_pending = false,
+            Action::ResolveConflict { .. } => flags.needs_review = false,
+            _ => {}
+        }
+    }
+}
+
 /// The outcome of replaying a timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay {
@@ -308,16 +358,7 @@ pub fn replay<'a>(events: impl IntoIterator<Item = Recorded<'a>>) -> Replay {
             continue;
         }
         conflicted.push(false);
-        match event.action {
-            Action::RequestExtension { .. } => flags.extension_pending = true,
-            Action::GrantExtension { days } => {
-                flags.extension_pending = false;
-                extension_days += days;
-            }
-            Action::DenyExtension { .. } => flags.extension_pending = false,
-            Action::ResolveConflict { .. } => flags.needs_review = false,
-            _ => {}
-        }
+        event.action.apply_to_flags(&mut flags, &mut extension_days);
         if let Some(next) = event.action.target_status(status) {
             status = next;
         }

@@ -1,13 +1,46 @@
-//! What the server checks before it stores a batch of changes to a case. A CRDT merges whatever
-//! it is given; a government case system may not. The server applies the pushed changes to a
-//! copy, reads the case before and after, and asks here whether the difference is something the
-//! authenticated author's role may do. Pure: the server supplies both readings.
+//! What the server checks before it stores a push. A CRDT merges whatever it is given; a
+//! government case system may not: the timeline, notes, attachments and reveal records are the
+//! record that supervision and audits are computed from, so nobody may rewrite them.
+//!
+//! [`judge_push`] is the one judge of a push. Pure: the server supplies its stored copy, the new
+//! changes and who pushed them, and commits what comes back. It works in steps:
+//! 1. merge: apply the changes to a copy of the stored document ([`RejectCode::MissingHistory`]
+//!    when they build on changes the copy lacks);
+//! 2. per change, in `ops`: every operation against the layout ([`crate::doc::schema`]): lists
+//!    only grow at their end as the author saw them, a new entry is written only by the change
+//!    that made it, root fields are known keys of the right kind, the description takes only
+//!    text splices; anything else is refused;
+//! 3. per change, in `rights`: who may have written it: the commit message and every new entry
+//!    name the pusher, each field is one the role may edit or an effect of the action recorded
+//!    in the same change ([`crate::lifecycle::Action::effects`]), and the action itself was
+//!    allowed for the role from the state the author saw; the change that creates a document
+//!    and a schema upgrade are checked whole, in `creation`;
+//! 4. on the readings of the case before, as the author last saw it, and after (`rules`):
+//!    closed cases change only by an explicit reopen, jurisdiction on create and move, scope.
+//!
+//! What stays possible, by design: a device may always claim it worked offline from an older
+//! state of the case (its changes' dependencies). What it appends is then ordered by the merge
+//! like any concurrent entry, and the replay marks the actions that no longer follow as
+//! conflicted and flags the case for review, as for an honest phone that was offline. It can
+//! neither change nor remove what is recorded, nor write in anyone else's name.
+
+mod creation;
+mod legacy;
+mod ops;
+mod rights;
+mod rules;
+mod scope;
+
+use automerge::{AutoCommit, Change, ChangeHash};
 
 use crate::area::Jurisdiction;
-use crate::doc::may_edit;
-use crate::lifecycle::Action;
-use crate::model::{Author, Case, Role, Status};
+use crate::doc::schema::{CASE, Layout, PERSONAL};
+use crate::doc::{change_author, migration_author, split_doc_id};
+use crate::model::{Author, Case, Millis, Role};
 use crate::sync::{RejectCode, Rejection};
+
+pub use legacy::{validate_case_change, validate_case_change_seen};
+pub use scope::in_scope;
 
 /// The authenticated author of a push, as the server enrolled them.
 #[derive(Debug, Clone)]
@@ -18,6 +51,47 @@ pub struct Pusher {
     pub jurisdiction: Jurisdiction,
 }
 
+impl Pusher {
+    fn is(&self, author: &Author) -> bool {
+        author.user == self.user && author.device == self.device && author.role == self.role
+    }
+
+    fn covers(&self, case: &Case) -> bool {
+        in_scope(
+            &self.jurisdiction,
+            &self.user,
+            &case.location.area_code,
+            &case.assignee,
+        )
+    }
+}
+
+/// What the server knows about the pushed document besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct PushContext<'a> {
+    /// A case id, or `<case id>#pii` for its personal data (which [`split_doc_id`] tells apart).
+    pub doc_id: &'a str,
+    /// For a `#pii` document: the case's projected `(area_code, assignee)`, if the server knows
+    /// the case. The personal data is in scope exactly when the case is.
+    pub case_scope: Option<(&'a str, &'a str)>,
+    /// The device still holds the document (it was never told to evict it). Only then may its
+    /// offline work on a case that has since left its scope be accepted.
+    pub device_holds: bool,
+}
+
+/// An accepted push, ready to commit.
+#[derive(Debug)]
+pub struct Judged {
+    /// The stored document with the new changes applied.
+    pub doc: AutoCommit,
+    /// The changes the stored document lacked, in the order pushed: the ones to store.
+    pub new_changes: Vec<Change>,
+    /// The case as it reads after the push (case documents only).
+    pub case: Option<Case>,
+    /// Reveal records the push added (personal-data documents only), oldest first.
+    pub new_reveals: Vec<(Author, Millis)>,
+}
+
 fn reject(code: RejectCode, message: impl Into<String>) -> Rejection {
     Rejection {
         code,
@@ -25,200 +99,154 @@ fn reject(code: RejectCode, message: impl Into<String>) -> Rejection {
     }
 }
 
-impl Pusher {
-    fn is(&self, author: &Author) -> bool {
-        author.user == self.user && author.device == self.device && author.role == self.role
+/// Judges a push of `new` (already decoded, made under the pusher's actor ids) onto `stored`
+/// (`None` for a document the server has never seen). Changes `stored` already holds are
+/// skipped. Returns what to commit, or why nothing may be.
+pub fn judge_push(
+    stored: Option<&AutoCommit>,
+    new: &[Change],
+    pusher: &Pusher,
+    ctx: &PushContext<'_>,
+) -> Result<Judged, Rejection> {
+    let (case_id, is_personal) = split_doc_id(ctx.doc_id);
+    if is_personal {
+        scope::check_personal_access(pusher, ctx)?;
     }
-
-    fn covers(&self, case: &Case) -> bool {
-        self.jurisdiction.contains_str(&case.location.area_code) || case.assignee == self.user
+    let Merged {
+        doc,
+        new,
+        stored_heads,
+    } = merge(stored, new)?;
+    let layout: &'static Layout = if is_personal { &PERSONAL } else { &CASE };
+    let new_document = stored_heads.is_none();
+    let judged = judge_changes(&doc, layout, new_document, &new, pusher, case_id)?;
+    if is_personal {
+        return Ok(Judged {
+            doc,
+            new_changes: new,
+            case: None,
+            new_reveals: judged.reveals,
+        });
     }
+    let readings = rules::Readings::of(&doc, stored_heads.as_deref(), &new, ctx)?;
+    rules::check_case(&readings, &judged.events, pusher)?;
+    Ok(Judged {
+        doc,
+        new_changes: new,
+        case: Some(readings.after),
+        new_reveals: Vec::new(),
+    })
 }
 
-/// Checks the difference `before` → `after` that a push by `pusher` makes. `before` is `None`
-/// for a case the server has never seen.
-pub fn validate_case_change(
-    before: Option<&Case>,
-    after: &Case,
-    pusher: &Pusher,
-) -> Result<(), Rejection> {
-    validate_case_change_seen(before, None, after, pusher)
+/// The stored document with the push applied.
+struct Merged {
+    doc: AutoCommit,
+    /// The pushed changes the stored document lacked, each once, in the order pushed.
+    new: Vec<Change>,
+    /// The stored document's heads; `None` for a new document.
+    stored_heads: Option<Vec<ChangeHash>>,
 }
 
-/// As [`validate_case_change`], where `seen` is the case as the author last saw it (at the
-/// dependencies of the pushed changes). Changes made while the case was in the author's scope
-/// are accepted even if it has left since (moved to another village while the phone was
-/// offline): the work was done with the right to do it, and is not lost.
-pub fn validate_case_change_seen(
-    before: Option<&Case>,
-    seen: Option<&Case>,
-    after: &Case,
-    pusher: &Pusher,
-) -> Result<(), Rejection> {
-    let new_events: Vec<_> = after
-        .timeline
+fn merge(stored: Option<&AutoCommit>, pushed: &[Change]) -> Result<Merged, Rejection> {
+    let mut doc = stored.cloned().unwrap_or_default();
+    let stored_heads = stored.map(|_| doc.get_heads());
+    let mut seen = std::collections::HashSet::new();
+    let new: Vec<Change> = pushed
         .iter()
-        .filter(|e| before.is_none_or(|b| !b.timeline.iter().any(|old| old.id == e.id)))
+        .filter(|c| seen.insert(c.hash()) && doc.get_change_by_hash(&c.hash()).is_none())
+        .cloned()
         .collect();
+    if stored.is_none() && new.is_empty() {
+        return Err(reject(
+            RejectCode::Malformed,
+            "a new document needs changes",
+        ));
+    }
+    doc.apply_changes(new.iter().cloned()).map_err(|e| {
+        reject(
+            RejectCode::Malformed,
+            format!("the changes do not apply: {e}"),
+        )
+    })?;
+    if !doc.get_missing_deps(&[]).is_empty() {
+        // Either the phone skipped something or the server lost history it had acknowledged
+        // (restored from a backup): the phone answers by resending the document's whole history.
+        return Err(reject(
+            RejectCode::MissingHistory,
+            "the changes depend on changes the server does not have; send those first",
+        ));
+    }
+    Ok(Merged {
+        doc,
+        new,
+        stored_heads,
+    })
+}
 
-    for event in &new_events {
-        if !pusher.is(&event.author) {
+/// What the new changes recorded, once each passed.
+#[derive(Default)]
+struct ChangesJudged {
+    events: Vec<rights::NewEvent>,
+    reveals: Vec<(Author, Millis)>,
+}
+
+fn judge_changes(
+    doc: &AutoCommit,
+    layout: &'static Layout,
+    new_document: bool,
+    new: &[Change],
+    pusher: &Pusher,
+    case_id: &str,
+) -> Result<ChangesJudged, Rejection> {
+    let roots = new.iter().filter(|c| c.deps().is_empty()).count();
+    if new_document && roots != 1 {
+        return Err(reject(
+            RejectCode::OutsideSchema,
+            format!("a {} is created by exactly one change", layout.name),
+        ));
+    }
+    let containers = ops::Containers::of(doc, layout);
+    let mut judged = ChangesJudged::default();
+    for change in new {
+        let author = change_author(change);
+        if !new_document && std::ptr::eq(layout, &CASE) && author == Some(migration_author()) {
+            creation::check_migration(doc, change)?;
+            continue;
+        }
+        if !author.as_ref().is_some_and(|a| pusher.is(a)) {
             return Err(reject(
                 RejectCode::ForeignActor,
                 format!(
-                    "timeline event written in the name of {} ({}) by {}",
-                    event.author.user, event.author.role, pusher.user
+                    "change {} is not signed in your name",
+                    short(&change.hash())
                 ),
             ));
         }
-        if !event.action.roles().contains(&pusher.role) {
-            return Err(reject(
-                RejectCode::ActionNotAllowed,
-                format!("a {} may not {}", pusher.role, event.action.name()),
-            ));
+        let creating = new_document && change.deps().is_empty();
+        let written = ops::walk(doc, layout, &containers, change, creating)?;
+        let event = rights::check(doc, layout, pusher, change, &written, creating)?;
+        if creating {
+            creation::check_created(layout, change, &written, pusher, case_id)?;
         }
-        if !event.action.from_states().contains(&event.from) {
-            return Err(reject(
-                RejectCode::ActionNotAllowed,
-                format!(
-                    "cannot {} a case that is {}",
-                    event.action.name(),
-                    event.from
-                ),
-            ));
+        if let Some(event) = &event {
+            rules::check_action(doc, change, event, pusher)?;
         }
+        judged.reveals.extend(rights::reveals(&written));
+        judged.events.extend(event);
     }
-    let reopened = new_events
-        .iter()
-        .any(|e| matches!(e.action, Action::Reopen { .. }));
-
-    match before {
-        None => {
-            if after.created_by.user != pusher.user || after.created_by.role != pusher.role {
-                return Err(reject(
-                    RejectCode::ForeignActor,
-                    "a case may only be created in its author's own name",
-                ));
-            }
-            if !pusher.jurisdiction.contains_str(&after.location.area_code) {
-                return Err(reject(
-                    RejectCode::OutOfJurisdiction,
-                    format!(
-                        "area {} is outside your jurisdiction",
-                        after.location.area_code
-                    ),
-                ));
-            }
-        }
-        Some(before) => {
-            if before.status == Status::Closed && !reopened && before != after {
-                return Err(reject(
-                    RejectCode::CaseClosed,
-                    "the case is closed; only an explicit reopen may change it",
-                ));
-            }
-            if !pusher.covers(before) && !seen.is_some_and(|s| pusher.covers(s)) {
-                return Err(reject(
-                    RejectCode::OutOfJurisdiction,
-                    "the case is outside your jurisdiction and not assigned to you",
-                ));
-            }
-            if after.location.area_code != before.location.area_code
-                && !pusher.jurisdiction.contains_str(&after.location.area_code)
-            {
-                return Err(reject(
-                    RejectCode::OutOfJurisdiction,
-                    format!(
-                        "cannot move the case to area {}, outside your jurisdiction",
-                        after.location.area_code
-                    ),
-                ));
-            }
-            check_fields(before, after, pusher, &new_events)?;
-        }
-    }
-
-    let added_by_others = |ids: Vec<(&str, &Author)>, old: Vec<&str>| {
-        ids.into_iter()
-            .any(|(id, author)| !old.contains(&id) && !pusher.is(author))
-    };
-    let old_notes: Vec<&str> = before
-        .map(|b| b.notes.iter().map(|n| n.id.as_str()).collect())
-        .unwrap_or_default();
-    let old_attachments: Vec<&str> = before
-        .map(|b| b.attachments.iter().map(|n| n.id.as_str()).collect())
-        .unwrap_or_default();
-    if added_by_others(
-        after
-            .notes
-            .iter()
-            .map(|n| (n.id.as_str(), &n.author))
-            .collect(),
-        old_notes,
-    ) || added_by_others(
-        after
-            .attachments
-            .iter()
-            .map(|a| (a.id.as_str(), &a.author))
-            .collect(),
-        old_attachments,
-    ) {
-        return Err(reject(
-            RejectCode::ForeignActor,
-            "a note or attachment written in someone else's name",
-        ));
-    }
-    Ok(())
+    Ok(judged)
 }
 
-fn check_fields(
-    before: &Case,
-    after: &Case,
-    pusher: &Pusher,
-    new_events: &[&crate::model::TimelineEvent],
-) -> Result<(), Rejection> {
-    let dispatched = new_events
-        .iter()
-        .any(|e| matches!(e.action, Action::Dispatch { .. }));
-    let merged = new_events
-        .iter()
-        .any(|e| matches!(e.action, Action::MergeInto { .. }));
-    let changed: [(&str, bool); 11] = [
-        ("title", before.title != after.title),
-        ("category", before.category != after.category),
-        ("case_type", before.case_type != after.case_type),
-        ("channel", before.channel != after.channel),
-        ("urgency", before.urgency != after.urgency),
-        ("priority", before.priority != after.priority),
-        ("location", before.location != after.location),
-        (
-            "responsible_unit",
-            !dispatched && before.responsible_unit != after.responsible_unit,
-        ),
-        ("assignee", !dispatched && before.assignee != after.assignee),
-        ("related", !merged && before.related != after.related),
-        ("description", before.description != after.description),
-    ];
-    for (field, was_changed) in changed {
-        if was_changed && !may_edit(pusher.role, field) {
-            return Err(reject(
-                RejectCode::FieldNotAllowed,
-                format!("a {} may not edit {field}", pusher.role),
-            ));
-        }
-    }
-    let immutable = before.id != after.id
-        || before.number != after.number
-        || before.created_by != after.created_by
-        || before.created_at != after.created_at;
-    if immutable {
-        return Err(reject(
-            RejectCode::FieldNotAllowed,
-            "the case's id, number and creator never change",
-        ));
-    }
-    Ok(())
+/// A change hash cut short for messages.
+fn short(hash: &ChangeHash) -> String {
+    hash.to_string().chars().take(12).collect()
 }
 
+#[cfg(test)]
+mod attacks;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;

@@ -145,6 +145,12 @@ pub enum RejectCode {
     /// from a backup). Not the phone's fault: it forgets which heads it shares with the server
     /// and sends the document's whole history with a catch-up in its next sync.
     MissingHistory,
+    /// The changes delete, edit or reorder something already recorded (a timeline event, a
+    /// note, an attachment, a related case, a reveal record): these lists only grow at the end.
+    HistoryRewritten,
+    /// The changes write something the document layout does not have: an unknown key or
+    /// object, a value of the wrong kind, a mark or counter, a missing required field.
+    OutsideSchema,
 }
 
 impl RejectCode {
@@ -159,6 +165,8 @@ impl RejectCode {
             RejectCode::PersonalData => "personal_data",
             RejectCode::TooLarge => "too_large",
             RejectCode::MissingHistory => "missing_history",
+            RejectCode::HistoryRewritten => "history_rewritten",
+            RejectCode::OutsideSchema => "outside_schema",
         }
     }
 }
