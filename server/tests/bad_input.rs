@@ -1122,7 +1122,88 @@ async fn old_dependencies_do_not_reopen_a_case_that_left_the_scope(backend: Back
     env.still_serves(&app).await;
 }
 
+/// The replay hole: changes the server already has, sent again, are acknowledged again, but
+/// they make the device hold the case again only if the case is in its scope. Otherwise a grid
+/// worker whose case moved away could put an old change in front of a new note and have the
+/// note judged against its old view of the case.
+async fn replayed_old_changes_do_not_reopen_a_case_that_left_the_scope(backend: Backend) {
+    let env = Env::new(backend);
+    let app = env.app();
+    let mut worker = env.phone("w1", Role::GridWorker, "330604101");
+    let mut hotline = env.phone("h1", Role::HotlineCentre, "330604");
+    worker.new_case("case-1", "330604101201", T0);
+    sync_ok(&app, &worker, &worker.request(&["case-1"])).await;
+    let old = worker.changes("case-1");
+    hotline
+        .docs
+        .insert("case-1".into(), worker.docs["case-1"].clone());
+    hotline.edit("case-1", |doc, author| {
+        let location = Location {
+            address: "曹娥村1组".into(),
+            area_code: "330604102201".into(),
+            gps: None,
+        };
+        doc.edit(
+            &gridcase_core::doc::FieldEdit::Location(location),
+            author,
+            T0 + 1,
+        )
+        .unwrap();
+    });
+    sync_ok(&app, &hotline, &hotline.request(&["case-1"])).await;
+    let response = sync_ok(&app, &worker, &SyncRequest::default()).await;
+    assert_eq!(response.evict, ["case-1"]);
+    worker.edit("case-1", |doc, author| {
+        doc.add_note("还想改", author, T0 + 2).unwrap();
+    });
+    let replay = DocPush {
+        doc_id: "case-1".into(),
+        changes: old.clone(),
+    };
+    let before = env.counts();
+
+    // In one request: the old changes first, then the note.
+    let request = SyncRequest {
+        device_time: T0,
+        pushes: vec![replay.clone(), worker.request(&["case-1"]).pushes.remove(0)],
+        ..Default::default()
+    };
+    let response = sync_ok(&app, &worker, &request).await;
+    assert_eq!(
+        reject_code(&response.results[0]),
+        None,
+        "acknowledged again"
+    );
+    assert_eq!(
+        reject_code(&response.results[1]),
+        Some(RejectCode::OutOfJurisdiction)
+    );
+    // In two requests: the replay alone, then the note.
+    let request = SyncRequest {
+        device_time: T0,
+        pushes: vec![replay],
+        ..Default::default()
+    };
+    let response = sync_ok(&app, &worker, &request).await;
+    assert_eq!(reject_code(&response.results[0]), None);
+    assert!(response.evict.is_empty());
+    let response = sync_ok(&app, &worker, &worker.request(&["case-1"])).await;
+    assert_eq!(
+        reject_code(&response.results[0]),
+        Some(RejectCode::OutOfJurisdiction)
+    );
+    // The replay recorded no holding: nothing to evict, nothing stored.
+    assert!(response.evict.is_empty(), "{:?}", response.evict);
+    let after = env.counts();
+    assert_eq!(
+        (after.changes, after.audit_change),
+        (before.changes, before.audit_change)
+    );
+    env.still_serves(&app).await;
+}
+
 gridcase_server::backend_tests!(async:
+    replayed_old_changes_do_not_reopen_a_case_that_left_the_scope,
     undecodable_sync_bodies_are_refused_and_store_nothing,
     oversized_bodies_get_413_json_and_store_nothing,
     non_automerge_changes_are_rejected_per_document_while_the_rest_is_accepted,

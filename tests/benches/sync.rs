@@ -213,7 +213,7 @@ fn final_state_json(phone: &TestPhone, ids: impl Iterator<Item = String>) -> Vec
 
 fn w1() {
     let n = scale(10_000);
-    let server = TestServer::start();
+    let server = TestServer::start(gridcase_tests::Backend::Sqlite);
     let mut seeder = TestPhone::enrolled(&server, "seeder", Role::GridWorker, "330604101", 1);
     seed(&mut seeder, n, "w1");
 
@@ -237,7 +237,7 @@ fn w1() {
 fn w2() {
     let n = scale(20_000);
     let changed = scale(500);
-    let server = TestServer::start();
+    let server = TestServer::start(gridcase_tests::Backend::Sqlite);
     let mut seeder = TestPhone::enrolled(&server, "seeder", Role::GridWorker, "330604101", 1);
     seed(&mut seeder, n, "w2");
     let (mut phone, _, _) = restore(&server, "returner", 2);

@@ -1,7 +1,7 @@
 //! The SQLite schema, one step per `PRAGMA user_version`. Append steps; never edit a released
 //! one (a database at any earlier version, e.g. a township's file at version 4, upgrades).
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::db::Result;
 use crate::db::migrate::{self, Migrator};
@@ -144,8 +144,16 @@ impl Migrator for Sqlite<'_> {
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
+    /// Under the write lock, re-checking the version: servers starting together on one file
+    /// apply each step once.
     fn apply(&mut self, version: u32, sql: &str) -> Result<()> {
-        let tx = self.0.transaction()?;
+        let tx = self
+            .0
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found >= version {
+            return Ok(());
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
