@@ -74,7 +74,8 @@ impl Store {
             reason: OVERDUE_REASON.to_owned(),
             created_at: now,
         };
-        let _turn = self.locks.lock(case_id);
+        let _local = self.locks.lock(case_id);
+        let _turn = self.db().case_turn(case_id)?;
         for _ in 0..MAX_ATTEMPTS {
             let mut view = self.db().read()?;
             let stored = view.doc(case_id)?;

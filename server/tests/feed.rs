@@ -159,4 +159,149 @@ fn the_feed_skips_nothing_under_concurrent_writers(backend: Backend) {
     );
 }
 
-gridcase_server::backend_tests!(the_feed_skips_nothing_under_concurrent_writers);
+/// A commit judged against a version that another commit replaced is refused, whichever
+/// server made the other commit; the document is untouched.
+fn a_commit_against_a_replaced_version_is_a_conflict(backend: Backend) {
+    let db = TestDb::new(backend);
+    let (one, two) = (db.open(), db.open());
+    let first = write(0, 0);
+    assert!(matches!(
+        one.db().commit_doc(&first).unwrap(),
+        Commit::Committed { .. }
+    ));
+    // Both servers create it: the second one loses.
+    assert_eq!(two.db().commit_doc(&first).unwrap(), Commit::Conflict);
+    let version = one
+        .db()
+        .read()
+        .unwrap()
+        .doc("w0-0000")
+        .unwrap()
+        .unwrap()
+        .last_seq;
+    let next = |n: u8| DocWrite {
+        expected: Expected::At(version),
+        changes: vec![NewChange {
+            hash: [n; 32],
+            bytes: vec![n],
+        }],
+        snapshot: None,
+        ..write(0, 0)
+    };
+    let Commit::Committed { last_seq } = one.db().commit_doc(&next(100)).unwrap() else {
+        panic!("the first commit at the version lands");
+    };
+    assert_eq!(two.db().commit_doc(&next(101)).unwrap(), Commit::Conflict);
+    let stored = two.db().read().unwrap().doc("w0-0000").unwrap().unwrap();
+    assert_eq!(stored.last_seq, last_seq);
+    assert_eq!(stored.changes, vec![vec![100u8]]);
+}
+
+/// Devices pushing notes to one case through two servers at once: every push is accepted (the
+/// servers take turns on the case) and the case ends up with every note.
+fn pushes_to_one_case_through_two_servers_all_land(backend: Backend) {
+    use gridcase_core::doc::CaseDoc;
+    use gridcase_core::identity::actor_for;
+    use gridcase_core::model::Author;
+    use gridcase_core::sync::{DocPush, PushResult, SyncRequest};
+
+    const NOTES: usize = 12;
+    let db = TestDb::new(backend);
+    // Two server processes share a PostgreSQL database; an SQLite file has one.
+    let first = Arc::new(db.open());
+    let servers = match backend {
+        Backend::Sqlite => [first.clone(), first],
+        Backend::Postgres => [first, Arc::new(db.open())],
+    };
+    let area = Jurisdiction::parse("330604101").unwrap();
+    let devices: Vec<DeviceCtx> = (0..4)
+        .map(|i| {
+            let user = format!("w{i}");
+            servers[0]
+                .enrol_user(&user, Role::TownshipStaff, &area, 0)
+                .unwrap();
+            let token = servers[0].enrol_device(&user, 0).unwrap();
+            match servers[0].authenticate(&token).unwrap() {
+                gridcase_server::Auth::Device(d) => d,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    let author = |d: &DeviceCtx| Author {
+        user: d.user_id.clone(),
+        device: d.device_id.clone(),
+        role: d.role,
+    };
+    // The case, registered by the first device.
+    let new = gridcase_core::model::NewCase {
+        id: "shared".into(),
+        number: "N-1".into(),
+        channel: gridcase_core::model::Channel::Grid,
+        case_type: gridcase_core::model::CaseType::Complaint,
+        category: "噪音".into(),
+        urgency: gridcase_core::model::Urgency::General,
+        priority: false,
+        title: "夜间施工".into(),
+        description: String::new(),
+        location: gridcase_core::model::Location {
+            address: String::new(),
+            area_code: "330604101201".into(),
+            gps: None,
+        },
+    };
+    let actor = |d: &DeviceCtx| actor_for(&d.device_id, [1, 2, 3, 4]).unwrap();
+    let mut doc = CaseDoc::create(&new, &author(&devices[0]), actor(&devices[0]), 0).unwrap();
+    let changes = |raw: &mut automerge::AutoCommit, since: &[automerge::ChangeHash]| {
+        raw.get_changes(since)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect::<Vec<_>>()
+    };
+    let push = |device: &DeviceCtx, server: &gridcase_server::Store, changes: Vec<Vec<u8>>| {
+        let request = SyncRequest {
+            pushes: vec![DocPush {
+                doc_id: "shared".into(),
+                changes,
+            }],
+            ..Default::default()
+        };
+        let response = server.sync(device, &request, 1).unwrap();
+        assert!(
+            matches!(response.results[0], PushResult::Accepted { .. }),
+            "{:?}",
+            response.results
+        );
+    };
+    push(&devices[0], &servers[0], changes(doc.automerge(), &[]));
+    let base = servers[0].load_doc("shared").unwrap().unwrap();
+    std::thread::scope(|s| {
+        for (i, device) in devices.iter().enumerate() {
+            let server = &servers[i % 2];
+            let mut base = base.clone();
+            s.spawn(move || {
+                for n in 0..NOTES {
+                    let before = base.get_heads();
+                    let mut case =
+                        CaseDoc::from_automerge(base.clone().with_actor(actor(device))).unwrap();
+                    case.add_note(&format!("{i}-{n}"), &author(device), 2)
+                        .unwrap();
+                    base = case.into_automerge();
+                    push(device, server, changes(&mut base, &before));
+                }
+            });
+        }
+    });
+    let stored = servers[1].load_doc("shared").unwrap().unwrap();
+    let case = CaseDoc::from_automerge(stored).unwrap().read().unwrap();
+    assert_eq!(case.notes.len(), devices.len() * NOTES);
+    assert_eq!(
+        servers[0].audit_count("change").unwrap() as usize,
+        1 + devices.len() * NOTES
+    );
+}
+
+gridcase_server::backend_tests!(
+    the_feed_skips_nothing_under_concurrent_writers,
+    a_commit_against_a_replaced_version_is_a_conflict,
+    pushes_to_one_case_through_two_servers_all_land,
+);

@@ -267,7 +267,32 @@ pub struct SyncRecord {
     pub holds_removed: Vec<String>,
 }
 
+/// A case's turn across every server process sharing the database; released when dropped.
+pub struct CaseTurn<'a>(Option<Box<dyn Send + 'a>>);
+
+impl std::fmt::Debug for CaseTurn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CaseTurn").field(&self.0.is_some()).finish()
+    }
+}
+
+impl<'a> CaseTurn<'a> {
+    /// Nothing to hold (one server process per database).
+    pub fn local() -> CaseTurn<'static> {
+        CaseTurn(None)
+    }
+
+    /// Holds `guard` (whose drop ends the turn).
+    pub fn holding(guard: impl Send + 'a) -> CaseTurn<'a> {
+        CaseTurn(Some(Box::new(guard)))
+    }
+}
+
 pub trait Documents {
+    /// Waits for this case's turn among the server processes sharing the database, so that a
+    /// push judged under it is not beaten to its commit by another server (the commit's version
+    /// check stays the safety net). Within one process, `crate::case_locks` already serialises.
+    fn case_turn(&self, case_id: &str) -> Result<CaseTurn<'_>>;
     /// A consistent read-only snapshot (no write lock taken).
     fn read(&self) -> Result<Box<dyn ReadView + '_>>;
     /// Writes one document's commit atomically, unless the stored document is no longer as

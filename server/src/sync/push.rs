@@ -1,9 +1,11 @@
 //! One document's push, in named steps: *decode* the changes, *read* what the server holds,
 //! *check* them (`check::judge`), *commit* them. Only the commit is a write transaction; the
-//! Automerge work (load, apply, judge, save) happens before it, with no lock held but this
-//! process's lock on the case (`crate::case_locks`). The commit checks that the document is still
-//! at the version judged against; if another server committed to it meanwhile, the steps run
-//! again on the new version. A change is acknowledged only after its commit.
+//! Automerge work (load, apply, judge, save) happens before it, holding only the case's turn:
+//! this process's lock on the case (`crate::case_locks`) and the database's turn among server
+//! processes (`Documents::case_turn`, an advisory lock on PostgreSQL). The commit still checks
+//! that the document is at the version judged against; if it is not (another writer without the
+//! turn, e.g. a second process on one SQLite file), the steps run again on the new version. A
+//! change is acknowledged only after its commit.
 
 use std::collections::HashMap;
 
@@ -73,7 +75,9 @@ impl Store {
             Ok(changes) => changes,
             Err(reason) => return self.refuse(device, push, reason, now),
         };
-        let _turn = self.locks.lock(split_doc_id(doc_id).0);
+        let case_id = split_doc_id(doc_id).0;
+        let _local = self.locks.lock(case_id);
+        let _turn = self.db().case_turn(case_id)?;
         for _ in 0..MAX_ATTEMPTS {
             let base = self.read_base(device, doc_id)?;
             let verdict = self.attempt(device, doc_id, &changes, base, offset, now)?;

@@ -16,7 +16,8 @@ use gridcase_core::model::Millis;
 use super::accounts::write_audit;
 use super::{PgConn, PgDb, Pooled};
 use crate::db::{
-    Commit, DocWrite, Documents, Expected, FeedRow, ReadView, Result, Seq, StoredDoc, SyncRecord,
+    CaseTurn, Commit, DocWrite, Documents, Expected, FeedRow, ReadView, Result, Seq, StoredDoc,
+    SyncRecord,
 };
 use crate::projection::Projection;
 use crate::scope::{CaseScope, Placeholders, Scope};
@@ -31,7 +32,43 @@ fn scope_sql(first: usize) -> String {
     })
 }
 
+/// A session-level advisory lock on a connection of the lock pool; unlocked when dropped (or
+/// released by the server when the connection dies).
+struct Turn {
+    conn: Pooled,
+    key: i64,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Err(e) = self
+            .conn
+            .execute("SELECT pg_advisory_unlock($1)", &[&self.key])
+        {
+            tracing::warn!(error = %e, "could not release a case's advisory lock");
+        }
+    }
+}
+
+/// The advisory lock key of a case: stable across processes and versions.
+fn turn_key(case_id: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("gridcase case {case_id}").as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(key)
+}
+
 impl Documents for PgDb {
+    /// A session-level advisory lock per case, held on a connection of a pool of its own: a
+    /// push holding a turn may wait for a data connection, never the other way round.
+    fn case_turn(&self, case_id: &str) -> Result<CaseTurn<'_>> {
+        let mut conn = self.turn_conn()?;
+        let key = turn_key(case_id);
+        conn.execute("SELECT pg_advisory_lock($1)", &[&key])?;
+        Ok(CaseTurn::holding(Turn { conn, key }))
+    }
+
     fn read(&self) -> Result<Box<dyn ReadView + '_>> {
         let mut conn = self.conn()?;
         conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;

@@ -97,6 +97,8 @@ type Pooled = r2d2::PooledConnection<Manager>;
 pub struct PgDb {
     /// Always `Some` but while dropping.
     pool: Option<r2d2::Pool<Manager>>,
+    /// Connections holding cases' advisory locks (`Documents::case_turn`).
+    turns: Option<r2d2::Pool<Manager>>,
 }
 
 /// The blocking client closes its connections on its own small runtime, which must not happen
@@ -104,9 +106,8 @@ pub struct PgDb {
 /// there (a server shutting down), so the pool is dropped on a thread of its own.
 impl Drop for PgDb {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            let _ = std::thread::spawn(move || drop(pool)).join();
-        }
+        let pools = (self.pool.take(), self.turns.take());
+        let _ = std::thread::spawn(move || drop(pools)).join();
     }
 }
 
@@ -129,7 +130,9 @@ impl PgDb {
             config.application_name("gridcase-server");
         }
         config.connect_timeout(Duration::from_secs(10));
-        let manager = Manager { config };
+        let manager = Manager {
+            config: config.clone(),
+        };
         {
             let mut conn = r2d2::ManageConnection::connect(&manager)?;
             schema::migrate(&mut conn)?;
@@ -139,11 +142,24 @@ impl PgDb {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(manager)?;
-        Ok(PgDb { pool: Some(pool) })
+        let turns = r2d2::Pool::builder()
+            .max_size(pool_size.max(2))
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(30))
+            .build_unchecked(Manager { config });
+        Ok(PgDb {
+            pool: Some(pool),
+            turns: Some(turns),
+        })
     }
 
     fn conn(&self) -> Result<Pooled> {
         let pool = self.pool.as_ref().expect("the pool lives until drop");
+        Ok(pool.get()?)
+    }
+
+    fn turn_conn(&self) -> Result<Pooled> {
+        let pool = self.turns.as_ref().expect("the pool lives until drop");
         Ok(pool.get()?)
     }
 

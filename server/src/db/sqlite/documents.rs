@@ -8,7 +8,8 @@ use rusqlite::{Connection, OptionalExtension, named_params, params};
 use super::accounts::write_audit;
 use super::{Pooled, SqliteDb, count};
 use crate::db::{
-    Commit, DocWrite, Documents, Expected, FeedRow, ReadView, Result, Seq, StoredDoc, SyncRecord,
+    CaseTurn, Commit, DocWrite, Documents, Expected, FeedRow, ReadView, Result, Seq, StoredDoc,
+    SyncRecord,
 };
 use crate::projection::Projection;
 use crate::scope::{CaseScope, Placeholders, Scope};
@@ -23,6 +24,11 @@ fn scope_sql() -> String {
 }
 
 impl Documents for SqliteDb {
+    /// One server process per SQLite file: the process's own case locks are the turn.
+    fn case_turn(&self, _case_id: &str) -> Result<CaseTurn<'_>> {
+        Ok(CaseTurn::local())
+    }
+
     fn read(&self) -> Result<Box<dyn ReadView + '_>> {
         let conn = self.conn()?;
         conn.execute_batch("BEGIN")?;
