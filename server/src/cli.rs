@@ -621,4 +621,57 @@ mod tests {
         assert!(rows.iter().any(|r| r.kind == "change"));
         assert_eq!(store.audit_count("revoke").unwrap(), 0);
     }
+
+    /// Every admin command takes `--database` for PostgreSQL, as `serve` does.
+    #[test]
+    fn admin_commands_work_on_postgres() {
+        use crate::testing::{Backend, TestDb};
+        if crate::testing::skip_postgres() {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres);
+        let Location::Postgres(url) = db.location() else {
+            unreachable!()
+        };
+        let data = db.dir().to_str().unwrap();
+        let with_db = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--database", url]);
+            run_args(&all)
+        };
+        with_db(&["demo", "--cases", "3", "--at", "2025-03-03T09:00:00+08:00"]).unwrap();
+        with_db(&[
+            "enrol-user",
+            "--user",
+            "w9",
+            "--role",
+            "grid_worker",
+            "--area",
+            "330604101",
+        ])
+        .unwrap();
+        with_db(&["enrol-device", "--user", "w9"]).unwrap();
+        with_db(&["revoke-user", "--user", "w9"]).unwrap();
+        with_db(&["check", "--at", "2025-04-03T09:00:00+08:00"]).unwrap();
+        with_db(&["overdue", "--json"]).unwrap();
+        with_db(&["audit", "--user", "w9"]).unwrap();
+        // Nothing went to SQLite in the data directory.
+        assert!(!std::path::Path::new(data).join("data").exists());
+        let store = db.open();
+        assert_eq!(store.case_count().unwrap(), 3);
+        assert_eq!(store.audit_count("revoke").unwrap(), 1);
+        assert!(
+            store
+                .supervisions(&store.overdue(i64::MAX, 1).unwrap()[0].case_id)
+                .unwrap()
+                .len()
+                == 1
+        );
+        assert!(
+            run_args(&["audit", "--database", "mysql://nope"])
+                .unwrap_err()
+                .to_string()
+                .contains("postgres://")
+        );
+    }
 }
