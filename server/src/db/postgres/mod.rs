@@ -137,15 +137,19 @@ impl PgDb {
             let mut conn = r2d2::ManageConnection::connect(&manager)?;
             schema::migrate(&mut conn)?;
         }
+        // Connections are not tested on checkout (a round trip per use); a broken one is
+        // dropped when it comes back (`has_broken`).
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(2))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
+            .test_on_check_out(false)
             .build(manager)?;
         let turns = r2d2::Pool::builder()
             .max_size(pool_size.max(2))
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(30))
+            .test_on_check_out(false)
             .build_unchecked(Manager { config });
         Ok(PgDb {
             pool: Some(pool),

@@ -95,10 +95,13 @@ impl SqliteDb {
             }
             schema::migrate(&mut conn)?;
         }
+        // Connections are not tested on checkout (a round trip per use); a broken one is
+        // dropped when it comes back (`has_broken`).
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(2))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
+            .test_on_check_out(false)
             .build(manager)?;
         Ok(SqliteDb {
             pool,
