@@ -150,6 +150,52 @@ fn a_reader_never_holds_up_another_devices_commit(backend: Backend) {
     assert!(store.db().read().unwrap().feed_head().unwrap() > head);
 }
 
+/// `serve` on the test's database: it migrates it and answers on its address.
+fn serve_runs_on_either_database(backend: Backend) {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    let db = TestDb::new(backend);
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = gridcase_server::ServeConfig {
+        listen,
+        database: db.location().clone(),
+        pool_size: 4,
+        check_every: Duration::from_secs(3600),
+        policy: None,
+        calendar: None,
+        max_body_bytes: 1024 * 1024,
+        request_timeout: Duration::from_secs(10),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.spawn(gridcase_server::serve(config));
+    // Poll until it listens (bounded), as a supervisor would.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        assert!(!server.is_finished(), "serve stopped");
+        if let Ok(mut stream) = std::net::TcpStream::connect(listen) {
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not listen within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+    server.abort();
+    runtime.shutdown_background();
+    assert_eq!(db.open().schema_version().unwrap(), latest(backend));
+}
+
 mod support {
     use gridcase_core::doc::CaseDoc;
     use gridcase_core::identity::actor_for;
@@ -202,4 +248,5 @@ gridcase_server::backend_tests!(
     tokens_authenticate_and_revocation_is_reported,
     admin_token_rotates,
     a_reader_never_holds_up_another_devices_commit,
+    serve_runs_on_either_database,
 );
