@@ -88,16 +88,15 @@ fn entry(kind: &'static str, at: Millis) -> AuditEntry {
     }
 }
 
+/// A user's enrolment (or change of role or jurisdiction).
 pub(crate) fn enrolment(
     user: &str,
-    device: Option<&str>,
     role: Role,
     jurisdiction: &Jurisdiction,
     now: Millis,
 ) -> AuditEntry {
     AuditEntry {
         user_id: Some(user.to_owned()),
-        device_id: device.map(str::to_owned),
         detail: Some(
             json!({"role": role.as_str(), "jurisdiction": jurisdiction.as_prefix()}).to_string(),
         ),
@@ -105,6 +104,7 @@ pub(crate) fn enrolment(
     }
 }
 
+/// A device's enrolment.
 pub(crate) fn device_enrolment(user: &str, device: &str, now: Millis) -> AuditEntry {
     AuditEntry {
         user_id: Some(user.to_owned()),

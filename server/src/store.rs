@@ -177,7 +177,7 @@ impl Store {
             role: role.as_str().to_owned(),
             jurisdiction: jurisdiction.as_prefix().to_owned(),
         };
-        let entry = audit::enrolment(id, None, role, jurisdiction, now);
+        let entry = audit::enrolment(id, role, jurisdiction, now);
         Ok(self.db.upsert_user(&user, now, &entry)?)
     }
 
