@@ -1202,7 +1202,38 @@ async fn replayed_old_changes_do_not_reopen_a_case_that_left_the_scope(backend: 
     env.still_serves(&app).await;
 }
 
+/// Text the server keeps in columns (a title, an area, an event id) with a NUL in it: refused
+/// `malformed` on both backends (PostgreSQL text cannot hold NUL), nothing stored.
+async fn nul_in_stored_text_is_malformed(backend: Backend) {
+    let env = Env::new(backend);
+    let app = env.app();
+    let mut phone = env.phone("w1", Role::GridWorker, "330604101");
+    phone.new_case("case-1", "330604101201", T0);
+    phone.edit("case-1", |doc, author| {
+        doc.edit(
+            &gridcase_core::doc::FieldEdit::Title("夜间\0施工".into()),
+            author,
+            T0,
+        )
+        .unwrap();
+    });
+    let before = env.counts();
+    let response = sync_ok(&app, &phone, &phone.request(&["case-1"])).await;
+    assert_eq!(
+        reject_code(&response.results[0]),
+        Some(RejectCode::Malformed)
+    );
+    let after = env.counts();
+    assert_eq!(
+        (after.changes, after.docs, after.cases),
+        (before.changes, before.docs, before.cases)
+    );
+    assert_eq!(after.audit_reject, before.audit_reject + 1);
+    env.still_serves(&app).await;
+}
+
 gridcase_server::backend_tests!(async:
+    nul_in_stored_text_is_malformed,
     replayed_old_changes_do_not_reopen_a_case_that_left_the_scope,
     undecodable_sync_bodies_are_refused_and_store_nothing,
     oversized_bodies_get_413_json_and_store_nothing,

@@ -13,6 +13,7 @@ use gridcase_core::sync::{DocPush, RejectCode, Rejection};
 use gridcase_core::validate::{Pusher, validate_case_change_seen};
 
 use super::{MAX_CHANGES_PER_PUSH, MAX_DOC_ID_LEN};
+use crate::db::is_storable;
 use crate::scope::{CaseScope, Scope};
 use crate::store::DeviceCtx;
 
@@ -197,6 +198,7 @@ pub fn judge(
             format!("document {doc_id} holds case {}", after.id),
         ));
     }
+    check_storable(&after)?;
     let seen = match stored {
         Some(stored) if ctx.holds => seen_case(stored, new),
         _ => None,
@@ -238,11 +240,44 @@ fn judge_personal(
     let before = stored
         .map(|d| PersonalDoc::from_automerge(d.clone()).reveals())
         .unwrap_or_default();
-    Ok(PersonalDoc::from_automerge(after.clone())
+    let reveals: Vec<(Author, Millis)> = PersonalDoc::from_automerge(after.clone())
         .reveals()
         .into_iter()
         .filter(|r| !before.contains(r))
-        .collect())
+        .collect();
+    if reveals
+        .iter()
+        .any(|(by, _)| !is_storable(&by.user) || !is_storable(&by.device))
+    {
+        return Err(nul_rejection());
+    }
+    Ok(reveals)
+}
+
+fn nul_rejection() -> Rejection {
+    rejection(
+        RejectCode::Malformed,
+        "text the server stores (titles, areas, names, event ids) may not contain NUL",
+    )
+}
+
+/// The case's text that the server keeps in columns (its projection, its events' trusted
+/// times) holds no NUL, which PostgreSQL text cannot store: refused alike on both backends.
+fn check_storable(case: &Case) -> Result<(), Rejection> {
+    let texts = [
+        &case.number,
+        &case.title,
+        &case.category,
+        &case.location.area_code,
+        &case.assignee,
+        &case.responsible_unit,
+    ];
+    let events = case.timeline.iter().map(|e| &e.id);
+    if texts.into_iter().chain(events).all(|t| is_storable(t)) {
+        Ok(())
+    } else {
+        Err(nul_rejection())
+    }
 }
 
 /// The case as the author of `new` last saw it: the server's copy at the changes they depend on
