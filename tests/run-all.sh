@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need (once), then runs the Rust tests of
-# every crate (unit, property and end-to-end against a real server on 127.0.0.1) and the Kotlin
-# and Python binding tests against a real server.
+# every crate (unit, property and end-to-end against a real server on 127.0.0.1, the server and
+# end-to-end tests on SQLite and on PostgreSQL) and the Kotlin and Python binding tests against a
+# real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,9 @@ if [ ! -f /usr/share/java/jna.jar ]; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libjna-java >/dev/null
   fi
 fi
+
+# PostgreSQL up (started or installed), GRIDCASE_TEST_PG exported.
+source tests/postgres.sh
 
 cargo test --workspace --all-targets
 # Doc tests need their own run (--all-targets skips them).

@@ -1,17 +1,22 @@
 //! The audit log: who changed, revealed, was refused, revoked or enrolled what, and when (server
 //! time). Rows are written in the same transaction as what they record, so an accepted change
-//! never lacks its row and a reveal is never answered without one.
+//! never lacks its row; a reveal is answered only once its row is committed.
 //!
 //! `user_id` is the user who acted (a change's author, the admin name of a reveal) or, for
-//! enrolments and revocations, the user they concern; `detail` is a small JSON object.
+//! enrolments and revocations, the user they concern; `detail` is a small JSON object. This
+//! module builds the rows; the backends store them.
 
-use gridcase_core::doc::{PersonalDoc, personal_doc_id};
-use gridcase_core::model::{Complainant, Millis};
-use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use automerge::ChangeHash;
+use gridcase_core::area::Jurisdiction;
+use gridcase_core::doc::{PersonalDoc, personal_doc_id, split_doc_id};
+use gridcase_core::model::{Author, Complainant, Millis, Role};
+use gridcase_core::sync::{Rejection, corrected_time};
 use serde_json::json;
 
-use crate::store::{Result, Store, StoreError, load_doc};
+use crate::db::{self, AuditEntry};
+pub use crate::db::{AuditQuery, AuditRow};
+use crate::documents::Writer;
+use crate::store::{Result, Store, StoreError, to_hex};
 
 /// The kinds of audit rows.
 pub const CHANGE: &str = "change";
@@ -31,71 +36,23 @@ pub const MAX_BY_CHARS: usize = 64;
 /// before it is stored.
 const MAX_STORED_TEXT: usize = 300;
 
-/// One audit row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuditRow {
-    pub id: i64,
-    pub at: Millis,
-    pub user_id: Option<String>,
-    pub device_id: Option<String>,
-    pub kind: String,
-    pub case_id: Option<String>,
-    pub doc_id: Option<String>,
-    pub detail: Option<String>,
-}
-
-/// A filter over the audit log. Rows come newest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditQuery {
-    pub case_id: Option<String>,
-    pub user_id: Option<String>,
-    /// Inclusive lower bound on `at`.
-    pub from: Option<Millis>,
-    /// Exclusive upper bound on `at`.
-    pub to: Option<Millis>,
-    /// 0 means the default.
-    pub limit: u32,
-}
-
-/// A row about to be written.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Entry<'a> {
-    pub at: Millis,
-    pub user_id: Option<&'a str>,
-    pub device_id: Option<&'a str>,
-    pub kind: &'static str,
-    pub case_id: Option<&'a str>,
-    pub doc_id: Option<&'a str>,
-    pub detail: Option<serde_json::Value>,
-}
-
-/// Cuts untrusted text to a bounded length for storage.
+/// Cuts untrusted text to a bounded length for storage, NUL replaced (no backend stores it).
 pub(crate) fn bounded(text: &str) -> String {
-    if text.chars().count() <= MAX_STORED_TEXT {
-        text.to_owned()
-    } else {
-        let mut cut: String = text.chars().take(MAX_STORED_TEXT).collect();
+    let mut cut: String = text
+        .chars()
+        .take(MAX_STORED_TEXT)
+        .map(|c| {
+            if c == '\0' {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.chars().count() > MAX_STORED_TEXT {
         cut.push('…');
-        cut
     }
-}
-
-/// Writes one row with the caller's connection (inside the caller's transaction, if any).
-pub(crate) fn write(conn: &Connection, e: &Entry<'_>) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO audit (at, user_id, device_id, kind, case_id, doc_id, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        e.at,
-        e.user_id,
-        e.device_id,
-        e.kind,
-        e.case_id,
-        e.doc_id,
-        e.detail.as_ref().map(|d| d.to_string())
-    ])?;
-    Ok(())
+    cut
 }
 
 /// The reason given for a reveal, trimmed; refuses an empty or overlong one.
@@ -123,6 +80,127 @@ pub fn check_by(by: &str) -> Result<&str> {
     Ok(by)
 }
 
+fn entry(kind: &'static str, at: Millis) -> AuditEntry {
+    AuditEntry {
+        at,
+        kind,
+        ..Default::default()
+    }
+}
+
+/// A user's enrolment (or change of role or jurisdiction).
+pub(crate) fn enrolment(
+    user: &str,
+    role: Role,
+    jurisdiction: &Jurisdiction,
+    now: Millis,
+) -> AuditEntry {
+    AuditEntry {
+        user_id: Some(user.to_owned()),
+        detail: Some(
+            json!({"role": role.as_str(), "jurisdiction": jurisdiction.as_prefix()}).to_string(),
+        ),
+        ..entry(ENROL, now)
+    }
+}
+
+/// A device's enrolment.
+pub(crate) fn device_enrolment(user: &str, device: &str, now: Millis) -> AuditEntry {
+    AuditEntry {
+        user_id: Some(user.to_owned()),
+        device_id: Some(device.to_owned()),
+        detail: Some(json!({"device": device}).to_string()),
+        ..entry(ENROL, now)
+    }
+}
+
+/// A device's (with `device`) or a user's revocation.
+pub(crate) fn revocation(
+    user: &str,
+    device: Option<&str>,
+    by: Option<&str>,
+    now: Millis,
+) -> AuditEntry {
+    let what = if device.is_some() { "device" } else { "user" };
+    AuditEntry {
+        user_id: Some(user.to_owned()),
+        device_id: device.map(str::to_owned),
+        detail: Some(json!({"by": by, "what": what}).to_string()),
+        ..entry(REVOKE, now)
+    }
+}
+
+/// The `change` row of a commit.
+pub(crate) fn change(
+    writer: Writer<'_>,
+    doc_id: &str,
+    hashes: &[ChangeHash],
+    now: Millis,
+) -> AuditEntry {
+    let hashes: Vec<String> = hashes.iter().map(|h| to_hex(&h.0)).collect();
+    AuditEntry {
+        user_id: Some(writer.user.to_owned()),
+        device_id: writer.device.map(str::to_owned),
+        case_id: Some(split_doc_id(doc_id).0.to_owned()),
+        doc_id: Some(doc_id.to_owned()),
+        detail: Some(json!({"changes": hashes.len(), "hashes": hashes}).to_string()),
+        ..entry(CHANGE, now)
+    }
+}
+
+/// A refused push; the document id and message are cut short (they come from the device).
+pub(crate) fn rejection(
+    user: &str,
+    device: &str,
+    doc_id: &str,
+    valid_id: bool,
+    reason: &Rejection,
+    changes: usize,
+    now: Millis,
+) -> AuditEntry {
+    AuditEntry {
+        user_id: Some(user.to_owned()),
+        device_id: Some(device.to_owned()),
+        case_id: valid_id.then(|| split_doc_id(doc_id).0.to_owned()),
+        doc_id: Some(bounded(doc_id)),
+        detail: Some(
+            json!({
+                "code": reason.code.as_str(),
+                "message": bounded(&reason.message),
+                "changes": changes,
+            })
+            .to_string(),
+        ),
+        ..entry(REJECT, now)
+    }
+}
+
+/// A phone number revealed on a phone (offline or not), recorded with the change that carried
+/// the reveal record.
+pub(crate) fn reveal_on_phone(
+    by: &Author,
+    device_time: Millis,
+    doc_id: &str,
+    offset: Millis,
+    now: Millis,
+) -> AuditEntry {
+    AuditEntry {
+        user_id: Some(by.user.clone()),
+        device_id: Some(by.device.clone()),
+        case_id: Some(split_doc_id(doc_id).0.to_owned()),
+        doc_id: Some(doc_id.to_owned()),
+        detail: Some(
+            json!({
+                "on": "phone",
+                "device_time": device_time,
+                "corrected_time": corrected_time(device_time, offset, now),
+            })
+            .to_string(),
+        ),
+        ..entry(REVEAL, now)
+    }
+}
+
 impl Store {
     /// The audit rows matching `query`, newest first.
     pub fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
@@ -130,44 +208,23 @@ impl Store {
             0 => DEFAULT_AUDIT_LIMIT,
             n => n.min(MAX_AUDIT_LIMIT),
         };
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, at, user_id, device_id, kind, case_id, doc_id, detail FROM audit
-             WHERE (?1 IS NULL OR case_id = ?1) AND (?2 IS NULL OR user_id = ?2)
-               AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)
-             ORDER BY at DESC, id DESC LIMIT ?5",
-        )?;
-        let rows = stmt
-            .query_map(
-                params![query.case_id, query.user_id, query.from, query.to, limit],
-                |r| {
-                    Ok(AuditRow {
-                        id: r.get(0)?,
-                        at: r.get(1)?,
-                        user_id: r.get(2)?,
-                        device_id: r.get(3)?,
-                        kind: r.get(4)?,
-                        case_id: r.get(5)?,
-                        doc_id: r.get(6)?,
-                        detail: r.get(7)?,
-                    })
-                },
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        let filters = [&query.case_id, &query.user_id];
+        if filters
+            .iter()
+            .any(|f| f.as_deref().is_some_and(|f| !db::is_storable(f)))
+        {
+            return Ok(Vec::new());
+        }
+        Ok(self.db().audit_log(query, limit)?)
     }
 
     /// Audit rows of one kind (for tests and the CLI's summary).
     pub fn audit_count(&self, kind: &str) -> Result<u64> {
-        Ok(self
-            .conn()
-            .query_row("SELECT count(*) FROM audit WHERE kind = ?1", [kind], |r| {
-                r.get::<_, i64>(0)
-            })? as u64)
+        Ok(self.db().audit_count(kind)?)
     }
 
-    /// The complainant of a case, unmasked, for an admin `by` giving `reason`. The `reveal`
-    /// audit row is written in the same transaction as the read: no row, no answer. `Ok(None)`
+    /// The complainant of a case, unmasked, for an admin `by` giving `reason`. The answer is
+    /// returned only once its `reveal` audit row is committed: no row, no answer. `Ok(None)`
     /// when the case has no personal-data document (still recorded: the attempt is what counts).
     /// [`StoreError::NotFound`] for an unknown case (nothing recorded).
     pub fn reveal(
@@ -179,32 +236,20 @@ impl Store {
     ) -> Result<Option<Complainant>> {
         let reason = check_reason(reason)?;
         let by = check_by(by)?;
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let known = tx
-            .query_row("SELECT 1 FROM cases WHERE case_id = ?1", [case_id], |_| {
-                Ok(())
-            })
-            .optional()?
-            .is_some();
-        if !known {
+        if self.case_summary(case_id)?.is_none() {
             return Err(StoreError::NotFound(format!("case {case_id}")));
         }
         let pii = personal_doc_id(case_id);
-        let complainant = load_doc(&tx, &pii)?.map(|doc| PersonalDoc::from_automerge(doc).read());
-        write(
-            &tx,
-            &Entry {
-                at: now,
-                user_id: Some(by),
-                kind: REVEAL,
-                case_id: Some(case_id),
-                doc_id: Some(&pii),
-                detail: Some(json!({"reason": reason, "found": complainant.is_some()})),
-                ..Default::default()
-            },
-        )?;
-        tx.commit()?;
+        let complainant = self
+            .load_doc(&pii)?
+            .map(|doc| PersonalDoc::from_automerge(doc).read());
+        self.db().write_audit(&AuditEntry {
+            user_id: Some(by.to_owned()),
+            case_id: Some(case_id.to_owned()),
+            doc_id: Some(pii),
+            detail: Some(json!({"reason": reason, "found": complainant.is_some()}).to_string()),
+            ..entry(REVEAL, now)
+        })?;
         Ok(complainant)
     }
 }

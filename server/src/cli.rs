@@ -1,17 +1,19 @@
 //! The `gridcase-server` command.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use gridcase_core::area::Jurisdiction;
-use gridcase_core::calendar::to_china_time;
+use gridcase_core::calendar::{Calendar, to_china_time};
 use gridcase_core::model::{Millis, Role};
+use gridcase_core::policy::PolicySet;
 
 use crate::audit::{AuditQuery, AuditRow};
 use crate::config::{
     DEFAULT_DATA, FileConfig, Overrides, open_store, read_file_config, resolve, serve,
 };
+use crate::db::Location;
 use crate::deadlines::run_deadline_check;
 use crate::http::{now_millis, parse_instant};
 use crate::store::{CaseSummary, Store};
@@ -32,6 +34,22 @@ pub struct DataArg {
     /// The data directory (the SQLite database lives here).
     #[arg(long, env = "GRIDCASE_DATA", default_value = DEFAULT_DATA)]
     pub data: PathBuf,
+    /// A PostgreSQL database (`postgres://user@host:port/db`) instead of SQLite in --data.
+    #[arg(long, env = "GRIDCASE_DATABASE")]
+    pub database: Option<String>,
+}
+
+impl DataArg {
+    /// Opens the store these arguments name.
+    fn open(&self) -> Result<Store, BoxError> {
+        let location = Location::from_args(self.data.clone(), self.database.as_deref())?;
+        Ok(Store::connect(
+            &location,
+            4,
+            PolicySet::default(),
+            Calendar::embedded(),
+        )?)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -42,8 +60,12 @@ pub struct ServeArgs {
     /// Data directory [env GRIDCASE_DATA; default ./gridcase-data].
     #[arg(long, env = "GRIDCASE_DATA")]
     pub data: Option<PathBuf>,
-    /// A TOML file with any of: listen, data, check_every, policy, calendar, max_body_bytes,
-    /// request_timeout.
+    /// A PostgreSQL database, `postgres://user@host:port/db`, instead of SQLite in the data
+    /// directory [env GRIDCASE_DATABASE].
+    #[arg(long, env = "GRIDCASE_DATABASE")]
+    pub database: Option<String>,
+    /// A TOML file with any of: listen, data, database, pool_size, check_every, policy,
+    /// calendar, max_body_bytes, request_timeout.
     #[arg(long, env = "GRIDCASE_CONFIG")]
     pub config: Option<PathBuf>,
     /// How often the deadline check runs, e.g. 60s, 5m [env GRIDCASE_CHECK_EVERY].
@@ -188,10 +210,6 @@ fn at_or_now(at: Option<&str>) -> Result<Millis, BoxError> {
     }
 }
 
-fn open(data: &Path) -> Result<Store, BoxError> {
-    Ok(Store::open(data)?)
-}
-
 fn china(at: Option<Millis>) -> String {
     at.and_then(to_china_time)
         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
@@ -281,6 +299,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 Overrides {
                     listen: args.listen,
                     data: args.data,
+                    database: args.database,
                     check_every: args.check_every,
                     policy: args.policy,
                     calendar: args.calendar,
@@ -289,7 +308,8 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             )?;
             // Fail early on a bad policy or calendar, before binding.
             drop(open_store(
-                &config.data,
+                &config.database,
+                config.pool_size,
                 config.policy.as_deref(),
                 config.calendar.as_deref(),
             )?);
@@ -314,24 +334,31 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 )
             })?;
             let jurisdiction = Jurisdiction::parse(&area)?;
-            open(&data.data)?.enrol_user(&user, role, &jurisdiction, now_millis())?;
+            data.open()?
+                .enrol_user(&user, role, &jurisdiction, now_millis())?;
             println!(
                 "user {user}: {role}, jurisdiction `{}`",
                 jurisdiction.as_prefix()
             );
         }
         Command::EnrolDevice { data, user } => {
-            let token = open(&data.data)?.enrol_device(&user, now_millis())?;
+            let token = data.open()?.enrol_device(&user, now_millis())?;
             println!("{token}");
         }
         Command::RevokeDevice { data, device, by } => {
-            if !open(&data.data)?.revoke_device_by(&device, by.as_deref(), now_millis())? {
+            if !data
+                .open()?
+                .revoke_device_by(&device, by.as_deref(), now_millis())?
+            {
                 return Err(format!("no device {device}").into());
             }
             println!("device {device} revoked");
         }
         Command::RevokeUser { data, user, by } => {
-            if !open(&data.data)?.revoke_user_by(&user, by.as_deref(), now_millis())? {
+            if !data
+                .open()?
+                .revoke_user_by(&user, by.as_deref(), now_millis())?
+            {
                 return Err(format!("no user {user}").into());
             }
             println!("user {user} revoked");
@@ -342,7 +369,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             reason,
             by,
         } => {
-            let complainant = open(&data.data)?.reveal(&case_id, &by, &reason, now_millis())?;
+            let complainant = data.open()?.reveal(&case_id, &by, &reason, now_millis())?;
             let value = serde_json::json!({
                 "case_id": case_id,
                 "complainant": complainant.map(|c| serde_json::json!({
@@ -370,25 +397,25 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 to: instant(to)?,
                 limit,
             };
-            let rows = open(&data.data)?.audit_log(&query)?;
+            let rows = data.open()?.audit_log(&query)?;
             print_audit(&rows, json)?;
         }
         Command::AdminToken { data } => {
-            println!("{}", open(&data.data)?.create_admin_token()?);
+            println!("{}", data.open()?.create_admin_token()?);
         }
         Command::Overdue(args) => {
             let now = at_or_now(args.at.as_deref())?;
-            let cases = open(&args.data.data)?.overdue(now, u32::MAX)?;
+            let cases = args.data.open()?.overdue(now, u32::MAX)?;
             print_list(&cases, now, args.json)?;
         }
         Command::DueSoon(args) => {
             let now = at_or_now(args.at.as_deref())?;
-            let cases = open(&args.data.data)?.due_soon(now, u32::MAX)?;
+            let cases = args.data.open()?.due_soon(now, u32::MAX)?;
             print_list(&cases, now, args.json)?;
         }
         Command::Check { data, at } => {
             let now = at_or_now(at.as_deref())?;
-            let report = run_deadline_check(&open(&data.data)?, now)?;
+            let report = run_deadline_check(&data.open()?, now)?;
             println!(
                 "due soon: {}, overdue: {}, newly supervised: {}",
                 report.due_soon.len(),
@@ -403,7 +430,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             at,
         } => {
             let now = at_or_now(at.as_deref())?;
-            let store = open(&data.data)?;
+            let store = data.open()?;
             let report = crate::demo::fill(&store, cases, seed, now)?;
             println!(
                 "demo: {} case(s) created, {} already present",
@@ -593,5 +620,58 @@ mod tests {
         assert_eq!(rows[0].user_id.as_deref(), Some("z"));
         assert!(rows.iter().any(|r| r.kind == "change"));
         assert_eq!(store.audit_count("revoke").unwrap(), 0);
+    }
+
+    /// Every admin command takes `--database` for PostgreSQL, as `serve` does.
+    #[test]
+    fn admin_commands_work_on_postgres() {
+        use crate::testing::{Backend, TestDb};
+        if crate::testing::skip_postgres() {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres);
+        let Location::Postgres(url) = db.location() else {
+            unreachable!()
+        };
+        let data = db.dir().to_str().unwrap();
+        let with_db = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--database", url]);
+            run_args(&all)
+        };
+        with_db(&["demo", "--cases", "3", "--at", "2025-03-03T09:00:00+08:00"]).unwrap();
+        with_db(&[
+            "enrol-user",
+            "--user",
+            "w9",
+            "--role",
+            "grid_worker",
+            "--area",
+            "330604101",
+        ])
+        .unwrap();
+        with_db(&["enrol-device", "--user", "w9"]).unwrap();
+        with_db(&["revoke-user", "--user", "w9"]).unwrap();
+        with_db(&["check", "--at", "2025-04-03T09:00:00+08:00"]).unwrap();
+        with_db(&["overdue", "--json"]).unwrap();
+        with_db(&["audit", "--user", "w9"]).unwrap();
+        // Nothing went to SQLite in the data directory.
+        assert!(!std::path::Path::new(data).join("data").exists());
+        let store = db.open();
+        assert_eq!(store.case_count().unwrap(), 3);
+        assert_eq!(store.audit_count("revoke").unwrap(), 1);
+        assert!(
+            store
+                .supervisions(&store.overdue(i64::MAX, 1).unwrap()[0].case_id)
+                .unwrap()
+                .len()
+                == 1
+        );
+        assert!(
+            run_args(&["audit", "--database", "mysql://nope"])
+                .unwrap_err()
+                .to_string()
+                .contains("postgres://")
+        );
     }
 }

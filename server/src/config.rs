@@ -10,9 +10,10 @@ use gridcase_core::calendar::Calendar;
 use gridcase_core::policy::PolicySet;
 use serde::Deserialize;
 
+use crate::db::Location;
 use crate::deadlines::spawn_deadline_checker;
 use crate::http::{AppState, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, app, system_clock};
-use crate::store::Store;
+use crate::store::{DEFAULT_POOL_SIZE, Store};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA: &str = "./gridcase-data";
@@ -24,6 +25,10 @@ pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_secs(60);
 pub struct FileConfig {
     pub listen: Option<String>,
     pub data: Option<PathBuf>,
+    /// A `postgres://…` URL: the database, instead of SQLite in `data`.
+    pub database: Option<String>,
+    /// Database connections per server process.
+    pub pool_size: Option<u32>,
     /// e.g. "60s", "5m".
     pub check_every: Option<String>,
     /// A deadline policy TOML file (default: the shipped policy).
@@ -40,6 +45,7 @@ pub struct FileConfig {
 pub struct Overrides {
     pub listen: Option<String>,
     pub data: Option<PathBuf>,
+    pub database: Option<String>,
     pub check_every: Option<String>,
     pub policy: Option<PathBuf>,
     pub calendar: Option<PathBuf>,
@@ -49,7 +55,9 @@ pub struct Overrides {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    pub data: PathBuf,
+    /// Where the database lives: SQLite in the data directory, or PostgreSQL.
+    pub database: Location,
+    pub pool_size: u32,
     pub check_every: Duration,
     pub policy: Option<PathBuf>,
     pub calendar: Option<PathBuf>,
@@ -126,12 +134,22 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
         Some(text) => parse_duration(&text)?,
         None => DEFAULT_REQUEST_TIMEOUT,
     };
+    let data = overrides
+        .data
+        .or(file.data)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+    let database = Location::from_args(data, overrides.database.or(file.database).as_deref())
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let pool_size = file.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+    if !(2..=1000).contains(&pool_size) {
+        return Err(ConfigError::Invalid(
+            "pool_size must be from 2 to 1000".into(),
+        ));
+    }
     Ok(ServeConfig {
         listen,
-        data: overrides
-            .data
-            .or(file.data)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+        database,
+        pool_size,
         check_every,
         policy: overrides.policy.or(file.policy),
         calendar: overrides.calendar.or(file.calendar),
@@ -140,9 +158,10 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
     })
 }
 
-/// Opens the store in `data` with the policy and calendar files, if any.
+/// Opens the store at `database` with the policy and calendar files, if any.
 pub fn open_store(
-    data: &Path,
+    database: &Location,
+    pool_size: u32,
     policy: Option<&Path>,
     calendar: Option<&Path>,
 ) -> Result<Store, Box<dyn std::error::Error + Send + Sync>> {
@@ -162,22 +181,34 @@ pub fn open_store(
         }
         None => Calendar::embedded(),
     };
-    Ok(Store::open_with(data, policy, calendar)?)
+    Ok(Store::connect(database, pool_size, policy, calendar)?)
 }
 
 /// Runs the server until Ctrl-C or SIGTERM: the HTTP API and the periodic deadline check.
 pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let store = Arc::new(open_store(
-        &config.data,
-        config.policy.as_deref(),
-        config.calendar.as_deref(),
-    )?);
+    // Opening connects and migrates: blocking work, off the async threads.
+    let open = config.clone();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            open_store(
+                &open.database,
+                open.pool_size,
+                open.policy.as_deref(),
+                open.calendar.as_deref(),
+            )
+        })
+        .await??,
+    );
     let mut state = AppState::new(store.clone());
     state.max_body_bytes = config.max_body_bytes;
     state.request_timeout = config.request_timeout;
     let checker = spawn_deadline_checker(store, config.check_every, system_clock());
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, data = %config.data.display(), "serving");
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        database = %config.database.describe(),
+        "serving"
+    );
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -237,7 +268,7 @@ mod tests {
         .unwrap();
         let c = resolve(Overrides::default(), file.clone()).unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
-        assert_eq!(c.data, PathBuf::from("/srv/gc"));
+        assert_eq!(c.database, Location::Sqlite("/srv/gc".into()));
         assert_eq!(c.check_every, Duration::from_secs(300));
         assert_eq!(c.max_body_bytes, 1024);
         let c = resolve(
@@ -253,7 +284,30 @@ mod tests {
         assert_eq!(c.check_every, Duration::from_secs(10));
         let d = resolve(Overrides::default(), FileConfig::default()).unwrap();
         assert_eq!(d.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(d.data, PathBuf::from(DEFAULT_DATA));
+        assert_eq!(d.database, Location::Sqlite(DEFAULT_DATA.into()));
+        assert_eq!(d.pool_size, DEFAULT_POOL_SIZE);
+        // The database: a flag beats the file; only PostgreSQL URLs.
+        let file: FileConfig =
+            toml::from_str("database = \"postgres://gc@db/gc\"\npool_size = 8").unwrap();
+        let c = resolve(Overrides::default(), file.clone()).unwrap();
+        assert_eq!(c.database, Location::Postgres("postgres://gc@db/gc".into()));
+        assert_eq!(c.pool_size, 8);
+        let c = resolve(
+            Overrides {
+                database: Some("postgresql://other/x".into()),
+                ..Default::default()
+            },
+            file,
+        )
+        .unwrap();
+        assert_eq!(
+            c.database,
+            Location::Postgres("postgresql://other/x".into())
+        );
+        let bad: FileConfig = toml::from_str("database = \"/var/lib/gc\"").unwrap();
+        assert!(resolve(Overrides::default(), bad).is_err());
+        let bad: FileConfig = toml::from_str("pool_size = 1").unwrap();
+        assert!(resolve(Overrides::default(), bad).is_err());
         assert_eq!(d.check_every, DEFAULT_CHECK_EVERY);
         assert!(toml::from_str::<FileConfig>("typo = 1").is_err());
     }
@@ -261,7 +315,7 @@ mod tests {
     #[test]
     fn a_typo_in_a_policy_or_calendar_file_names_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
+        let sqlite = Location::Sqlite(dir.path().join("data"));
         let policy = dir.path().join("policy.toml");
         // Line 3 misspells `working_day_close`.
         std::fs::write(
@@ -269,14 +323,14 @@ mod tests {
             "due_soon_fraction = 0.8\npause_during_extension = false\nworking_day_clos = \"17:30\"\n",
         )
         .unwrap();
-        let err = open_store(&data, Some(&policy), None)
+        let err = open_store(&sqlite, 4, Some(&policy), None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("policy.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         // A value out of range, on line 2.
         std::fs::write(&policy, "# comment\ndue_soon_fraction = 7\n").unwrap();
-        let err = open_store(&data, Some(&policy), None)
+        let err = open_store(&sqlite, 4, Some(&policy), None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -285,10 +339,10 @@ mod tests {
         );
         // Not TOML at all.
         std::fs::write(&policy, [0xff, 0xfe, 0x00]).unwrap();
-        assert!(open_store(&data, Some(&policy), None).is_err());
+        assert!(open_store(&sqlite, 4, Some(&policy), None).is_err());
         // A missing file names the path.
         let missing = dir.path().join("nope.toml");
-        let err = open_store(&data, Some(&missing), None)
+        let err = open_store(&sqlite, 4, Some(&missing), None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("nope.toml"), "{err}");
@@ -299,7 +353,7 @@ mod tests {
             "source test\nyear 2025\n2025-01-01 off 元旦\n2025-13-01 off typo\n",
         )
         .unwrap();
-        let err = open_store(&data, None, Some(&calendar))
+        let err = open_store(&sqlite, 4, None, Some(&calendar))
             .unwrap_err()
             .to_string();
         assert!(
@@ -307,7 +361,7 @@ mod tests {
             "{err}"
         );
         std::fs::write(&calendar, "year 2025\n2025-01-01 of 元旦\n").unwrap();
-        let err = open_store(&data, None, Some(&calendar))
+        let err = open_store(&sqlite, 4, None, Some(&calendar))
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
@@ -320,6 +374,6 @@ mod tests {
             "{err}"
         );
         // Nothing half-opened: the good files still work.
-        assert!(open_store(&data, None, None).is_ok());
+        assert!(open_store(&sqlite, 4, None, None).is_ok());
     }
 }

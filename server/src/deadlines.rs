@@ -8,12 +8,11 @@ use automerge::Change;
 use gridcase_core::doc::CaseDoc;
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Author, Millis, Role};
-use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::store::{
-    CaseSummary, Commit, Result, Store, commit_doc, due_soon_in, load_doc, overdue_in,
-};
+use crate::db::{Commit, NewSupervision};
+use crate::documents::{Loaded, NewState, Writer, load, plan_commit};
+use crate::store::{CaseSummary, Result, Store, StoreError};
 
 /// The reason recorded with an automatic supervision.
 pub const OVERDUE_REASON: &str = "超期";
@@ -42,13 +41,8 @@ pub fn system_author() -> Author {
 /// `Supervise { level: 1, reason: "超期" }` event in the case document, as the server's own
 /// change in the feed so that phones receive it.
 pub fn run_deadline_check(store: &Store, now: Millis) -> Result<CheckReport> {
-    let (overdue, due_soon) = {
-        let conn = store.conn();
-        (
-            overdue_in(&conn, now, u32::MAX)?,
-            due_soon_in(&conn, now, store.policy().due_soon_fraction, u32::MAX)?,
-        )
-    };
+    let overdue = store.overdue(now, u32::MAX)?;
+    let due_soon = store.due_soon(now, u32::MAX)?;
     let supervised = supervise_overdue_stages(store, now)?;
     Ok(CheckReport {
         at: now,
@@ -58,9 +52,13 @@ pub fn run_deadline_check(store: &Store, now: Millis) -> Result<CheckReport> {
     })
 }
 
+/// How often a supervision is tried again after losing a race to a commit of the same case.
+const MAX_ATTEMPTS: usize = 8;
+
 impl Store {
     /// Records the supervision of one overdue stage, unless already recorded. Returns whether it
-    /// was new. The row and the document change commit together.
+    /// was new. The row and the document change commit together; if the case changed meanwhile
+    /// the change is made again on the new version.
     pub fn supervise_overdue(
         &self,
         case_id: &str,
@@ -68,51 +66,80 @@ impl Store {
         stage_started_at: Millis,
         now: Millis,
     ) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO supervisions
-                 (case_id, stage, stage_started_at, level, reason, created_at)
-             VALUES (?1, ?2, ?3, 1, ?4, ?5)",
-            params![case_id, stage, stage_started_at, OVERDUE_REASON, now],
-        )?;
-        if inserted == 0 {
-            return Ok(false);
-        }
-        let Some(mut raw) = load_doc(&tx, case_id)? else {
-            tx.commit()?;
-            return Ok(true);
+        let supervision = NewSupervision {
+            case_id: case_id.to_owned(),
+            stage: stage.to_owned(),
+            stage_started_at,
+            level: 1,
+            reason: OVERDUE_REASON.to_owned(),
+            created_at: now,
         };
+        let _local = self.locks.lock(case_id);
+        let _turn = self.db().case_turn(case_id)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let mut view = self.db().read()?;
+            let stored = view.doc(case_id)?;
+            let trusted = view.trusted_times(case_id)?;
+            drop(view);
+            let Some(stored) = stored else {
+                return Ok(self.db().insert_supervision(&supervision)?);
+            };
+            let base = load(case_id, stored)?;
+            match self.supervision_commit(&base, &trusted, supervision.clone(), now)? {
+                Some(Commit::Committed { .. }) => return Ok(true),
+                Some(Commit::Duplicate) => return Ok(false),
+                Some(Commit::Conflict) => continue,
+                // Recorded in the table all the same, so the check does not retry forever.
+                None => return Ok(self.db().insert_supervision(&supervision)?),
+            }
+        }
+        Err(StoreError::Busy(case_id.to_owned()))
+    }
+
+    /// Adds the `Supervise` event to the case and commits it with the supervision row; `None`
+    /// when the event cannot be added.
+    fn supervision_commit(
+        &self,
+        base: &Loaded,
+        trusted: &std::collections::HashMap<String, Millis>,
+        supervision: NewSupervision,
+        now: Millis,
+    ) -> Result<Option<Commit>> {
+        let case_id = supervision.case_id.clone();
+        let mut raw = base.doc.clone();
         let before = raw.get_heads();
         let mut doc = CaseDoc::from_automerge(raw.with_actor(self.actor()))?;
         let action = Action::Supervise {
-            level: 1,
-            reason: OVERDUE_REASON.into(),
+            level: supervision.level,
+            reason: supervision.reason.clone(),
         };
         if let Err(e) = doc.act(&action, &system_author(), now) {
-            // Recorded in the table all the same, so the check does not retry forever.
             tracing::warn!(case_id, error = %e, "could not add the supervision to the case");
-            tx.commit()?;
-            return Ok(true);
+            return Ok(None);
         }
+        let case = doc.read()?;
         let mut doc = doc.into_automerge();
         let new: Vec<Change> = doc.get_changes(&before);
-        commit_doc(
-            &tx,
-            Commit {
-                doc_id: case_id,
+        let mut write = plan_commit(
+            self,
+            NewState {
+                doc_id: &case_id,
+                base,
                 doc: &mut doc,
                 new_changes: &new,
-                device: None,
-                user: Some("system"),
-                offset: 0,
+                case: Some(&case),
+                trusted,
+                writer: Writer {
+                    device: None,
+                    user: "system",
+                    offset: 0,
+                },
+                holder: None,
                 now,
             },
-            self.policy(),
-            self.calendar(),
-        )?;
-        tx.commit()?;
-        Ok(true)
+        );
+        write.supervision = Some(supervision);
+        Ok(Some(self.db().commit_doc(&write)?))
     }
 }
 

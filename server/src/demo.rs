@@ -2,18 +2,18 @@
 //! states and ages so the lists have due-soon and overdue cases, plus demo users and devices.
 //! The cases are deterministic for a seed and an instant; device tokens are always fresh.
 
+use crate::db::Commit;
+use crate::documents::{Loaded, NewState, Writer, plan_commit};
+use crate::store::{Result, Store, StoreError};
 use automerge::AutoCommit;
 use gridcase_core::area::Jurisdiction;
-use gridcase_core::doc::{CaseDoc, PersonalDoc, personal_doc_id};
+use gridcase_core::doc::{CaseDoc, PersonalDoc, personal_doc_id, split_doc_id};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{
     Author, CaseType, Channel, Complainant, Location, Millis, NewCase, Role, Satisfaction, Urgency,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rusqlite::TransactionBehavior;
-
-use crate::store::{Commit, Result, Store, StoreError, commit_doc, load_doc};
 
 const HOUR: Millis = 3_600_000;
 const DAY: Millis = 24 * HOUR;
@@ -312,28 +312,33 @@ impl Store {
         doc: &mut AutoCommit,
         now: Millis,
     ) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if load_doc(&tx, doc_id)?.is_some() {
-            return Ok(false);
-        }
         let changes = doc.get_changes(&[]);
-        commit_doc(
-            &tx,
-            Commit {
+        let case = match split_doc_id(doc_id).1 {
+            true => None,
+            false => Some(CaseDoc::from_automerge(doc.clone())?.read()?),
+        };
+        let write = plan_commit(
+            self,
+            NewState {
                 doc_id,
+                base: &Loaded::absent(),
                 doc,
                 new_changes: &changes,
-                device: None,
-                user: Some("demo"),
-                offset: 0,
+                case: case.as_ref(),
+                trusted: &Default::default(),
+                writer: Writer {
+                    device: None,
+                    user: "demo",
+                    offset: 0,
+                },
+                holder: None,
                 now,
             },
-            self.policy(),
-            self.calendar(),
-        )?;
-        tx.commit()?;
-        Ok(true)
+        );
+        Ok(matches!(
+            self.db().commit_doc(&write)?,
+            Commit::Committed { .. }
+        ))
     }
 }
 
@@ -379,27 +384,31 @@ mod tests {
     #[test]
     fn demo_is_deterministic_and_has_overdue_cases() {
         let now = 1_760_000_000_000; // 2025-10-09
-        let a = Store::open_in_memory().unwrap();
+        let dir_a = tempfile::tempdir().unwrap();
+        let a = Store::open(dir_a.path()).unwrap();
         let report = fill(&a, 60, 7, now).unwrap();
         assert_eq!(report.cases_created, 60);
         assert_eq!(report.tokens.len(), DEMO_USERS.len());
-        let b = Store::open_in_memory().unwrap();
+        let dir_b = tempfile::tempdir().unwrap();
+        let b = Store::open(dir_b.path()).unwrap();
         fill(&b, 60, 7, now).unwrap();
+        // The same seed generates the same case ids.
+        let mut rng = StdRng::seed_from_u64(7);
+        let actor = a.actor();
+        let case_ids: Vec<String> = (0..60)
+            .map(|i| generate(&mut rng, i, 7, now, &actor).unwrap().id)
+            .collect();
         let ids = |s: &Store| {
-            let conn = s.conn();
-            let mut stmt = conn
-                .prepare("SELECT case_id, status, due_at FROM cases ORDER BY case_id")
-                .unwrap();
-            stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                ))
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .unwrap()
+            case_ids
+                .iter()
+                .map(|id| {
+                    let c = s
+                        .case_summary(id)
+                        .unwrap()
+                        .expect("every demo case is stored");
+                    (c.case_id, c.status, c.due_at)
+                })
+                .collect::<Vec<_>>()
         };
         assert_eq!(ids(&a), ids(&b));
         assert!(!a.overdue(now, 1000).unwrap().is_empty());

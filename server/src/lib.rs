@@ -1,23 +1,35 @@
-//! gridcase-server: the sync endpoint phones talk to, the change feed and case projection in
-//! SQLite, the deadline checks that supervise overdue cases, and the admin's lists.
+//! gridcase-server: the sync endpoint phones talk to, the change feed and case projection, the
+//! deadline checks that supervise overdue cases, and the admin's lists — on SQLite (embedded,
+//! the default) or PostgreSQL.
 //!
-//! - [`audit`]: the audit log (changes, reveals, rejections, revocations, enrolments);
-//! - [`store`]: the database (schema, migrations, users and devices, documents, projection);
-//! - [`sync`]: the sync protocol's server side;
+//! - [`db`]: the data layer: the [`db::Database`] traits and their SQLite and PostgreSQL
+//!   implementations (all SQL lives there);
+//! - [`store`]: the [`Store`] every path goes through (accounts, lists) over a database;
+//! - [`scope`]: the one scope rule, in Rust and SQL;
+//! - [`sync`]: the sync protocol's server side (decode → check → commit, then the response);
+//! - [`documents`]: loading documents and planning commits; [`projection`]: the case row;
 //! - [`deadlines`]: due-soon and overdue lists and automatic supervision;
-//! - [`http`]: the axum router ([`http::app`]) and its errors;
+//! - [`audit`]: the audit log's rows and queries;
+//! - [`http`]: the axum router ([`http::app`]), its auth extractors and errors;
 //! - [`config`]: flags, environment and file, and [`config::serve`];
-//! - [`cli`]: the `gridcase-server` command; [`demo`]: realistic demo data.
+//! - [`cli`]: the `gridcase-server` command; [`demo`]: realistic demo data;
+//! - `testing` (feature `testing`): a fresh database of either backend per test.
 
 pub mod audit;
+mod case_locks;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod deadlines;
 pub mod demo;
+pub mod documents;
 pub mod http;
 pub mod projection;
+pub mod scope;
 pub mod store;
 pub mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{ServeConfig, serve};
 pub use deadlines::{CheckReport, run_deadline_check};

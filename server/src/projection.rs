@@ -24,6 +24,8 @@ pub struct Projection {
     pub urgency: String,
     pub priority: bool,
     pub area_code: String,
+    /// The area as the scope rule reads it: the code if valid, else `None` (`crate::scope`).
+    pub scope_area: Option<String>,
     pub assignee: String,
     pub responsible_unit: String,
     /// The stage whose clock runs, if any.
@@ -75,6 +77,7 @@ pub fn project(
         urgency: case.urgency.as_str().to_owned(),
         priority: case.priority,
         area_code: case.location.area_code.clone(),
+        scope_area: crate::scope::scope_area(&case.location.area_code),
         assignee: case.assignee.clone(),
         responsible_unit: case.responsible_unit.clone(),
         stage: stage.map(|s| s.as_str().to_owned()),

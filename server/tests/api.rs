@@ -18,6 +18,7 @@ use gridcase_core::sync::wire::{decode_response, encode_request};
 use gridcase_core::sync::{
     CatchUp, DocPush, Payload, PushResult, RejectCode, SyncRequest, SyncResponse,
 };
+use gridcase_server::testing::{Backend, TestDb};
 use gridcase_server::{AppState, Store, app, run_deadline_check};
 use tower::ServiceExt;
 
@@ -30,19 +31,19 @@ struct Env {
     store: Arc<Store>,
     clock: Arc<AtomicI64>,
     admin: String,
-    _dir: tempfile::TempDir,
+    db: TestDb,
 }
 
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
+    fn new(backend: Backend) -> Env {
+        let db = TestDb::new(backend);
+        let store = Arc::new(db.open());
         let admin = store.create_admin_token().unwrap();
         Env {
             store,
             clock: Arc::new(AtomicI64::new(T0)),
             admin,
-            _dir: dir,
+            db,
         }
     }
 
@@ -259,17 +260,15 @@ fn rejected_code(result: &PushResult) -> Option<RejectCode> {
     }
 }
 
-#[tokio::test]
-async fn health_answers() {
-    let env = Env::new();
+async fn health_answers(backend: Backend) {
+    let env = Env::new(backend);
     let (status, body) = get_json(&env.app(), "/health", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
 }
 
-#[tokio::test]
-async fn missing_or_unknown_tokens_are_unauthorized() {
-    let env = Env::new();
+async fn missing_or_unknown_tokens_are_unauthorized(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let body = encode_request(&SyncRequest::default());
     for token in [
@@ -287,9 +286,8 @@ async fn missing_or_unknown_tokens_are_unauthorized() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn revoked_devices_are_told_to_wipe() {
-    let env = Env::new();
+async fn revoked_devices_are_told_to_wipe(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let phone = env.phone("w1", Role::GridWorker, "330604101");
     env.store.revoke_device(&phone.device).unwrap();
@@ -317,9 +315,8 @@ async fn revoked_devices_are_told_to_wipe() {
     assert_eq!(json["error"], "revoked");
 }
 
-#[tokio::test]
-async fn undecodable_bodies_get_the_wire_error_code() {
-    let env = Env::new();
+async fn undecodable_bodies_get_the_wire_error_code(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let phone = env.phone("w1", Role::GridWorker, "330604101");
     let mut wrong_version = encode_request(&SyncRequest::default());
@@ -338,9 +335,8 @@ async fn undecodable_bodies_get_the_wire_error_code() {
     }
 }
 
-#[tokio::test]
-async fn oversized_bodies_are_refused() {
-    let env = Env::new();
+async fn oversized_bodies_are_refused(backend: Backend) {
+    let env = Env::new(backend);
     let mut state = env.state();
     state.max_body_bytes = 4096;
     let app = app(state);
@@ -357,9 +353,8 @@ async fn oversized_bodies_are_refused() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
-#[tokio::test]
-async fn admin_routes_need_the_admin_token() {
-    let env = Env::new();
+async fn admin_routes_need_the_admin_token(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let phone = env.phone("w1", Role::GridWorker, "330604101");
     for path in ["/admin/overdue", "/admin/due-soon", "/admin/cases/x"] {
@@ -384,9 +379,8 @@ async fn admin_routes_need_the_admin_token() {
     assert_eq!(body["error"], "bad_time");
 }
 
-#[tokio::test]
-async fn a_case_reaches_the_township_but_not_the_neighbours() {
-    let env = Env::new();
+async fn a_case_reaches_the_township_but_not_the_neighbours(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     let mut staff = env.phone("s1", Role::TownshipStaff, "330604101");
@@ -473,9 +467,8 @@ async fn a_case_reaches_the_township_but_not_the_neighbours() {
     assert_eq!(body["summary"]["status"], "registered");
 }
 
-#[tokio::test]
-async fn repeating_a_request_is_harmless() {
-    let env = Env::new();
+async fn repeating_a_request_is_harmless(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     worker.new_case("case-1", "330604101201", T0);
@@ -489,9 +482,8 @@ async fn repeating_a_request_is_harmless() {
     assert_eq!(env.store.case_count().unwrap(), 1);
 }
 
-#[tokio::test]
-async fn pushes_that_break_the_rules_are_rejected() {
-    let env = Env::new();
+async fn pushes_that_break_the_rules_are_rejected(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     let mut unit = env.phone("u1", Role::HandlingUnit, "330604");
@@ -605,9 +597,8 @@ async fn pushes_that_break_the_rules_are_rejected() {
     );
 }
 
-#[tokio::test]
-async fn restore_pages_resume_where_they_stopped() {
-    let env = Env::new();
+async fn restore_pages_resume_where_they_stopped(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     let ids: Vec<String> = (0..25).map(|i| format!("case-{i:02}")).collect();
@@ -661,9 +652,8 @@ async fn restore_pages_resume_where_they_stopped() {
     assert_eq!(response.cursor, upto);
 }
 
-#[tokio::test]
-async fn incremental_pages_and_unheld_documents() {
-    let env = Env::new();
+async fn incremental_pages_and_unheld_documents(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     let mut staff = env.phone("s1", Role::TownshipStaff, "330604101");
@@ -708,9 +698,8 @@ async fn incremental_pages_and_unheld_documents() {
     assert_eq!(second.cursor, env.store.change_count().unwrap());
 }
 
-#[tokio::test]
-async fn cases_that_leave_the_scope_are_evicted() {
-    let env = Env::new();
+async fn cases_that_leave_the_scope_are_evicted(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     let mut hotline = env.phone("h1", Role::HotlineCentre, "330604");
@@ -782,9 +771,8 @@ async fn cases_that_leave_the_scope_are_evicted() {
     );
 }
 
-#[tokio::test]
-async fn catch_up_answers_a_sync_message() {
-    let env = Env::new();
+async fn catch_up_answers_a_sync_message(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     let mut staff = env.phone("s1", Role::TownshipStaff, "330604101");
@@ -818,9 +806,8 @@ async fn catch_up_answers_a_sync_message() {
     assert!(automerge::sync::Message::decode(&response.catch_up[0].message).is_ok());
 }
 
-#[tokio::test]
-async fn deadlines_use_trusted_times_and_supervise_once() {
-    let env = Env::new();
+async fn deadlines_use_trusted_times_and_supervise_once(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     let mut staff = env.phone("s1", Role::TownshipStaff, "330604101");
@@ -852,8 +839,7 @@ async fn deadlines_use_trusted_times_and_supervise_once() {
     assert_eq!(env.store.supervisions("case-1").unwrap().len(), 1);
 
     // A restarted server (same data) does not supervise again either.
-    let dir = env._dir.path().to_owned();
-    let reopened = Store::open(&dir).unwrap();
+    let reopened = env.db.open();
     assert!(
         run_deadline_check(&reopened, later + 2 * HOUR)
             .unwrap()
@@ -895,3 +881,20 @@ async fn deadlines_use_trusted_times_and_supervise_once() {
     .await;
     assert_eq!(body["count"], 1);
 }
+
+gridcase_server::backend_tests!(async:
+    health_answers,
+    missing_or_unknown_tokens_are_unauthorized,
+    revoked_devices_are_told_to_wipe,
+    undecodable_bodies_get_the_wire_error_code,
+    oversized_bodies_are_refused,
+    admin_routes_need_the_admin_token,
+    a_case_reaches_the_township_but_not_the_neighbours,
+    repeating_a_request_is_harmless,
+    pushes_that_break_the_rules_are_rejected,
+    restore_pages_resume_where_they_stopped,
+    incremental_pages_and_unheld_documents,
+    cases_that_leave_the_scope_are_evicted,
+    catch_up_answers_a_sync_message,
+    deadlines_use_trusted_times_and_supervise_once,
+);

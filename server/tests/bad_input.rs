@@ -24,6 +24,7 @@ use gridcase_server::store::RowCounts;
 use gridcase_server::sync::{
     MAX_CATCH_UPS_PER_REQUEST, MAX_CHANGES_PER_PUSH, MAX_DOC_ID_LEN, MAX_PUSHES_PER_REQUEST,
 };
+use gridcase_server::testing::{Backend, TestDb};
 use gridcase_server::{AppState, Store, app};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -38,20 +39,20 @@ struct Env {
     clock: Arc<AtomicI64>,
     admin: String,
     fresh: AtomicUsize,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
+    fn new(backend: Backend) -> Env {
+        let db = TestDb::new(backend);
+        let store = Arc::new(db.open());
         let admin = store.create_admin_token().unwrap();
         Env {
             store,
             clock: Arc::new(AtomicI64::new(T0)),
             admin,
             fresh: AtomicUsize::new(0),
-            _dir: dir,
+            _db: db,
         }
     }
 
@@ -267,9 +268,8 @@ fn framed(compressed: &[u8]) -> Vec<u8> {
     out
 }
 
-#[tokio::test]
-async fn undecodable_sync_bodies_are_refused_and_store_nothing() {
-    let env = Env::new();
+async fn undecodable_sync_bodies_are_refused_and_store_nothing(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut phone = env.phone("w1", Role::GridWorker, "330604101");
     phone.new_case("case-1", "330604101201", T0);
@@ -322,9 +322,8 @@ async fn undecodable_sync_bodies_are_refused_and_store_nothing() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn oversized_bodies_get_413_json_and_store_nothing() {
-    let env = Env::new();
+async fn oversized_bodies_get_413_json_and_store_nothing(backend: Backend) {
+    let env = Env::new(backend);
     let mut state = env.state();
     state.max_body_bytes = 4096;
     let app = app(state);
@@ -356,9 +355,10 @@ async fn oversized_bodies_get_413_json_and_store_nothing() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn non_automerge_changes_are_rejected_per_document_while_the_rest_is_accepted() {
-    let env = Env::new();
+async fn non_automerge_changes_are_rejected_per_document_while_the_rest_is_accepted(
+    backend: Backend,
+) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut phone = env.phone("w1", Role::GridWorker, "330604101");
     phone.new_case("good", "330604101201", T0);
@@ -427,9 +427,8 @@ async fn non_automerge_changes_are_rejected_per_document_while_the_rest_is_accep
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn changes_under_another_devices_actor_are_foreign() {
-    let env = Env::new();
+async fn changes_under_another_devices_actor_are_foreign(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut victim = env.phone("w1", Role::GridWorker, "330604101");
     let forger = env.phone("w2", Role::GridWorker, "330604101");
@@ -448,9 +447,8 @@ async fn changes_under_another_devices_actor_are_foreign() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn a_replayed_request_stores_nothing_twice_and_gets_the_same_answer() {
-    let env = Env::new();
+async fn a_replayed_request_stores_nothing_twice_and_gets_the_same_answer(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut phone = env.phone("w1", Role::GridWorker, "330604101");
     phone.new_case("case-1", "330604101201", T0);
@@ -479,9 +477,8 @@ async fn a_replayed_request_stores_nothing_twice_and_gets_the_same_answer() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn a_case_outside_the_jurisdiction_is_refused() {
-    let env = Env::new();
+async fn a_case_outside_the_jurisdiction_is_refused(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut phone = env.phone("w1", Role::GridWorker, "330604101");
     phone.new_case("far", "330604102201", T0);
@@ -497,9 +494,8 @@ async fn a_case_outside_the_jurisdiction_is_refused() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn personal_data_from_a_handling_unit_is_refused() {
-    let env = Env::new();
+async fn personal_data_from_a_handling_unit_is_refused(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     worker.new_case("case-1", "330604101201", T0);
@@ -527,9 +523,8 @@ async fn personal_data_from_a_handling_unit_is_refused() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn bad_document_ids_are_malformed() {
-    let env = Env::new();
+async fn bad_document_ids_are_malformed(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut phone = env.phone("w1", Role::GridWorker, "330604101");
     let longest = "c".repeat(MAX_DOC_ID_LEN);
@@ -582,9 +577,8 @@ async fn bad_document_ids_are_malformed() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn too_many_changes_or_pushes_are_refused() {
-    let env = Env::new();
+async fn too_many_changes_or_pushes_are_refused(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let phone = env.phone("w1", Role::GridWorker, "330604101");
     let before = env.counts();
@@ -665,9 +659,8 @@ async fn too_many_changes_or_pushes_are_refused() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn bad_tokens_are_401_and_revoked_ones_say_wipe() {
-    let env = Env::new();
+async fn bad_tokens_are_401_and_revoked_ones_say_wipe(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut phone = env.phone("w1", Role::GridWorker, "330604101");
     phone.new_case("case-1", "330604101201", T0);
@@ -757,9 +750,8 @@ async fn bad_tokens_are_401_and_revoked_ones_say_wipe() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn bad_admin_requests_get_json_errors() {
-    let env = Env::new();
+async fn bad_admin_requests_get_json_errors(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let token = Some(env.admin.as_str());
     let long_id = "x".repeat(5000);
@@ -929,9 +921,8 @@ async fn bad_admin_requests_get_json_errors() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn reveal_needs_a_reason_and_is_audited() {
-    let env = Env::new();
+async fn reveal_needs_a_reason_and_is_audited(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     worker.new_case("case-1", "330604101201", T0);
@@ -1004,9 +995,8 @@ async fn reveal_needs_a_reason_and_is_audited() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn the_audit_log_records_changes_rejections_revocations_and_enrolments() {
-    let env = Env::new();
+async fn the_audit_log_records_changes_rejections_revocations_and_enrolments(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     let other = env.phone("w2", Role::GridWorker, "330604101");
@@ -1084,9 +1074,8 @@ async fn the_audit_log_records_changes_rejections_revocations_and_enrolments() {
     env.still_serves(&app).await;
 }
 
-#[tokio::test]
-async fn old_dependencies_do_not_reopen_a_case_that_left_the_scope() {
-    let env = Env::new();
+async fn old_dependencies_do_not_reopen_a_case_that_left_the_scope(backend: Backend) {
+    let env = Env::new(backend);
     let app = env.app();
     let mut worker = env.phone("w1", Role::GridWorker, "330604101");
     let mut hotline = env.phone("h1", Role::HotlineCentre, "330604");
@@ -1132,3 +1121,132 @@ async fn old_dependencies_do_not_reopen_a_case_that_left_the_scope() {
     );
     env.still_serves(&app).await;
 }
+
+/// The replay hole: changes the server already has, sent again, are acknowledged again, but
+/// they make the device hold the case again only if the case is in its scope. Otherwise a grid
+/// worker whose case moved away could put an old change in front of a new note and have the
+/// note judged against its old view of the case.
+async fn replayed_old_changes_do_not_reopen_a_case_that_left_the_scope(backend: Backend) {
+    let env = Env::new(backend);
+    let app = env.app();
+    let mut worker = env.phone("w1", Role::GridWorker, "330604101");
+    let mut hotline = env.phone("h1", Role::HotlineCentre, "330604");
+    worker.new_case("case-1", "330604101201", T0);
+    sync_ok(&app, &worker, &worker.request(&["case-1"])).await;
+    let old = worker.changes("case-1");
+    hotline
+        .docs
+        .insert("case-1".into(), worker.docs["case-1"].clone());
+    hotline.edit("case-1", |doc, author| {
+        let location = Location {
+            address: "曹娥村1组".into(),
+            area_code: "330604102201".into(),
+            gps: None,
+        };
+        doc.edit(
+            &gridcase_core::doc::FieldEdit::Location(location),
+            author,
+            T0 + 1,
+        )
+        .unwrap();
+    });
+    sync_ok(&app, &hotline, &hotline.request(&["case-1"])).await;
+    let response = sync_ok(&app, &worker, &SyncRequest::default()).await;
+    assert_eq!(response.evict, ["case-1"]);
+    worker.edit("case-1", |doc, author| {
+        doc.add_note("还想改", author, T0 + 2).unwrap();
+    });
+    let replay = DocPush {
+        doc_id: "case-1".into(),
+        changes: old.clone(),
+    };
+    let before = env.counts();
+
+    // In one request: the old changes first, then the note.
+    let request = SyncRequest {
+        device_time: T0,
+        pushes: vec![replay.clone(), worker.request(&["case-1"]).pushes.remove(0)],
+        ..Default::default()
+    };
+    let response = sync_ok(&app, &worker, &request).await;
+    assert_eq!(
+        reject_code(&response.results[0]),
+        None,
+        "acknowledged again"
+    );
+    assert_eq!(
+        reject_code(&response.results[1]),
+        Some(RejectCode::OutOfJurisdiction)
+    );
+    // In two requests: the replay alone, then the note.
+    let request = SyncRequest {
+        device_time: T0,
+        pushes: vec![replay],
+        ..Default::default()
+    };
+    let response = sync_ok(&app, &worker, &request).await;
+    assert_eq!(reject_code(&response.results[0]), None);
+    assert!(response.evict.is_empty());
+    let response = sync_ok(&app, &worker, &worker.request(&["case-1"])).await;
+    assert_eq!(
+        reject_code(&response.results[0]),
+        Some(RejectCode::OutOfJurisdiction)
+    );
+    // The replay recorded no holding: nothing to evict, nothing stored.
+    assert!(response.evict.is_empty(), "{:?}", response.evict);
+    let after = env.counts();
+    assert_eq!(
+        (after.changes, after.audit_change),
+        (before.changes, before.audit_change)
+    );
+    env.still_serves(&app).await;
+}
+
+/// Text the server keeps in columns (a title, an area, an event id) with a NUL in it: refused
+/// `malformed` on both backends (PostgreSQL text cannot hold NUL), nothing stored.
+async fn nul_in_stored_text_is_malformed(backend: Backend) {
+    let env = Env::new(backend);
+    let app = env.app();
+    let mut phone = env.phone("w1", Role::GridWorker, "330604101");
+    phone.new_case("case-1", "330604101201", T0);
+    phone.edit("case-1", |doc, author| {
+        doc.edit(
+            &gridcase_core::doc::FieldEdit::Title("夜间\0施工".into()),
+            author,
+            T0,
+        )
+        .unwrap();
+    });
+    let before = env.counts();
+    let response = sync_ok(&app, &phone, &phone.request(&["case-1"])).await;
+    assert_eq!(
+        reject_code(&response.results[0]),
+        Some(RejectCode::Malformed)
+    );
+    let after = env.counts();
+    assert_eq!(
+        (after.changes, after.docs, after.cases),
+        (before.changes, before.docs, before.cases)
+    );
+    assert_eq!(after.audit_reject, before.audit_reject + 1);
+    env.still_serves(&app).await;
+}
+
+gridcase_server::backend_tests!(async:
+    nul_in_stored_text_is_malformed,
+    replayed_old_changes_do_not_reopen_a_case_that_left_the_scope,
+    undecodable_sync_bodies_are_refused_and_store_nothing,
+    oversized_bodies_get_413_json_and_store_nothing,
+    non_automerge_changes_are_rejected_per_document_while_the_rest_is_accepted,
+    changes_under_another_devices_actor_are_foreign,
+    a_replayed_request_stores_nothing_twice_and_gets_the_same_answer,
+    a_case_outside_the_jurisdiction_is_refused,
+    personal_data_from_a_handling_unit_is_refused,
+    bad_document_ids_are_malformed,
+    too_many_changes_or_pushes_are_refused,
+    bad_tokens_are_401_and_revoked_ones_say_wipe,
+    bad_admin_requests_get_json_errors,
+    reveal_needs_a_reason_and_is_audited,
+    the_audit_log_records_changes_rejections_revocations_and_enrolments,
+    old_dependencies_do_not_reopen_a_case_that_left_the_scope,
+);

@@ -4,8 +4,12 @@
 //! - W2 return: a phone holding 20,000 cases comes back with 500 changed locally while 500
 //!   others changed on the server.
 //! - W4 deadline scan: 1,000,000 cases in the server's projection; the overdue scan.
+//! - overlap: 16 phones, each sync pushing a note to its own case and receiving the others',
+//!   from 1, 2 and 4 threads at once, on SQLite and PostgreSQL: do syncs of different devices
+//!   run at the same time (throughput rising with threads) or one after another?
 //!
-//! Run: `cargo bench -p gridcase-tests --bench sync` (`-- w1`, `-- w2`, `-- w4` for one).
+//! Run: `cargo bench -p gridcase-tests --bench sync` (`-- w1`, `-- w2`, `-- w4`, `-- overlap`
+//! for one).
 //! Sizes can be lowered for a quick look with GRIDCASE_BENCH_SCALE=0.1.
 
 use std::io::Write;
@@ -213,7 +217,7 @@ fn final_state_json(phone: &TestPhone, ids: impl Iterator<Item = String>) -> Vec
 
 fn w1() {
     let n = scale(10_000);
-    let server = TestServer::start();
+    let server = TestServer::start(gridcase_tests::Backend::Sqlite);
     let mut seeder = TestPhone::enrolled(&server, "seeder", Role::GridWorker, "330604101", 1);
     seed(&mut seeder, n, "w1");
 
@@ -237,7 +241,7 @@ fn w1() {
 fn w2() {
     let n = scale(20_000);
     let changed = scale(500);
-    let server = TestServer::start();
+    let server = TestServer::start(gridcase_tests::Backend::Sqlite);
     let mut seeder = TestPhone::enrolled(&server, "seeder", Role::GridWorker, "330604101", 1);
     seed(&mut seeder, n, "w2");
     let (mut phone, _, _) = restore(&server, "returner", 2);
@@ -337,6 +341,133 @@ fn main() {
     if wants("w4") {
         w4::run(scale(1_000_000));
     }
+    if wants("overlap") {
+        overlap(gridcase_tests::Backend::Sqlite);
+        if std::env::var("GRIDCASE_TEST_PG").is_ok_and(|v| v == "off") {
+            println!("overlap on PostgreSQL skipped (GRIDCASE_TEST_PG=off)");
+        } else {
+            overlap(gridcase_tests::Backend::Postgres);
+        }
+    }
+}
+
+/// Syncs per second of the server alone (`Store::sync`, no HTTP, no phone) when 16 devices sync
+/// from 1, 2 and 4 threads at once; each sync pushes one note to the device's own case and
+/// receives the notes the others pushed since its cursor. The notes are made before the clock
+/// starts.
+fn overlap(backend: gridcase_tests::Backend) {
+    use gridcase_core::area::Jurisdiction;
+    use gridcase_core::doc::CaseDoc;
+    use gridcase_core::identity::actor_for;
+    use gridcase_core::model::Author;
+    use gridcase_core::sync::{DocPush, PushResult, SyncRequest};
+    use gridcase_server::{Auth, DeviceCtx};
+
+    const DEVICES: usize = 16;
+    let rounds = scale(800).div_ceil(DEVICES).max(2);
+    let mut results = Vec::new();
+    for threads in [1usize, 2, 4] {
+        // Fresh for each thread count: the cases grow with every note.
+        let db = gridcase_tests::TestDb::new(backend);
+        let store = db.open();
+        let area = Jurisdiction::parse("330604101").unwrap();
+        /// A device, its case, the pushes it will make, its cursor.
+        type Device = (DeviceCtx, String, Vec<Vec<Vec<u8>>>, u64);
+        let mut devices: Vec<Device> = Vec::new();
+        for d in 0..DEVICES {
+            let user = format!("o{d}");
+            store.enrol_user(&user, Role::GridWorker, &area, 0).unwrap();
+            let token = store.enrol_device(&user, 0).unwrap();
+            let Auth::Device(device) = store.authenticate(&token).unwrap() else {
+                panic!("enrolled")
+            };
+            let author = Author {
+                user: user.clone(),
+                device: device.device_id.clone(),
+                role: Role::GridWorker,
+            };
+            let actor = actor_for(&device.device_id, [1, 2, 3, 4]).unwrap();
+            let case_id = format!("o-{d:02}");
+            let mut case = CaseDoc::create(
+                &new_case(&case_id, "路灯不亮", "330604101201"),
+                &author,
+                actor,
+                T0,
+            )
+            .unwrap();
+            case.act(&Action::Register, &author, T0 + 1).unwrap();
+            // Push k is everything since push k - 1: the registration, then one note each.
+            let mut pushes = Vec::new();
+            let mut doc = case.into_automerge();
+            let mut since = Vec::new();
+            for k in 0..=rounds {
+                if k > 0 {
+                    let mut case = CaseDoc::from_automerge(doc).unwrap();
+                    case.add_note(&format!("第{k}次"), &author, T0 + 1 + k as Millis)
+                        .unwrap();
+                    doc = case.into_automerge();
+                }
+                let changes: Vec<Vec<u8>> = doc
+                    .get_changes(&since)
+                    .iter()
+                    .map(|c| c.raw_bytes().to_vec())
+                    .collect();
+                since = doc.get_heads();
+                pushes.push(changes);
+            }
+            devices.push((device, case_id, pushes, 0));
+        }
+        let sync = |store: &gridcase_server::Store, device: &mut Device, k: usize| {
+            let (ctx, case_id, pushes, cursor) = device;
+            let request = SyncRequest {
+                device_time: T0,
+                cursor: *cursor,
+                pushes: vec![DocPush {
+                    doc_id: case_id.clone(),
+                    changes: std::mem::take(&mut pushes[k]),
+                }],
+                ..Default::default()
+            };
+            let response = store.sync(ctx, &request, T0).unwrap();
+            assert!(
+                matches!(response.results[0], PushResult::Accepted { .. }),
+                "{:?}",
+                response.results
+            );
+            if response.restore.is_none() {
+                *cursor = response.cursor;
+            }
+        };
+        for device in devices.iter_mut() {
+            sync(&store, device, 0);
+        }
+        let started = Instant::now();
+        let per_thread = DEVICES / threads;
+        std::thread::scope(|s| {
+            for group in devices.chunks_mut(per_thread) {
+                let store = &store;
+                let sync = &sync;
+                s.spawn(move || {
+                    for k in 1..=rounds {
+                        for device in group.iter_mut() {
+                            sync(store, device, k);
+                        }
+                    }
+                });
+            }
+        });
+        let syncs = rounds * DEVICES;
+        let secs = started.elapsed().as_secs_f64();
+        results.push(format!(
+            "{threads} thread(s) {:.0} syncs/s ({:.1} ms each)",
+            syncs as f64 / secs,
+            secs * 1000.0 * threads as f64 / syncs as f64
+        ));
+    }
+    println!(
+        "overlap ({backend:?}): {DEVICES} devices, one note pushed and the others' received per sync: {}",
+        results.join("; ")
+    );
 }
 
 /// W4: the deadline scan reads only the server's projection, so the benchmark fills that table

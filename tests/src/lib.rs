@@ -1,6 +1,8 @@
 //! Harness for the workspace-level end-to-end tests in `tests/tests/`: a real `gridcase-server`
-//! on 127.0.0.1 (an ephemeral port, a temporary SQLite data directory) and phones that are real
-//! phone stores talking HTTP to it, exactly as the apps do through the bindings.
+//! on 127.0.0.1 (an ephemeral port, a fresh database of either backend from
+//! `gridcase_server::testing`) and phones that are real phone stores talking HTTP to it, exactly
+//! as the apps do through the bindings. Tests run on both backends with
+//! `gridcase_server::backend_tests!`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -11,25 +13,28 @@ use gridcase_core::model::{CaseType, Channel, Location, Millis, NewCase, Role, U
 use gridcase_core::phone::{Phone, SyncSummary, Transport, TransportError};
 use gridcase_server::http::{AppState, spawn};
 use gridcase_server::store::Store;
+pub use gridcase_server::testing::{Backend, TestDb};
 
 /// A server running on its own tokio runtime in the background for the life of the value.
 pub struct TestServer {
     pub url: String,
     pub store: Arc<Store>,
-    pub data: tempfile::TempDir,
+    /// The server's database; outlives the server (a restart opens it again).
+    pub db: TestDb,
     /// The server's clock; tests move it. Starts at [`T0`].
     pub clock: Arc<AtomicI64>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl TestServer {
-    pub fn start() -> TestServer {
-        let data = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(Store::open(data.path()).expect("open server store"));
-        Self::start_with(store, data)
+    /// A server on a fresh database of `backend`.
+    pub fn start(backend: Backend) -> TestServer {
+        let db = TestDb::new(backend);
+        let store = Arc::new(db.open());
+        Self::start_with(store, db)
     }
 
-    pub fn start_with(store: Arc<Store>, data: tempfile::TempDir) -> TestServer {
+    pub fn start_with(store: Arc<Store>, db: TestDb) -> TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -48,7 +53,7 @@ impl TestServer {
         TestServer {
             url: format!("http://{addr}"),
             store,
-            data,
+            db,
             clock,
             runtime: Some(runtime),
         }

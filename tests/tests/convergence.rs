@@ -3,11 +3,10 @@
 use gridcase_core::doc::{CaseDoc, FieldEdit};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Role, Status};
-use gridcase_tests::{T0, TestPhone, TestServer, new_case};
+use gridcase_tests::{Backend, T0, TestPhone, TestServer, new_case};
 
-#[test]
-fn concurrent_offline_edits_converge_everywhere() {
-    let server = TestServer::start();
+fn concurrent_offline_edits_converge_everywhere(backend: Backend) {
+    let server = TestServer::start(backend);
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
     let mut wang = TestPhone::enrolled(&server, "wang", Role::GridWorker, "330604101", 2);
     let mut zhao = TestPhone::enrolled(&server, "zhao", Role::TownshipStaff, "330604101", 3);
@@ -102,9 +101,8 @@ fn concurrent_offline_edits_converge_everywhere() {
     }
 }
 
-#[test]
-fn conflicting_offline_actions_are_flagged_on_every_replica() {
-    let server = TestServer::start();
+fn conflicting_offline_actions_are_flagged_on_every_replica(backend: Backend) {
+    let server = TestServer::start(backend);
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
     let mut zhao = TestPhone::enrolled(&server, "zhao", Role::TownshipStaff, "330604101", 2);
     li.phone
@@ -148,3 +146,8 @@ fn conflicting_offline_actions_are_flagged_on_every_replica() {
     assert_eq!(a.timeline.len(), 4, "every action is kept");
     assert!(a.timeline.iter().any(|e| e.conflicted));
 }
+
+gridcase_server::backend_tests!(
+    concurrent_offline_edits_converge_everywhere,
+    conflicting_offline_actions_are_flagged_on_every_replica,
+);

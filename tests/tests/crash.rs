@@ -4,8 +4,9 @@
 //!
 //! The server has to be a separate process to be killed, and `cargo test -p gridcase-tests`
 //! does not build the `gridcase-server` binary, so this test binary re-executes itself as the
-//! server: [`crash_child_server`] (ignored, so a normal run skips it) serves the data directory
-//! named by `GRIDCASE_CRASH_CHILD` and writes its port to `<dir>/port`.
+//! server: [`crash_child_server`] (ignored, so a normal run skips it) serves the database named
+//! by `GRIDCASE_CRASH_DB` (an SQLite data directory or a PostgreSQL URL) and writes its port to
+//! `<GRIDCASE_CRASH_CHILD>/port`. Runs on both backends.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,16 +18,20 @@ use std::time::{Duration, Instant};
 use automerge::{Change, ChangeHash};
 use gridcase_bindings::http::HttpTransport;
 use gridcase_core::area::Jurisdiction;
+use gridcase_core::calendar::Calendar;
 use gridcase_core::doc::CaseDoc;
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Millis, Role};
 use gridcase_core::phone::{Phone, PhoneError, Transport, TransportError};
+use gridcase_core::policy::PolicySet;
 use gridcase_core::sync::{PushResult, wire};
+use gridcase_server::db::Location;
 use gridcase_server::http::{AppState, spawn};
 use gridcase_server::store::Store;
-use gridcase_tests::{T0, new_case};
+use gridcase_tests::{Backend, T0, TestDb, new_case};
 
 const CHILD_ENV: &str = "GRIDCASE_CRASH_CHILD";
+const DB_ENV: &str = "GRIDCASE_CRASH_DB";
 const CHILD_TEST: &str = "crash_child_server";
 const ROUNDS: u64 = 20;
 /// Operations (an edit, then a sync) per phone and burst, at most.
@@ -42,7 +47,15 @@ fn crash_child_server() {
         return;
     };
     let dir = PathBuf::from(dir);
-    let store = Arc::new(Store::open(&dir).expect("child: open the server store"));
+    let database = std::env::var(DB_ENV).expect("child: the database");
+    let location = match database.strip_prefix("sqlite:") {
+        Some(data) => Location::Sqlite(data.into()),
+        None => Location::Postgres(database),
+    };
+    let store = Arc::new(
+        Store::connect(&location, 8, PolicySet::default(), Calendar::embedded())
+            .expect("child: open the server store"),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -69,7 +82,12 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(dir: &Path, log: &Path) -> ServerProcess {
+    /// Serves `db`; its port file lives in `dir`.
+    fn start(db: &TestDb, dir: &Path, log: &Path) -> ServerProcess {
+        let database = match db.location() {
+            Location::Sqlite(data) => format!("sqlite:{}", data.display()),
+            Location::Postgres(url) => url.clone(),
+        };
         let port_file = dir.join("port");
         let _ = std::fs::remove_file(&port_file);
         let log_file = std::fs::File::create(log).expect("child log");
@@ -83,6 +101,7 @@ impl ServerProcess {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, dir)
+            .env(DB_ENV, database)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("child log"))
             .stderr(log_file)
@@ -329,8 +348,8 @@ fn burst(mut phone: CrashPhone, round: u64, index: u64, url: &str, acks: &Mutex<
 }
 
 /// Opens the (dead) server's store and checks that it holds every acknowledged change.
-fn check_acknowledged(dir: &Path, acks: &Acks, round: u64) -> usize {
-    let store = Store::open(dir).expect("reopen the server store after the kill");
+fn check_acknowledged(db: &TestDb, acks: &Acks, round: u64) -> usize {
+    let store = db.open();
     let mut checked = 0;
     let mut lost = Vec::new();
     for ((phone, doc_id), hashes) in &acks.required {
@@ -432,12 +451,12 @@ fn check_identical(phones: &[CrashPhone], store: &Store, round: u64) -> usize {
     ids.len()
 }
 
-#[test]
-fn server_killed_mid_burst_loses_no_acknowledged_change() {
+fn server_killed_mid_burst_loses_no_acknowledged_change(backend: Backend) {
     let started = Instant::now();
-    let data = tempfile::tempdir().expect("temp dir");
-    let dir = data.path().join("server");
-    let logs = data.path().join("logs");
+    let db = TestDb::new(backend);
+    let dir = db.dir().join("server");
+    std::fs::create_dir_all(&dir).unwrap();
+    let logs = db.dir().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
 
     let users = [
@@ -446,7 +465,7 @@ fn server_killed_mid_burst_loses_no_acknowledged_change() {
         ("zhao", Role::TownshipStaff),
     ];
     let mut phones: Vec<CrashPhone> = {
-        let store = Store::open(&dir).expect("open the server store");
+        let store = db.open();
         let area = Jurisdiction::parse(AREA).unwrap();
         users
             .iter()
@@ -474,7 +493,7 @@ fn server_killed_mid_burst_loses_no_acknowledged_change() {
 
     // A first server: everyone learns who they are, and a registered case to share.
     let log = logs.join("setup.log");
-    let server = ServerProcess::start(&dir, &log);
+    let server = ServerProcess::start(&db, &dir, &log);
     let acks = Mutex::new(Acks::default());
     for p in phones.iter_mut() {
         p.sync(&server.url, &acks).expect("first sync");
@@ -500,7 +519,7 @@ fn server_killed_mid_burst_loses_no_acknowledged_change() {
         let mut rng = Rng::new(round);
         let delay = Duration::from_millis(20 + rng.below(181));
         let log = logs.join(format!("round-{round:02}-burst.log"));
-        let server = ServerProcess::start(&dir, &log);
+        let server = ServerProcess::start(&db, &dir, &log);
         let acks = Mutex::new(Acks::default());
 
         // The burst: three phones edit and sync concurrently; the server dies under them.
@@ -538,16 +557,16 @@ fn server_killed_mid_burst_loses_no_acknowledged_change() {
         // Everything acknowledged before the kill is on disk.
         let acks = acks.into_inner().unwrap();
         total_accepted += acks.accepted;
-        let checked = check_acknowledged(&dir, &acks, round);
+        let checked = check_acknowledged(&db, &acks, round);
         total_checked += checked;
 
         // A restarted server on the same data: the phones converge with it and each other.
         let log = logs.join(format!("round-{round:02}-restart.log"));
-        let server = ServerProcess::start(&dir, &log);
+        let server = ServerProcess::start(&db, &dir, &log);
         let after = Mutex::new(Acks::default());
         converge(&mut phones, &server.url, &after, round);
         server.kill(&log);
-        let store = Store::open(&dir).expect("reopen the server store");
+        let store = db.open();
         let cases = check_identical(&phones, &store, round);
         drop(store);
         eprintln!(
@@ -574,3 +593,5 @@ fn server_killed_mid_burst_loses_no_acknowledged_change() {
          is not exercising what it claims"
     );
 }
+
+gridcase_server::backend_tests!(server_killed_mid_burst_loses_no_acknowledged_change);

@@ -6,7 +6,7 @@ use gridcase_core::calendar::{china_offset, to_millis};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{CaseType, Millis, Role};
 use gridcase_server::deadlines::run_deadline_check;
-use gridcase_tests::{TestPhone, TestServer, new_case};
+use gridcase_tests::{Backend, TestPhone, TestServer, new_case};
 
 /// An instant given in China time.
 fn cst(y: i32, m: u32, d: u32, h: u32) -> Millis {
@@ -19,9 +19,8 @@ fn cst(y: i32, m: u32, d: u32, h: u32) -> Millis {
     )
 }
 
-#[test]
-fn overdue_scan_across_national_day() {
-    let server = TestServer::start();
+fn overdue_scan_across_national_day(backend: Backend) {
+    let server = TestServer::start(backend);
     server.set_time(cst(2025, 9, 28, 9));
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
 
@@ -76,3 +75,5 @@ fn overdue_scan_across_national_day() {
     let case = li.phone.get_case("a").unwrap().case;
     assert_eq!(case.supervisions.len(), 1);
 }
+
+gridcase_server::backend_tests!(overdue_scan_across_national_day,);

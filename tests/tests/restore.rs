@@ -4,11 +4,10 @@
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::Role;
 use gridcase_core::sync::wire;
-use gridcase_tests::{FlakyTransport, T0, TestPhone, TestServer, new_case};
+use gridcase_tests::{Backend, FlakyTransport, T0, TestPhone, TestServer, new_case};
 
-#[test]
-fn restore_cut_off_halfway_resumes_without_resending() {
-    let server = TestServer::start();
+fn restore_cut_off_halfway_resumes_without_resending(backend: Backend) {
+    let server = TestServer::start(backend);
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
     for i in 0..45 {
         let id = format!("c-{i:03}");
@@ -84,3 +83,5 @@ fn restore_cut_off_halfway_resumes_without_resending() {
         .sum();
     assert_eq!(again, 0);
 }
+
+gridcase_server::backend_tests!(restore_cut_off_halfway_resumes_without_resending,);

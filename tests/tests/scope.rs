@@ -5,7 +5,7 @@ use gridcase_core::doc::{CaseDoc, PersonalDoc, split_doc_id};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Complainant, Role};
 use gridcase_core::sync::{Payload, wire};
-use gridcase_tests::{FlakyTransport, T0, TestPhone, TestServer, new_case};
+use gridcase_tests::{Backend, FlakyTransport, T0, TestPhone, TestServer, new_case};
 
 /// Every document id and the full text of every payload a phone received in `responses`.
 fn received(responses: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
@@ -57,9 +57,8 @@ fn sync_recording(phone: &mut TestPhone) -> Vec<Vec<u8>> {
     responses
 }
 
-#[test]
-fn devices_receive_only_their_scope_and_personal_data_only_by_role() {
-    let server = TestServer::start();
+fn devices_receive_only_their_scope_and_personal_data_only_by_role(backend: Backend) {
+    let server = TestServer::start(backend);
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
     let mut zhao = TestPhone::enrolled(&server, "zhao", Role::TownshipStaff, "330604101", 2);
     let mut chen = TestPhone::enrolled(&server, "chen", Role::GridWorker, "330604102", 3);
@@ -118,3 +117,5 @@ fn devices_receive_only_their_scope_and_personal_data_only_by_role() {
     );
     assert!(water.phone.get_case("c-1").unwrap().complainant.is_none());
 }
+
+gridcase_server::backend_tests!(devices_receive_only_their_scope_and_personal_data_only_by_role,);

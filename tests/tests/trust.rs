@@ -6,11 +6,10 @@ use gridcase_core::doc::{CaseDoc, FieldEdit};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Location, Role};
 use gridcase_core::phone::{PhoneError, TransportError};
-use gridcase_tests::{T0, TestPhone, TestServer, new_case};
+use gridcase_tests::{Backend, T0, TestPhone, TestServer, new_case};
 
-#[test]
-fn revoked_device_is_told_to_wipe_and_wipes() {
-    let server = TestServer::start();
+fn revoked_device_is_told_to_wipe_and_wipes(backend: Backend) {
+    let server = TestServer::start(backend);
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
     li.phone
         .create_case(&new_case("c-1", "井盖缺失", "330604101201"), None, T0)
@@ -47,9 +46,8 @@ fn revoked_device_is_told_to_wipe_and_wipes() {
     assert_eq!(zhao.phone.get_case("c-1").unwrap().case.title, "井盖缺失");
 }
 
-#[test]
-fn case_moved_to_another_village_leaves_after_pending_changes_are_sent() {
-    let server = TestServer::start();
+fn case_moved_to_another_village_leaves_after_pending_changes_are_sent(backend: Backend) {
+    let server = TestServer::start(backend);
     // A village grid worker and the township staff above them.
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101201", 1);
     let mut zhao = TestPhone::enrolled(&server, "zhao", Role::TownshipStaff, "330604101", 2);
@@ -94,12 +92,11 @@ fn case_moved_to_another_village_leaves_after_pending_changes_are_sent() {
     assert_eq!(server_case.location.area_code, "330604101202");
 }
 
-#[test]
-fn a_phone_number_revealed_offline_reaches_the_audit_log() {
+fn a_phone_number_revealed_offline_reaches_the_audit_log(backend: Backend) {
     use gridcase_core::model::Complainant;
     use gridcase_server::audit::AuditQuery;
 
-    let server = TestServer::start();
+    let server = TestServer::start(backend);
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
     let complainant = Complainant {
         name: "张三".into(),
@@ -144,11 +141,10 @@ fn a_phone_number_revealed_offline_reaches_the_audit_log() {
     assert_eq!(reveals(&server), 1);
 }
 
-#[test]
-fn a_user_moved_to_another_village_receives_its_cases_and_loses_the_old_ones() {
+fn a_user_moved_to_another_village_receives_its_cases_and_loses_the_old_ones(backend: Backend) {
     use gridcase_core::area::Jurisdiction;
 
-    let server = TestServer::start();
+    let server = TestServer::start(backend);
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101201", 1);
     let mut zhao = TestPhone::enrolled(&server, "zhao", Role::TownshipStaff, "330604101", 2);
     li.phone
@@ -183,3 +179,10 @@ fn a_user_moved_to_another_village_receives_its_cases_and_loses_the_old_ones() {
     let summary = li.sync().unwrap();
     assert_eq!(summary.progress.cases_received, 0);
 }
+
+gridcase_server::backend_tests!(
+    revoked_device_is_told_to_wipe_and_wipes,
+    case_moved_to_another_village_leaves_after_pending_changes_are_sent,
+    a_phone_number_revealed_offline_reaches_the_audit_log,
+    a_user_moved_to_another_village_receives_its_cases_and_loses_the_old_ones,
+);

@@ -1,0 +1,190 @@
+//! The PostgreSQL schema, one step per row of `schema_version`. Append steps; never edit a
+//! released one. Version 1 is the SQLite schema at its version 5 in PostgreSQL's types
+//! (booleans, BIGINT instants, BYTEA), plus the feed counter.
+//!
+//! Document and case ids use the "C" collation: ordered and compared bytewise, as SQLite does,
+//! so a restore's `doc_id > after` pages the same way on both backends.
+//!
+//! Several servers may start at once: each step runs under a transaction-scoped advisory lock
+//! and re-checks the version inside it, so a step is applied exactly once.
+
+use super::PgConn;
+use crate::db::Result;
+use crate::db::migrate::{self, Migrator};
+
+/// Arbitrary, fixed: the advisory lock key of schema migrations.
+const MIGRATION_LOCK: i64 = 0x6772_6964_6361_7365; // "gridcase"
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        jurisdiction TEXT NOT NULL,
+        revoked BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        secret_hash TEXT NOT NULL,
+        revoked BOOLEAN NOT NULL DEFAULT FALSE,
+        clock_offset_ms BIGINT,
+        last_seen BIGINT,
+        created_at BIGINT NOT NULL,
+        served_scope TEXT
+    );
+    CREATE INDEX devices_user ON devices(user_id);
+    -- The last feed position handed out; advanced at the very end of each commit.
+    CREATE TABLE feed_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL
+    );
+    INSERT INTO feed_head (id, seq) VALUES (1, 0);
+    CREATE TABLE changes (
+        seq BIGINT PRIMARY KEY,
+        doc_id TEXT COLLATE "C" NOT NULL,
+        hash BYTEA NOT NULL,
+        bytes BYTEA NOT NULL,
+        device_id TEXT,
+        received_at BIGINT NOT NULL,
+        UNIQUE (doc_id, hash)
+    );
+    CREATE INDEX changes_doc_seq ON changes(doc_id, seq);
+    CREATE TABLE docs (
+        doc_id TEXT COLLATE "C" PRIMARY KEY,
+        case_id TEXT COLLATE "C" NOT NULL,
+        is_pii BOOLEAN NOT NULL,
+        snapshot BYTEA NOT NULL,
+        snapshot_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        heads BYTEA NOT NULL
+    );
+    CREATE INDEX docs_case ON docs(case_id);
+    CREATE TABLE cases (
+        case_id TEXT COLLATE "C" PRIMARY KEY,
+        number TEXT NOT NULL,
+        title TEXT NOT NULL,
+        category TEXT NOT NULL,
+        status TEXT NOT NULL,
+        case_type TEXT NOT NULL,
+        urgency TEXT NOT NULL,
+        priority BOOLEAN NOT NULL,
+        area_code TEXT NOT NULL,
+        scope_area TEXT,
+        assignee TEXT NOT NULL,
+        responsible_unit TEXT NOT NULL,
+        stage TEXT,
+        stage_started_at BIGINT,
+        due_at BIGINT,
+        due_provisional BOOLEAN NOT NULL DEFAULT FALSE,
+        calendar_version TEXT NOT NULL,
+        paused BOOLEAN NOT NULL DEFAULT FALSE,
+        needs_review BOOLEAN NOT NULL DEFAULT FALSE,
+        last_seq BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX cases_due_at ON cases(due_at);
+    CREATE INDEX cases_area_code ON cases(area_code);
+    CREATE INDEX cases_assignee ON cases(assignee);
+    CREATE INDEX cases_last_seq ON cases(last_seq);
+    CREATE INDEX cases_running_due ON cases(due_at, case_id, stage, stage_started_at)
+        WHERE due_at IS NOT NULL AND NOT paused;
+    CREATE TABLE event_times (
+        case_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (case_id, event_id)
+    );
+    CREATE TABLE device_docs (
+        device_id TEXT NOT NULL,
+        doc_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (device_id, doc_id)
+    );
+    CREATE TABLE supervisions (
+        id BIGSERIAL PRIMARY KEY,
+        case_id TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        stage_started_at BIGINT NOT NULL,
+        level INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        UNIQUE (case_id, stage, stage_started_at)
+    );
+    CREATE TABLE audit (
+        id BIGSERIAL PRIMARY KEY,
+        at BIGINT NOT NULL,
+        user_id TEXT,
+        device_id TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('change', 'reveal', 'reject', 'revoke', 'enrol')),
+        case_id TEXT,
+        doc_id TEXT,
+        detail TEXT
+    );
+    CREATE INDEX audit_case_at ON audit(case_id, at);
+    CREATE INDEX audit_user_at ON audit(user_id, at);
+    CREATE INDEX audit_at ON audit(at);
+    "#,
+];
+
+const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER PRIMARY KEY,
+        applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )";
+
+/// The schema's version (0 for an empty database).
+pub(super) fn version(conn: &mut PgConn) -> Result<u32> {
+    let exists: bool = conn
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let v: i32 = conn
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])?
+        .get(0);
+    Ok(v as u32)
+}
+
+struct Postgres<'a>(&'a mut PgConn);
+
+impl Migrator for Postgres<'_> {
+    fn version(&mut self) -> Result<u32> {
+        version(self.0)
+    }
+
+    fn apply(&mut self, target: u32, sql: &str) -> Result<()> {
+        let conn = &mut *self.0;
+        conn.batch("BEGIN")?;
+        let result = (|| {
+            conn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            conn.batch(VERSION_TABLE)?;
+            if version(conn)? >= target {
+                return Ok(()); // another server applied it meanwhile
+            }
+            conn.batch(sql)?;
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&(target as i32)],
+            )?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => conn.batch("COMMIT"),
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Brings the schema up to date. Returns the version reached.
+pub(super) fn migrate(conn: &mut PgConn) -> Result<u32> {
+    migrate::run(&mut Postgres(conn), MIGRATIONS)
+}

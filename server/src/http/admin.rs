@@ -1,0 +1,315 @@
+//! The admin routes (`/admin/…`): deadline lists, a case's detail, the audit log, reveals and
+//! revocations. Each handler takes an [`Admin`], so none can run without the admin token.
+
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gridcase_core::doc::{CaseDoc, PersonalDoc, mask_phone, personal_doc_id};
+use gridcase_core::model::Millis;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Admin;
+use super::{AppError, AppState};
+use crate::audit::{self, AuditQuery};
+use crate::store::Store;
+
+/// The admin routes.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/overdue", get(admin_overdue))
+        .route("/admin/due-soon", get(admin_due_soon))
+        .route("/admin/cases/{id}", get(admin_case))
+        .route("/admin/cases/{id}/reveal", post(admin_reveal))
+        .route("/admin/audit", get(admin_audit))
+        .route("/admin/devices/{id}/revoke", post(admin_revoke_device))
+        .route("/admin/users/{id}/revoke", post(admin_revoke_user))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    /// RFC 3339 or milliseconds since the epoch; default now.
+    at: Option<String>,
+    /// 1 to [`MAX_LIST_LIMIT`]; default 1000.
+    limit: Option<String>,
+}
+
+/// The most rows a list route returns.
+pub const MAX_LIST_LIMIT: u32 = 100_000;
+
+/// Parses a `limit` parameter: a whole number from 1 to `max`.
+fn parse_limit(text: Option<&str>, default: u32, max: u32) -> Result<u32, AppError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(AppError::BadRequest {
+            code: "bad_limit",
+            message: format!("`limit` must be a whole number from 1 to {max}"),
+        }),
+    }
+}
+
+fn parse_time_param(name: &str, text: Option<&str>) -> Result<Option<Millis>, AppError> {
+    match text {
+        None => Ok(None),
+        Some(text) => parse_instant(text)
+            .map(Some)
+            .ok_or_else(|| AppError::BadRequest {
+                code: "bad_time",
+                message: format!("`{name}` must be RFC 3339 or milliseconds since the epoch"),
+            }),
+    }
+}
+
+/// Parses an instant given as RFC 3339 or as milliseconds since the epoch.
+pub fn parse_instant(text: &str) -> Option<Millis> {
+    text.parse::<Millis>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    })
+}
+
+fn list_at(state: &AppState, params: &ListParams) -> Result<Millis, AppError> {
+    match &params.at {
+        None => Ok((state.clock)()),
+        Some(text) => parse_instant(text).ok_or_else(|| AppError::BadRequest {
+            code: "bad_time",
+            message: "`at` must be RFC 3339 or milliseconds since the epoch".into(),
+        }),
+    }
+}
+
+async fn admin_overdue(
+    _admin: Admin,
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    deadline_list(state, params, Store::overdue).await
+}
+
+async fn admin_due_soon(
+    _admin: Admin,
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    deadline_list(state, params, Store::due_soon).await
+}
+
+/// One of the deadline lists (`list(store, at, limit)`) at `?at=`, for an admin.
+async fn deadline_list(
+    state: AppState,
+    params: Result<Query<ListParams>, QueryRejection>,
+    list: fn(&Store, Millis, u32) -> crate::store::Result<Vec<crate::store::CaseSummary>>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Query(params) = params?;
+    let at = list_at(&state, &params)?;
+    let limit = parse_limit(params.limit.as_deref(), 1000, MAX_LIST_LIMIT)?;
+    let store = state.store.clone();
+    let cases = tokio::task::spawn_blocking(move || list(&store, at, limit)).await??;
+    Ok(Json(
+        json!({"at": at, "count": cases.len(), "cases": cases}),
+    ))
+}
+
+async fn admin_case(
+    _admin: Admin,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Path(id) = id?;
+    let store = state.store.clone();
+    let detail = tokio::task::spawn_blocking(move || case_detail(&store, &id)).await??;
+    Ok(Json(detail))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditParams {
+    case: Option<String>,
+    user: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /admin/audit?case=&user=&from=&to=&limit=`: audit rows, newest first.
+async fn admin_audit(
+    _admin: Admin,
+    State(state): State<AppState>,
+    params: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Query(params) = params?;
+    let query = AuditQuery {
+        case_id: params.case.filter(|c| !c.is_empty()),
+        user_id: params.user.filter(|u| !u.is_empty()),
+        from: parse_time_param("from", params.from.as_deref())?,
+        to: parse_time_param("to", params.to.as_deref())?,
+        limit: parse_limit(
+            params.limit.as_deref(),
+            audit::DEFAULT_AUDIT_LIMIT,
+            audit::MAX_AUDIT_LIMIT,
+        )?,
+    };
+    let store = state.store.clone();
+    let rows = tokio::task::spawn_blocking(move || store.audit_log(&query)).await??;
+    Ok(Json(json!({"count": rows.len(), "rows": rows})))
+}
+
+/// The most bytes of JSON an admin POST body may have.
+const MAX_ADMIN_BODY: usize = 16 * 1024;
+
+/// Reads an optional small JSON object body: empty means `{}`.
+async fn admin_body(body: Body) -> Result<serde_json::Map<String, serde_json::Value>, AppError> {
+    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
+        .await
+        .map_err(|_| AppError::TooLarge)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(AppError::BadRequest {
+            code: "bad_json",
+            message: "the body must be a JSON object".into(),
+        }),
+    }
+}
+
+/// A string field of an admin body; an absent or null field is `None`, another type an error.
+fn string_field(
+    map: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<String>, AppError> {
+    match map.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(AppError::BadRequest {
+            code: "bad_json",
+            message: format!("`{name}` must be a string"),
+        }),
+    }
+}
+
+/// The admin name for the audit log: `by` in the body, else `admin` (the admin token is one
+/// shared secret and names nobody).
+fn admin_name(map: &serde_json::Map<String, serde_json::Value>) -> Result<String, AppError> {
+    let by = string_field(map, "by")?.unwrap_or_else(|| "admin".into());
+    audit::check_by(&by)
+        .map(str::to_owned)
+        .map_err(|e| AppError::BadRequest {
+            code: "bad_by",
+            message: e.to_string(),
+        })
+}
+
+/// `POST /admin/cases/{id}/reveal` with `{"reason": "...", "by": "..."}`: the complainant
+/// unmasked, recorded in the audit log.
+async fn admin_reveal(
+    _admin: Admin,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Path(id) = id?;
+    let map = admin_body(body).await?;
+    let reason = string_field(&map, "reason")?.unwrap_or_default();
+    if reason.trim().is_empty() {
+        return Err(AppError::BadRequest {
+            code: "reason_required",
+            message: "a reveal needs a non-empty `reason`; it is recorded".into(),
+        });
+    }
+    if let Err(e) = audit::check_reason(&reason) {
+        return Err(AppError::BadRequest {
+            code: "bad_reason",
+            message: e.to_string(),
+        });
+    }
+    let by = admin_name(&map)?;
+    let now = (state.clock)();
+    let store = state.store.clone();
+    let case_id = id.clone();
+    let complainant =
+        tokio::task::spawn_blocking(move || store.reveal(&case_id, &by, &reason, now)).await??;
+    Ok(Json(json!({
+        "case_id": id,
+        "complainant": complainant.map(|c| json!({
+            "name": c.name, "phone": c.phone, "anonymous": c.anonymous
+        })),
+    })))
+}
+
+/// `POST /admin/devices/{id}/revoke` (optional body `{"by": "..."}`).
+async fn admin_revoke_device(
+    _admin: Admin,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Path(id) = id?;
+    let by = admin_name(&admin_body(body).await?)?;
+    let now = (state.clock)();
+    let store = state.store.clone();
+    let device = id.clone();
+    let found =
+        tokio::task::spawn_blocking(move || store.revoke_device_by(&device, Some(&by), now))
+            .await??;
+    if !found {
+        return Err(AppError::NotFound(format!(
+            "device {}",
+            audit::bounded(&id)
+        )));
+    }
+    Ok(Json(
+        json!({"device": id.to_ascii_lowercase(), "revoked": true}),
+    ))
+}
+
+/// `POST /admin/users/{id}/revoke` (optional body `{"by": "..."}`): all the user's devices.
+async fn admin_revoke_user(
+    _admin: Admin,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Path(id) = id?;
+    let by = admin_name(&admin_body(body).await?)?;
+    let now = (state.clock)();
+    let store = state.store.clone();
+    let user = id.clone();
+    let found =
+        tokio::task::spawn_blocking(move || store.revoke_user_by(&user, Some(&by), now)).await??;
+    if !found {
+        return Err(AppError::NotFound(format!("user {}", audit::bounded(&id))));
+    }
+    Ok(Json(json!({"user": id, "revoked": true})))
+}
+
+/// A case for the admin: its projection, the case as read from its document, supervisions, and
+/// the complainant with the phone masked.
+pub fn case_detail(store: &Store, id: &str) -> Result<serde_json::Value, AppError> {
+    let summary = store
+        .case_summary(id)?
+        .ok_or_else(|| AppError::NotFound(format!("case {}", audit::bounded(id))))?;
+    let doc = store
+        .load_doc(id)?
+        .ok_or_else(|| AppError::NotFound(format!("case {}", audit::bounded(id))))?;
+    let case = CaseDoc::from_automerge(doc)
+        .and_then(|d| d.read())
+        .map_err(|e| AppError::Internal(format!("case {id} does not read: {e}")))?;
+    let complainant = store.load_doc(&personal_doc_id(id))?.map(|doc| {
+        let c = PersonalDoc::from_automerge(doc).read();
+        json!({"name": c.name, "phone": mask_phone(&c.phone), "anonymous": c.anonymous})
+    });
+    let supervisions = store.supervisions(id)?;
+    Ok(json!({
+        "summary": summary,
+        "case": case,
+        "complainant": complainant,
+        "supervisions": supervisions,
+    }))
+}

@@ -1,0 +1,75 @@
+//! Authentication as extractors: a handler that takes a [`Device`] runs only for an enrolled,
+//! unrevoked device's bearer token; one that takes an [`Admin`] only for the admin token. A
+//! handler cannot forget the check: without the argument it has no device to act for.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+
+use super::{AppError, AppState};
+use crate::store::{Auth, DeviceCtx};
+
+/// The device behind the request's bearer token. Refuses with 401 `unauthorized`, or 401
+/// `revoked` (with `wipe`) for a revoked device or user.
+#[derive(Debug, Clone)]
+pub struct Device(pub DeviceCtx);
+
+/// The request carries the admin token. Refuses with 401 `unauthorized`.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for Device {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
+        let store = state.store.clone();
+        match tokio::task::spawn_blocking(move || store.authenticate(&token)).await?? {
+            Auth::Device(device) => Ok(Device(device)),
+            Auth::Unknown => Err(AppError::Unauthorized),
+            Auth::Revoked => Err(AppError::Revoked),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
+        let store = state.store.clone();
+        if tokio::task::spawn_blocking(move || store.check_admin_token(&token)).await?? {
+            Ok(Admin)
+        } else {
+            Err(AppError::Unauthorized)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&headers).as_deref(), Some("abc"));
+        headers.insert(header::AUTHORIZATION, "bearer  abc ".parse().unwrap());
+        assert_eq!(bearer(&headers).as_deref(), Some("abc"));
+        for bad in ["Basic abc", "Bearer", "Bearer ", "abc"] {
+            headers.insert(header::AUTHORIZATION, bad.parse().unwrap());
+            assert_eq!(bearer(&headers), None, "{bad}");
+        }
+    }
+}

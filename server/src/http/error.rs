@@ -1,0 +1,111 @@
+//! `AppError`: the one error answer of every route. JSON `{"error": "<code>", "message":
+//! "..."}`; internal details are logged, never sent.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// An error answer: JSON `{"error": "<code>", "message": "..."}`. Internal details are logged,
+/// never sent.
+#[derive(Debug)]
+pub enum AppError {
+    Unauthorized,
+    /// The device or user was revoked: the phone must wipe its data.
+    Revoked,
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
+    TooLarge,
+    /// Any other refusal with its own status and code.
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+    NotFound(String),
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => AppError::NotFound(what),
+            StoreError::Busy(what) => AppError::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "busy",
+                message: format!("{what} is busy; try again"),
+            },
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(e: PathRejection) -> Self {
+        AppError::BadRequest {
+            code: "bad_path",
+            message: e.body_text(),
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(e: QueryRejection) -> Self {
+        AppError::BadRequest {
+            code: "bad_query",
+            message: e.body_text(),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for AppError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        AppError::Internal(format!("blocking task failed: {e}"))
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            AppError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "unauthorized", "message": "missing, malformed or unknown token"}),
+            ),
+            AppError::Revoked => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "revoked", "wipe": true,
+                       "message": "this device was revoked; delete its data"}),
+            ),
+            AppError::BadRequest { code, message } => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": code, "message": message}),
+            ),
+            AppError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "too_large", "message": "the request body is too large"}),
+            ),
+            AppError::Refused {
+                status,
+                code,
+                message,
+            } => (status, json!({"error": code, "message": message})),
+            AppError::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                json!({"error": "not_found", "message": format!("{what} not found")}),
+            ),
+            AppError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "internal", "message": "internal server error"}),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}

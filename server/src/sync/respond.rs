@@ -1,0 +1,280 @@
+//! What a sync response sends, decided over one consistent snapshot ([`ReadView`]): a restore
+//! page or an incremental feed page, what the device lacks of the documents it just pushed,
+//! answers to catch-up messages, and evictions. Every document selected here is in the device's
+//! scope (the SQL of `crate::scope` selects pages; its Rust twin checks single documents), and
+//! every document sent whole or caught up is recorded as held, at the end of the sync.
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::ChangeHash;
+use automerge::sync::{ChunkList, Message, State, SyncDoc};
+use gridcase_core::doc::{personal_doc_id, split_doc_id};
+use gridcase_core::sync::{CatchUp, DocUpdate, Payload, RestoreToken, SyncRequest};
+
+use super::{FEED_ROW_CAP, page_size};
+use crate::db::{ReadView, Seq, blob_to_heads};
+use crate::documents::{hashes, load, load_in};
+use crate::scope::Scope;
+use crate::store::{DeviceCtx, Result};
+
+/// One page of the response's documents, with the cursor and restore state that go with it.
+pub(crate) struct Page {
+    pub docs: Vec<DocUpdate>,
+    pub cursor: u64,
+    pub restore: Option<RestoreToken>,
+    pub remaining: u64,
+}
+
+/// Builds a response inside one snapshot, noting which documents the device now holds.
+pub(crate) struct Responder<'a> {
+    pub view: &'a mut dyn ReadView,
+    pub device: &'a DeviceCtx,
+    pub scope: &'a Scope,
+    /// Documents sent whole or caught up: the device holds them once the sync is recorded.
+    pub holds: Vec<String>,
+}
+
+impl Responder<'_> {
+    /// The page the request asks for: a restore (first sync, a resumed restore, or a device
+    /// whose scope changed) or the feed after its cursor.
+    pub fn page(&mut self, request: &SyncRequest, scope_changed: bool) -> Result<Page> {
+        let head = self.view.feed_head()?;
+        let size = page_size(request.page_size) as usize;
+        // A device whose user got another role or jurisdiction has cases in its new scope whose
+        // changes all lie before its cursor: it restores again (held documents merge; those that
+        // left the scope are evicted).
+        let cursor = if scope_changed && request.restore.is_none() {
+            0
+        } else {
+            request.cursor
+        };
+        match (&request.restore, cursor) {
+            (Some(token), _) => self.restore_page(token.clone(), size, request.cursor),
+            (None, 0) => {
+                let token = RestoreToken {
+                    upto: head as u64,
+                    after: String::new(),
+                };
+                self.restore_page(token, size, 0)
+            }
+            (None, cursor) => self.feed_page(cursor, size, head),
+        }
+    }
+
+    /// A restore page: whole snapshots of the documents in scope, in id order after
+    /// `token.after`.
+    fn restore_page(&mut self, token: RestoreToken, size: usize, cursor: u64) -> Result<Page> {
+        let mut ids = self.view.restore_ids(self.scope, &token.after, size + 1)?;
+        let more = ids.len() > size;
+        ids.truncate(size);
+        let mut docs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(update) = self.snapshot(id)? {
+                docs.push(update);
+            }
+        }
+        match (more, ids.last()) {
+            (true, Some(last)) => Ok(Page {
+                docs,
+                cursor,
+                remaining: self.view.restore_docs_after(self.scope, last)?,
+                restore: Some(RestoreToken {
+                    upto: token.upto,
+                    after: last.clone(),
+                }),
+            }),
+            _ => Ok(Page {
+                docs,
+                cursor: token.upto,
+                restore: None,
+                remaining: 0,
+            }),
+        }
+    }
+
+    /// An incremental page: the change rows after `cursor` of documents in scope, less the rows
+    /// the device sent itself; a snapshot instead for documents the device does not hold yet.
+    fn feed_page(&mut self, cursor: u64, size: usize, head: Seq) -> Result<Page> {
+        let rows = self.view.feed(
+            self.scope,
+            &self.device.device_id,
+            cursor as Seq,
+            FEED_ROW_CAP + 1,
+        )?;
+        let mut order: Vec<String> = Vec::new();
+        let mut groups: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+        let mut covered = cursor as Seq;
+        let mut more = false;
+        for (n, row) in rows.into_iter().enumerate() {
+            let new_doc = !groups.contains_key(&row.doc_id);
+            if n >= FEED_ROW_CAP || (new_doc && order.len() >= size) {
+                more = true;
+                break;
+            }
+            if new_doc {
+                order.push(row.doc_id.clone());
+            }
+            let group = groups.entry(row.doc_id).or_default();
+            group.extend(row.bytes);
+            covered = row.seq;
+        }
+        if !more {
+            // Everything up to the head was seen: nothing in scope lies between.
+            covered = covered.max(head);
+        }
+        let in_page: HashSet<String> = order.iter().cloned().collect();
+        let mut docs = Vec::new();
+        for doc_id in order {
+            let changes = groups.remove(&doc_id).unwrap_or_default();
+            self.feed_doc(doc_id, changes, &in_page, &mut docs)?;
+        }
+        let remaining = if more {
+            self.view.feed_docs_after(self.scope, covered)?
+        } else {
+            0
+        };
+        Ok(Page {
+            docs,
+            cursor: covered as u64,
+            restore: None,
+            remaining,
+        })
+    }
+
+    /// One document of a feed page: its new changes, or the whole document if the device does
+    /// not hold it yet (with its personal data, whose own rows may all be older).
+    fn feed_doc(
+        &mut self,
+        doc_id: String,
+        changes: Vec<Vec<u8>>,
+        in_page: &HashSet<String>,
+        docs: &mut Vec<DocUpdate>,
+    ) -> Result<()> {
+        if self.holds(&doc_id)? {
+            if !changes.is_empty() {
+                let heads = self.view.doc_heads(&doc_id)?.unwrap_or_default();
+                docs.push(DocUpdate {
+                    heads: blob_to_heads(&heads),
+                    doc_id,
+                    payload: Payload::Changes(changes),
+                });
+            }
+            return Ok(()); // or only the device's own changes
+        }
+        if let Some(update) = self.snapshot(&doc_id)? {
+            docs.push(update);
+        }
+        let (case_id, is_pii) = split_doc_id(&doc_id);
+        let pii = personal_doc_id(case_id);
+        let (_, _, personal_data) = self.scope.params();
+        if !is_pii
+            && personal_data
+            && !in_page.contains(&pii)
+            && !self.holds(&pii)?
+            && let Some(update) = self.snapshot(&pii)?
+        {
+            docs.push(update);
+        }
+        Ok(())
+    }
+
+    /// Whether the device holds a document, counting those sent whole in this response.
+    fn holds(&mut self, doc_id: &str) -> Result<bool> {
+        Ok(self.holds.iter().any(|d| d == doc_id)
+            || self.view.holds(&self.device.device_id, doc_id)?)
+    }
+
+    /// A document whole, as stored: the snapshot itself when no change came after it (most of a
+    /// restore), else loaded and saved. Uncompressed: the response is compressed as a whole,
+    /// which finds what documents have in common. No separate heads: a snapshot carries its own.
+    fn snapshot(&mut self, doc_id: &str) -> Result<Option<DocUpdate>> {
+        let Some(stored) = self.view.doc(doc_id)? else {
+            return Ok(None);
+        };
+        let bytes = if stored.changes.is_empty() && !stored.snapshot.is_empty() {
+            stored.snapshot
+        } else {
+            load(doc_id, stored)?.doc.save_nocompress()
+        };
+        self.holds.push(doc_id.to_owned());
+        Ok(Some(DocUpdate {
+            doc_id: doc_id.to_owned(),
+            payload: Payload::Snapshot(bytes),
+            heads: Vec::new(),
+        }))
+    }
+
+    /// Whether a single document is in the device's scope (the Rust twin of the page SQL).
+    fn in_scope(&mut self, doc_id: &str) -> Result<bool> {
+        let case = self.view.case_scope(split_doc_id(doc_id).0)?;
+        Ok(case.is_some_and(|case| self.scope.covers_doc(doc_id, &case)))
+    }
+
+    /// Whatever the server holds of the just-pushed documents beyond what the device sent.
+    pub fn after_pushes(
+        &mut self,
+        accepted: &[(String, Vec<ChangeHash>)],
+        docs: &mut Vec<DocUpdate>,
+    ) -> Result<()> {
+        let listed: HashSet<String> = docs.iter().map(|d| d.doc_id.clone()).collect();
+        for (doc_id, sent) in accepted {
+            if listed.contains(doc_id) || !self.in_scope(doc_id)? {
+                continue;
+            }
+            let Some(mut loaded) = load_in(self.view, doc_id)? else {
+                continue;
+            };
+            let missing: Vec<Vec<u8>> = loaded
+                .doc
+                .get_changes(sent)
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect();
+            if !missing.is_empty() {
+                docs.push(DocUpdate {
+                    doc_id: doc_id.clone(),
+                    payload: Payload::Changes(missing),
+                    heads: hashes(&loaded.doc.get_heads()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers Automerge sync messages for documents in scope. The phone's changes inside such a
+    /// message are dropped, not stored: changes reach the server only through judged pushes.
+    pub fn catch_up(&mut self, asks: &[CatchUp]) -> Result<Vec<CatchUp>> {
+        let mut answers = Vec::new();
+        for ask in asks {
+            if !self.in_scope(&ask.doc_id)? {
+                continue;
+            }
+            let Ok(mut message) = Message::decode(&ask.message) else {
+                tracing::info!(doc_id = ask.doc_id, "undecodable catch-up message");
+                continue;
+            };
+            message.changes = ChunkList::empty();
+            let Some(mut loaded) = load_in(self.view, &ask.doc_id)? else {
+                continue;
+            };
+            let mut state = State::new();
+            if let Err(e) = loaded.doc.sync().receive_sync_message(&mut state, message) {
+                tracing::info!(doc_id = ask.doc_id, error = %e, "catch-up message refused");
+                continue;
+            }
+            if let Some(reply) = loaded.doc.sync().generate_sync_message(&mut state) {
+                answers.push(CatchUp {
+                    doc_id: ask.doc_id.clone(),
+                    message: reply.encode(),
+                });
+            }
+            self.holds.push(ask.doc_id.clone());
+        }
+        Ok(answers)
+    }
+
+    /// Documents the device holds that left its scope; forgotten once the sync is recorded.
+    pub fn evictions(&mut self) -> Result<Vec<String>> {
+        Ok(self.view.held_outside(&self.device.device_id, self.scope)?)
+    }
+}

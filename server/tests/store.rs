@@ -1,0 +1,252 @@
+//! The store on both backends: schema migrations (fresh, repeated, concurrent, refusing a newer
+//! schema), accounts and tokens, and that a reader never holds up a writer.
+
+use std::sync::Arc;
+
+use gridcase_core::area::Jurisdiction;
+use gridcase_core::model::Role;
+use gridcase_server::db::{DbError, Location};
+use gridcase_server::store::StoreError;
+use gridcase_server::testing::{Backend, TestDb};
+
+fn latest(backend: Backend) -> u32 {
+    match backend {
+        Backend::Sqlite => gridcase_server::db::sqlite::schema::MIGRATIONS.len() as u32,
+        Backend::Postgres => gridcase_server::db::postgres::schema::MIGRATIONS.len() as u32,
+    }
+}
+
+fn migrations_run_once_and_keep_data(backend: Backend) {
+    let db = TestDb::new(backend);
+    let store = db.open();
+    assert_eq!(store.schema_version().unwrap(), latest(backend));
+    assert_eq!(
+        store.db().backend(),
+        match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
+    let area = Jurisdiction::parse("330604101").unwrap();
+    store.enrol_user("u1", Role::GridWorker, &area, 1).unwrap();
+    drop(store);
+    // Reopening keeps data and does not re-run steps.
+    let store = db.open();
+    assert_eq!(store.schema_version().unwrap(), latest(backend));
+    assert!(store.enrol_device("u1", 2).is_ok());
+    // Servers starting at the same moment on one database migrate it once between them.
+    let fresh = TestDb::new(backend);
+    let stores: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3).map(|_| s.spawn(|| fresh.open())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for store in &stores {
+        assert_eq!(store.schema_version().unwrap(), latest(backend));
+    }
+}
+
+fn a_newer_schema_is_refused(backend: Backend) {
+    let db = TestDb::new(backend);
+    drop(db.open());
+    match db.location() {
+        Location::Sqlite(dir) => {
+            let conn =
+                rusqlite::Connection::open(dir.join(gridcase_server::store::DB_FILE)).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        Location::Postgres(url) => {
+            let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+            client
+                .batch_execute("INSERT INTO schema_version (version) VALUES (99)")
+                .unwrap();
+        }
+    }
+    let err = gridcase_server::store::Store::connect(
+        db.location(),
+        2,
+        Default::default(),
+        gridcase_core::calendar::Calendar::embedded(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Db(DbError::TooNew { found: 99, .. })),
+        "{err}"
+    );
+}
+
+fn tokens_authenticate_and_revocation_is_reported(backend: Backend) {
+    use gridcase_server::Auth;
+    let db = TestDb::new(backend);
+    let store = db.open();
+    let j = Jurisdiction::parse("330604101").unwrap();
+    store.enrol_user("u1", Role::GridWorker, &j, 0).unwrap();
+    let token = store.enrol_device("u1", 0).unwrap();
+    let (device, secret) = token.split_once('.').unwrap();
+    assert_eq!(device.len(), 32);
+    assert!(secret.len() >= 16);
+    let Auth::Device(ctx) = store.authenticate(&token).unwrap() else {
+        panic!("token should authenticate");
+    };
+    assert_eq!(ctx.user_id, "u1");
+    assert_eq!(ctx.role, Role::GridWorker);
+    assert_eq!(
+        store
+            .authenticate(&format!("{device}.wrongwrongwrongwrong"))
+            .unwrap(),
+        Auth::Unknown
+    );
+    assert_eq!(store.authenticate("garbage").unwrap(), Auth::Unknown);
+    store.revoke_device(device).unwrap();
+    assert_eq!(store.authenticate(&token).unwrap(), Auth::Revoked);
+    assert!(matches!(
+        store.enrol_device("nobody", 0),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.enrol_user("x", Role::System, &j, 0).is_err());
+    // A revoked user gets no new device.
+    store.revoke_user("u1").unwrap();
+    assert!(matches!(
+        store.enrol_device("u1", 0),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.audit_count("enrol").unwrap(), 2);
+    assert_eq!(store.audit_count("revoke").unwrap(), 2);
+}
+
+fn admin_token_rotates(backend: Backend) {
+    let db = TestDb::new(backend);
+    let store = db.open();
+    assert!(!store.check_admin_token("admin.x").unwrap());
+    let first = store.create_admin_token().unwrap();
+    assert!(store.check_admin_token(&first).unwrap());
+    let second = store.create_admin_token().unwrap();
+    assert!(!store.check_admin_token(&first).unwrap());
+    assert!(store.check_admin_token(&second).unwrap());
+}
+
+/// No global lock: while one request reads (a long restore, say), another device's sync
+/// commits. Under the old one-connection store this deadlocked.
+fn a_reader_never_holds_up_another_devices_commit(backend: Backend) {
+    use gridcase_core::sync::{PushResult, SyncRequest};
+    let db = TestDb::new(backend);
+    let store = Arc::new(db.open());
+    let area = Jurisdiction::parse("330604101").unwrap();
+    store.enrol_user("w1", Role::GridWorker, &area, 0).unwrap();
+    let token = store.enrol_device("w1", 0).unwrap();
+    let gridcase_server::Auth::Device(device) = store.authenticate(&token).unwrap() else {
+        panic!()
+    };
+    let mut view = store.db().read().unwrap();
+    let head = view.feed_head().unwrap();
+    let request = SyncRequest {
+        pushes: vec![support::case_push(&device, "case-1", "330604101201")],
+        ..Default::default()
+    };
+    let response = store.sync(&device, &request, 1).unwrap();
+    assert!(matches!(response.results[0], PushResult::Accepted { .. }));
+    // The open snapshot does not see the commit; a new one does.
+    assert_eq!(view.feed_head().unwrap(), head);
+    drop(view);
+    assert!(store.db().read().unwrap().feed_head().unwrap() > head);
+}
+
+/// `serve` on the test's database: it migrates it and answers on its address.
+fn serve_runs_on_either_database(backend: Backend) {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    let db = TestDb::new(backend);
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = gridcase_server::ServeConfig {
+        listen,
+        database: db.location().clone(),
+        pool_size: 4,
+        check_every: Duration::from_secs(3600),
+        policy: None,
+        calendar: None,
+        max_body_bytes: 1024 * 1024,
+        request_timeout: Duration::from_secs(10),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.spawn(gridcase_server::serve(config));
+    // Poll until it listens (bounded), as a supervisor would.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        assert!(!server.is_finished(), "serve stopped");
+        if let Ok(mut stream) = std::net::TcpStream::connect(listen) {
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not listen within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+    server.abort();
+    runtime.shutdown_background();
+    assert_eq!(db.open().schema_version().unwrap(), latest(backend));
+}
+
+mod support {
+    use gridcase_core::doc::CaseDoc;
+    use gridcase_core::identity::actor_for;
+    use gridcase_core::lifecycle::Action;
+    use gridcase_core::model::{Author, CaseType, Channel, Location, NewCase, Urgency};
+    use gridcase_core::sync::DocPush;
+    use gridcase_server::DeviceCtx;
+
+    /// A push registering a new case in `area`, made by `device`.
+    pub fn case_push(device: &DeviceCtx, id: &str, area: &str) -> DocPush {
+        let author = Author {
+            user: device.user_id.clone(),
+            device: device.device_id.clone(),
+            role: device.role,
+        };
+        let new = NewCase {
+            id: id.into(),
+            number: format!("N-{id}"),
+            channel: Channel::Grid,
+            case_type: CaseType::Complaint,
+            category: "噪音".into(),
+            urgency: Urgency::General,
+            priority: false,
+            title: "夜间施工噪音扰民".into(),
+            description: "村民反映工地夜间施工".into(),
+            location: Location {
+                address: "龙山村3组".into(),
+                area_code: area.into(),
+                gps: None,
+            },
+        };
+        let actor = actor_for(&device.device_id, [7, 7, 7, 7]).unwrap();
+        let mut doc = CaseDoc::create(&new, &author, actor, 0).unwrap();
+        doc.act(&Action::Register, &author, 0).unwrap();
+        let mut raw = doc.into_automerge();
+        DocPush {
+            doc_id: id.into(),
+            changes: raw
+                .get_changes(&[])
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect(),
+        }
+    }
+}
+
+gridcase_server::backend_tests!(
+    migrations_run_once_and_keep_data,
+    a_newer_schema_is_refused,
+    tokens_authenticate_and_revocation_is_reported,
+    admin_token_rotates,
+    a_reader_never_holds_up_another_devices_commit,
+    serve_runs_on_either_database,
+);
