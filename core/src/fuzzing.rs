@@ -7,10 +7,13 @@ use automerge::sync::{State, SyncDoc};
 use automerge::{ActorId, AutoCommit, Change};
 use sha2::{Digest, Sha256};
 
+use crate::area::Jurisdiction;
 use crate::doc::CaseDoc;
 use crate::lifecycle::Action;
 use crate::model::*;
+use crate::sync::Rejection;
 use crate::sync::{limits, wire};
+use crate::validate::{Judged, PushContext, Pusher, judge_push};
 
 /// libfuzzer-sys aborts on every panic, even one the code under test catches on purpose
 /// ([`limits::apply_untrusted`] catches Automerge's). The fuzz targets call this first: caught
@@ -21,18 +24,56 @@ pub fn let_caught_panics_pass() {
     ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
 }
 
+/// The people of the sample case: the grid worker who registered it (and is its assignee), the
+/// township staff who dispatched it, a handling unit and the hotline centre.
+pub fn sample_pushers() -> [Pusher; 4] {
+    let person = |user: &str, device: &str, role, area| Pusher {
+        user: user.into(),
+        device: device.into(),
+        role,
+        jurisdiction: Jurisdiction::parse(area).expect("a valid jurisdiction"),
+    };
+    [
+        person(
+            "li",
+            "0123456789abcdef0123456789abcdef",
+            Role::GridWorker,
+            "330604101",
+        ),
+        person(
+            "zhao",
+            "fedcba9876543210fedcba9876543210",
+            Role::TownshipStaff,
+            "330604101",
+        ),
+        person(
+            "unit",
+            "00000000000000000000000000000003",
+            Role::HandlingUnit,
+            "330604",
+        ),
+        person(
+            "hotline",
+            "00000000000000000000000000000004",
+            Role::HotlineCentre,
+            "3306",
+        ),
+    ]
+}
+
+/// How a pusher signs their changes and entries.
+pub fn author_of(pusher: &Pusher) -> Author {
+    Author {
+        user: pusher.user.clone(),
+        device: pusher.device.clone(),
+        role: pusher.role,
+    }
+}
+
 /// A registered, dispatched case with a note: the kind of document pushes land on.
 pub fn sample_case() -> AutoCommit {
-    let worker = Author {
-        user: "li".into(),
-        device: "0123456789abcdef0123456789abcdef".into(),
-        role: Role::GridWorker,
-    };
-    let township = Author {
-        user: "zhao".into(),
-        device: "fedcba9876543210fedcba9876543210".into(),
-        role: Role::TownshipStaff,
-    };
+    let [worker, township, ..] = sample_pushers();
+    let (worker, township) = (author_of(&worker), author_of(&township));
     let new = NewCase {
         id: "case-1".into(),
         number: "GC-1".into(),
@@ -110,6 +151,50 @@ pub fn catch_up(data: &[u8]) {
     if doc.sync().receive_sync_message(&mut state, message).is_ok() {
         let _ = doc.sync().generate_sync_message(&mut state);
     }
+}
+
+/// A push judged against the sample case as the server judges it. The input: one byte choosing
+/// the pusher (and, with its high bit, a document the server has never seen), then changes, each
+/// as a 2-byte big-endian length and the chunk.
+pub fn judge(data: &[u8]) {
+    if let Some(Ok(judged)) = judge_result(data) {
+        let mut doc = judged.doc;
+        let _ = AutoCommit::load(&doc.save_nocompress());
+    }
+}
+
+/// [`judge`]'s verdict; `None` when the input does not decode to changes.
+pub fn judge_result(data: &[u8]) -> Option<Result<Judged, Rejection>> {
+    let (&selector, mut rest) = data.split_first()?;
+    let pushers = sample_pushers();
+    let pusher = &pushers[usize::from(selector & 0x7f) % pushers.len()];
+    let mut changes = Vec::new();
+    while let [high, low, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*high, *low])).min(tail.len());
+        let mut bytes = tail[..len].to_vec();
+        rest = &tail[len..];
+        fix_checksum(&mut bytes);
+        changes.push(limits::decode_change(&bytes).ok()?);
+    }
+    let stored = (selector & 0x80 == 0).then(sample_case);
+    let ctx = PushContext {
+        doc_id: "case-1",
+        case_scope: None,
+        device_holds: true,
+    };
+    Some(judge_push(stored.as_ref(), &changes, pusher, &ctx))
+}
+
+/// Encodes a push for [`judge`]: the inverse of its input format.
+pub fn judge_input(pusher: u8, changes: &[Change]) -> Vec<u8> {
+    let mut out = vec![pusher];
+    for change in changes {
+        let bytes = change.raw_bytes();
+        let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&bytes[..usize::from(len)]);
+    }
+    out
 }
 
 /// A whole sync request body: the frame, then every push's changes and every catch-up.

@@ -162,12 +162,8 @@ fn merge(stored: Option<&AutoCommit>, pushed: &[Change]) -> Result<Merged, Rejec
             "a new document needs changes",
         ));
     }
-    doc.apply_changes(new.iter().cloned()).map_err(|e| {
-        reject(
-            RejectCode::Malformed,
-            format!("the changes do not apply: {e}"),
-        )
-    })?;
+    crate::sync::limits::apply_untrusted(&mut doc, new.clone())
+        .map_err(|e| reject(RejectCode::Malformed, e.to_string()))?;
     if !doc.get_missing_deps(&[]).is_empty() {
         // Either the phone skipped something or the server lost history it had acknowledged
         // (restored from a backup): the phone answers by resending the document's whole history.

@@ -7,14 +7,18 @@
 
 use std::path::{Path, PathBuf};
 
+use automerge::ActorId;
 use automerge::sync::{State, SyncDoc};
+use gridcase_core::doc::{CaseDoc, FieldEdit};
 use gridcase_core::fuzzing;
+use gridcase_core::lifecycle::Action;
 use gridcase_core::sync::{CatchUp, DocPush, SyncRequest, wire};
 
-const TARGETS: [(&str, fn(&[u8])); 3] = [
+const TARGETS: [(&str, fn(&[u8])); 4] = [
     ("sync_request", fuzzing::sync_request),
     ("change", fuzzing::change),
     ("catch_up", fuzzing::catch_up),
+    ("judge", fuzzing::judge),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -44,6 +48,15 @@ fn corpus_and_crashers_replay_without_panicking() {
         }
     }
     assert!(total >= TARGETS.len());
+}
+
+/// The judge's seeds are pushes it accepts, so the fuzzer starts from the accepted path.
+#[test]
+fn honest_judge_seeds_are_accepted() {
+    for seed in judge_seeds() {
+        let verdict = fuzzing::judge_result(&seed).expect("the seed decodes");
+        assert!(verdict.is_ok(), "pusher {}: {:?}", seed[0], verdict.err());
+    }
 }
 
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
@@ -76,7 +89,34 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         "sync_request",
         wire::encode_request(&SyncRequest::default()),
     ));
+    out.extend(judge_seeds().into_iter().map(|seed| ("judge", seed)));
     out
+}
+
+/// Pushes each pusher of the sample case could honestly make, plus the case's own history as a
+/// push of a new document.
+fn judge_seeds() -> Vec<Vec<u8>> {
+    let pushers = fuzzing::sample_pushers();
+    let mut seeds = Vec::new();
+    for (n, pusher) in pushers.iter().enumerate() {
+        let mut base = fuzzing::sample_case();
+        base.set_actor(ActorId::from(vec![10 + n as u8; 20]));
+        let heads = base.get_heads();
+        let mut doc = CaseDoc::from_automerge(base).unwrap();
+        let me = fuzzing::author_of(pusher);
+        let _ = doc.add_note("现场已查看", &me, 10_000);
+        let _ = doc.act(&Action::Sign, &me, 11_000);
+        let _ = doc.edit(&FieldEdit::Title("菜市场夜间噪音".into()), &me, 12_000);
+        let _ = doc.splice_description(0, 0, "补充：", &me, 13_000);
+        let changes = doc.automerge().get_changes(&heads);
+        seeds.push(fuzzing::judge_input(n as u8, &changes));
+    }
+    // The worker's own part of the case's history (creation and registration), as the push of a
+    // case the server has never seen.
+    let mut history = fuzzing::sample_case().get_changes(&[]);
+    history.retain(|c| *c.actor_id() == ActorId::from(vec![1u8; 20]));
+    seeds.push(fuzzing::judge_input(0x80, &history));
+    seeds
 }
 
 #[test]
