@@ -25,7 +25,6 @@
 //! neither change nor remove what is recorded, nor write in anyone else's name.
 
 mod creation;
-mod legacy;
 mod ops;
 mod rights;
 mod rules;
@@ -37,10 +36,8 @@ use crate::area::Jurisdiction;
 use crate::doc::schema::{CASE, Layout, PERSONAL};
 use crate::doc::{change_author, migration_author, split_doc_id};
 use crate::model::{Author, Case, Millis, Role};
+use crate::scope::{CaseScope, Scope};
 use crate::sync::{RejectCode, Rejection};
-
-pub use legacy::{validate_case_change, validate_case_change_seen};
-pub use scope::in_scope;
 
 /// The authenticated author of a push, as the server enrolled them.
 #[derive(Debug, Clone)]
@@ -56,13 +53,13 @@ impl Pusher {
         author.user == self.user && author.device == self.device && author.role == self.role
     }
 
+    /// The pusher's scope ([`crate::scope`], the one rule).
+    pub fn scope(&self) -> Scope {
+        Scope::new(&self.jurisdiction, &self.user, self.role)
+    }
+
     fn covers(&self, case: &Case) -> bool {
-        in_scope(
-            &self.jurisdiction,
-            &self.user,
-            &case.location.area_code,
-            &case.assignee,
-        )
+        self.scope().covers(&CaseScope::of(case), false)
     }
 }
 
@@ -71,9 +68,9 @@ impl Pusher {
 pub struct PushContext<'a> {
     /// A case id, or `<case id>#pii` for its personal data (which [`split_doc_id`] tells apart).
     pub doc_id: &'a str,
-    /// For a `#pii` document: the case's projected `(area_code, assignee)`, if the server knows
-    /// the case. The personal data is in scope exactly when the case is.
-    pub case_scope: Option<(&'a str, &'a str)>,
+    /// For a `#pii` document: the case's projected scope columns, if the server knows the case.
+    /// The personal data is in scope exactly when the case is.
+    pub case_scope: Option<&'a CaseScope>,
     /// The device still holds the document (it was never told to evict it). Only then may its
     /// offline work on a case that has since left its scope be accepted.
     pub device_holds: bool,

@@ -14,7 +14,10 @@ use gridcase_core::fuzzing;
 use gridcase_core::lifecycle::Action;
 use gridcase_core::sync::{CatchUp, DocPush, SyncRequest, wire};
 
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+/// A fuzz target's name and body.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 4] = [
     ("sync_request", fuzzing::sync_request),
     ("change", fuzzing::change),
     ("catch_up", fuzzing::catch_up),

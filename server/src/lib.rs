@@ -25,7 +25,6 @@ pub mod demo;
 pub mod documents;
 pub mod http;
 pub mod projection;
-pub mod scope;
 pub mod store;
 pub mod sync;
 #[cfg(feature = "testing")]

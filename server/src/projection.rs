@@ -77,7 +77,7 @@ pub fn project(
         urgency: case.urgency.as_str().to_owned(),
         priority: case.priority,
         area_code: case.location.area_code.clone(),
-        scope_area: crate::scope::scope_area(&case.location.area_code),
+        scope_area: gridcase_core::scope::scope_area(&case.location.area_code),
         assignee: case.assignee.clone(),
         responsible_unit: case.responsible_unit.clone(),
         stage: stage.map(|s| s.as_str().to_owned()),

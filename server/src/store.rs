@@ -16,7 +16,9 @@ use gridcase_core::doc::DocError;
 use gridcase_core::identity::device_of_token;
 use gridcase_core::model::{Millis, Role};
 use gridcase_core::policy::PolicySet;
+use gridcase_core::scope::Scope;
 use gridcase_core::sync::Identity;
+use gridcase_core::validate::Pusher;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
@@ -67,6 +69,26 @@ impl DeviceCtx {
             device: self.device_id.clone(),
             role: self.role.as_str().to_owned(),
             jurisdiction: self.jurisdiction.as_prefix().to_owned(),
+        }
+    }
+
+    /// The device's scope: the one rule, [`gridcase_core::scope`].
+    pub fn scope(&self) -> Scope {
+        Scope::new(&self.jurisdiction, &self.user_id, self.role)
+    }
+
+    /// What the device is served, remembered so that a new role or jurisdiction restores.
+    pub fn scope_key(&self) -> String {
+        Scope::key(&self.jurisdiction, self.role)
+    }
+
+    /// The device as the judge of a push sees it.
+    pub fn pusher(&self) -> Pusher {
+        Pusher {
+            user: self.user_id.clone(),
+            device: self.device_id.clone(),
+            role: self.role,
+            jurisdiction: self.jurisdiction.clone(),
         }
     }
 }

@@ -589,11 +589,13 @@ async fn pushes_that_break_the_rules_are_rejected(backend: Backend) {
         )
         .unwrap();
     });
+    // A role claimed in the change's signature that is not the device's own is a forged
+    // author before it is a forbidden field (field rights per role: core's judge tests).
     let request = worker.request(&["ok"], T0 + 1);
     let response = sync(&app, &mut worker, &request).await;
     assert_eq!(
         rejected_code(&response.results[0]),
-        Some(RejectCode::FieldNotAllowed)
+        Some(RejectCode::ForeignActor)
     );
 }
 

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use gridcase_core::area::Jurisdiction;
 use gridcase_core::model::Role;
+use gridcase_core::scope::Scope;
 use gridcase_server::DeviceCtx;
 use gridcase_server::db::{Commit, DocWrite, Expected, NewChange, Seq};
 use gridcase_server::projection::Projection;
-use gridcase_server::scope::Scope;
 use gridcase_server::testing::{Backend, TestDb};
 
 const WRITERS: usize = 4;
@@ -21,12 +21,7 @@ const DOCS_PER_WRITER: usize = 120;
 const PAGE: usize = 7;
 
 fn everything() -> Scope {
-    Scope::of(&DeviceCtx {
-        device_id: "reader".into(),
-        user_id: "reader".into(),
-        role: Role::HotlineCentre,
-        jurisdiction: Jurisdiction::everywhere(),
-    })
+    Scope::new(&Jurisdiction::everywhere(), "reader", Role::HotlineCentre)
 }
 
 fn projection(id: &str) -> Projection {

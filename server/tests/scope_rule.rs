@@ -4,10 +4,10 @@
 
 use gridcase_core::area::Jurisdiction;
 use gridcase_core::model::Role;
+use gridcase_core::scope::CaseScope;
 use gridcase_server::DeviceCtx;
 use gridcase_server::db::{Commit, DocWrite, Expected, NewChange, SyncRecord};
 use gridcase_server::projection::Projection;
-use gridcase_server::scope::{CaseScope, Scope};
 use gridcase_server::testing::{Backend, TestDb};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -69,7 +69,7 @@ fn projection(id: &str, area_code: &str, assignee: &str) -> Projection {
         urgency: "general".into(),
         priority: false,
         area_code: area_code.into(),
-        scope_area: gridcase_server::scope::scope_area(area_code),
+        scope_area: gridcase_core::scope::scope_area(area_code),
         assignee: assignee.into(),
         responsible_unit: String::new(),
         stage: None,
@@ -154,7 +154,7 @@ fn check(backend: Backend, cases: &[(String, String)], scopes: &[(String, String
             role: *role,
             jurisdiction: Jurisdiction::parse(prefix).unwrap(),
         };
-        let scope = Scope::of(&device);
+        let scope = device.scope();
         let mut covered: Vec<String> = docs
             .iter()
             .filter(|(id, case)| scope.covers_doc(id, case))

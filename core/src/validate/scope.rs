@@ -1,20 +1,12 @@
-//! Who may touch a case: the one scope rule, and what a push's author had in scope when they
-//! made it.
+//! Who may touch a case (the scope rule, [`crate::scope`]), and what a push's author had in
+//! scope when they made it.
 
 use std::collections::HashSet;
 
 use automerge::{Change, ChangeHash};
 
 use super::{PushContext, Pusher, reject};
-use crate::area::Jurisdiction;
 use crate::sync::{RejectCode, Rejection};
-
-/// Whether a case in `area_code`, assigned to `assignee`, is in the scope of `user` with
-/// `jurisdiction`: inside the jurisdiction, or assigned to them by name. The one definition;
-/// the server's SQL that selects rows by scope must say the same.
-pub fn in_scope(jurisdiction: &Jurisdiction, user: &str, area_code: &str, assignee: &str) -> bool {
-    jurisdiction.contains_str(area_code) || (!assignee.is_empty() && assignee == user)
-}
 
 /// A personal-data document is written only by a role that may see personal data, for a case in
 /// the pusher's scope (when the server knows the case).
@@ -28,8 +20,8 @@ pub(crate) fn check_personal_access(
             format!("a {} may not write personal data", pusher.role),
         ));
     }
-    if let Some((area, assignee)) = ctx.case_scope
-        && !in_scope(&pusher.jurisdiction, &pusher.user, area, assignee)
+    if let Some(case) = ctx.case_scope
+        && !pusher.scope().covers(case, true)
     {
         return Err(reject(
             RejectCode::OutOfJurisdiction,

@@ -390,16 +390,18 @@ fn personal_data_needs_the_role_and_the_scope() {
         Some(RejectCode::PersonalData)
     );
     let p = pusher("li", Role::GridWorker, "330604101");
+    let far = crate::scope::CaseScope::new("330604102001", "");
     let elsewhere = PushContext {
-        case_scope: Some(("330604102001", "")),
+        case_scope: Some(&far),
         ..ctx(&id)
     };
     assert_eq!(
         code(judge_push(None, &new, &p, &elsewhere)),
         Some(RejectCode::OutOfJurisdiction)
     );
+    let far_but_mine = crate::scope::CaseScope::new("330604102001", "li");
     let assigned = PushContext {
-        case_scope: Some(("330604102001", "li")),
+        case_scope: Some(&far_but_mine),
         ..ctx(&id)
     };
     let judged = judge_push(None, &new, &p, &assigned).unwrap();

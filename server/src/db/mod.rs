@@ -34,7 +34,7 @@ use gridcase_core::model::Millis;
 use serde::Serialize;
 
 use crate::projection::Projection;
-use crate::scope::{CaseScope, Scope};
+use gridcase_core::scope::{CaseScope, Scope};
 
 /// A position in the change feed (a change row's sequence number; 0 is "before everything").
 pub type Seq = i64;

@@ -6,15 +6,16 @@
 use std::collections::HashSet;
 
 use automerge::{AutoCommit, Change, ChangeHash};
-use gridcase_core::doc::{CaseDoc, PersonalDoc, split_doc_id};
+use gridcase_core::doc::split_doc_id;
 use gridcase_core::identity::actor_belongs_to;
 use gridcase_core::model::{Author, Case, Millis};
+use gridcase_core::scope::CaseScope;
+use gridcase_core::sync::limits::{self, LimitError};
 use gridcase_core::sync::{DocPush, RejectCode, Rejection};
-use gridcase_core::validate::{Pusher, validate_case_change_seen};
+use gridcase_core::validate::{PushContext, judge_push};
 
 use super::{MAX_CHANGES_PER_PUSH, MAX_DOC_ID_LEN};
 use crate::db::is_storable;
-use crate::scope::{CaseScope, Scope};
 use crate::store::DeviceCtx;
 
 pub(crate) fn rejection(code: RejectCode, message: impl Into<String>) -> Rejection {
@@ -46,7 +47,8 @@ pub fn check_doc_id(doc_id: &str) -> Result<(), Rejection> {
     }
 }
 
-/// Decodes a push's changes.
+/// Decodes a push's changes, each bounded before Automerge parses it
+/// (`gridcase_core::sync::limits`).
 pub fn decode_push(push: &DocPush) -> Result<Vec<Change>, Rejection> {
     if push.changes.len() > MAX_CHANGES_PER_PUSH {
         return Err(rejection(
@@ -58,11 +60,14 @@ pub fn decode_push(push: &DocPush) -> Result<Vec<Change>, Rejection> {
         .iter()
         .enumerate()
         .map(|(i, bytes)| {
-            Change::from_bytes(bytes.clone()).map_err(|e| {
-                rejection(
-                    RejectCode::Malformed,
-                    format!("change {i} is not an Automerge change: {e}"),
-                )
+            limits::decode_change(bytes).map_err(|e| {
+                let code = match e {
+                    LimitError::TooManyOps { .. }
+                    | LimitError::TooManyPreds { .. }
+                    | LimitError::TooManyListed => RejectCode::TooLarge,
+                    _ => RejectCode::Malformed,
+                };
+                rejection(code, format!("change {i}: {e}"))
             })
         })
         .collect()
@@ -112,16 +117,6 @@ pub fn pushed_heads(changes: &[Change]) -> Vec<ChangeHash> {
     heads
 }
 
-/// The pusher as `gridcase_core::validate` sees it.
-pub fn pusher(device: &DeviceCtx) -> Pusher {
-    Pusher {
-        user: device.user_id.clone(),
-        device: device.device_id.clone(),
-        role: device.role,
-        jurisdiction: device.jurisdiction.clone(),
-    }
-}
-
 /// What the server knows beside the document when it judges a push.
 #[derive(Debug, Clone, Copy)]
 pub struct JudgeContext<'a> {
@@ -143,11 +138,9 @@ pub struct Judged {
     pub reveals: Vec<(Author, Millis)>,
 }
 
-/// Judges `new` (changes the server does not hold, made by `device`) against the stored document
-/// (`None`: new to the server): the changes apply and lack nothing; a case document passes
-/// `gridcase_core::validate` (as the case was before, as the pusher last saw it, and after); a
-/// personal-data document is written only by a role that may see personal data, for a case in
-/// the pusher's scope.
+/// Judges `new` (changes the server does not hold, made under `device`'s actors) against the
+/// stored document (`None`: new to the server) with core's one judge,
+/// `gridcase_core::validate::judge_push`; then refuses what the database could not store.
 pub fn judge(
     doc_id: &str,
     stored: Option<&AutoCommit>,
@@ -155,103 +148,27 @@ pub fn judge(
     device: &DeviceCtx,
     ctx: JudgeContext<'_>,
 ) -> Result<Judged, Rejection> {
-    let mut doc = stored.cloned().unwrap_or_else(AutoCommit::new);
-    doc.apply_changes(new.iter().cloned()).map_err(|e| {
-        rejection(
-            RejectCode::Malformed,
-            format!("the changes do not apply: {e}"),
-        )
-    })?;
-    if !doc.get_missing_deps(&[]).is_empty() {
-        // Either the phone skipped something or the server lost history it had acknowledged
-        // (restored from a backup): the phone answers by resending the whole history.
-        return Err(rejection(
-            RejectCode::MissingHistory,
-            "the changes depend on changes the server does not have; send those first",
-        ));
-    }
-    let (case_id, is_pii) = split_doc_id(doc_id);
-    if is_pii {
-        let reveals = judge_personal(doc_id, stored, &doc, device, ctx)?;
-        return Ok(Judged {
-            doc,
-            case: None,
-            reveals,
-        });
-    }
-    let before = stored.map(read_case).transpose().map_err(|e| {
-        tracing::error!(doc_id, error = %e, "the stored case does not read");
-        rejection(
-            RejectCode::Malformed,
-            "the server's copy of this case does not read",
-        )
-    })?;
-    let after = read_case(&doc).map_err(|e| {
-        rejection(
-            RejectCode::Malformed,
-            format!("the case does not read: {e}"),
-        )
-    })?;
-    if after.id != case_id {
-        return Err(rejection(
-            RejectCode::Malformed,
-            format!("document {doc_id} holds case {}", after.id),
-        ));
-    }
-    check_storable(&after)?;
-    let seen = match stored {
-        Some(stored) if ctx.holds => seen_case(stored, new),
-        _ => None,
+    let push = PushContext {
+        doc_id,
+        case_scope: ctx.case_before,
+        device_holds: ctx.holds,
     };
-    validate_case_change_seen(before.as_ref(), seen.as_ref(), &after, &pusher(device))?;
-    Ok(Judged {
-        doc,
-        case: Some(after),
-        reveals: Vec::new(),
-    })
-}
-
-fn read_case(doc: &AutoCommit) -> Result<Case, gridcase_core::doc::DocError> {
-    CaseDoc::from_automerge(doc.clone())?.read()
-}
-
-/// The personal-data rule; returns the reveal records the push adds.
-fn judge_personal(
-    doc_id: &str,
-    stored: Option<&AutoCommit>,
-    after: &AutoCommit,
-    device: &DeviceCtx,
-    ctx: JudgeContext<'_>,
-) -> Result<Vec<(Author, Millis)>, Rejection> {
-    if !device.role.may_see_personal_data() {
-        return Err(rejection(
-            RejectCode::PersonalData,
-            format!("a {} may not write personal data", device.role),
-        ));
+    let judged = judge_push(stored, new, &device.pusher(), &push)?;
+    if let Some(case) = &judged.case {
+        check_storable(case)?;
     }
-    if let Some(case) = ctx.case_before
-        && !Scope::of(device).covers_doc(doc_id, case)
-    {
-        return Err(rejection(
-            RejectCode::OutOfJurisdiction,
-            "the case is outside your jurisdiction",
-        ));
-    }
-    let before = stored
-        .map(|d| PersonalDoc::from_automerge(d.clone()).reveals())
-        .unwrap_or_default();
-    let reveals: Vec<(Author, Millis)> = PersonalDoc::from_automerge(after.clone())
-        .reveals()
-        .into_iter()
-        .filter(|r| !before.contains(r))
-        .collect();
-    if reveals
+    if judged
+        .new_reveals
         .iter()
         .any(|(by, _)| !is_storable(&by.user) || !is_storable(&by.device))
     {
         return Err(nul_rejection());
     }
-    Ok(reveals)
+    Ok(Judged {
+        doc: judged.doc,
+        case: judged.case,
+        reveals: judged.new_reveals,
+    })
 }
 
 fn nul_rejection() -> Rejection {
@@ -280,38 +197,9 @@ fn check_storable(case: &Case) -> Result<(), Rejection> {
     }
 }
 
-/// The case as the author of `new` last saw it: the server's copy at the changes they depend on
-/// (outside `new` itself).
-fn seen_case(stored: &AutoCommit, new: &[Change]) -> Option<Case> {
-    let new_hashes: HashSet<ChangeHash> = new.iter().map(Change::hash).collect();
-    let mut deps: Vec<ChangeHash> = new
-        .iter()
-        .flat_map(|c| c.deps().iter().copied())
-        .filter(|h| !new_hashes.contains(h))
-        .collect();
-    deps.sort();
-    deps.dedup();
-    if deps.is_empty() {
-        return None;
-    }
-    let forked = stored.clone().fork_at(&deps).ok()?;
-    CaseDoc::from_automerge(forked).and_then(|d| d.read()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gridcase_core::area::Jurisdiction;
-    use gridcase_core::model::Role;
-
-    fn device(role: Role, prefix: &str) -> DeviceCtx {
-        DeviceCtx {
-            device_id: "0123456789abcdef0123456789abcdef".into(),
-            user_id: "u1".into(),
-            role,
-            jurisdiction: Jurisdiction::parse(prefix).unwrap(),
-        }
-    }
 
     #[test]
     fn doc_ids() {
@@ -331,27 +219,5 @@ mod tests {
             changes: vec![vec![1, 2, 3]],
         };
         assert_eq!(decode_push(&push).unwrap_err().code, RejectCode::Malformed);
-    }
-
-    #[test]
-    fn personal_data_needs_the_role_and_the_scope() {
-        let no_changes = JudgeContext {
-            case_before: None,
-            holds: false,
-        };
-        let unit = device(Role::HandlingUnit, "330604");
-        let err = judge("c#pii", None, &[], &unit, no_changes).unwrap_err();
-        assert_eq!(err.code, RejectCode::PersonalData);
-        let worker = device(Role::GridWorker, "330604101");
-        assert!(judge("c#pii", None, &[], &worker, no_changes).is_ok());
-        let elsewhere = CaseScope::new("330604102001", "");
-        let ctx = JudgeContext {
-            case_before: Some(&elsewhere),
-            holds: false,
-        };
-        assert_eq!(
-            judge("c#pii", None, &[], &worker, ctx).unwrap_err().code,
-            RejectCode::OutOfJurisdiction
-        );
     }
 }

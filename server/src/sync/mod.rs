@@ -20,7 +20,6 @@ use gridcase_core::sync::{PushResult, SyncRequest, SyncResponse, clock_offset};
 pub use check::{check_actors, check_doc_id, decode_push, pushed_heads};
 
 use crate::db::SyncRecord;
-use crate::scope::Scope;
 use crate::store::{DeviceCtx, Result, Store};
 
 /// Documents per response page when the phone does not say.
@@ -82,12 +81,12 @@ impl Store {
         now: Millis,
     ) -> Result<SyncResponse> {
         let offset = clock_offset(request.device_time, now);
-        let scope = Scope::of(device);
+        let scope = device.scope();
         let mut record = SyncRecord {
             device_id: device.device_id.clone(),
             clock_offset: offset,
             last_seen: now,
-            served_scope: Scope::key(device),
+            served_scope: device.scope_key(),
             ..Default::default()
         };
 

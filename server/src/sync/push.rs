@@ -21,8 +21,8 @@ use super::check::{
 use crate::audit;
 use crate::db::Commit;
 use crate::documents::{Loaded, NewState, Writer, hashes, load, plan_commit};
-use crate::scope::{CaseScope, Scope};
 use crate::store::{DeviceCtx, Result, Store, StoreError};
+use gridcase_core::scope::CaseScope;
 
 /// How often a push is judged again after losing a race to another server's commit.
 const MAX_ATTEMPTS: usize = 8;
@@ -137,7 +137,7 @@ impl Store {
         if let Err(reason) = check_actors(&new, &device.device_id) {
             return Ok(Verdict::Rejected(reason));
         }
-        let scope = Scope::of(device);
+        let scope = device.scope();
         if new.is_empty() {
             if !base.loaded.is_stored() {
                 return Ok(Verdict::Rejected(rejection(

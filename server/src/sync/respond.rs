@@ -7,15 +7,15 @@
 use std::collections::{HashMap, HashSet};
 
 use automerge::ChangeHash;
-use automerge::sync::{ChunkList, Message, State, SyncDoc};
+use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{personal_doc_id, split_doc_id};
-use gridcase_core::sync::{CatchUp, DocUpdate, Payload, RestoreToken, SyncRequest};
+use gridcase_core::sync::{CatchUp, DocUpdate, Payload, RestoreToken, SyncRequest, limits};
 
 use super::{FEED_ROW_CAP, page_size};
 use crate::db::{ReadView, Seq, blob_to_heads};
 use crate::documents::{hashes, load, load_in};
-use crate::scope::Scope;
 use crate::store::{DeviceCtx, Result};
+use gridcase_core::scope::Scope;
 
 /// One page of the response's documents, with the cursor and restore state that go with it.
 pub(crate) struct Page {
@@ -241,19 +241,22 @@ impl Responder<'_> {
         Ok(())
     }
 
-    /// Answers Automerge sync messages for documents in scope. The phone's changes inside such a
-    /// message are dropped, not stored: changes reach the server only through judged pushes.
+    /// Answers Automerge sync messages for documents in scope, once their cost is bounded
+    /// (`gridcase_core::sync::limits`: hash counts, Bloom filters). A message that carries
+    /// changes is not answered: changes reach the server only through judged pushes.
     pub fn catch_up(&mut self, asks: &[CatchUp]) -> Result<Vec<CatchUp>> {
         let mut answers = Vec::new();
         for ask in asks {
             if !self.in_scope(&ask.doc_id)? {
                 continue;
             }
-            let Ok(mut message) = Message::decode(&ask.message) else {
-                tracing::info!(doc_id = ask.doc_id, "undecodable catch-up message");
-                continue;
+            let message = match limits::decode_catch_up(&ask.message) {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::info!(doc_id = ask.doc_id, error = %e, "catch-up message refused");
+                    continue;
+                }
             };
-            message.changes = ChunkList::empty();
             let Some(mut loaded) = load_in(self.view, &ask.doc_id)? else {
                 continue;
             };

@@ -20,7 +20,7 @@ use crate::db::{
     SyncRecord,
 };
 use crate::projection::Projection;
-use crate::scope::{CaseScope, Placeholders, Scope};
+use gridcase_core::scope::{CaseScope, Placeholders, Scope};
 
 /// [`Scope::sql`] with the prefix, user and personal-data flag as `$first`, `$first+1`,
 /// `$first+2`.

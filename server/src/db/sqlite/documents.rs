@@ -12,7 +12,7 @@ use crate::db::{
     SyncRecord,
 };
 use crate::projection::Projection;
-use crate::scope::{CaseScope, Placeholders, Scope};
+use gridcase_core::scope::{CaseScope, Placeholders, Scope};
 
 /// [`Scope::sql`] with this backend's named parameters.
 fn scope_sql() -> String {

@@ -233,7 +233,7 @@ mod tests {
             ("", "000604101201"),
             ("", "3306"),
         ] {
-            let rust = crate::scope::scope_area(area);
+            let rust = gridcase_core::scope::scope_area(area);
             let sql: Option<String> = conn
                 .query_row(
                     "SELECT scope_area FROM cases WHERE area_code = ?1",

@@ -1,7 +1,8 @@
-//! Scope: which documents a device may see, hold and be sent. The one definition of the rule,
-//! in Rust ([`Scope::covers`]) and as SQL ([`Scope::sql`]) beside it; validation, the change
-//! feed, restore pages, catch-up, evictions and every place that records "this device holds this
-//! document" use one of the two, and a test runs both over the same cases on both backends.
+//! Scope: which documents a device may see, write, hold and be sent. The one definition of the
+//! rule, in Rust ([`Scope::covers`]) and as SQL ([`Scope::sql`]) beside it: the judge of a push
+//! (`crate::validate`), the server's change feed, restore pages, catch-up, evictions and every
+//! place that records "this device holds this document" use one of the two, and a server test
+//! runs both over the same cases on both backends.
 //!
 //! The rule: a case is in scope when its area lies inside the user's jurisdiction or the case is
 //! assigned to the user; its personal-data document (`<case id>#pii`) only when, in addition, the
@@ -9,11 +10,9 @@
 //! `gridcase_core::area::Jurisdiction::contains_str`, which core's validation uses): the
 //! projection stores such a case's `scope_area` as NULL, so SQL never has to parse codes.
 
-use gridcase_core::area::AreaCode;
-use gridcase_core::doc::split_doc_id;
-use gridcase_core::model::Case;
-
-use crate::store::DeviceCtx;
+use crate::area::{AreaCode, Jurisdiction};
+use crate::doc::split_doc_id;
+use crate::model::{Case, Role};
 
 /// What the rule reads of a case: its area (only if it is a valid code) and its assignee. The
 /// projection keeps both as the columns `cases.scope_area` and `cases.assignee`.
@@ -63,11 +62,12 @@ pub struct Placeholders<'a> {
 }
 
 impl Scope {
-    pub fn of(device: &DeviceCtx) -> Scope {
+    /// The scope of `user`, acting in `role` over `jurisdiction`.
+    pub fn new(jurisdiction: &Jurisdiction, user: &str, role: Role) -> Scope {
         Scope {
-            prefix: device.jurisdiction.as_prefix().to_owned(),
-            user: device.user_id.clone(),
-            personal_data: device.role.may_see_personal_data(),
+            prefix: jurisdiction.as_prefix().to_owned(),
+            user: user.to_owned(),
+            personal_data: role.may_see_personal_data(),
         }
     }
 
@@ -107,24 +107,17 @@ impl Scope {
 
     /// What a device was last served is remembered as this key: a change (another role or
     /// jurisdiction) makes the device restore its new scope.
-    pub fn key(device: &DeviceCtx) -> String {
-        format!("{}|{}", device.role, device.jurisdiction.as_prefix())
+    pub fn key(jurisdiction: &Jurisdiction, role: Role) -> String {
+        format!("{role}|{}", jurisdiction.as_prefix())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gridcase_core::area::Jurisdiction;
-    use gridcase_core::model::Role;
 
     fn scope(role: Role, prefix: &str) -> Scope {
-        Scope::of(&DeviceCtx {
-            device_id: "d".into(),
-            user_id: "u1".into(),
-            role,
-            jurisdiction: Jurisdiction::parse(prefix).unwrap(),
-        })
+        Scope::new(&Jurisdiction::parse(prefix).unwrap(), "u1", role)
     }
 
     #[test]
