@@ -32,6 +32,7 @@
 //!   `last_error` and the same page is asked for again next time.
 
 pub mod changes;
+pub mod display;
 pub mod edits;
 pub mod error;
 pub mod meta;

@@ -48,6 +48,9 @@ impl StoreKey {
 pub(super) fn unlock(conn: &Connection, key: Option<&StoreKey>) -> Result<(), StoreError> {
     if let Some(key) = key {
         conn.execute_batch(&format!("PRAGMA key = {};", key.sql_literal()))?;
+        // A wrong key comes back as an error below; SQLCipher need not also print it to stderr
+        // (its log switches on with the first key, so this goes after it).
+        let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
     }
     // Temporary tables and sort spills stay in memory, never in an unencrypted temp file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
