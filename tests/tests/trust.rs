@@ -11,7 +11,10 @@ use gridcase_tests::{T0, TestPhone, TestServer, new_case};
 #[test]
 fn revoked_device_is_told_to_wipe_and_wipes() {
     let server = TestServer::start();
-    let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
+    // An unencrypted store, so the case's text can be seen in the files before the wipe.
+    let token = server.enrol("li", Role::GridWorker, "330604101");
+    let mut li = TestPhone::with_key(&server, &token, 1, None);
+    li.sync().unwrap();
     li.phone
         .create_case(&new_case("c-1", "井盖缺失", "330604101201"), None, T0)
         .unwrap();
