@@ -36,9 +36,6 @@ struct Cli {
     /// The store's encryption key, 64 hex digits (not remembered: keep it in a keyring).
     #[arg(long, env = "GRIDCASE_STORE_KEY", hide_env_values = true)]
     key: Option<String>,
-    /// How many cases `list` shows.
-    #[arg(long, default_value_t = 50)]
-    limit: u32,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,6 +77,12 @@ enum Command {
         status: Option<String>,
         #[arg(long)]
         search: Option<String>,
+        /// How many cases to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Skip this many first.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
     },
     /// Show one case with its timeline and deadline.
     Show { id: String },
@@ -235,7 +238,7 @@ fn print_list(cases: &[CaseSummary], more: Option<u64>) {
         );
     }
     if let Some(next) = more {
-        println!("(more from #{next}: raise --limit)");
+        println!("(more: --offset {next})");
     }
 }
 
@@ -333,6 +336,8 @@ fn run(cli: Cli) -> Result<(), String> {
             due_soon,
             status,
             search,
+            limit,
+            offset,
         } => {
             let list = if mine {
                 CaseList::Mine
@@ -348,7 +353,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 CaseList::All
             };
             let page = phone
-                .list(&list, Page::first(cli.limit), now())
+                .list(&list, Page { offset, limit }, now())
                 .map_err(err)?;
             print_list(&page.cases, page.next_offset);
         }

@@ -450,3 +450,115 @@ pub(crate) fn heads_after_push(old: &[ChangeHash], pushed: &[Vec<u8>]) -> Vec<Ch
     heads.dedup();
     heads
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::CaseDoc;
+    use crate::store::tests::{T0, actor, new_case, worker};
+
+    fn raw(heads: &[ChangeHash]) -> Vec<Vec<u8>> {
+        heads.iter().map(|h| h.0.to_vec()).collect()
+    }
+
+    /// The phone pushed its case; while the request was in flight it added a note. The ack
+    /// names the heads of what was pushed: the note stays pending, nothing is overwritten.
+    #[test]
+    fn an_ack_covers_what_was_sent_and_not_what_came_after() {
+        let mut doc = CaseDoc::create(
+            &new_case("c1", "噪音", "330604101201"),
+            &worker(),
+            actor(),
+            T0,
+        )
+        .unwrap();
+        let sent_heads = doc.heads();
+        let pushed: Vec<Vec<u8>> = doc
+            .automerge()
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        doc.add_note("发出之后的备注", &worker(), T0 + 1).unwrap();
+        let now_heads = doc.heads();
+        let sent = SyncRequest {
+            pushes: vec![crate::sync::DocPush {
+                doc_id: "c1".into(),
+                changes: pushed,
+            }],
+            ..Default::default()
+        };
+        let held = BTreeMap::from([(
+            "c1".to_string(),
+            Held {
+                doc: Some(doc.into_automerge()),
+                persisted: now_heads.clone(),
+                server_heads: Vec::new(),
+                pending: true,
+            },
+        )]);
+        for ack in [sent_heads.clone(), vec![ChangeHash([9; 32])]] {
+            // The server's own heads, or heads the phone does not hold (someone else's change
+            // merged on the server): either way the server holds exactly what was pushed.
+            let response = SyncResponse {
+                results: vec![PushResult::Accepted {
+                    doc_id: "c1".into(),
+                    heads: raw(&ack),
+                }],
+                ..Default::default()
+            };
+            let held = held
+                .iter()
+                .map(|(id, h)| {
+                    let doc = h.doc.clone();
+                    let h = Held {
+                        doc,
+                        persisted: h.persisted.clone(),
+                        server_heads: h.server_heads.clone(),
+                        pending: h.pending,
+                    };
+                    (id.clone(), h)
+                })
+                .collect();
+            let mut plan = plan_page(response, &sent, held, &actor()).unwrap();
+            let c1 = plan.docs.get_mut("c1").unwrap();
+            let DocWrite::Changes {
+                persisted,
+                server_heads,
+            } = &c1.write
+            else {
+                panic!("an acknowledged document is written: {:?}", c1.write);
+            };
+            assert_eq!(
+                persisted.as_deref(),
+                Some(&now_heads[..]),
+                "appended, not replaced"
+            );
+            assert_eq!(server_heads, &sent_heads);
+            let doc = c1.doc.as_mut().unwrap();
+            assert_eq!(
+                doc.get_changes(server_heads).len(),
+                1,
+                "the note is still unsent"
+            );
+            assert_eq!(c1.rejection, Some(None));
+            assert_eq!(plan.rows, [RowPlan::Refresh("c1".into())]);
+            assert_eq!(plan.outcome.accepted, ["c1"]);
+        }
+    }
+
+    #[test]
+    fn a_page_names_whole_documents_and_evictions_apart() {
+        let response = SyncResponse {
+            evict: vec!["gone".into(), "c1".into()],
+            results: vec![PushResult::Accepted {
+                doc_id: "c1".into(),
+                heads: vec![],
+            }],
+            ..Default::default()
+        };
+        let (whole, state_only) = needed(&response);
+        assert_eq!(whole.into_iter().collect::<Vec<_>>(), ["c1"]);
+        assert_eq!(state_only.into_iter().collect::<Vec<_>>(), ["gone"]);
+    }
+}
