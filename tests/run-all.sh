@@ -6,13 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# JNA for the Kotlin bindings on the JVM (Debian's libjna-java).
-if [ ! -f /usr/share/java/jna.jar ]; then
-  if command -v apt-get >/dev/null; then
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libjna-java >/dev/null
-  fi
-fi
+# What the build and the tests need from Debian (once): OpenSSL's headers and libcrypto for
+# SQLCipher (the phone's encrypted store), JNA for the Kotlin bindings on the JVM.
+bash .ci/deps.sh
 
 # PostgreSQL up (started or installed), GRIDCASE_TEST_PG exported.
 source tests/postgres.sh

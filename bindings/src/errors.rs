@@ -11,6 +11,8 @@
 //! - `Network`: no connection, a timeout, a dropped transfer: try again later.
 //! - `Server`: the server answered with an error or with something unusable.
 //! - `Storage`: the local database cannot be opened or read (corrupt file, newer schema).
+//! - `WrongKey`: the store key does not open this database (another key, or not a store);
+//!   nothing was changed: open again with the right key.
 //! - `Cancelled`: the sync was cancelled; what was stored so far is kept.
 //! - `Internal`: a bug (a panic inside the library); the store is left as its last commit.
 
@@ -21,6 +23,7 @@ use gridcase_core::calendar::CalendarError;
 use gridcase_core::doc::DocError;
 use gridcase_core::phone::{PhoneError, TransportError};
 use gridcase_core::policy::PolicyError;
+use gridcase_core::store::StoreError;
 
 /// Exported flat: the app sees the variant and its message (Kotlin `GridcaseException.Network`
 /// with `.message`, Swift `GridcaseError.Network(message:)`, Python `GridcaseError.Network`).
@@ -44,6 +47,8 @@ pub enum GridcaseError {
     #[error("{message}")]
     Storage { message: String },
     #[error("{message}")]
+    WrongKey { message: String },
+    #[error("{message}")]
     Cancelled { message: String },
     #[error("{message}")]
     Internal { message: String },
@@ -58,7 +63,10 @@ impl From<PhoneError> for GridcaseError {
             PhoneError::NoIdentity => GridcaseError::NotAllowed { message },
             PhoneError::NotFound(_) => GridcaseError::NotFound { message },
             PhoneError::Doc(doc) => doc.into(),
+            PhoneError::Store(StoreError::WrongKey) => GridcaseError::WrongKey { message },
+            PhoneError::Store(StoreError::BadKey { .. }) => GridcaseError::InvalidInput { message },
             PhoneError::Store(_) => GridcaseError::Storage { message },
+            PhoneError::SyncRunning => GridcaseError::NotAllowed { message },
             PhoneError::Token(_) => GridcaseError::Unauthorized { message },
             PhoneError::DeviceMismatch { .. } => GridcaseError::InvalidInput { message },
             PhoneError::Wiped => GridcaseError::Revoked { message },
@@ -203,5 +211,11 @@ mod tests {
         assert!(matches!(e, GridcaseError::NotAllowed { .. }));
         let e: GridcaseError = PhoneError::Wiped.into();
         assert!(matches!(e, GridcaseError::Revoked { .. }));
+        let e: GridcaseError = PhoneError::Store(StoreError::WrongKey).into();
+        assert!(matches!(e, GridcaseError::WrongKey { message } if message.contains("key")));
+        let e: GridcaseError = PhoneError::Store(StoreError::BadKey { len: 3 }).into();
+        assert!(matches!(e, GridcaseError::InvalidInput { .. }));
+        let e: GridcaseError = PhoneError::SyncRunning.into();
+        assert!(matches!(e, GridcaseError::NotAllowed { .. }));
     }
 }

@@ -3,9 +3,10 @@
 //! calling core; what lives here is only the edge: the system clock, randomness (case ids, actor
 //! nonces), the HTTP transport, the sync thread, and the mapping of errors and records.
 //!
-//! Threading: the phone sits behind a mutex. Methods may be called from any thread; a sync holds
-//! the phone for its whole duration, so other calls wait until it ends. The sync listener runs on
-//! the sync thread and must not call back into the phone (except [`GridcasePhone::cancel_sync`]).
+//! Threading: methods may be called from any thread, at any time, including while a sync runs:
+//! core's phone holds no lock while the sync waits for the network, so a call waits at most for
+//! one sync page to be written. Listeners run on the thread that made the change (the caller's
+//! for an edit, the sync thread for a page) after it is committed, and may call the phone.
 
 uniffi::setup_scaffolding!();
 
@@ -22,10 +23,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use gridcase_core::calendar::Calendar;
 use gridcase_core::lifecycle::Action;
-use gridcase_core::model::{Millis, NewCase, Status};
-use gridcase_core::phone::Phone;
+use gridcase_core::model::{Millis, NewCase};
+use gridcase_core::phone::{CaseChanges, ChangeListener, Phone, PhoneError};
 use gridcase_core::policy::PolicySet;
 use gridcase_core::store::projection::Rules;
+use gridcase_core::store::{Page, StoreKey};
 
 use errors::guard;
 pub use errors::{GridcaseError, Result};
@@ -42,10 +44,31 @@ pub trait SyncListener: Send + Sync {
     fn on_progress(&self, progress: ProgressRecord) -> Result<()>;
 }
 
+/// Hears which cases changed: after every local edit and after every sync page stored
+/// (received, acknowledged, refused, removed). Implemented by the app; runs on the thread that
+/// made the change, after it is committed, and may call the phone back. Whatever it throws is
+/// ignored.
+#[uniffi::export(foreign)]
+pub trait CaseChangeListener: Send + Sync {
+    fn on_cases_changed(&self, changes: CaseChangesRecord) -> Result<()>;
+}
+
+/// Core's listener, calling the app's.
+struct Foreign(Arc<dyn CaseChangeListener>);
+
+impl ChangeListener for Foreign {
+    fn cases_changed(&self, changes: &CaseChanges) {
+        // A listener that throws (or panics) must not undo or hide the change it hears about.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            self.0.on_cases_changed(changes.clone().into())
+        }));
+    }
+}
+
 /// The case store of one install, as the app holds it.
 #[derive(uniffi::Object)]
 pub struct GridcasePhone {
-    phone: Mutex<Phone>,
+    phone: Phone,
     server_url: String,
     token: String,
     /// The running sync's cancel flag, if a sync runs.
@@ -73,15 +96,10 @@ fn nonce() -> [u8; 4] {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while the phone was held rolled back its open transaction: the phone is usable.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl GridcasePhone {
-    fn phone(&self) -> MutexGuard<'_, Phone> {
-        lock(&self.phone)
-    }
-
     fn run_sync(
         &self,
         listener: Option<Arc<dyn SyncListener>>,
@@ -96,7 +114,7 @@ impl GridcasePhone {
             }
         };
         let result = self
-            .phone()
+            .phone
             .sync(&mut transport, now(), &mut report, &cancel, PAGE_SIZE);
         let cancelled = cancel.load(std::sync::atomic::Ordering::SeqCst);
         match result {
@@ -111,13 +129,21 @@ impl GridcasePhone {
 #[uniffi::export]
 impl GridcasePhone {
     /// Opens (or creates) the store at `path` for the device `device_token` enrolled at the
-    /// office, syncing with `server_url` (e.g. `https://cases.example.gov.cn`).
+    /// office, syncing with `server_url` (e.g. `https://cases.example.gov.cn`). `store_key`
+    /// (32 random bytes the app keeps in the Android Keystore / iOS Keychain, never beside the
+    /// file) encrypts the store; a different key fails with `WrongKey` and changes nothing.
     #[uniffi::constructor]
-    pub fn open(path: String, server_url: String, device_token: String) -> Result<Arc<Self>> {
+    pub fn open(
+        path: String,
+        server_url: String,
+        device_token: String,
+        store_key: Vec<u8>,
+    ) -> Result<Arc<Self>> {
         guard(|| {
-            let phone = Phone::open(PathBuf::from(path), &device_token, nonce())?;
+            let key = StoreKey::from_slice(&store_key).map_err(PhoneError::from)?;
+            let phone = Phone::open(PathBuf::from(path), &device_token, nonce(), Some(&key))?;
             Ok(Arc::new(GridcasePhone {
-                phone: Mutex::new(phone),
+                phone,
                 server_url,
                 token: device_token,
                 current_sync: Mutex::new(None),
@@ -127,12 +153,12 @@ impl GridcasePhone {
 
     /// This device's id (from the token).
     pub fn device_id(&self) -> String {
-        self.phone().device().to_string()
+        self.phone.device().to_string()
     }
 
     /// Who the server knows this device as; `None` before the first sync.
     pub fn identity(&self) -> Result<Option<IdentityRecord>> {
-        guard(|| Ok(self.phone().identity()?.map(Into::into)))
+        guard(|| Ok(self.phone.identity()?.map(Into::into)))
     }
 
     /// Replaces the deadline policy (TOML) and, optionally, the holiday calendar text; list
@@ -147,7 +173,7 @@ impl GridcasePhone {
                 policy: PolicySet::from_toml(&policy_toml)?,
                 calendar,
             };
-            Ok(self.phone().set_rules(rules, now())?)
+            Ok(self.phone.set_rules(rules, now())?)
         })
     }
 
@@ -174,7 +200,7 @@ impl GridcasePhone {
             };
             let complainant = complainant.map(Into::into);
             Ok(self
-                .phone()
+                .phone
                 .create_case(&new, complainant.as_ref(), now())?
                 .into())
         })
@@ -182,13 +208,13 @@ impl GridcasePhone {
 
     /// Changes one field.
     pub fn edit(&self, case_id: String, edit: CaseEdit) -> Result<()> {
-        guard(|| Ok(self.phone().edit(&case_id, &edit.into(), now())?))
+        guard(|| Ok(self.phone.edit(&case_id, &edit.into(), now())?))
     }
 
     /// Replaces the description; the change is stored as the smallest text edit, so it merges
     /// with other people's concurrent edits.
     pub fn set_description(&self, case_id: String, text: String) -> Result<()> {
-        guard(|| Ok(self.phone().set_description(&case_id, &text, now())?))
+        guard(|| Ok(self.phone.set_description(&case_id, &text, now())?))
     }
 
     /// Deletes `delete` characters at `position` of the description and inserts `insert` there.
@@ -202,26 +228,26 @@ impl GridcasePhone {
         guard(|| {
             let (pos, del) = (position as usize, delete as usize);
             Ok(self
-                .phone()
+                .phone
                 .splice_description(&case_id, pos, del, &insert, now())?)
         })
     }
 
     /// Performs a lifecycle action (register, sign, reply…); returns the case afterwards.
     pub fn act(&self, case_id: String, action: Action) -> Result<CaseRecord> {
-        guard(|| Ok(self.phone().act(&case_id, &action, now())?.into()))
+        guard(|| Ok(self.phone.act(&case_id, &action, now())?.into()))
     }
 
     /// Adds a note; returns its id.
     pub fn add_note(&self, case_id: String, text: String) -> Result<String> {
-        guard(|| Ok(self.phone().add_note(&case_id, &text, now())?))
+        guard(|| Ok(self.phone.add_note(&case_id, &text, now())?))
     }
 
     /// Adds a reference to a photo or file; returns its id.
     pub fn add_attachment(&self, case_id: String, attachment: AttachmentRef) -> Result<String> {
         guard(|| {
             let a = attachment;
-            Ok(self.phone().add_attachment(
+            Ok(self.phone.add_attachment(
                 &case_id,
                 &a.sha256,
                 &a.mime,
@@ -235,14 +261,14 @@ impl GridcasePhone {
     /// The complainant's unmasked phone number. Lists show it masked; each reveal is recorded
     /// and reaches the server's audit log with the next sync.
     pub fn reveal_complainant_phone(&self, case_id: String) -> Result<String> {
-        guard(|| Ok(self.phone().reveal_complainant_phone(&case_id, now())?))
+        guard(|| Ok(self.phone.reveal_complainant_phone(&case_id, now())?))
     }
 
     /// Sets the complainant's name and phone (personal data, kept in its own document).
     pub fn set_complainant(&self, case_id: String, complainant: ComplainantRecord) -> Result<()> {
         guard(|| {
             Ok(self
-                .phone()
+                .phone
                 .set_complainant(&case_id, &complainant.into(), now())?)
         })
     }
@@ -251,49 +277,46 @@ impl GridcasePhone {
 
     /// The whole case, with its complainant when this phone holds it.
     pub fn get_case(&self, case_id: String) -> Result<CaseRecord> {
-        guard(|| Ok(self.phone().get_case(&case_id)?.into()))
+        guard(|| Ok(self.phone.get_case(&case_id)?.into()))
     }
 
     /// The countdown of the case's current stage by the phone's clock and rules; `None` when no
     /// clock runs (draft, closed…).
     pub fn deadline(&self, case_id: String) -> Result<Option<DeadlineRecord>> {
-        guard(|| Ok(self.phone().deadline(&case_id, now())?.map(Into::into)))
+        guard(|| Ok(self.phone.deadline(&case_id, now())?.map(Into::into)))
     }
 
-    /// Cases assigned to or registered by this phone's user.
-    pub fn my_cases(&self) -> Result<Vec<CaseSummaryRecord>> {
-        guard(|| Ok(summaries(self.phone().my_cases()?)))
+    /// One page of a list: `limit` rows after skipping `offset`. `nextOffset` in the answer is
+    /// where the next page starts (`None`: this was the last).
+    pub fn list_cases(&self, list: CaseList, offset: u64, limit: u32) -> Result<CasePageRecord> {
+        guard(|| {
+            let page = Page { offset, limit };
+            Ok(self.phone.list(&list.into(), page, now())?.into())
+        })
     }
 
-    /// Cases whose stage has used most of its time (预警).
-    pub fn due_soon(&self) -> Result<Vec<CaseSummaryRecord>> {
-        guard(|| Ok(summaries(self.phone().due_soon(now())?)))
+    /// How many cases a list holds.
+    pub fn count_cases(&self, list: CaseList) -> Result<u64> {
+        guard(|| Ok(self.phone.count(&list.into(), now())?))
     }
 
-    /// Cases past their deadline (超期).
-    pub fn overdue(&self) -> Result<Vec<CaseSummaryRecord>> {
-        guard(|| Ok(summaries(self.phone().overdue(now())?)))
+    // ----- change listeners -----
+
+    /// Registers a listener for case changes; returns the id that removes it.
+    pub fn add_change_listener(&self, listener: Arc<dyn CaseChangeListener>) -> u64 {
+        self.phone.add_listener(Arc::new(Foreign(listener)))
     }
 
-    pub fn by_status(&self, status: Status) -> Result<Vec<CaseSummaryRecord>> {
-        guard(|| Ok(summaries(self.phone().by_status(status)?)))
-    }
-
-    /// Cases in an area: `area_prefix` is a prefix of the 12-digit code (a jurisdiction).
-    pub fn by_area(&self, area_prefix: String) -> Result<Vec<CaseSummaryRecord>> {
-        guard(|| Ok(summaries(self.phone().by_area(&area_prefix)?)))
-    }
-
-    /// Cases whose title contains `query`.
-    pub fn search(&self, query: String) -> Result<Vec<CaseSummaryRecord>> {
-        guard(|| Ok(summaries(self.phone().search_title(&query)?)))
+    /// Removes a listener; false when no listener had that id.
+    pub fn remove_change_listener(&self, id: u64) -> bool {
+        self.phone.remove_listener(id)
     }
 
     // ----- sync -----
 
     /// Pending local changes, the last successful sync, the last error, refused changes.
     pub fn sync_status(&self) -> Result<SyncStatusRecord> {
-        guard(|| Ok(self.phone().sync_status()?.into()))
+        guard(|| Ok(self.phone.sync_status()?.into()))
     }
 
     /// Changes the server refused, with its reasons. They stay on the phone and are not sent
@@ -305,11 +328,7 @@ impl GridcasePhone {
     /// Drops this phone's unsent (e.g. refused) changes to a document (`doc_id` from a
     /// [`RejectionRecord`]); the next sync brings back what the server holds.
     pub fn discard_local_changes(&self, doc_id: String) -> Result<()> {
-        guard(|| {
-            Ok(self
-                .phone()
-                .discard_local_changes(&doc_id, nonce(), now())?)
-        })
+        guard(|| Ok(self.phone.discard_local_changes(&doc_id, nonce(), now())?))
     }
 
     /// Exchanges changes with the server: sends what this phone changed, receives what others
@@ -359,6 +378,13 @@ impl GridcasePhone {
 
     /// Deletes everything this phone holds; every call fails with `Revoked` afterwards.
     pub fn wipe(&self) -> Result<()> {
-        guard(|| Ok(self.phone().wipe()?))
+        guard(|| Ok(self.phone.wipe()?))
     }
+}
+
+/// An instant (milliseconds since the epoch) as people read it: China time (UTC+8),
+/// `2025-01-06 08:00`, whatever the device's zone.
+#[uniffi::export]
+pub fn china_time(at_ms: i64) -> String {
+    gridcase_core::phone::display::china_time(at_ms)
 }

@@ -10,11 +10,13 @@ use gridcase_core::model::{
     Attachment, Author, Case, CaseType, Channel, Complainant, FollowUpResult, Location, Note, Role,
     Satisfaction, Status, Supervision, TimelineEvent, Urgency,
 };
+use gridcase_core::phone::queries::CaseList as CoreList;
 use gridcase_core::phone::{
-    CaseDetail, RejectedDoc, SyncPhase, SyncProgress, SyncStatus, SyncSummary,
+    CaseChanges, CaseDetail, ChangeSource, RejectedDoc, SyncPhase, SyncProgress, SyncStatus,
+    SyncSummary,
 };
 use gridcase_core::policy::Stage;
-use gridcase_core::store::CaseSummary;
+use gridcase_core::store::{CasePage, CaseSummary};
 use gridcase_core::sync::Identity;
 
 // ----- core's enums, as they are -----
@@ -164,6 +166,32 @@ pub enum SyncPhase {
     Sending,
     Applying,
     Done,
+}
+
+/// Where a change came from: an edit on this phone, or a sync page.
+#[uniffi::remote(Enum)]
+pub enum ChangeSource {
+    Local,
+    Sync,
+}
+
+/// The lists a screen shows.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum CaseList {
+    /// Every case on this phone, by area code.
+    All,
+    /// Assigned to or registered by this phone's user, most recently changed first.
+    Mine,
+    /// Most of the stage's time used (预警), soonest first.
+    DueSoon,
+    /// Past the deadline (超期), most overdue first.
+    Overdue,
+    /// In one state, most recently changed first.
+    Status { status: Status },
+    /// In an area: a prefix of the 12-digit code (a jurisdiction), by area code.
+    Area { prefix: String },
+    /// Title or number contains the text, most recently changed first.
+    Search { text: String },
 }
 
 // ----- inputs -----
@@ -342,6 +370,30 @@ pub struct CaseSummaryRecord {
     pub updated_at: i64,
     /// Holds changes the server has not acknowledged yet.
     pub has_pending: bool,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CasePageRecord {
+    pub cases: Vec<CaseSummaryRecord>,
+    /// Where the next page starts; `None` when this is the last.
+    pub next_offset: Option<u64>,
+}
+
+/// Which cases changed (case ids), as a [`crate::CaseChangeListener`] hears it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CaseChangesRecord {
+    pub source: ChangeSource,
+    /// Content changed (edited here, or received): reload rows and open details.
+    pub updated: Vec<String>,
+    /// The server stored this phone's changes: the "not yet sent" mark may go.
+    pub acknowledged: Vec<String>,
+    /// The server refused this phone's changes (`syncStatus().rejected` says why).
+    pub rejected: Vec<String>,
+    /// No longer on this phone (left its scope, or a discarded draft).
+    pub removed: Vec<String>,
+    /// Every list may have changed (new deadline rules, a wipe): reload what is shown.
+    pub everything: bool,
 }
 
 /// The countdown of a case's current stage, computed on the phone.
@@ -624,8 +676,40 @@ impl From<CaseSummary> for CaseSummaryRecord {
     }
 }
 
-pub(crate) fn summaries(rows: Vec<CaseSummary>) -> Vec<CaseSummaryRecord> {
-    all(rows)
+impl From<CaseList> for CoreList {
+    fn from(l: CaseList) -> Self {
+        match l {
+            CaseList::All => CoreList::All,
+            CaseList::Mine => CoreList::Mine,
+            CaseList::DueSoon => CoreList::DueSoon,
+            CaseList::Overdue => CoreList::Overdue,
+            CaseList::Status { status } => CoreList::Status(status),
+            CaseList::Area { prefix } => CoreList::Area(prefix),
+            CaseList::Search { text } => CoreList::Search(text),
+        }
+    }
+}
+
+impl From<CasePage> for CasePageRecord {
+    fn from(p: CasePage) -> Self {
+        CasePageRecord {
+            cases: all(p.cases),
+            next_offset: p.next_offset,
+        }
+    }
+}
+
+impl From<CaseChanges> for CaseChangesRecord {
+    fn from(c: CaseChanges) -> Self {
+        CaseChangesRecord {
+            source: c.source,
+            updated: c.updated,
+            acknowledged: c.acknowledged,
+            rejected: c.rejected,
+            removed: c.removed,
+            everything: c.everything,
+        }
+    }
 }
 
 impl From<DeadlineStatus> for DeadlineRecord {

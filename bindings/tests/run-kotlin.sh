@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compiles the generated Kotlin with kotlinc (npm package kotlin-compiler, installed into
 # target/kotlin when missing), JNA (Debian libjna-java) and the coroutines jar kotlinc ships, and
-# runs bindings/tests/kotlin/*.kt against a real gridcase-server on 127.0.0.1.
+# runs bindings/tests/kotlin/*.kt against a real gridcase-server on 127.0.0.1. The samples
+# (bindings/samples/kotlin) are compiled with them and used by the tests, so they cannot rot.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/server.sh"
 
@@ -20,5 +21,6 @@ CP="$JNA:$KOTLIN_LIB/kotlinx-coroutines-core-jvm.jar"
 JAR="$WORK/bindings-test.jar"
 
 "$KOTLINC" -nowarn -include-runtime -cp "$CP" -d "$JAR" \
-    "$GRIDCASE_BINDINGS/kotlin/cn/gridcase/gridcase_bindings.kt" bindings/tests/kotlin/*.kt
+    "$GRIDCASE_BINDINGS/kotlin/cn/gridcase/gridcase_bindings.kt" bindings/samples/kotlin/*.kt \
+    bindings/tests/kotlin/*.kt
 java -Djna.library.path="$GRIDCASE_LIB_DIR" -cp "$JAR:$CP" BindingsTestKt

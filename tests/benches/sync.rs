@@ -19,7 +19,9 @@ use gridcase_bindings::http::HttpTransport;
 use gridcase_core::doc::FieldEdit;
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Case, Complainant, Millis, Role};
+use gridcase_core::phone::queries::CaseList;
 use gridcase_core::phone::{Transport, TransportError};
+use gridcase_core::store::{Page, StoreKey};
 use gridcase_tests::{T0, TestPhone, TestServer, new_case};
 
 /// Counts round trips and bytes both ways.
@@ -186,9 +188,17 @@ fn seed(phone: &mut TestPhone, n: usize, prefix: &str) {
     phone.sync().unwrap();
 }
 
-fn restore(server: &TestServer, user: &str, nonce: u8) -> (TestPhone, Duration, Metered<'static>) {
+/// A new phone of township staff `user` syncs everything: encrypted as on a device, or with
+/// `encrypted: false` a plain SQLite store (to see what encryption costs).
+fn restore(
+    server: &TestServer,
+    user: &str,
+    nonce: u8,
+    encrypted: bool,
+) -> (TestPhone, Duration, Metered<'static>) {
     let token = server.enrol(user, Role::TownshipStaff, "330604101");
-    let mut phone = TestPhone::new(server, &token, nonce);
+    let key = encrypted.then(|| StoreKey::new([nonce; 32]));
+    let mut phone = TestPhone::with_key(server, &token, nonce, key);
     let inner: &'static mut HttpTransport =
         Box::leak(Box::new(HttpTransport::new(&server.url, &token)));
     let mut meter = Metered {
@@ -221,8 +231,8 @@ fn w1() {
     let mut seeder = TestPhone::enrolled(&server, "seeder", Role::GridWorker, "330604101", 1);
     seed(&mut seeder, n, "w1");
 
-    let (phone, elapsed, meter) = restore(&server, "restorer", 2);
-    let listed = phone.phone.by_area("330604101").unwrap().len();
+    let (phone, elapsed, meter) = restore(&server, "restorer", 2, true);
+    let listed = phone.cases_in("330604101").len();
     assert_eq!(listed, n, "every case arrived");
     let json = final_state_json(&phone, (0..n).map(|i| format!("w1-{i:06}")));
     let gz = gzip_len(&json);
@@ -236,6 +246,64 @@ fn w1() {
         gz,
         wire as f64 / gz as f64
     );
+    let (_, plain, _) = restore(&server, "restorer-plain", 3, false);
+    println!(
+        "W1 encryption: restore into an encrypted store {:.2} s, into a plain one {:.2} s ({:+.0} %)",
+        elapsed.as_secs_f64(),
+        plain.as_secs_f64(),
+        (elapsed.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0
+    );
+}
+
+/// Best-of-5 milliseconds of the list calls a screen makes, on a phone holding `n` cases:
+/// the first page, a page deep in the list, the count, a title search, and every row a page
+/// of 500 at a time.
+fn list_timings(phone: &TestPhone, n: usize) -> String {
+    let p = &phone.phone;
+    let now = phone.now;
+    let all = CaseList::All;
+    let calls: [(&str, &dyn Fn() -> usize); 5] = [
+        ("first page of 50", &|| {
+            p.list(&all, Page::first(50), now).unwrap().cases.len()
+        }),
+        ("page of 50 halfway down", &|| {
+            let page = Page {
+                offset: (n / 2) as u64,
+                limit: 50,
+            };
+            p.list(&all, page, now).unwrap().cases.len()
+        }),
+        ("count", &|| p.count(&all, now).unwrap() as usize),
+        ("search", &|| {
+            let list = CaseList::Search("路灯".into());
+            p.list(&list, Page::first(50), now).unwrap().cases.len()
+        }),
+        ("all rows by 500", &|| {
+            let (mut page, mut rows) = (Page::first(500), 0);
+            loop {
+                let got = p.list(&all, page, now).unwrap();
+                rows += got.cases.len();
+                match got.next_offset {
+                    Some(next) => page.offset = next,
+                    None => break rows,
+                }
+            }
+        }),
+    ];
+    calls
+        .iter()
+        .map(|(what, call)| {
+            let best = (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    call();
+                    t.elapsed().as_secs_f64() * 1000.0
+                })
+                .fold(f64::MAX, f64::min);
+            format!("{what} {best:.2} ms")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn w2() {
@@ -244,7 +312,17 @@ fn w2() {
     let server = TestServer::start(gridcase_tests::Backend::Sqlite);
     let mut seeder = TestPhone::enrolled(&server, "seeder", Role::GridWorker, "330604101", 1);
     seed(&mut seeder, n, "w2");
-    let (mut phone, _, _) = restore(&server, "returner", 2);
+    let (mut phone, _, _) = restore(&server, "returner", 2, true);
+    let (plain, _, _) = restore(&server, "returner-plain", 3, false);
+    println!(
+        "List of {n} cases, encrypted store: {}",
+        list_timings(&phone, n)
+    );
+    println!(
+        "List of {n} cases, plain store:     {}",
+        list_timings(&plain, n)
+    );
+    drop(plain);
 
     let notes_before = phone
         .phone

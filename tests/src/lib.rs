@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use gridcase_bindings::http::HttpTransport;
 use gridcase_core::area::Jurisdiction;
 use gridcase_core::model::{CaseType, Channel, Location, Millis, NewCase, Role, Urgency};
+use gridcase_core::phone::queries::CaseList;
 use gridcase_core::phone::{Phone, SyncSummary, Transport, TransportError};
+use gridcase_core::store::{Page, StoreKey};
 use gridcase_server::http::{AppState, spawn};
 use gridcase_server::store::Store;
 pub use gridcase_server::testing::{Backend, TestDb};
@@ -99,10 +101,26 @@ pub struct TestPhone {
 pub const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 impl TestPhone {
+    /// A phone whose store is encrypted, as on a real device.
     pub fn new(server: &TestServer, token: &str, nonce: u8) -> TestPhone {
+        Self::with_key(server, token, nonce, Some(StoreKey::new([nonce; 32])))
+    }
+
+    /// `key: None`: an unencrypted store (to measure what encryption costs).
+    pub fn with_key(
+        server: &TestServer,
+        token: &str,
+        nonce: u8,
+        key: Option<StoreKey>,
+    ) -> TestPhone {
         let dir = tempfile::tempdir().expect("temp dir");
-        let phone = Phone::open(dir.path().join("phone.db"), token, [nonce, 1, 2, 3])
-            .expect("open phone store");
+        let phone = Phone::open(
+            dir.path().join("phone.db"),
+            token,
+            [nonce, 1, 2, 3],
+            key.as_ref(),
+        )
+        .expect("open phone store");
         TestPhone {
             phone,
             transport: HttpTransport::new(&server.url, token),
@@ -145,6 +163,13 @@ impl TestPhone {
 
     pub fn nonce(&self) -> u8 {
         self.nonce
+    }
+
+    /// The ids of the cases held in an area (a code prefix), every page.
+    pub fn cases_in(&self, area_prefix: &str) -> Vec<String> {
+        let list = CaseList::Area(area_prefix.into());
+        let page = self.phone.list(&list, Page::ALL, self.now).expect("list");
+        page.cases.into_iter().map(|c| c.case_id).collect()
     }
 }
 

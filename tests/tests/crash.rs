@@ -22,8 +22,10 @@ use gridcase_core::calendar::Calendar;
 use gridcase_core::doc::CaseDoc;
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Millis, Role};
+use gridcase_core::phone::queries::CaseList;
 use gridcase_core::phone::{Phone, PhoneError, Transport, TransportError};
 use gridcase_core::policy::PolicySet;
+use gridcase_core::store::{Page, StoreKey};
 use gridcase_core::sync::{PushResult, wire};
 use gridcase_server::db::Location;
 use gridcase_server::http::{AppState, spawn};
@@ -269,8 +271,9 @@ impl CrashPhone {
 
     fn case_ids(&self) -> Vec<String> {
         self.phone
-            .by_area(AREA)
+            .list(&CaseList::Area(AREA.into()), Page::ALL, self.now)
             .unwrap()
+            .cases
             .into_iter()
             .map(|s| s.case_id)
             .collect()
@@ -478,6 +481,7 @@ fn server_killed_mid_burst_loses_no_acknowledged_change(backend: Backend) {
                     phone_dir.path().join("phone.db"),
                     &token,
                     [i as u8 + 1, 1, 2, 3],
+                    Some(&StoreKey::new([i as u8 + 1; 32])),
                 )
                 .unwrap();
                 CrashPhone {

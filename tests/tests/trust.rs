@@ -10,7 +10,10 @@ use gridcase_tests::{Backend, T0, TestPhone, TestServer, new_case};
 
 fn revoked_device_is_told_to_wipe_and_wipes(backend: Backend) {
     let server = TestServer::start(backend);
-    let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, "330604101", 1);
+    // An unencrypted store, so the case's text can be seen in the files before the wipe.
+    let token = server.enrol("li", Role::GridWorker, "330604101");
+    let mut li = TestPhone::with_key(&server, &token, 1, None);
+    li.sync().unwrap();
     li.phone
         .create_case(&new_case("c-1", "井盖缺失", "330604101201"), None, T0)
         .unwrap();

@@ -1,6 +1,8 @@
 //! A phone in the terminal: the same core code the apps call through the bindings, for trying
 //! the server out and for demos. The store path is the phone; `<store>.json` beside it
-//! remembers the server URL and the device token given on first use.
+//! remembers the server URL and the device token given on first use. Times are printed in
+//! China time (UTC+8). With `--key` (or `GRIDCASE_STORE_KEY`: 64 hex digits, kept out of the
+//! remembered file) the store is encrypted as on a real phone.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -14,7 +16,9 @@ use gridcase_core::model::{
     CaseType, Channel, Complainant, Location, Millis, NewCase, Status, Urgency,
 };
 use gridcase_core::phone::Phone;
-use gridcase_core::store::CaseSummary;
+use gridcase_core::phone::display::china_time;
+use gridcase_core::phone::queries::CaseList;
+use gridcase_core::store::{CaseSummary, Page, StoreKey};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
@@ -29,6 +33,9 @@ struct Cli {
     /// The device token printed by `gridcase-server enrol-device` (remembered).
     #[arg(long)]
     token: Option<String>,
+    /// The store's encryption key, 64 hex digits (not remembered: keep it in a keyring).
+    #[arg(long, env = "GRIDCASE_STORE_KEY", hide_env_values = true)]
+    key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +77,12 @@ enum Command {
         status: Option<String>,
         #[arg(long)]
         search: Option<String>,
+        /// How many cases to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Skip this many first.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
     },
     /// Show one case with its timeline and deadline.
     Show { id: String },
@@ -86,6 +99,71 @@ enum Command {
     Append { id: String, text: String },
     /// Pending changes, last sync, rejections.
     Status,
+    /// Fill this phone with made-up registered cases, stored as a restore stores what the
+    /// server sends (offline): for trying lists on a township-sized store, and for the binding
+    /// tests' 20,000-case phone.
+    DemoFill {
+        #[arg(long, default_value_t = 20_000)]
+        cases: u32,
+        /// Area code prefix the cases are spread over (20 villages below it).
+        #[arg(long, default_value = "3306041012")]
+        area: String,
+    },
+}
+
+/// Made-up cases from a pretend server actor, applied a page at a time through the phone's own
+/// sync path (`apply_response`), as a restore would.
+fn demo_fill(phone: &Phone, cases: u32, area: &str) -> Result<(), String> {
+    use gridcase_core::doc::CaseDoc;
+    use gridcase_core::model::{Author, Role};
+    use gridcase_core::sync::{DocUpdate, Payload, SyncRequest, SyncResponse};
+    let author = Author {
+        user: "demo".into(),
+        device: "server".into(),
+        role: Role::HotlineCentre,
+    };
+    let actor = automerge::ActorId::from(vec![0x5e; 16]);
+    let at = now();
+    for start in (0..cases).step_by(1000) {
+        let mut response = SyncResponse::default();
+        for i in start..(start + 1000).min(cases) {
+            let id = format!("demo-{i:06}");
+            let mut new = NewCase {
+                id: id.clone(),
+                number: format!("GC-{i:06}"),
+                channel: Channel::Hotline,
+                case_type: CaseType::Complaint,
+                category: "噪音".into(),
+                urgency: Urgency::General,
+                priority: false,
+                title: format!("夜间施工噪音扰民（{i}）"),
+                description: "居民反映夜间施工噪音，影响休息。".into(),
+                location: Location {
+                    address: format!("城关镇{}村", i % 20 + 1),
+                    area_code: format!("{area}{:02}", i % 20),
+                    gps: None,
+                },
+            };
+            new.urgency = if i % 7 == 0 {
+                Urgency::Urgent
+            } else {
+                new.urgency
+            };
+            let mut doc =
+                CaseDoc::create(&new, &author, actor.clone(), at).map_err(|e| e.to_string())?;
+            doc.act(&Action::Register, &author, at + 1)
+                .map_err(|e| e.to_string())?;
+            response.docs.push(DocUpdate {
+                doc_id: id,
+                payload: Payload::Snapshot(doc.save()),
+                heads: Vec::new(),
+            });
+        }
+        phone
+            .apply_response(&response, &SyncRequest::default(), at)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,21 +208,37 @@ fn remembered(cli: &Cli) -> Result<Remembered, String> {
     Ok(config)
 }
 
-fn print_list(cases: &[CaseSummary]) {
+fn store_key(hex: Option<&str>) -> Result<Option<StoreKey>, String> {
+    let Some(hex) = hex else {
+        return Ok(None);
+    };
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    let bytes = bytes.ok_or("--key: 64 hex digits")?;
+    StoreKey::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("--key: {e}"))
+}
+
+fn print_list(cases: &[CaseSummary], more: Option<u64>) {
     if cases.is_empty() {
         println!("(no cases)");
     }
     for c in cases {
-        let due = c
-            .due_at
-            .and_then(chrono::DateTime::from_timestamp_millis)
-            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_else(|| "-".into());
+        let due = c.due_at.map_or_else(|| "-".into(), china_time);
         let pending = if c.has_pending { " *unsynced*" } else { "" };
         println!(
-            "{}  {:<12} {:<10} due {}  {}{}",
+            "{}  {:<12} {:<10} due {} (北京时间)  {}{}",
             c.case_id, c.status, c.area_code, due, c.title, pending
         );
+    }
+    if let Some(next) = more {
+        println!("(more: --offset {next})");
     }
 }
 
@@ -159,8 +253,9 @@ fn parse_action(text: &str) -> Result<Action, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     let config = remembered(&cli)?;
-    let mut phone =
-        Phone::open(&cli.store, &config.token, rand::random()).map_err(|e| e.to_string())?;
+    let key = store_key(cli.key.as_deref())?;
+    let phone = Phone::open(&cli.store, &config.token, rand::random(), key.as_ref())
+        .map_err(|e| e.to_string())?;
     let err = |e: gridcase_core::phone::PhoneError| e.to_string();
     match cli.command {
         Command::Sync => {
@@ -241,23 +336,26 @@ fn run(cli: Cli) -> Result<(), String> {
             due_soon,
             status,
             search,
+            limit,
+            offset,
         } => {
-            let cases = if mine {
-                phone.my_cases()
+            let list = if mine {
+                CaseList::Mine
             } else if overdue {
-                phone.overdue(now())
+                CaseList::Overdue
             } else if due_soon {
-                phone.due_soon(now())
+                CaseList::DueSoon
             } else if let Some(s) = status {
-                let s = Status::parse(&s).ok_or_else(|| format!("unknown status `{s}`"))?;
-                phone.by_status(s)
+                CaseList::Status(Status::parse(&s).ok_or_else(|| format!("unknown status `{s}`"))?)
             } else if let Some(q) = search {
-                phone.search_title(&q)
+                CaseList::Search(q)
             } else {
-                phone.by_area("")
-            }
-            .map_err(err)?;
-            print_list(&cases);
+                CaseList::All
+            };
+            let page = phone
+                .list(&list, Page { offset, limit }, now())
+                .map_err(err)?;
+            print_list(&page.cases, page.next_offset);
         }
         Command::Show { id } => {
             let detail = phone.get_case(&id).map_err(err)?;
@@ -271,11 +369,9 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("  {}", c.description);
             if let Some(d) = phone.deadline(&id, now()).map_err(err)? {
                 println!(
-                    "  stage {} due {} ({:?}, {:.0}% used)",
+                    "  stage {} due {} 北京时间 ({:?}, {:.0}% used)",
                     d.stage,
-                    chrono::DateTime::from_timestamp_millis(d.due_at)
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_default(),
+                    china_time(d.due_at),
                     d.state,
                     d.fraction_used * 100.0
                 );
@@ -286,14 +382,20 @@ fn run(cli: Cli) -> Result<(), String> {
             for e in &c.timeline {
                 let flag = if e.conflicted { " (conflicted)" } else { "" };
                 println!(
-                    "  - {} by {} ({}){flag}",
+                    "  - {} {} by {} ({}){flag}",
+                    china_time(e.at),
                     e.action.name(),
                     e.author.user,
                     e.author.role
                 );
             }
             for n in &c.notes {
-                println!("  note by {}: {}", n.author.user, n.text);
+                println!(
+                    "  {} note by {}: {}",
+                    china_time(n.at),
+                    n.author.user,
+                    n.text
+                );
             }
         }
         Command::Act { id, action } => {
@@ -319,14 +421,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(err)?;
             println!("description updated");
         }
+        Command::DemoFill { cases, area } => {
+            demo_fill(&phone, cases, &area)?;
+            println!("{cases} made-up cases stored");
+        }
         Command::Status => {
             let s = phone.sync_status().map_err(err)?;
             println!(
                 "pending documents: {}, last sync: {}, last error: {}",
                 s.pending_docs,
                 s.last_sync_at
-                    .and_then(chrono::DateTime::from_timestamp_millis)
-                    .map(|t| t.to_rfc3339())
+                    .map(|t| format!("{} 北京时间", china_time(t)))
                     .unwrap_or_else(|| "never".into()),
                 s.last_error.unwrap_or_else(|| "none".into())
             );

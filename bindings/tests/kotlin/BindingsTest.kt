@@ -2,10 +2,14 @@
 // run-kotlin.sh). Exits non-zero when any check fails.
 
 import cn.gridcase.*
+import cn.gridcase.samples.*
 import java.nio.file.Files
+import java.security.SecureRandom
 import java.util.concurrent.CopyOnWriteArrayList
 import kotlin.system.exitProcess
+import java.io.File
 import kotlinx.coroutines.*
+import kotlinx.coroutines.channels.Channel as Inbox
 
 var failures = 0
 var passed = 0
@@ -56,11 +60,17 @@ fun newCase(title: String, description: String) = NewCaseRecord(
     location = LocationRecord("东关街道 3 号楼", "330604101201", GpsPoint(30.0, 120.6)),
 )
 
+/** A store key as an app makes one: 32 random bytes, kept in the Android Keystore. */
+fun newKey() = ByteArray(32).also { SecureRandom().nextBytes(it) }
+
+fun ids(page: CasePageRecord) = page.cases.map { it.caseId }
+
 fun main() = runBlocking {
     val url = env("GRIDCASE_URL")
     val dir = Files.createTempDirectory("gridcase-kotlin")
-    val a = GridcasePhone.open("$dir/a.db", url, env("GRIDCASE_TOKEN_A"))
-    val b = GridcasePhone.open("$dir/b.db", url, env("GRIDCASE_TOKEN_B"))
+    val keyA = newKey()
+    val a = GridcasePhone.open("$dir/a.db", url, env("GRIDCASE_TOKEN_A"), keyA)
+    val b = GridcasePhone.open("$dir/b.db", url, env("GRIDCASE_TOKEN_B"), newKey())
 
     // Before the first sync the phone does not know its user and refuses to write.
     expectThrows<GridcaseException.NotAllowed>("create before the first sync") {
@@ -90,17 +100,33 @@ fun main() = runBlocking {
     check(local.maskedPhone == "138****1234" && local.complainant?.name == "张三", "complainant held, phone masked")
     check(local.timeline.any { it.action == Action.Register }, "timeline records the action")
     check(a.syncStatus().pendingChanges > 0UL, "offline changes are pending")
-    check(a.myCases().any { it.caseId == id }, "my cases lists it")
-    check(a.search("路灯").any { it.caseId == id }, "search by title finds it")
-    check(a.byStatus(Status.REGISTERED).any { it.caseId == id }, "by status finds it")
-    check(a.byArea("330604101").any { it.caseId == id }, "by area finds it")
+    check(id in ids(a.listCases(CaseList.Mine, 0UL, 50u)), "my cases lists it")
+    check(id in ids(a.listCases(CaseList.Search("路灯"), 0UL, 50u)), "search by title finds it")
+    check(id in ids(a.listCases(CaseList.Status(Status.REGISTERED), 0UL, 50u)), "by status finds it")
+    check(id in ids(a.listCases(CaseList.Area("330604101"), 0UL, 50u)), "by area finds it")
+    check(a.countCases(CaseList.Mine) == 1UL && a.listCases(CaseList.Mine, 1UL, 50u).cases.isEmpty(),
+        "counts and pages past the end")
+    check(a.allRows(CaseList.All, 1u).map { it.caseId }.toList() == listOf(id), "the sample pages through a list")
     val deadline = a.deadline(id)
     check(deadline != null && deadline.stage == Stage.ROUTE && deadline.dueAt > deadline.startedAt,
         "the phone computes the route deadline ($deadline)")
-    check(a.overdue().none { it.caseId == id }, "a fresh case is not overdue")
+    check(id !in ids(a.listCases(CaseList.Overdue, 0UL, 50u)), "a fresh case is not overdue")
     expectThrows<GridcaseException.NotAllowed>("a grid worker may not close") { a.act(id, Action.Close) }
     expectThrows<GridcaseException.NotFound>("unknown case") { a.getCase("no-such-case") }
     expectThrows<GridcaseException.InvalidInput>("empty title") { a.createCase(newCase(" ", "d"), null) }
+
+    // Screens stay current: the sample's flows reload after each change, local or synced.
+    val rows = Inbox<CasePageRecord>(Inbox.UNLIMITED)
+    val watching = launch(Dispatchers.IO) { a.watchList(CaseList.Mine).collect { rows.send(it) } }
+    val first = withTimeout(30_000) { rows.receive() }
+    check(first.cases.single().title == "3号楼路灯不亮", "the watched list starts with what is stored")
+    a.edit(id, CaseEdit.Title("3号楼路灯不亮（两盏）"))
+    var reloaded = withTimeout(30_000) { rows.receive() }
+    while (reloaded.cases.single().title != "3号楼路灯不亮（两盏）") reloaded = withTimeout(30_000) { rows.receive() }
+    check(true, "an edit reloads the watched list")
+    val changes = Inbox<CaseChangesRecord>(Inbox.UNLIMITED)
+    val hearing = launch(Dispatchers.IO) { a.caseChanges(primed = true).collect { changes.send(it) } }
+    check(withTimeout(30_000) { changes.receive() }.everything, "a primed flow starts with a reload")
 
     // Sync with progress.
     val progressA = Recorder()
@@ -113,13 +139,20 @@ fun main() = runBlocking {
     val statusA = a.syncStatus()
     check(statusA.pendingChanges == 0UL && statusA.lastSyncAt != null && statusA.lastError == null,
         "nothing pending after the sync ($statusA)")
+    var heard = withTimeout(30_000) { changes.receive() }
+    while (heard.source != ChangeSource.SYNC) heard = withTimeout(30_000) { changes.receive() }
+    check(id in heard.acknowledged, "the listener hears the page that acknowledged the case ($heard)")
+    hearing.cancel()
+    watching.cancel()
+    check(a.listCases(CaseList.Mine, 0UL, 50u).cases.none { it.hasPending }, "the unsent mark is gone")
+    check(chinaTime(0L) == "1970-01-01 08:00", "times read as China time")
 
     // The second phone sees it.
     val progressB = Recorder()
     b.sync(progressB)
     check(progressB.events.any { it.casesReceived > 0UL }, "phone B reports cases received")
     val seen = b.getCase(id)
-    check(seen.title == "3号楼路灯不亮" && seen.status == Status.REGISTERED && seen.notes.size == 1,
+    check(seen.title == "3号楼路灯不亮（两盏）" && seen.status == Status.REGISTERED && seen.notes.size == 1,
         "phone B reads the case as phone A left it")
 
     // Both edit the description offline; after syncing both read the same merged text.
@@ -162,8 +195,14 @@ fun main() = runBlocking {
     job = launch { a.sync(cancelJob) }
     job.join()
     check(job.isCancelled, "the sync coroutine was cancelled")
-    // syncStatus waits for the cancelled sync's thread to let go of the store.
-    val afterJob = a.syncStatus()
+    // The coroutine ends at once; the sync's thread stops at its next check (nothing waits for
+    // it: reads go on while it winds down), so its error shows up shortly after.
+    var afterJob = a.syncStatus()
+    for (attempt in 1..200) {
+        if (afterJob.lastError?.contains("cancel") == true) break
+        delay(50)
+        afterJob = a.syncStatus()
+    }
     check(afterJob.pendingChanges > 0UL && afterJob.lastError?.contains("cancel") == true,
         "cancelling the coroutine stopped the sync before it sent anything ($afterJob)")
     var retried: SyncSummaryRecord? = null
@@ -180,14 +219,30 @@ fun main() = runBlocking {
     check(b.getCase(id).notes.any { it.text == "协程取消后的备注" }, "phone B gets that note too")
 
     // Errors reach Kotlin as the documented exceptions.
-    val stranger = GridcasePhone.open("$dir/stranger.db", url, "0123456789abcdef0123456789abcdef.not-the-secret-at-all")
+    val stranger = GridcasePhone.open("$dir/stranger.db", url, "0123456789abcdef0123456789abcdef.not-the-secret-at-all", newKey())
     expectThrows<GridcaseException.Unauthorized>("unknown token") { stranger.sync(null) }
-    val offline = GridcasePhone.open("$dir/offline.db", "http://127.0.0.1:9", env("GRIDCASE_TOKEN_A"))
+    val offline = GridcasePhone.open("$dir/offline.db", "http://127.0.0.1:9", env("GRIDCASE_TOKEN_A"), newKey())
     expectThrows<GridcaseException.Network>("server unreachable") { offline.sync(null) }
     check(offline.syncStatus().lastError != null, "the failure is kept as the last error")
 
+    // The store is encrypted with the app's key: another key is refused and changes nothing.
+    val before = File("$dir/a.db").readBytes()
+    expectThrows<GridcaseException.WrongKey>("a wrong store key") {
+        GridcasePhone.open("$dir/a.db", url, env("GRIDCASE_TOKEN_A"), newKey())
+    }
+    expectThrows<GridcaseException.InvalidInput>("a key of the wrong length") {
+        GridcasePhone.open("$dir/short.db", url, env("GRIDCASE_TOKEN_A"), ByteArray(16))
+    }
+    check(File("$dir/a.db").readBytes().contentEquals(before), "the wrong key changed nothing")
+    check(GridcasePhone.open("$dir/a.db", url, env("GRIDCASE_TOKEN_A"), keyA).getCase(id).title.isNotEmpty(),
+        "the right key opens it")
+
     a.close()
     b.close()
+
+    // Never blocked: a sync held mid-exchange on a phone of 20,000 cases.
+    stalledSyncTest(dir.toFile(), newKey())
+
     dir.toFile().deleteRecursively()
     println("$passed passed, $failures failed")
     if (failures > 0) exitProcess(1)

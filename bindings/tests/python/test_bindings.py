@@ -24,6 +24,8 @@ TOKEN_C = os.environ.get("GRIDCASE_TOKEN_C", "")
 TOKEN_REVOKED = os.environ.get("GRIDCASE_TOKEN_REVOKED", "")
 SERVER_BIN = os.environ.get("GRIDCASE_SERVER_BIN", "")
 UNKNOWN_TOKEN = "0123456789abcdef0123456789abcdef.not-the-secret-at-all"
+# Each store's key, as an app keeps it in the platform keystore: 32 random bytes.
+KEYS = {}
 
 
 def new_case(title, description, area="330604101201"):
@@ -103,8 +105,12 @@ class BindingsTest(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def open(self, name, token, url=None):
-        return g.GridcasePhone.open(os.path.join(self.dir, name), url or URL, token)
+    def open(self, name, token, url=None, key=None):
+        key = key if key is not None else KEYS.setdefault(name, os.urandom(32))
+        return g.GridcasePhone.open(os.path.join(self.dir, name), url or URL, token, key)
+
+    def ids(self, phone, case_list, offset=0, limit=50):
+        return [c.case_id for c in phone.list_cases(case_list, offset, limit).cases]
 
     def assert_error(self, variant, fn, *args):
         with self.assertRaises(variant) as ctx:
@@ -147,12 +153,19 @@ class BindingsTest(unittest.TestCase):
         self.assertEqual([e.action for e in full.timeline], [g.Action.REGISTER(), g.Action.START()])
         self.assertGreater(a.sync_status().pending_changes, 0)
 
-        self.assertIn(case.id, [c.case_id for c in a.my_cases()])
-        self.assertIn(case.id, [c.case_id for c in a.search("缺斤")])
-        self.assertIn(case.id, [c.case_id for c in a.by_status(g.Status.IN_PROGRESS)])
-        self.assertEqual(a.by_status(g.Status.CLOSED), [])
-        self.assertNotIn(case.id, [c.case_id for c in a.overdue()])
-        self.assertIsInstance(a.due_soon(), list)
+        self.assertIn(case.id, self.ids(a, g.CaseList.MINE()))
+        self.assertIn(case.id, self.ids(a, g.CaseList.SEARCH(text="缺斤")))
+        self.assertIn(case.id, self.ids(a, g.CaseList.STATUS(status=g.Status.IN_PROGRESS)))
+        self.assertEqual(self.ids(a, g.CaseList.STATUS(status=g.Status.CLOSED)), [])
+        self.assertNotIn(case.id, self.ids(a, g.CaseList.OVERDUE()))
+        self.assertIsInstance(self.ids(a, g.CaseList.DUE_SOON()), list)
+        mine = self.ids(a, g.CaseList.MINE(), limit=1000)
+        self.assertEqual(a.count_cases(g.CaseList.MINE()), len(mine))
+        first = a.list_cases(g.CaseList.ALL(), 0, 1)
+        total = a.count_cases(g.CaseList.ALL())
+        self.assertEqual(len(first.cases), 1)
+        self.assertEqual(first.next_offset, 1 if total > 1 else None)
+        self.assertEqual(a.list_cases(g.CaseList.ALL(), total, 10).cases, [])
         dl = a.deadline(case.id)
         self.assertIsNotNone(dl)
         self.assertEqual(dl.stage, g.Stage.HANDLE)
@@ -251,7 +264,8 @@ class BindingsTest(unittest.TestCase):
         dl = a.deadline(case.id)
         self.assertEqual((dl.limit_amount, dl.limit_unit), (90, "minutes"))
         self.assertEqual(dl.due_at - dl.started_at, 90 * 60_000)
-        summary = [c for c in a.by_status(g.Status.REGISTERED) if c.case_id == case.id][0]
+        registered = a.list_cases(g.CaseList.STATUS(status=g.Status.REGISTERED), 0, 50).cases
+        summary = [c for c in registered if c.case_id == case.id][0]
         self.assertEqual(summary.due_at, dl.due_at)
         self.assertEqual(summary.stage, g.Stage.ROUTE)
         self.assert_error(g.GridcaseError.InvalidInput, a.set_deadline_rules, "[[rule]]\nstage = 'nope'\n", None)
@@ -270,18 +284,59 @@ class BindingsTest(unittest.TestCase):
     def test_revoked_device_is_wiped(self):
         phone = self.open("revoked.db", TOKEN_REVOKED)
         self.assert_error(g.GridcaseError.Revoked, sync, phone)
-        self.assert_error(g.GridcaseError.Revoked, phone.my_cases)
+        self.assert_error(g.GridcaseError.Revoked, phone.count_cases, g.CaseList.ALL())
         self.assert_error(g.GridcaseError.Revoked, phone.sync_status)
 
     def test_store_of_another_device_is_refused(self):
         self.open("a.db", TOKEN_A)
         self.assert_error(g.GridcaseError.InvalidInput, self.open, "a.db", TOKEN_B)
 
-    def test_corrupt_store_file_is_a_storage_error(self):
+    def test_a_file_the_key_does_not_open_is_a_wrong_key_error(self):
+        # An encrypted store is indistinguishable from noise without its key: a corrupt file
+        # and a wrong key are the same error, and neither changes the file.
         path = os.path.join(self.dir, "corrupt.db")
+        garbage = b"this is not a SQLite database, just garbage " * 200
         with open(path, "wb") as f:
-            f.write(b"this is not a SQLite database, just garbage " * 200)
-        self.assert_error(g.GridcaseError.Storage, g.GridcasePhone.open, path, URL, TOKEN_A)
+            f.write(garbage)
+        self.assert_error(g.GridcaseError.WrongKey, g.GridcasePhone.open, path, URL, TOKEN_A, os.urandom(32))
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), garbage)
+
+    def test_a_wrong_key_is_refused_and_the_right_one_opens(self):
+        a = self.open("keyed.db", TOKEN_A)
+        sync(a)
+        case = a.create_case(new_case("加密", "内容"), g.ComplainantRecord(name="赵六", phone="13700001111", anonymous=False))
+        del a
+        self.assert_error(g.GridcaseError.WrongKey, self.open, "keyed.db", TOKEN_A, None, os.urandom(32))
+        self.assert_error(g.GridcaseError.InvalidInput, self.open, "short.db", TOKEN_A, None, b"too short")
+        again = self.open("keyed.db", TOKEN_A)
+        self.assertEqual(again.get_case(case.id).complainant.name, "赵六")
+        for name in os.listdir(self.dir):
+            with open(os.path.join(self.dir, name), "rb") as f:
+                raw = f.read()
+            self.assertNotIn("赵六".encode(), raw, name)
+            self.assertNotIn(b"13700001111", raw, name)
+
+    def test_listeners_hear_edits_and_sync_pages(self):
+        a = self.open("heard.db", TOKEN_A)
+        sync(a)
+        heard = []
+
+        class Listener(g.CaseChangeListener):
+            def on_cases_changed(self, changes):
+                heard.append(changes)
+
+        listener_id = a.add_change_listener(Listener())
+        case = a.create_case(new_case("监听", "内容"), None)
+        self.assertEqual(heard[-1].source, g.ChangeSource.LOCAL)
+        self.assertEqual(heard[-1].updated, [case.id])
+        sync(a)
+        self.assertEqual(heard[-1].source, g.ChangeSource.SYNC)
+        self.assertIn(case.id, heard[-1].acknowledged)
+        self.assertTrue(a.remove_change_listener(listener_id))
+        a.add_note(case.id, "无人监听")
+        self.assertEqual(len(heard), 2)
+        self.assertEqual(g.china_time(0), "1970-01-01 08:00")
 
     def test_unreachable_server_is_a_network_error(self):
         phone = self.open("down.db", TOKEN_A, url=f"http://127.0.0.1:{free_port()}")

@@ -1,38 +1,48 @@
-//! The phone's local store: SQLite (WAL, `synchronous = FULL`), one database file per install.
+//! The phone's local store: one SQLCipher database per install (WAL, `synchronous = FULL`),
+//! encrypted with a key the app keeps in the platform keystore ([`cipher`]). All of the phone's
+//! SQL lives in this module and its children; `crate::phone` composes their functions into
+//! transactions.
 //!
-//! - `docs` + `doc_changes`: every document (case or `#pii`) as a compacted snapshot plus the
-//!   raw Automerge changes appended since; once a document has more than [`COMPACT_AFTER`]
-//!   change rows the snapshot is saved again and the rows dropped.
-//! - `cases`: a projection of each case for the lists, written in the same transaction as the
-//!   changes it reflects, so lists never load a CRDT (see [`projection`], [`queries`]).
-//! - `meta`: device token and id, the actor nonce, the identity learnt from the server, the
-//!   sync cursor and restore token, the last sync time and error.
-//! - per document: `server_heads` (hashes known to be on the server), `pending` (the document
-//!   holds changes beyond them) and a rejection (code + message) that stops re-pushing.
-//! - `refetch`: documents to ask the server about with an Automerge sync message (catch-up).
+//! - `docs` + `doc_changes` ([`docs`]): every document (case or `#pii`) as a compacted
+//!   snapshot plus the raw Automerge changes appended since; per document `server_heads`
+//!   (hashes known to be on the server), `pending` (it holds changes beyond them) and a
+//!   rejection that stops re-pushing; `refetch`: documents to catch up on.
+//! - `cases` ([`projection`], [`queries`]): a projection of each case for the lists, written in
+//!   the same transaction as the changes it reflects, so lists never load a CRDT.
+//! - `meta` ([`meta`]): device token and id, the actor nonce, the identity learnt from the
+//!   server, the sync position, the last sync time and error.
 //!
-//! Every mutating call of [`crate::phone::Phone`] is one transaction committed before it returns,
-//! so an app kill at any point loses at most the call in flight.
+//! Two connections share the file: the app's (edits and reads) and the sync's. Writes take the
+//! write lock when they begin ([`Store::write`], `BEGIN IMMEDIATE`), so two writers queue on
+//! SQLite's busy timeout instead of failing when one's read snapshot went stale; readers never
+//! wait for a writer (WAL).
 //!
-//! The functions here take a `&Connection` (a `Transaction` derefs to one), so the phone composes
-//! several of them into one transaction.
+//! The phone keeps no files besides the database and its `-wal`/`-shm` companions: attachments
+//! are references (hash, type, size), and temporary tables stay in memory.
 
+pub mod cipher;
+pub mod docs;
+pub mod meta;
 pub mod projection;
 pub mod queries;
 pub mod schema;
 
 use std::path::Path;
+use std::time::Duration;
 
-use automerge::{ActorId, AutoCommit, Change, ChangeHash};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-pub use queries::CaseSummary;
-
-/// A document is compacted once it has more than this many incremental change rows.
-pub const COMPACT_AFTER: i64 = 32;
+pub use cipher::StoreKey;
+pub use queries::{CaseFilter, CasePage, CaseSummary, Page};
 
 /// Meta key set by a migration that changes how the projection is computed.
 pub const REPROJECT_KEY: &str = "reproject";
+
+/// Page cache per connection, in KiB.
+const CACHE_KIB: i64 = 8 * 1024;
+
+/// How long a writer waits for the other connection's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,9 +60,18 @@ pub enum StoreError {
     },
     #[error("stored document {doc_id} is corrupt: {message}")]
     Corrupt { doc_id: String, message: String },
+    #[error(
+        "the key does not open this phone's database (another key, or not a gridcase store); \
+         nothing was changed"
+    )]
+    WrongKey,
+    #[error("the file is not a database (or it is encrypted and needs its key)")]
+    NotADatabase,
+    #[error("a store key is {} bytes, not {len}", StoreKey::LEN)]
+    BadKey { len: usize },
 }
 
-/// The database of one install.
+/// One connection to the database of one install.
 pub struct Store {
     conn: Connection,
 }
@@ -66,9 +85,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`.
-    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+    /// Opens (creating if needed), unlocks with `key` (`None`: a plain SQLite file, for tests
+    /// and tools) and migrates the database at `path`. A wrong key fails before anything is
+    /// written.
+    pub fn open(path: impl AsRef<Path>, key: Option<&StoreKey>) -> Result<Store, StoreError> {
         let mut conn = Connection::open(path)?;
+        cipher::unlock(&conn, key)?;
         // In-memory databases answer "memory"; files always get WAL.
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -76,7 +98,10 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Deleted pages are zeroed, so a wipe does not leave personal data in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Every page read from disk is decrypted and checked: keep the list projection of a
+        // township (20,000 cases: a few MiB) in memory instead of decrypting it again per page.
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         schema::migrate(&mut conn)?;
         Ok(Store { conn })
     }
@@ -89,14 +114,24 @@ impl Store {
         &self.conn
     }
 
-    pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
-        Ok(self.conn.transaction()?)
+    /// A write transaction that holds the write lock from its first statement.
+    pub fn write(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    /// A read transaction: one consistent snapshot for several queries.
+    pub fn read(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)?)
     }
 
     /// Deletes every row of every table, then compacts the file and its WAL so the bytes are
     /// gone from disk too.
     pub fn wipe(&mut self) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         for table in ["doc_changes", "docs", "cases", "refetch", "meta"] {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
         }
@@ -106,312 +141,6 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
-}
-
-// ----- meta -----
-
-pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
-}
-
-pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
-    Ok(())
-}
-
-pub fn meta_delete(conn: &Connection, key: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
-    Ok(())
-}
-
-// ----- hashes -----
-
-pub fn heads_to_blob(heads: &[ChangeHash]) -> Vec<u8> {
-    let mut sorted: Vec<&ChangeHash> = heads.iter().collect();
-    sorted.sort();
-    sorted.dedup();
-    sorted.iter().flat_map(|h| h.0).collect()
-}
-
-pub fn heads_from_blob(doc_id: &str, blob: &[u8]) -> Result<Vec<ChangeHash>, StoreError> {
-    if !blob.len().is_multiple_of(32) {
-        return Err(StoreError::Corrupt {
-            doc_id: doc_id.into(),
-            message: "server_heads is not a list of 32-byte hashes".into(),
-        });
-    }
-    Ok(blob
-        .chunks(32)
-        .map(|c| ChangeHash::try_from(c).expect("32-byte chunk"))
-        .collect())
-}
-
-/// Whether `doc` holds every one of `heads`.
-pub fn holds_all(doc: &mut AutoCommit, heads: &[ChangeHash]) -> bool {
-    heads.iter().all(|h| doc.get_change_by_hash(h).is_some())
-}
-
-// ----- documents -----
-
-/// Sync bookkeeping of one stored document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocState {
-    pub server_heads: Vec<ChangeHash>,
-    pub pending: bool,
-    /// `(code, message)` of the server's last rejection.
-    pub rejected: Option<(String, String)>,
-}
-
-pub fn doc_state(conn: &Connection, doc_id: &str) -> Result<Option<DocState>, StoreError> {
-    let row = conn
-        .query_row(
-            "SELECT server_heads, pending, rejected_code, rejected_message
-             FROM docs WHERE doc_id = ?1",
-            [doc_id],
-            |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, bool>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((heads, pending, code, message)) = row else {
-        return Ok(None);
-    };
-    Ok(Some(DocState {
-        server_heads: heads_from_blob(doc_id, &heads)?,
-        pending,
-        rejected: code.map(|c| (c, message.unwrap_or_default())),
-    }))
-}
-
-/// A document read from the store.
-#[derive(Debug)]
-pub struct Loaded {
-    pub doc: AutoCommit,
-    /// The heads of what is stored: [`persist`] writes the changes beyond them.
-    pub persisted: Vec<ChangeHash>,
-    pub state: DocState,
-}
-
-fn corrupt(doc_id: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        doc_id: doc_id.into(),
-        message: e.to_string(),
-    }
-}
-
-/// Loads a document (snapshot, then its changes in order) with `actor` as the local actor.
-pub fn load_doc(
-    conn: &Connection,
-    doc_id: &str,
-    actor: &ActorId,
-) -> Result<Option<Loaded>, StoreError> {
-    let Some(state) = doc_state(conn, doc_id)? else {
-        return Ok(None);
-    };
-    let snapshot: Vec<u8> = conn.query_row(
-        "SELECT snapshot FROM docs WHERE doc_id = ?1",
-        [doc_id],
-        |r| r.get(0),
-    )?;
-    let mut doc = AutoCommit::load(&snapshot)
-        .map_err(|e| corrupt(doc_id, e))?
-        .with_actor(actor.clone());
-    let mut stmt =
-        conn.prepare_cached("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
-    let rows = stmt.query_map([doc_id], |r| r.get::<_, Vec<u8>>(0))?;
-    let mut changes = Vec::new();
-    for bytes in rows {
-        let bytes = bytes?;
-        changes.push(Change::try_from(&bytes[..]).map_err(|e| corrupt(doc_id, e))?);
-    }
-    if !changes.is_empty() {
-        doc.apply_changes(changes).map_err(|e| corrupt(doc_id, e))?;
-    }
-    let persisted = doc.get_heads();
-    Ok(Some(Loaded {
-        doc,
-        persisted,
-        state,
-    }))
-}
-
-/// Stores a document that is new to this store and came whole from the server, as the bytes
-/// it came in: nothing is pending and the server holds `server_heads`.
-pub fn insert_snapshot(
-    conn: &Connection,
-    doc_id: &str,
-    snapshot: &[u8],
-    server_heads: &[ChangeHash],
-    now: i64,
-) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
-    conn.prepare_cached(
-        "INSERT INTO docs (doc_id, snapshot, change_count, server_heads, pending, updated_at)
-         VALUES (?1, ?2, 0, ?3, 0, ?4)
-         ON CONFLICT (doc_id) DO UPDATE SET snapshot = excluded.snapshot, change_count = 0,
-            server_heads = excluded.server_heads, pending = 0, updated_at = excluded.updated_at",
-    )?
-    .execute(params![doc_id, snapshot, heads_to_blob(server_heads), now])?;
-    Ok(())
-}
-
-/// Writes what `doc` holds beyond `persisted` (`None`: the document is not stored yet, or is
-/// to be replaced: write a snapshot), sets `server_heads` (only those the document holds) and
-/// recomputes `pending`. Compacts when the change rows exceed [`COMPACT_AFTER`]. Returns
-/// whether any change was written. The rejection is left alone.
-pub fn persist(
-    conn: &Connection,
-    doc_id: &str,
-    doc: &mut AutoCommit,
-    persisted: Option<&[ChangeHash]>,
-    server_heads: &[ChangeHash],
-    now: i64,
-) -> Result<bool, StoreError> {
-    let server_heads: Vec<ChangeHash> = server_heads
-        .iter()
-        .filter(|h| doc.get_change_by_hash(h).is_some())
-        .copied()
-        .collect();
-    let pending = !doc.get_changes(&server_heads).is_empty();
-    let heads_blob = heads_to_blob(&server_heads);
-    let written = match persisted {
-        None => {
-            let snapshot = doc.save();
-            conn.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
-            conn.execute(
-                "INSERT INTO docs (doc_id, snapshot, change_count, server_heads, pending, updated_at)
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5)
-                 ON CONFLICT (doc_id) DO UPDATE SET snapshot = excluded.snapshot,
-                    change_count = 0, server_heads = excluded.server_heads,
-                    pending = excluded.pending, updated_at = excluded.updated_at",
-                params![doc_id, snapshot, heads_blob, pending, now],
-            )?;
-            true
-        }
-        Some(persisted) => {
-            let new = doc.get_changes(persisted);
-            if !new.is_empty() {
-                let next: i64 = conn.query_row(
-                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM doc_changes WHERE doc_id = ?1",
-                    [doc_id],
-                    |r| r.get(0),
-                )?;
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO doc_changes (doc_id, seq, bytes) VALUES (?1, ?2, ?3)",
-                )?;
-                for (i, change) in new.iter().enumerate() {
-                    insert.execute(params![doc_id, next + i as i64, change.raw_bytes()])?;
-                }
-            }
-            let count: i64 = conn.query_row(
-                "UPDATE docs SET change_count = change_count + ?2, server_heads = ?3, pending = ?4,
-                    updated_at = CASE WHEN ?2 > 0 THEN ?5 ELSE updated_at END
-                 WHERE doc_id = ?1 RETURNING change_count",
-                params![doc_id, new.len() as i64, heads_blob, pending, now],
-                |r| r.get(0),
-            )?;
-            if count > COMPACT_AFTER {
-                compact(conn, doc_id, doc)?;
-            }
-            !new.is_empty()
-        }
-    };
-    Ok(written)
-}
-
-/// Re-saves the snapshot from `doc` (which must hold everything stored) and drops the change
-/// rows.
-pub fn compact(conn: &Connection, doc_id: &str, doc: &mut AutoCommit) -> Result<(), StoreError> {
-    let snapshot = doc.save();
-    conn.execute(
-        "UPDATE docs SET snapshot = ?2, change_count = 0 WHERE doc_id = ?1",
-        params![doc_id, snapshot],
-    )?;
-    conn.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
-    Ok(())
-}
-
-/// Records (or with `None` clears) the server's refusal of a document's pending changes.
-pub fn set_rejected(
-    conn: &Connection,
-    doc_id: &str,
-    rejected: Option<(&str, &str)>,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE docs SET rejected_code = ?2, rejected_message = ?3 WHERE doc_id = ?1",
-        params![doc_id, rejected.map(|r| r.0), rejected.map(|r| r.1)],
-    )?;
-    Ok(())
-}
-
-/// Removes a document and its changes (not its projection: see [`projection::delete`]).
-pub fn delete_doc(conn: &Connection, doc_id: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
-    conn.execute("DELETE FROM docs WHERE doc_id = ?1", [doc_id])?;
-    conn.execute("DELETE FROM refetch WHERE doc_id = ?1", [doc_id])?;
-    Ok(())
-}
-
-/// Documents with changes the server has not acknowledged and has not refused, in id order.
-pub fn pushable_docs(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT doc_id FROM docs WHERE pending = 1 AND rejected_code IS NULL ORDER BY doc_id",
-    )?;
-    let ids = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(ids)
-}
-
-/// Forgets which heads the server holds for a document: everything in it is pending again.
-pub fn forget_server_heads(conn: &Connection, doc_id: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE docs SET server_heads = ?2, pending = 1 WHERE doc_id = ?1",
-        params![doc_id, Vec::<u8>::new()],
-    )?;
-    Ok(())
-}
-
-pub fn mark_refetch(conn: &Connection, doc_id: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT OR IGNORE INTO refetch (doc_id) VALUES (?1)",
-        [doc_id],
-    )?;
-    Ok(())
-}
-
-pub fn clear_refetch(conn: &Connection, doc_id: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM refetch WHERE doc_id = ?1", [doc_id])?;
-    Ok(())
-}
-
-pub fn refetch_docs(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT doc_id FROM refetch ORDER BY doc_id")?;
-    let ids = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(ids)
-}
-
-/// Every stored case document id (not `#pii`), for recomputing the projection.
-pub fn case_doc_ids(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT doc_id FROM docs WHERE doc_id NOT LIKE '%#pii' ORDER BY doc_id")?;
-    let ids = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(ids)
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The `cases` row of a case: what the lists show and filter on, computed from the document and
 //! the deadline engine whenever the document changes, in the same transaction.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
+use super::queries::{self, CaseSummary};
 use crate::calendar::Calendar;
 use crate::deadline::{self, DeadlineInput};
 use crate::doc::split_doc_id;
@@ -119,5 +120,37 @@ pub fn refresh_has_pending(conn: &Connection, doc_id: &str) -> Result<(), StoreE
 
 pub fn delete(conn: &Connection, case_id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM cases WHERE case_id = ?1", [case_id])?;
+    Ok(())
+}
+
+/// When the row of `case_id` last changed, if it has a row.
+pub fn updated_at(conn: &Connection, case_id: &str) -> Result<Option<Millis>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT updated_at FROM cases WHERE case_id = ?1")?
+        .query_row([case_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Writes the row of `case` like [`upsert`], but keeps its `updated_at` when nothing the row
+/// shows changed (a sync that only acknowledged, or brought a change lists do not show), so
+/// "recently changed" lists do not reshuffle on every sync.
+pub fn refresh(
+    conn: &Connection,
+    case: &Case,
+    rules: &Rules,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let before = queries::get(conn, &case.id)?;
+    upsert(conn, case, rules, now)?;
+    if let (Some(before), Some(after)) = (before, queries::get(conn, &case.id)?) {
+        let unchanged = CaseSummary {
+            updated_at: before.updated_at,
+            ..after
+        } == before;
+        if unchanged {
+            conn.prepare_cached("UPDATE cases SET updated_at = ?2 WHERE case_id = ?1")?
+                .execute(params![case.id, before.updated_at])?;
+        }
+    }
     Ok(())
 }

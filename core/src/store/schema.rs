@@ -88,6 +88,23 @@ pub const MIGRATIONS: &[Migration] = &[
         ",
         reproject: true,
     },
+    // v3: lists page (LIMIT/OFFSET), so each ordering gets an index that ends in the tie-break
+    // (`case_id`) and a page reads only its rows; refused documents get a partial index, so the
+    // sync status does not scan every document's row (and the snapshot blobs in between).
+    Migration {
+        name: "paging indexes, refused documents",
+        sql: "
+            DROP INDEX cases_area_code;
+            DROP INDEX cases_status;
+            DROP INDEX cases_due_at;
+            CREATE INDEX cases_area   ON cases (area_code, case_id);
+            CREATE INDEX cases_status ON cases (status, updated_at DESC, case_id);
+            CREATE INDEX cases_due    ON cases (due_at, case_id);
+            CREATE INDEX cases_recent ON cases (updated_at DESC, case_id);
+            CREATE INDEX docs_rejected ON docs (doc_id) WHERE rejected_code IS NOT NULL;
+        ",
+        reproject: false,
+    },
 ];
 
 /// The schema version this code writes.
@@ -123,7 +140,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             let had_rows: bool =
                 tx.query_row("SELECT EXISTS (SELECT 1 FROM cases)", [], |r| r.get(0))?;
             if had_rows {
-                super::meta_set(&tx, super::REPROJECT_KEY, "1")?;
+                super::meta::set(&tx, super::REPROJECT_KEY, "1")?;
             }
         }
         tx.pragma_update(None, "user_version", index as u32 + 1)?;

@@ -7,7 +7,10 @@ use crate::lifecycle::Action;
 use crate::model::*;
 use crate::phone::Phone;
 use crate::sync::Identity;
+use docs::*;
+use meta::get as meta_get;
 use projection::Rules;
+use queries::{CaseFilter, Page};
 
 pub(crate) const DEVICE: &str = "0123456789abcdef0123456789abcdef";
 pub(crate) const TOKEN: &str = "0123456789abcdef0123456789abcdef.s3cretS3cretS3cret";
@@ -94,7 +97,7 @@ fn temp() -> (tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn a_new_store_is_at_the_latest_version_in_wal_mode() {
     let (_dir, path) = temp();
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, None).unwrap();
     assert_eq!(store.schema_version().unwrap(), schema::latest_version());
     let mode: String = store
         .conn()
@@ -103,7 +106,10 @@ fn a_new_store_is_at_the_latest_version_in_wal_mode() {
     assert_eq!(mode, "wal");
     drop(store);
     // Opening again applies nothing and keeps the version.
-    assert_eq!(Store::open(&path).unwrap().schema_version().unwrap(), 2);
+    assert_eq!(
+        Store::open(&path, None).unwrap().schema_version().unwrap(),
+        schema::latest_version()
+    );
 }
 
 #[test]
@@ -146,8 +152,8 @@ fn a_v1_database_is_migrated_and_its_rows_reprojected() {
         )
         .unwrap();
     }
-    let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    let store = Store::open(&path, None).unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::latest_version());
     let conn = store.conn();
     let indexes: i64 = conn
         .query_row(
@@ -156,7 +162,7 @@ fn a_v1_database_is_migrated_and_its_rows_reprojected() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(indexes, 5);
+    assert_eq!(indexes, 6);
     assert_eq!(meta_get(conn, REPROJECT_KEY).unwrap().as_deref(), Some("1"));
     // The old row is there, without the new deadline columns yet.
     let started: Option<i64> = conn
@@ -170,7 +176,7 @@ fn a_v1_database_is_migrated_and_its_rows_reprojected() {
     drop(store);
 
     // The phone recomputes the rows on open and clears the flag.
-    let phone = Phone::open(&path, TOKEN, [9, 9, 9, 9]).unwrap();
+    let phone = Phone::open(&path, TOKEN, [9, 9, 9, 9], None).unwrap();
     let summary = phone.summary("c1").unwrap().unwrap();
     assert_eq!(summary.stage.as_deref(), Some("route"));
     assert!(summary.due_at.is_some());
@@ -179,7 +185,7 @@ fn a_v1_database_is_migrated_and_its_rows_reprojected() {
         "reprojection keeps when the row last changed"
     );
     drop(phone);
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, None).unwrap();
     assert_eq!(meta_get(store.conn(), REPROJECT_KEY).unwrap(), None);
     let started: Option<i64> = store
         .conn()
@@ -200,10 +206,10 @@ fn a_newer_database_is_refused() {
         .pragma_update(None, "user_version", 99)
         .unwrap();
     assert!(matches!(
-        Store::open(&path),
+        Store::open(&path, None),
         Err(StoreError::TooNew {
             found: 99,
-            supported: 2
+            supported: 3
         })
     ));
 }
@@ -220,7 +226,7 @@ fn change_rows(conn: &Connection, doc_id: &str) -> i64 {
 #[test]
 fn changes_are_appended_then_compacted_and_the_document_stays_equal() {
     let (_dir, path) = temp();
-    let mut store = Store::open(&path).unwrap();
+    let mut store = Store::open(&path, None).unwrap();
     let mut doc = CaseDoc::create(
         &new_case("c1", "噪音", "330604101201"),
         &worker(),
@@ -229,13 +235,13 @@ fn changes_are_appended_then_compacted_and_the_document_stays_equal() {
     )
     .unwrap();
     {
-        let tx = store.transaction().unwrap();
+        let tx = store.write().unwrap();
         persist(&tx, "c1", doc.automerge(), None, &[], T0).unwrap();
         tx.commit().unwrap();
     }
     for i in 0..(COMPACT_AFTER + 8) {
         // Each round loads from the store, as the phone does, and appends one change.
-        let tx = store.transaction().unwrap();
+        let tx = store.write().unwrap();
         let loaded = load_doc(&tx, "c1", &actor()).unwrap().unwrap();
         let mut stored = CaseDoc::from_automerge(loaded.doc).unwrap();
         stored
@@ -279,7 +285,7 @@ fn changes_are_appended_then_compacted_and_the_document_stays_equal() {
         "nothing was acknowledged by the server"
     );
     // Nothing new: nothing written.
-    let tx = store.transaction().unwrap();
+    let tx = store.write().unwrap();
     let before = dump(&tx, &[]);
     let mut again = load_doc(&tx, "c1", &actor()).unwrap().unwrap();
     assert!(
@@ -302,21 +308,27 @@ fn project(store: &mut Store, new: NewCase, actions: &[(Action, Author)], at: Mi
         doc.act(action, author, at + 1 + i as i64).unwrap();
     }
     let case = doc.read().unwrap();
-    let tx = store.transaction().unwrap();
+    let tx = store.write().unwrap();
     persist(&tx, &new.id, doc.automerge(), None, &[], at).unwrap();
     projection::upsert(&tx, &case, &Rules::default(), at).unwrap();
     tx.commit().unwrap();
     case
 }
 
-fn ids(list: Vec<CaseSummary>) -> Vec<String> {
-    list.into_iter().map(|s| s.case_id).collect()
+fn ids(conn: &Connection, filter: CaseFilter) -> Vec<String> {
+    let page = queries::list(conn, &filter, Page::ALL).unwrap();
+    assert_eq!(page.next_offset, None);
+    assert_eq!(
+        queries::count(conn, &filter).unwrap(),
+        page.cases.len() as u64
+    );
+    page.cases.into_iter().map(|s| s.case_id).collect()
 }
 
 #[test]
 fn lists_come_from_the_projection() {
     let (_dir, path) = temp();
-    let mut store = Store::open(&path).unwrap();
+    let mut store = Store::open(&path, None).unwrap();
     let staff = Author {
         user: "wang".into(),
         device: DEVICE.into(),
@@ -350,35 +362,45 @@ fn lists_come_from_the_projection() {
     let conn = store.conn();
 
     // Mine: created by li (all three) or assigned to zhao (c).
-    assert_eq!(ids(queries::my_cases(conn, "li").unwrap()), ["c", "b", "a"]);
-    assert_eq!(ids(queries::my_cases(conn, "zhao").unwrap()), ["c"]);
-    assert!(queries::my_cases(conn, "nobody").unwrap().is_empty());
-
-    assert_eq!(ids(queries::by_status(conn, Status::Draft).unwrap()), ["a"]);
     assert_eq!(
-        ids(queries::by_status(conn, Status::Registered).unwrap()),
-        ["b"]
+        ids(conn, CaseFilter::Mine { user: "li".into() }),
+        ["c", "b", "a"]
     );
-
     assert_eq!(
-        ids(queries::by_area(conn, "330604101").unwrap()),
-        ["a", "b"]
+        ids(
+            conn,
+            CaseFilter::Mine {
+                user: "zhao".into()
+            }
+        ),
+        ["c"]
     );
-    assert_eq!(ids(queries::by_area(conn, "330604102").unwrap()), ["c"]);
-    assert_eq!(
-        ids(queries::by_area(conn, "3306").unwrap()),
-        ["a", "b", "c"]
-    );
-    assert_eq!(ids(queries::by_area(conn, "330604101201").unwrap()), ["a"]);
-    assert!(queries::by_area(conn, "33060410120").unwrap().len() == 2);
-
-    assert_eq!(ids(queries::search_title(conn, "噪音").unwrap()), ["a"]);
-    assert_eq!(ids(queries::search_title(conn, "100%").unwrap()), ["b"]);
     assert!(
-        queries::search_title(conn, "0%0").unwrap().is_empty(),
+        ids(
+            conn,
+            CaseFilter::Mine {
+                user: "nobody".into()
+            }
+        )
+        .is_empty()
+    );
+
+    assert_eq!(ids(conn, CaseFilter::Status(Status::Draft)), ["a"]);
+    assert_eq!(ids(conn, CaseFilter::Status(Status::Registered)), ["b"]);
+
+    assert_eq!(ids(conn, CaseFilter::Area("330604101".into())), ["a", "b"]);
+    assert_eq!(ids(conn, CaseFilter::Area("330604102".into())), ["c"]);
+    assert_eq!(ids(conn, CaseFilter::Area("3306".into())), ["a", "b", "c"]);
+    assert_eq!(ids(conn, CaseFilter::Area("330604101201".into())), ["a"]);
+    assert!(ids(conn, CaseFilter::Area("33060410120".into())).len() == 2);
+
+    assert_eq!(ids(conn, CaseFilter::Search("噪音".into())), ["a"]);
+    assert_eq!(ids(conn, CaseFilter::Search("100%".into())), ["b"]);
+    assert!(
+        ids(conn, CaseFilter::Search("0%0".into())).is_empty(),
         "% is literal"
     );
-    assert_eq!(ids(queries::search_title(conn, "GC-c").unwrap()), ["c"]);
+    assert_eq!(ids(conn, CaseFilter::Search("GC-c".into())), ["c"]);
 
     // Deadlines: a draft has no clock; b (route stage) and c (sign stage) do.
     let rules = Rules::default();
@@ -395,15 +417,39 @@ fn lists_come_from_the_projection() {
     assert_eq!(summary_b.due_at, Some(b_due));
     assert_eq!(summary_b.stage.as_deref(), Some("route"));
 
-    assert!(queries::overdue(conn, b_start).unwrap().is_empty());
-    assert!(queries::due_soon(conn, b_start, 0.8).unwrap().is_empty());
+    assert!(ids(conn, CaseFilter::Overdue { now: b_start }).is_empty());
+    assert!(
+        ids(
+            conn,
+            CaseFilter::DueSoon {
+                now: b_start,
+                fraction: 0.8
+            }
+        )
+        .is_empty()
+    );
     let ninety = b_start + (b_due - b_start) * 9 / 10;
-    let soon = ids(queries::due_soon(conn, ninety, 0.8).unwrap());
+    let soon = ids(
+        conn,
+        CaseFilter::DueSoon {
+            now: ninety,
+            fraction: 0.8,
+        },
+    );
     assert!(soon.contains(&"b".to_string()), "{soon:?}");
-    assert!(!ids(queries::overdue(conn, ninety).unwrap()).contains(&"b".to_string()));
+    assert!(!ids(conn, CaseFilter::Overdue { now: ninety }).contains(&"b".to_string()));
     let late = b_due.max(c_due) + 1;
-    assert_eq!(ids(queries::overdue(conn, late).unwrap()).len(), 2);
-    assert!(queries::due_soon(conn, late, 0.8).unwrap().is_empty());
+    assert_eq!(ids(conn, CaseFilter::Overdue { now: late }).len(), 2);
+    assert!(
+        ids(
+            conn,
+            CaseFilter::DueSoon {
+                now: late,
+                fraction: 0.8
+            }
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -422,4 +468,59 @@ fn heads_round_trip_through_blobs() {
     );
     assert!(heads_from_blob("c1", &[1, 2, 3]).is_err());
     assert!(heads_from_blob("c1", &[]).unwrap().is_empty());
+}
+
+#[test]
+fn lists_page_with_offset_and_limit() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, None).unwrap();
+    for i in 0..7 {
+        project(
+            &mut store,
+            new_case(&format!("p{i}"), "路灯不亮", "330604101201"),
+            &[],
+            T0 + i,
+        );
+    }
+    let conn = store.conn();
+    let all = CaseFilter::Area("330604101".into());
+    let mut seen = Vec::new();
+    let mut page = Page::first(3);
+    loop {
+        let got = queries::list(conn, &all, page).unwrap();
+        assert!(got.cases.len() <= 3);
+        seen.extend(got.cases.into_iter().map(|c| c.case_id));
+        match got.next_offset {
+            Some(next) => page.offset = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["p0", "p1", "p2", "p3", "p4", "p5", "p6"]);
+    let past = queries::list(
+        conn,
+        &all,
+        Page {
+            offset: 7,
+            limit: 3,
+        },
+    )
+    .unwrap();
+    assert!(past.cases.is_empty() && past.next_offset.is_none());
+    let exact = queries::list(
+        conn,
+        &all,
+        Page {
+            offset: 4,
+            limit: 3,
+        },
+    )
+    .unwrap();
+    assert_eq!((exact.cases.len(), exact.next_offset), (3, None));
+    // Most recent first, ties broken by id.
+    let recent = queries::list(conn, &CaseFilter::Status(Status::Draft), Page::first(2)).unwrap();
+    let ids: Vec<&str> = recent.cases.iter().map(|c| c.case_id.as_str()).collect();
+    assert_eq!(
+        (ids.as_slice(), recent.next_offset),
+        (&["p6", "p5"][..], Some(2))
+    );
 }

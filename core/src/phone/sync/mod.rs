@@ -1,0 +1,240 @@
+//! The phone side of the sync protocol. The decisions are pure: [`client`] (the state machine:
+//! which request next, when to stop, what a failure means), [`request`] (what a request
+//! carries) and [`apply`] (what a response page does to each document). This module is the
+//! shell that runs them: short transactions on the sync's own connection, and the network in
+//! between with nothing held.
+//!
+//! ```text
+//!   start ─▶ BuildRequest ──(read txn)──▶ Exchange ──(no lock: network)──▶ Apply ──(write txn)─┐
+//!                 ▲                                                                          │
+//!                 └──────────────────── more restore pages, not cancelled ◀─────────────────┘
+//!                                                                           otherwise Done
+//! ```
+
+pub mod apply;
+pub mod client;
+pub mod request;
+mod write;
+
+use std::sync::TryLockError;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::{CaseChanges, ChangeSource, Phone, PhoneError, RejectedDoc, Transport};
+use crate::doc::split_doc_id;
+use crate::model::Millis;
+use crate::store::{Store, docs, meta};
+use crate::sync::{DocId, SyncRequest, SyncResponse};
+use client::{Step, SyncClient};
+use request::{Outbox, Unsent};
+
+/// What one applied response did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SyncOutcome {
+    pub accepted: Vec<DocId>,
+    pub rejected: Vec<RejectedDoc>,
+    /// Documents that received changes (updates and catch-up answers).
+    pub received: Vec<DocId>,
+    pub evicted: Vec<DocId>,
+    /// Evicted by the server but kept because they hold unpushed changes.
+    pub kept_pending: Vec<DocId>,
+    /// Stored, but the case could not be read (e.g. a newer schema): not in the lists.
+    pub unreadable: Vec<DocId>,
+    /// More restore pages follow.
+    pub more: bool,
+    pub remaining: u64,
+}
+
+impl SyncOutcome {
+    /// The cases this page changed, for the change listeners.
+    pub fn changes(&self) -> CaseChanges {
+        let case = |doc_id: &DocId| split_doc_id(doc_id).0.to_string();
+        let mut changes = CaseChanges::new(ChangeSource::Sync);
+        changes.updated = self.received.iter().map(case).collect();
+        changes.acknowledged = self.accepted.iter().map(case).collect();
+        changes.rejected = self.rejected.iter().map(|r| case(&r.doc_id)).collect();
+        for doc_id in &self.evicted {
+            match split_doc_id(doc_id) {
+                (case_id, false) => changes.removed.push(case_id.to_string()),
+                (case_id, true) => changes.updated.push(case_id.to_string()),
+            }
+        }
+        changes.normalized()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncPhase {
+    Sending,
+    Applying,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    pub phase: SyncPhase,
+    pub cases_sent: u64,
+    pub cases_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Documents still to come in later pages (as the server last said).
+    pub remaining: u64,
+}
+
+/// The end of a [`Phone::sync`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSummary {
+    pub pages: u32,
+    pub cancelled: bool,
+    pub progress: SyncProgress,
+    pub rejected: Vec<RejectedDoc>,
+    pub kept_pending: Vec<DocId>,
+    pub unreadable: Vec<DocId>,
+}
+
+impl Phone {
+    /// Runs a whole sync over `transport`: the first request carries the pushes and catch-ups,
+    /// then restore pages follow while the server announces more, each stored before the next
+    /// is asked for (a dropped connection resumes at the next page). `cancel` is checked between
+    /// pages. An `Unauthorized { wipe: true }` answer wipes the phone. Other calls go on while
+    /// it runs: nothing is locked while the transport waits. A second sync at the same time
+    /// fails with [`PhoneError::SyncRunning`].
+    pub fn sync(
+        &self,
+        transport: &mut dyn Transport,
+        now: Millis,
+        progress: &mut dyn FnMut(SyncProgress),
+        cancel: &AtomicBool,
+        page_size: u32,
+    ) -> Result<SyncSummary, PhoneError> {
+        self.check()?;
+        let mut store = match self.sync.try_lock() {
+            Ok(store) => store,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(PhoneError::SyncRunning),
+        };
+        let mut client = SyncClient::new(page_size);
+        let mut step = client.start();
+        loop {
+            step = match step {
+                Step::BuildRequest {
+                    with_pushes,
+                    page_size,
+                } => match self.build(&mut store, now, page_size, with_pushes) {
+                    Ok(request) => client.request_built(request),
+                    Err(e) => Step::Fail(e),
+                },
+                Step::Exchange(bytes) => {
+                    progress(client.progress().clone());
+                    client.exchanged(transport.exchange(bytes))
+                }
+                Step::Apply(response) => {
+                    progress(client.progress().clone());
+                    let outcome = self.apply_page(&mut store, *response, client.sent(), now)?;
+                    client.applied(outcome, cancel.load(Ordering::SeqCst))
+                }
+                Step::Wipe(e) => {
+                    self.wipe_with(&mut store)?;
+                    return Err(e);
+                }
+                Step::Fail(e) => {
+                    self.record_error(&mut store, &e.to_string());
+                    return Err(e);
+                }
+                Step::Done(summary) => {
+                    progress(summary.progress.clone());
+                    return Ok(summary);
+                }
+            }
+        }
+    }
+
+    /// The request for the next exchange: the stored cursor and restore token, every change
+    /// the server has not acknowledged (documents it refused are left out), and a catch-up
+    /// message for each document marked for re-fetch.
+    pub fn build_request(&self, now: Millis, page_size: u32) -> Result<SyncRequest, PhoneError> {
+        self.build(&mut super::lock(&self.sync), now, page_size, true)
+    }
+
+    /// Stores everything of `response` (the answer to `sent`) in one transaction: identity,
+    /// acknowledgements and rejections, received documents, catch-up answers, evictions, list
+    /// rows, cursor and restore token. On error nothing is stored and the error is recorded as
+    /// the last sync error.
+    pub fn apply_response(
+        &self,
+        response: &SyncResponse,
+        sent: &SyncRequest,
+        now: Millis,
+    ) -> Result<SyncOutcome, PhoneError> {
+        self.apply_page(&mut super::lock(&self.sync), response.clone(), sent, now)
+    }
+
+    /// Reads what the request carries in one read transaction, then plans it.
+    fn build(
+        &self,
+        store: &mut Store,
+        now: Millis,
+        page_size: u32,
+        with_pushes: bool,
+    ) -> Result<SyncRequest, PhoneError> {
+        self.check()?;
+        let actor = self.actor();
+        let tx = store.read()?;
+        let position = meta::sync_position(&tx)?;
+        let outbox = if with_pushes {
+            let mut outbox = Outbox::default();
+            for doc_id in docs::pushable_docs(&tx)? {
+                if let Some(loaded) = docs::load_doc(&tx, &doc_id, &actor)? {
+                    outbox.unsent.push(Unsent {
+                        doc_id,
+                        doc: loaded.doc,
+                        server_heads: loaded.state.server_heads,
+                    });
+                }
+            }
+            for doc_id in docs::refetch_docs(&tx)? {
+                let held = docs::load_doc(&tx, &doc_id, &actor)?.map(|l| l.doc);
+                outbox.catch_up.push((doc_id, held));
+            }
+            Some(outbox)
+        } else {
+            None
+        };
+        drop(tx);
+        Ok(request::plan_request(&position, now, page_size, outbox))
+    }
+
+    /// Loads, plans and writes one page in one write transaction, then tells the listeners.
+    fn apply_page(
+        &self,
+        store: &mut Store,
+        response: SyncResponse,
+        sent: &SyncRequest,
+        now: Millis,
+    ) -> Result<SyncOutcome, PhoneError> {
+        self.check()?;
+        let result = (|| -> Result<SyncOutcome, PhoneError> {
+            let tx = store.write()?;
+            // Read after the write lock is held: a rules change commits before or after us.
+            let (actor, rules) = (self.actor(), self.rules());
+            let (whole, state_only) = apply::needed(&response);
+            let held = write::load_held(&tx, whole, state_only, &actor)?;
+            let plan = apply::plan_page(response, sent, held, &actor)?;
+            let outcome = write::write_plan(&tx, plan, &rules, &actor, now)?;
+            tx.commit()?;
+            Ok(outcome)
+        })();
+        match result {
+            Ok(outcome) => {
+                self.listeners.notify(outcome.changes());
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.record_error(store, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! What the next request carries, decided from what the store holds (no I/O).
+
+use automerge::sync::{State as SyncState, SyncDoc};
+use automerge::{AutoCommit, ChangeHash};
+
+use crate::model::Millis;
+use crate::store::meta::SyncPosition;
+use crate::sync::{CatchUp, DocId, DocPush, SyncRequest};
+
+/// A document with changes the server has not acknowledged.
+#[derive(Debug)]
+pub struct Unsent {
+    pub doc_id: DocId,
+    pub doc: AutoCommit,
+    /// The heads the server is known to hold.
+    pub server_heads: Vec<ChangeHash>,
+}
+
+/// What the store holds for the first request of a sync.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Documents with unacknowledged changes (refused ones left out), in id order.
+    pub unsent: Vec<Unsent>,
+    /// Documents to catch up on, with what the phone holds of each (`None`: nothing).
+    pub catch_up: Vec<(DocId, Option<AutoCommit>)>,
+}
+
+/// The request: the sync position, and (given an outbox) every change beyond the server's heads
+/// and a sync message from a fresh state for each document to catch up on.
+pub fn plan_request(
+    position: &SyncPosition,
+    now: Millis,
+    page_size: u32,
+    outbox: Option<Outbox>,
+) -> SyncRequest {
+    let mut request = SyncRequest {
+        device_time: now,
+        cursor: position.cursor,
+        restore: position.restore.clone(),
+        page_size,
+        pushes: Vec::new(),
+        catch_up: Vec::new(),
+    };
+    let Some(outbox) = outbox else {
+        return request;
+    };
+    for mut unsent in outbox.unsent {
+        let changes: Vec<Vec<u8>> = unsent
+            .doc
+            .get_changes(&unsent.server_heads)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        if !changes.is_empty() {
+            request.pushes.push(DocPush {
+                doc_id: unsent.doc_id,
+                changes,
+            });
+        }
+    }
+    for (doc_id, held) in outbox.catch_up {
+        let mut doc = held.unwrap_or_default();
+        if let Some(message) = doc.sync().generate_sync_message(&mut SyncState::new()) {
+            request.catch_up.push(CatchUp {
+                doc_id,
+                message: message.encode(),
+            });
+        }
+    }
+    request
+}

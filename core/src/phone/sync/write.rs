@@ -1,0 +1,138 @@
+//! The shell's half of applying a page: loading what [`super::apply::plan_page`] needs and
+//! writing the plan it returns, inside one write transaction.
+
+use std::collections::BTreeMap;
+
+use automerge::{ActorId, AutoCommit};
+use rusqlite::Connection;
+
+use super::apply::{DocPlan, DocWrite, Held, PagePlan, RowPlan};
+use crate::doc::CaseDoc;
+use crate::model::{Case, Millis};
+use crate::phone::PhoneError;
+use crate::store::docs::{self, Loaded};
+use crate::store::meta::{self, PageRecord};
+use crate::store::projection::{self, Rules};
+use crate::sync::DocId;
+
+/// Loads the documents `whole` names and the bookkeeping of those `state_only` names.
+pub fn load_held(
+    conn: &Connection,
+    whole: impl IntoIterator<Item = DocId>,
+    state_only: impl IntoIterator<Item = DocId>,
+    actor: &ActorId,
+) -> Result<BTreeMap<DocId, Held>, PhoneError> {
+    let mut held = BTreeMap::new();
+    for doc_id in whole {
+        if let Some(Loaded {
+            doc,
+            persisted,
+            state,
+        }) = docs::load_doc(conn, &doc_id, actor)?
+        {
+            let entry = Held {
+                doc: Some(doc),
+                persisted,
+                server_heads: state.server_heads,
+                pending: state.pending,
+            };
+            held.insert(doc_id, entry);
+        }
+    }
+    for doc_id in state_only {
+        if let Some(state) = docs::doc_state(conn, &doc_id)? {
+            let entry = Held {
+                doc: None,
+                persisted: Vec::new(),
+                server_heads: state.server_heads,
+                pending: state.pending,
+            };
+            held.insert(doc_id, entry);
+        }
+    }
+    Ok(held)
+}
+
+/// Writes the plan: documents, then list rows, then the identity and the sync position. Fills
+/// in which cases could not be read.
+pub fn write_plan(
+    conn: &Connection,
+    mut plan: PagePlan,
+    rules: &Rules,
+    actor: &ActorId,
+    now: Millis,
+) -> Result<super::SyncOutcome, PhoneError> {
+    for (doc_id, doc_plan) in plan.docs.iter_mut() {
+        write_doc(conn, doc_id, doc_plan, now)?;
+    }
+    for row in &plan.rows {
+        match row {
+            RowPlan::Delete(case_id) => projection::delete(conn, case_id)?,
+            RowPlan::PendingMark(doc_id) => projection::refresh_has_pending(conn, doc_id)?,
+            RowPlan::Refresh(case_id) => {
+                let doc = match plan.docs.get_mut(case_id).and_then(|p| p.doc.take()) {
+                    Some(doc) => doc,
+                    None => match docs::load_doc(conn, case_id, actor)? {
+                        Some(loaded) => loaded.doc,
+                        None => continue,
+                    },
+                };
+                match read_case(doc) {
+                    Some(case) => projection::refresh(conn, &case, rules, now)?,
+                    None => plan.outcome.unreadable.push(case_id.clone()),
+                }
+            }
+        }
+    }
+    if let Some(identity) = &plan.identity {
+        meta::set_identity(conn, identity)?;
+    }
+    meta::record_page(
+        conn,
+        &PageRecord {
+            position: &plan.position,
+            synced_at: now,
+            clock_offset: plan.clock_offset,
+        },
+    )?;
+    Ok(plan.outcome)
+}
+
+fn write_doc(
+    conn: &Connection,
+    doc_id: &str,
+    plan: &mut DocPlan,
+    now: Millis,
+) -> Result<(), PhoneError> {
+    match &plan.write {
+        DocWrite::Keep => {}
+        DocWrite::Delete => docs::delete_doc(conn, doc_id)?,
+        DocWrite::Snapshot { bytes, heads } => {
+            docs::insert_snapshot(conn, doc_id, bytes, heads, now)?;
+        }
+        DocWrite::Changes {
+            persisted,
+            server_heads,
+        } => {
+            let doc = plan.doc.get_or_insert_with(AutoCommit::new);
+            docs::persist(conn, doc_id, doc, persisted.as_deref(), server_heads, now)?;
+        }
+    }
+    match &plan.rejection {
+        Some(Some((code, message))) => docs::set_rejected(conn, doc_id, Some((code, message)))?,
+        Some(None) => docs::set_rejected(conn, doc_id, None)?,
+        None => {}
+    }
+    match plan.refetch {
+        Some(true) => docs::mark_refetch(conn, doc_id)?,
+        Some(false) => docs::clear_refetch(conn, doc_id)?,
+        None => {}
+    }
+    Ok(())
+}
+
+/// The case a document holds; `None` when this version cannot read it (a migration on read is
+/// not stored here: it is deterministic and repeats).
+fn read_case(doc: AutoCommit) -> Option<Case> {
+    CaseDoc::from_automerge(doc).and_then(|d| d.read()).ok()
+}
