@@ -162,7 +162,8 @@ impl GridcasePhone {
     }
 
     /// Replaces the deadline policy (TOML) and, optionally, the holiday calendar text; list
-    /// rows are recomputed with them. Without this the built-in defaults apply.
+    /// rows are recomputed with them. Rarely needed: the server's rules arrive in sync (and are
+    /// kept across restarts), replacing these whenever the server publishes a newer version.
     pub fn set_deadline_rules(&self, policy_toml: String, calendar: Option<String>) -> Result<()> {
         guard(|| {
             let calendar = match calendar {

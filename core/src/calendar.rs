@@ -31,7 +31,7 @@ use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, NaiveTime, TimeZo
 use crate::model::Millis;
 
 /// The shipped calendar text, see [`Calendar::embedded`].
-const EMBEDDED: &str = include_str!("../data/holidays-cn.txt");
+pub const EMBEDDED: &str = include_str!("../data/holidays-cn.txt");
 
 /// China Standard Time, UTC+8. Working days are days of the Chinese calendar wherever the server
 /// runs.

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod phone;
 pub mod policy;
+pub mod rules;
 pub mod scope;
 pub mod store;
 pub mod sync;

@@ -26,7 +26,7 @@ use toml::Spanned;
 use crate::model::{CaseType, Status, Urgency};
 
 /// The shipped default policy, see [`PolicySet::default`].
-const DEFAULT_POLICY: &str = include_str!("../data/default-policy.toml");
+pub const DEFAULT_POLICY: &str = include_str!("../data/default-policy.toml");
 
 macro_rules! keyword_enum {
     ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use gridcase_core::area::Jurisdiction;
-use gridcase_core::calendar::{Calendar, to_china_time};
+use gridcase_core::calendar::to_china_time;
 use gridcase_core::model::{Millis, Role};
-use gridcase_core::policy::PolicySet;
+use gridcase_core::rules::SourcedRules;
 
 use crate::audit::{AuditQuery, AuditRow};
 use crate::config::{
@@ -43,12 +43,7 @@ impl DataArg {
     /// Opens the store these arguments name.
     fn open(&self) -> Result<Store, BoxError> {
         let location = Location::from_args(self.data.clone(), self.database.as_deref())?;
-        Ok(Store::connect(
-            &location,
-            4,
-            PolicySet::default(),
-            Calendar::embedded(),
-        )?)
+        Ok(Store::connect(&location, 4, SourcedRules::shipped())?)
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use gridcase_core::calendar::Calendar;
 use gridcase_core::policy::PolicySet;
+use gridcase_core::rules::{RulesText, SourcedRules};
+use gridcase_core::store::projection::Rules;
 use serde::Deserialize;
 
 use crate::db::Location;
@@ -158,6 +160,8 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
     })
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Opens the store at `database` with the policy and calendar files, if any.
 pub fn open_store(
     database: &Location,
@@ -165,23 +169,36 @@ pub fn open_store(
     policy: Option<&Path>,
     calendar: Option<&Path>,
 ) -> Result<Store, Box<dyn std::error::Error + Send + Sync>> {
-    let policy = match policy {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            PolicySet::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
-        None => PolicySet::default(),
+    Ok(Store::connect(
+        database,
+        pool_size,
+        read_rules(policy, calendar)?,
+    )?)
+}
+
+/// The policy and calendar files (the shipped texts where none is given), parsed; errors name
+/// the file and line.
+fn read_rules(
+    policy: Option<&Path>,
+    calendar: Option<&Path>,
+) -> Result<SourcedRules, Box<dyn std::error::Error + Send + Sync>> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
     };
-    let calendar = match calendar {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Calendar::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
-        None => Calendar::embedded(),
+    let shipped = RulesText::shipped();
+    let text = RulesText {
+        policy_toml: policy.map(read).transpose()?.unwrap_or(shipped.policy_toml),
+        calendar: calendar.map(read).transpose()?.unwrap_or(shipped.calendar),
     };
-    Ok(Store::connect(database, pool_size, policy, calendar)?)
+    let named = |path: Option<&Path>, e: &dyn std::fmt::Display| match path {
+        Some(path) => format!("{}: {e}", path.display()),
+        None => format!("shipped rules: {e}"),
+    };
+    let rules = Rules {
+        policy: PolicySet::from_toml(&text.policy_toml).map_err(|e| named(policy, &e))?,
+        calendar: Calendar::parse(&text.calendar).map_err(|e| named(calendar, &e))?,
+    };
+    Ok(SourcedRules { text, rules })
 }
 
 /// Runs the server until Ctrl-C or SIGTERM: the HTTP API and the periodic deadline check.
@@ -189,13 +206,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     // Opening connects and migrates: blocking work, off the async threads.
     let open = config.clone();
     let store = Arc::new(
-        tokio::task::spawn_blocking(move || {
-            open_store(
+        tokio::task::spawn_blocking(move || -> Result<Store, BoxError> {
+            let mut store = open_store(
                 &open.database,
                 open.pool_size,
                 open.policy.as_deref(),
                 open.calendar.as_deref(),
-            )
+            )?;
+            let version = store.publish_rules()?;
+            tracing::info!(version, "deadline rules published to phones");
+            Ok(store)
         })
         .await??,
     );

@@ -16,6 +16,7 @@ use gridcase_core::doc::DocError;
 use gridcase_core::identity::device_of_token;
 use gridcase_core::model::{Millis, Role};
 use gridcase_core::policy::PolicySet;
+use gridcase_core::rules::{RulesUpdate, SourcedRules};
 use gridcase_core::scope::Scope;
 use gridcase_core::sync::Identity;
 use gridcase_core::validate::Pusher;
@@ -109,8 +110,10 @@ pub struct Store {
     /// This process's Automerge actor for the server's own changes (supervision, demo data).
     /// Fresh per process, so two processes on one database never share an actor.
     actor: ActorId,
-    policy: PolicySet,
-    calendar: Calendar,
+    rules: SourcedRules,
+    /// The version `rules` were published under ([`Store::publish_rules`]); 0 until then, and
+    /// then no rules travel (tools that only enrol or report publish nothing).
+    rules_version: u64,
     pub(crate) locks: CaseLocks,
 }
 
@@ -124,37 +127,44 @@ impl Store {
     /// Opens (creating on first run) the SQLite database in `data_dir`, with the shipped policy
     /// and holiday calendar.
     pub fn open(data_dir: impl AsRef<Path>) -> Result<Store> {
-        Self::open_with(data_dir, PolicySet::default(), Calendar::embedded())
+        Self::open_with(data_dir, SourcedRules::shipped())
     }
 
-    pub fn open_with(
-        data_dir: impl AsRef<Path>,
-        policy: PolicySet,
-        calendar: Calendar,
-    ) -> Result<Store> {
+    pub fn open_with(data_dir: impl AsRef<Path>, rules: SourcedRules) -> Result<Store> {
         let location = Location::Sqlite(data_dir.as_ref().to_owned());
-        Self::connect(&location, DEFAULT_POOL_SIZE, policy, calendar)
+        Self::connect(&location, DEFAULT_POOL_SIZE, rules)
     }
 
     /// Opens the database at `location` (SQLite directory or PostgreSQL URL), migrating it.
-    pub fn connect(
-        location: &Location,
-        pool_size: u32,
-        policy: PolicySet,
-        calendar: Calendar,
-    ) -> Result<Store> {
-        Ok(Store::new(db::open(location, pool_size)?, policy, calendar))
+    pub fn connect(location: &Location, pool_size: u32, rules: SourcedRules) -> Result<Store> {
+        Ok(Store::new(db::open(location, pool_size)?, rules))
     }
 
-    pub fn new(db: Arc<dyn Database>, policy: PolicySet, calendar: Calendar) -> Store {
+    pub fn new(db: Arc<dyn Database>, rules: SourcedRules) -> Store {
         let actor: [u8; 20] = rand::rng().random();
         Store {
             db,
             actor: ActorId::from(actor.to_vec()),
-            policy,
-            calendar,
+            rules,
+            rules_version: 0,
             locks: CaseLocks::new(),
         }
+    }
+
+    /// Makes this store's rules the ones phones count by: they get the next version number
+    /// when they differ from the last published (by any instance), and travel in every sync
+    /// whose phone holds an older version. Called once by `serve`.
+    pub fn publish_rules(&mut self) -> Result<u64> {
+        self.rules_version = self.db.publish_rules(&self.rules.text.digest())?;
+        Ok(self.rules_version)
+    }
+
+    /// The rules to send a phone that holds version `held`, if they are newer.
+    pub fn rules_for(&self, held: u64) -> Option<RulesUpdate> {
+        (self.rules_version > held).then(|| RulesUpdate {
+            version: self.rules_version,
+            text: self.rules.text.clone(),
+        })
     }
 
     pub fn db(&self) -> &dyn Database {
@@ -162,11 +172,11 @@ impl Store {
     }
 
     pub fn policy(&self) -> &PolicySet {
-        &self.policy
+        &self.rules.rules.policy
     }
 
     pub fn calendar(&self) -> &Calendar {
-        &self.calendar
+        &self.rules.rules.calendar
     }
 
     pub(crate) fn actor(&self) -> ActorId {
@@ -333,7 +343,7 @@ impl Store {
     pub fn due_soon(&self, now: Millis, limit: u32) -> Result<Vec<CaseSummary>> {
         Ok(self
             .db
-            .due_soon(now, self.policy.due_soon_fraction, limit)?)
+            .due_soon(now, self.policy().due_soon_fraction, limit)?)
     }
 
     pub fn case_summary(&self, case_id: &str) -> Result<Option<CaseSummary>> {

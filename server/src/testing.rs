@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 
-use gridcase_core::calendar::Calendar;
-use gridcase_core::policy::PolicySet;
+use gridcase_core::rules::SourcedRules;
 
 use crate::db::Location;
 use crate::store::Store;
@@ -118,13 +117,7 @@ impl TestDb {
 
     /// Opens a store on the database (again: a restarted server).
     pub fn open(&self) -> Store {
-        Store::connect(
-            &self.location,
-            8,
-            PolicySet::default(),
-            Calendar::embedded(),
-        )
-        .expect("open the test database")
+        Store::connect(&self.location, 8, SourcedRules::shipped()).expect("open the test database")
     }
 }
 

@@ -64,8 +64,7 @@ fn a_newer_schema_is_refused(backend: Backend) {
     let err = gridcase_server::store::Store::connect(
         db.location(),
         2,
-        Default::default(),
-        gridcase_core::calendar::Calendar::embedded(),
+        gridcase_core::rules::SourcedRules::shipped(),
     )
     .unwrap_err();
     assert!(
@@ -122,6 +121,61 @@ fn admin_token_rotates(backend: Backend) {
     let second = store.create_admin_token().unwrap();
     assert!(!store.check_admin_token(&first).unwrap());
     assert!(store.check_admin_token(&second).unwrap());
+}
+
+/// Instances starting at once with the same new rules publish them under one version; the
+/// rules travel only to a phone that holds an older one.
+fn rules_are_published_once_and_sent_only_to_older_phones(backend: Backend) {
+    use gridcase_core::rules::{RulesText, SourcedRules};
+    use gridcase_core::sync::SyncRequest;
+    let db = TestDb::new(backend);
+    let edited = || {
+        let mut text = RulesText::shipped();
+        text.policy_toml.push_str("\n# edited by the county\n");
+        text.into_sourced().unwrap()
+    };
+    let mut shipped =
+        gridcase_server::store::Store::connect(db.location(), 2, SourcedRules::shipped()).unwrap();
+    assert_eq!(
+        shipped.rules_for(0),
+        None,
+        "nothing travels before publication"
+    );
+    assert_eq!(shipped.publish_rules().unwrap(), 1);
+    let versions: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut store =
+                        gridcase_server::store::Store::connect(db.location(), 2, edited()).unwrap();
+                    store.publish_rules().unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(versions, vec![2; 4]);
+
+    let mut store = gridcase_server::store::Store::connect(db.location(), 2, edited()).unwrap();
+    assert_eq!(store.publish_rules().unwrap(), 2);
+    let area = Jurisdiction::parse("330604101").unwrap();
+    store.enrol_user("w1", Role::GridWorker, &area, 0).unwrap();
+    let token = store.enrol_device("w1", 0).unwrap();
+    let gridcase_server::Auth::Device(device) = store.authenticate(&token).unwrap() else {
+        panic!()
+    };
+    let sync = |held| {
+        let request = SyncRequest {
+            rules_version: held,
+            ..Default::default()
+        };
+        store.sync(&device, &request, 10).unwrap().rules
+    };
+    let sent = sync(1).expect("a phone on version 1 gets version 2");
+    assert_eq!(sent.version, 2);
+    assert_eq!(sent.text, edited().text);
+    assert_eq!(sync(2), None);
+    assert_eq!(sync(3), None);
 }
 
 /// No global lock: while one request reads (a long restore, say), another device's sync
@@ -247,6 +301,7 @@ gridcase_server::backend_tests!(
     a_newer_schema_is_refused,
     tokens_authenticate_and_revocation_is_reported,
     admin_token_rotates,
+    rules_are_published_once_and_sent_only_to_older_phones,
     a_reader_never_holds_up_another_devices_commit,
     serve_runs_on_either_database,
 );

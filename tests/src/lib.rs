@@ -37,28 +37,24 @@ impl TestServer {
     }
 
     pub fn start_with(store: Arc<Store>, db: TestDb) -> TestServer {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let clock = Arc::new(AtomicI64::new(T0));
-        let read = clock.clone();
-        let state =
-            AppState::new(store.clone()).with_clock(Arc::new(move || read.load(Ordering::SeqCst)));
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local addr");
-        let _guard = runtime.enter();
-        spawn(listener, state);
+        let (url, runtime) = serve(store.clone(), clock.clone());
         TestServer {
-            url: format!("http://{addr}"),
+            url,
             store,
             db,
             clock,
             runtime: Some(runtime),
         }
+    }
+
+    /// Stops this server and serves the same database with `store` (e.g. opened with other
+    /// deadline rules), on a new port and the same clock. Phones must [`TestPhone::reconnect`].
+    pub fn restart_with(&mut self, store: Store) {
+        self.stop();
+        let store = Arc::new(store);
+        let (url, runtime) = serve(store.clone(), self.clock.clone());
+        (self.url, self.store, self.runtime) = (url, store, Some(runtime));
     }
 
     pub fn set_time(&self, now: Millis) {
@@ -80,6 +76,25 @@ impl TestServer {
             rt.shutdown_background();
         }
     }
+}
+
+/// Serves `store` on an ephemeral 127.0.0.1 port from a runtime of its own, reading `clock`.
+fn serve(store: Arc<Store>, clock: Arc<AtomicI64>) -> (String, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let state = AppState::new(store).with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("local addr");
+    {
+        let _guard = runtime.enter();
+        spawn(listener, state);
+    }
+    (format!("http://{addr}"), runtime)
 }
 
 impl Drop for TestServer {
@@ -159,6 +174,12 @@ impl TestPhone {
         let cancel = AtomicBool::new(false);
         self.phone
             .sync(transport, self.now, &mut |_| {}, &cancel, page)
+    }
+
+    /// Talks to `server` from now on (after it restarted on another port).
+    pub fn reconnect(&mut self, server: &TestServer) {
+        let token = self.phone.token().expect("the phone keeps its token");
+        self.transport = HttpTransport::new(&server.url, &token);
     }
 
     pub fn nonce(&self) -> u8 {

@@ -18,13 +18,12 @@ use std::time::{Duration, Instant};
 use automerge::{Change, ChangeHash};
 use gridcase_bindings::http::HttpTransport;
 use gridcase_core::area::Jurisdiction;
-use gridcase_core::calendar::Calendar;
 use gridcase_core::doc::CaseDoc;
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Millis, Role};
 use gridcase_core::phone::queries::CaseList;
 use gridcase_core::phone::{Phone, PhoneError, Transport, TransportError};
-use gridcase_core::policy::PolicySet;
+use gridcase_core::rules::SourcedRules;
 use gridcase_core::store::{Page, StoreKey};
 use gridcase_core::sync::{PushResult, wire};
 use gridcase_server::db::Location;
@@ -55,7 +54,7 @@ fn crash_child_server() {
         None => Location::Postgres(database),
     };
     let store = Arc::new(
-        Store::connect(&location, 8, PolicySet::default(), Calendar::embedded())
+        Store::connect(&location, 8, SourcedRules::shipped())
             .expect("child: open the server store"),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -102,12 +102,13 @@ impl Phone {
         let nonce = claim(&mut app, &device, token, nonce)?;
         let sync = Store::open(path.as_ref(), key)?;
         let actor = identity::actor_for(&device, nonce).ok_or(IdentityError::MalformedToken)?;
+        let rules = stored_rules(&app)?;
         let phone = Phone {
             device,
             app: Mutex::new(app),
             sync: Mutex::new(sync),
             actor: RwLock::new(actor),
-            rules: RwLock::new(Arc::new(Rules::default())),
+            rules: RwLock::new(Arc::new(rules)),
             wiped: AtomicBool::new(false),
             listeners: Default::default(),
         };
@@ -125,7 +126,7 @@ impl Phone {
     /// recomputes every list row with them.
     pub fn set_rules(&self, rules: Rules, now: Millis) -> Result<(), PhoneError> {
         self.check()?;
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        self.replace_rules(Arc::new(rules));
         self.reproject(now)?;
         self.listeners
             .notify(CaseChanges::everything(ChangeSource::Local));
@@ -181,24 +182,47 @@ impl Phone {
     /// Recomputes every `cases` row from the documents (after a migration or a rules change),
     /// keeping when each row last changed.
     fn reproject(&self, now: Millis) -> Result<(), PhoneError> {
-        let actor = self.actor();
-        let rules = self.rules();
         let mut store = self.app();
         let tx = store.write()?;
-        for id in docs::case_doc_ids(&tx)? {
-            let Some(loaded) = docs::load_doc(&tx, &id, &actor)? else {
-                continue;
-            };
-            let updated_at = projection::updated_at(&tx, &id)?.unwrap_or(now);
-            match CaseDoc::from_automerge(loaded.doc).and_then(|d| d.read()) {
-                Ok(case) => projection::upsert(&tx, &case, &rules, updated_at)?,
-                Err(_) => projection::delete(&tx, &id)?,
-            }
-        }
-        store_meta::delete(&tx, store::REPROJECT_KEY)?;
+        reproject_rows(&tx, &self.actor(), &self.rules(), now)?;
         tx.commit()?;
         Ok(())
     }
+
+    /// Counts down by `rules` from now on (the caller has recomputed the rows with them).
+    fn replace_rules(&self, rules: Arc<Rules>) {
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+    }
+}
+
+/// Recomputes every `cases` row with `rules`, keeping when each row last changed.
+fn reproject_rows(
+    conn: &rusqlite::Connection,
+    actor: &ActorId,
+    rules: &Rules,
+    now: Millis,
+) -> Result<(), PhoneError> {
+    for id in docs::case_doc_ids(conn)? {
+        let Some(loaded) = docs::load_doc(conn, &id, actor)? else {
+            continue;
+        };
+        let updated_at = projection::updated_at(conn, &id)?.unwrap_or(now);
+        match CaseDoc::from_automerge(loaded.doc).and_then(|d| d.read()) {
+            Ok(case) => projection::upsert(conn, &case, rules, updated_at)?,
+            Err(_) => projection::delete(conn, &id)?,
+        }
+    }
+    store_meta::delete(conn, store::REPROJECT_KEY)?;
+    Ok(())
+}
+
+/// The rules this phone counts by when it opens: the server's as last received, else the
+/// shipped ones.
+fn stored_rules(store: &Store) -> Result<Rules, PhoneError> {
+    let stored = store_meta::server_rules(store.conn())?;
+    Ok(stored
+        .and_then(|update| update.text.parse().ok())
+        .unwrap_or_default())
 }
 
 /// Binds a new store to `device` (or checks that an existing one belongs to it), records the

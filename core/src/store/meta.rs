@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
 use crate::model::Millis;
+use crate::rules::{RulesText, RulesUpdate};
 use crate::sync::{Identity, RestoreToken};
 
 const DEVICE: &str = "device_id";
@@ -20,6 +21,8 @@ const RESTORE_AFTER: &str = "restore_after";
 const LAST_SYNC: &str = "last_sync_at";
 const LAST_ERROR: &str = "last_error";
 const SERVER_OFFSET: &str = "server_clock_offset";
+const RULES_VERSION: &str = "rules_version";
+const RULES_TEXT: &str = "rules_text";
 
 pub fn get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
@@ -116,6 +119,8 @@ pub fn set_identity(conn: &Connection, identity: &Identity) -> Result<(), StoreE
 pub struct SyncPosition {
     pub cursor: u64,
     pub restore: Option<RestoreToken>,
+    /// The version of the server's deadline rules this phone holds (0: the shipped ones).
+    pub rules_version: u64,
 }
 
 pub fn sync_position(conn: &Connection) -> Result<SyncPosition, StoreError> {
@@ -124,7 +129,34 @@ pub fn sync_position(conn: &Connection) -> Result<SyncPosition, StoreError> {
         (Some(upto), Some(after)) => upto.parse().ok().map(|upto| RestoreToken { upto, after }),
         _ => None,
     };
-    Ok(SyncPosition { cursor, restore })
+    let rules_version = get(conn, RULES_VERSION)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(SyncPosition {
+        cursor,
+        restore,
+        rules_version,
+    })
+}
+
+/// The server's deadline rules as last received, if a sync ever brought them.
+pub fn server_rules(conn: &Connection) -> Result<Option<RulesUpdate>, StoreError> {
+    let (Some(version), Some(text)) = (get(conn, RULES_VERSION)?, get(conn, RULES_TEXT)?) else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| StoreError::Corrupt {
+        doc_id: "meta".into(),
+        message: format!("stored deadline rules: {what}"),
+    };
+    let version = version.parse().map_err(|_| corrupt("version"))?;
+    let text: RulesText = serde_json::from_str(&text).map_err(|_| corrupt("text"))?;
+    Ok(Some(RulesUpdate { version, text }))
+}
+
+pub fn set_server_rules(conn: &Connection, rules: &RulesUpdate) -> Result<(), StoreError> {
+    let text = serde_json::to_string(&rules.text).expect("two strings serialise");
+    set(conn, RULES_TEXT, &text)?;
+    set(conn, RULES_VERSION, &rules.version.to_string())
 }
 
 /// What an applied page records besides its documents.

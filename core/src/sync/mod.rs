@@ -16,6 +16,7 @@ pub mod wire;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Millis;
+use crate::rules::RulesUpdate;
 
 /// A document: a case (`<case id>`) or its personal data (`<case id>#pii`).
 pub type DocId = String;
@@ -38,6 +39,8 @@ pub struct SyncRequest {
     pub pushes: Vec<DocPush>,
     /// Documents whose shared heads the phone does not know: an Automerge sync message each.
     pub catch_up: Vec<CatchUp>,
+    /// The version of the deadline rules the phone counts by (0: the app's shipped rules).
+    pub rules_version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +88,8 @@ pub struct SyncResponse {
     pub restore: Option<RestoreToken>,
     /// How many documents are still to come in later pages (progress for a restore).
     pub remaining: u64,
+    /// The server's deadline rules, when they are newer than the request's `rules_version`.
+    pub rules: Option<RulesUpdate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::{SyncRequest, SyncResponse};
 
 pub const MAGIC: &[u8; 4] = b"GCSY";
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// A decoded message may not exceed this, whatever its compressed size: it bounds what a
 /// forged body can make the server allocate.
 pub const MAX_DECODED_BYTES: usize = 64 * 1024 * 1024;
@@ -125,6 +125,7 @@ mod tests {
                         .map(|(doc_id, changes)| DocPush { doc_id, changes })
                         .collect(),
                     catch_up: vec![],
+                    rules_version: cursor / 7,
                 },
             )
     }
@@ -208,6 +209,10 @@ mod tests {
                 heads: vec![vec![9; 32]],
             }],
             cursor: 42,
+            rules: Some(crate::rules::RulesUpdate {
+                version: 3,
+                text: crate::rules::RulesText::shipped(),
+            }),
             ..Default::default()
         };
         assert_eq!(decode_response(&encode_response(&resp)).unwrap(), resp);

@@ -165,6 +165,26 @@ pub trait Accounts {
     fn revoke_user(&self, user_id: &str, audit: &AuditEntry) -> Result<bool>;
     fn setting(&self, key: &str) -> Result<Option<String>>;
     fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// The version of the deadline rules with this digest: the last published one if its digest
+    /// matches, else the next number, recorded atomically (several instances may start at once).
+    fn publish_rules(&self, digest: &str) -> Result<u64>;
+}
+
+/// The `settings` key holding the published rules as `<version> <digest>`.
+pub const RULES_SETTING: &str = "deadline_rules";
+
+/// What [`Accounts::publish_rules`] does with the stored `<version> <digest>`: the version to
+/// use and, when it is new, the value to store.
+pub fn next_rules_version(stored: Option<&str>, digest: &str) -> (u64, Option<String>) {
+    let (version, last_digest) = stored
+        .and_then(|v| v.split_once(' '))
+        .and_then(|(v, d)| Some((v.parse::<u64>().ok()?, d)))
+        .unwrap_or((0, ""));
+    if last_digest == digest {
+        return (version, None);
+    }
+    let next = version + 1;
+    (next, Some(format!("{next} {digest}")))
 }
 
 // ---- documents, the feed and device bookkeeping ----
@@ -472,5 +492,25 @@ mod tests {
         assert!(Location::from_args("d".into(), Some("mysql://x")).is_err());
         let pg = Location::Postgres("postgres://gc:secret@db:5432/gc".into());
         assert_eq!(pg.describe(), "postgres://gc@db:5432/gc");
+    }
+
+    #[test]
+    fn a_new_digest_takes_the_next_version_and_the_same_one_keeps_it() {
+        assert_eq!(next_rules_version(None, "aa"), (1, Some("1 aa".into())));
+        assert_eq!(next_rules_version(Some("1 aa"), "aa"), (1, None));
+        assert_eq!(
+            next_rules_version(Some("1 aa"), "bb"),
+            (2, Some("2 bb".into()))
+        );
+        // Going back to earlier texts is a new edit, with a new version.
+        assert_eq!(
+            next_rules_version(Some("2 bb"), "aa"),
+            (3, Some("3 aa".into()))
+        );
+        // PostgreSQL's placeholder row before the first publication.
+        assert_eq!(
+            next_rules_version(Some("0 "), "aa"),
+            (1, Some("1 aa".into()))
+        );
     }
 }

@@ -137,6 +137,7 @@ impl Store {
             cursor: page.cursor,
             restore: page.restore,
             remaining: page.remaining,
+            rules: self.rules_for(request.rules_version),
         })
     }
 }

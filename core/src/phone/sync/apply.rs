@@ -227,6 +227,7 @@ pub fn plan_page(
         position: SyncPosition {
             cursor: response.cursor,
             restore: response.restore,
+            rules_version: sent.rules_version,
         },
         clock_offset: clock_offset(sent.device_time, response.server_time),
         outcome: page.outcome,

@@ -44,12 +44,17 @@ pub struct SyncOutcome {
     /// More restore pages follow.
     pub more: bool,
     pub remaining: u64,
+    /// The server's deadline rules of this version arrived and every list row was recomputed.
+    pub rules_version: Option<u64>,
 }
 
 impl SyncOutcome {
     /// The cases this page changed, for the change listeners.
     pub fn changes(&self) -> CaseChanges {
         let case = |doc_id: &DocId| split_doc_id(doc_id).0.to_string();
+        if self.rules_version.is_some() {
+            return CaseChanges::everything(ChangeSource::Sync);
+        }
         let mut changes = CaseChanges::new(ChangeSource::Sync);
         changes.updated = self.received.iter().map(case).collect();
         changes.acknowledged = self.accepted.iter().map(case).collect();
@@ -210,7 +215,7 @@ impl Phone {
     fn apply_page(
         &self,
         store: &mut Store,
-        response: SyncResponse,
+        mut response: SyncResponse,
         sent: &SyncRequest,
         now: Millis,
     ) -> Result<SyncOutcome, PhoneError> {
@@ -218,12 +223,24 @@ impl Phone {
         let result = (|| -> Result<SyncOutcome, PhoneError> {
             let tx = store.write()?;
             // Read after the write lock is held: a rules change commits before or after us.
-            let (actor, rules) = (self.actor(), self.rules());
+            let actor = self.actor();
+            let newer_rules = write::take_newer_rules(&tx, response.rules.take())?;
+            let rules = match &newer_rules {
+                Some((_, rules)) => rules.clone(),
+                None => self.rules(),
+            };
             let (whole, state_only) = apply::needed(&response);
             let held = write::load_held(&tx, whole, state_only, &actor)?;
             let plan = apply::plan_page(response, sent, held, &actor)?;
-            let outcome = write::write_plan(&tx, plan, &rules, &actor, now)?;
+            let mut outcome = write::write_plan(&tx, plan, &rules, &actor, now)?;
+            if let Some((version, _)) = &newer_rules {
+                super::reproject_rows(&tx, &actor, &rules, now)?;
+                outcome.rules_version = Some(*version);
+            }
             tx.commit()?;
+            if let Some((_, rules)) = newer_rules {
+                self.replace_rules(rules);
+            }
             Ok(outcome)
         })();
         match result {

@@ -40,6 +40,7 @@ pub fn plan_request(
         page_size,
         pushes: Vec::new(),
         catch_up: Vec::new(),
+        rules_version: position.rules_version,
     };
     let Some(outbox) = outbox else {
         return request;

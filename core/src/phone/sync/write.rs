@@ -2,6 +2,7 @@
 //! writing the plan it returns, inside one write transaction.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use automerge::{ActorId, AutoCommit};
 use rusqlite::Connection;
@@ -10,10 +11,31 @@ use super::apply::{DocPlan, DocWrite, Held, PagePlan, RowPlan};
 use crate::doc::CaseDoc;
 use crate::model::{Case, Millis};
 use crate::phone::PhoneError;
+use crate::rules::{self, RulesUpdate};
 use crate::store::docs::{self, Loaded};
 use crate::store::meta::{self, PageRecord};
 use crate::store::projection::{self, Rules};
 use crate::sync::DocId;
+
+/// The server's deadline rules from this page, stored and parsed, when they are newer than the
+/// phone's. Rules that do not parse (a server bug) are ignored: the phone keeps counting down
+/// by the rules it has rather than stop syncing.
+pub fn take_newer_rules(
+    conn: &Connection,
+    offered: Option<RulesUpdate>,
+) -> Result<Option<(u64, Arc<Rules>)>, PhoneError> {
+    let Some(offered) = offered else {
+        return Ok(None);
+    };
+    if !rules::should_replace(meta::sync_position(conn)?.rules_version, &offered) {
+        return Ok(None);
+    }
+    let Ok(parsed) = offered.text.parse() else {
+        return Ok(None);
+    };
+    meta::set_server_rules(conn, &offered)?;
+    Ok(Some((offered.version, Arc::new(parsed))))
+}
 
 /// Loads the documents `whole` names and the bookkeeping of those `state_only` names.
 pub fn load_held(

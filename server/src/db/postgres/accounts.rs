@@ -3,7 +3,10 @@
 use gridcase_core::model::Millis;
 
 use super::{PgConn, PgDb};
-use crate::db::{Accounts, AuditEntry, DeviceInsert, DeviceRecord, NewDevice, Result, UserRecord};
+use crate::db::{
+    Accounts, AuditEntry, DeviceInsert, DeviceRecord, NewDevice, RULES_SETTING, Result, UserRecord,
+    next_rules_version,
+};
 
 pub(super) fn write_audit(conn: &mut PgConn, e: &AuditEntry) -> Result<()> {
     conn.execute(
@@ -115,6 +118,30 @@ impl Accounts for PgDb {
         Ok(conn
             .query_opt("SELECT value FROM settings WHERE key = $1", &[&key])?
             .map(|r| r.get(0)))
+    }
+
+    fn publish_rules(&self, digest: &str) -> Result<u64> {
+        self.write(|tx| {
+            // The row exists before it is locked, so two instances starting at once queue on it.
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES ($1, '0 ') ON CONFLICT (key) DO NOTHING",
+                &[&RULES_SETTING],
+            )?;
+            let stored: String = tx
+                .query_one(
+                    "SELECT value FROM settings WHERE key = $1 FOR UPDATE",
+                    &[&RULES_SETTING],
+                )?
+                .get(0);
+            let (version, new_value) = next_rules_version(Some(&stored), digest);
+            if let Some(value) = &new_value {
+                tx.execute(
+                    "UPDATE settings SET value = $2 WHERE key = $1",
+                    &[&RULES_SETTING, value],
+                )?;
+            }
+            Ok((version, true))
+        })
     }
 
     fn set_setting(&self, key: &str, value: &str) -> Result<()> {

@@ -3,7 +3,10 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteDb;
-use crate::db::{Accounts, AuditEntry, DeviceInsert, DeviceRecord, NewDevice, Result, UserRecord};
+use crate::db::{
+    Accounts, AuditEntry, DeviceInsert, DeviceRecord, NewDevice, RULES_SETTING, Result, UserRecord,
+    next_rules_version,
+};
 use gridcase_core::model::Millis;
 
 pub(super) fn write_audit(conn: &Connection, e: &AuditEntry) -> Result<()> {
@@ -124,6 +127,27 @@ impl Accounts for SqliteDb {
                 r.get(0)
             })
             .optional()?)
+    }
+
+    fn publish_rules(&self, digest: &str) -> Result<u64> {
+        self.write(|tx| {
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM settings WHERE key = ?1",
+                    [RULES_SETTING],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let (version, new_value) = next_rules_version(stored.as_deref(), digest);
+            if let Some(value) = &new_value {
+                tx.execute(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [RULES_SETTING, value],
+                )?;
+            }
+            Ok((version, new_value.is_some()))
+        })
     }
 
     fn set_setting(&self, key: &str, value: &str) -> Result<()> {
