@@ -14,7 +14,7 @@ use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{
     Author, CaseType, Channel, Complainant, Location, Millis, NewCase, Role, Urgency,
 };
-use gridcase_core::sync::wire::{decode_response, encode_request};
+use gridcase_core::sync::wire::{PROTOCOL_VERSION, decode_response, encode_request};
 use gridcase_core::sync::{
     CatchUp, DocPush, Payload, PushResult, RejectCode, SyncRequest, SyncResponse,
 };
@@ -325,7 +325,10 @@ async fn undecodable_bodies_get_the_wire_error_code(backend: Backend) {
         (b"{\"json\": true}".to_vec(), "bad_magic"),
         (b"GC".to_vec(), "truncated"),
         (wrong_version, "unsupported_version"),
-        (b"GCSY\x00\x01garbage".to_vec(), "bad_compression"),
+        (
+            [&b"GCSY"[..], &PROTOCOL_VERSION.to_be_bytes(), b"garbage"].concat(),
+            "bad_compression",
+        ),
     ] {
         let (status, bytes) = send(&app, Some(&phone.token), body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -97,6 +97,13 @@ pub fn decode_response(bytes: &[u8]) -> Result<SyncResponse, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Magic and this side's protocol version: a frame that is valid up to its payload.
+    fn header() -> Vec<u8> {
+        let mut out = b"GCSY".to_vec();
+        out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        out
+    }
     use crate::sync::*;
     use proptest::prelude::*;
 
@@ -141,7 +148,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_request(&bytes);
-            let mut framed = b"GCSY\x00\x01".to_vec();
+            let mut framed = header();
             framed.extend_from_slice(&bytes);
             let _ = decode_request(&framed);
         }
@@ -149,7 +156,7 @@ mod tests {
         /// A valid zstd frame around arbitrary postcard bytes: the decoder's own checks hold.
         #[test]
         fn arbitrary_payload_never_panics(plain in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let mut framed = b"GCSY\x00\x01".to_vec();
+            let mut framed = header();
             framed.extend_from_slice(&zstd::bulk::compress(&plain, 1).unwrap());
             let _ = decode_request(&framed);
         }
@@ -178,7 +185,7 @@ mod tests {
         assert_eq!(decode_request(b"GC"), Err(WireError::Truncated));
         assert_eq!(decode_request(b"GCSY\x00"), Err(WireError::Truncated));
         assert_eq!(
-            decode_request(b"GCSY\x00\x01abc"),
+            decode_request(&[header(), b"abc".to_vec()].concat()),
             Err(WireError::Decompress)
         );
     }
@@ -186,7 +193,7 @@ mod tests {
     #[test]
     fn decompression_bomb_is_refused() {
         let huge = vec![0u8; MAX_DECODED_BYTES + 1];
-        let mut framed = b"GCSY\x00\x01".to_vec();
+        let mut framed = header();
         framed.extend_from_slice(&zstd::bulk::compress(&huge, 19).unwrap());
         assert!(framed.len() < 100_000);
         assert_eq!(decode_request(&framed), Err(WireError::Decompress));
