@@ -204,6 +204,103 @@ fn a_reader_never_holds_up_another_devices_commit(backend: Backend) {
     assert!(store.db().read().unwrap().feed_head().unwrap() > head);
 }
 
+/// Pages are bounded in bytes as well as documents: a small budget gives small pages, never an
+/// empty one, and paging through them delivers every document once (restore and feed).
+fn pages_are_bounded_in_bytes(backend: Backend) {
+    use gridcase_core::sync::{Payload, SyncRequest, SyncResponse};
+    let db = TestDb::new(backend);
+    let store = db.open();
+    let area = Jurisdiction::parse("330604101").unwrap();
+    store.enrol_user("w1", Role::GridWorker, &area, 0).unwrap();
+    store
+        .enrol_user("t1", Role::TownshipStaff, &area, 0)
+        .unwrap();
+    let device = |user| {
+        let token = store.enrol_device(user, 0).unwrap();
+        let gridcase_server::Auth::Device(device) = store.authenticate(&token).unwrap() else {
+            panic!()
+        };
+        device
+    };
+    let (worker, township) = (device("w1"), device("t1"));
+    let push = |ids: std::ops::Range<usize>| {
+        let pushes = ids
+            .map(|i| support::case_push(&worker, &format!("case-{i:02}"), "330604101201"))
+            .collect();
+        let request = SyncRequest {
+            pushes,
+            ..Default::default()
+        };
+        store.sync(&worker, &request, 1).unwrap();
+    };
+    let size = |r: &SyncResponse| -> usize {
+        r.docs
+            .iter()
+            .map(|d| match &d.payload {
+                Payload::Snapshot(b) => b.len(),
+                Payload::Changes(c) => c.iter().map(Vec::len).sum(),
+            })
+            .sum()
+    };
+    push(0..12);
+    let one_doc = {
+        let request = SyncRequest {
+            page_bytes: 1,
+            ..Default::default()
+        };
+        let first = store.sync(&township, &request, 2).unwrap();
+        // The server's smallest budget (1 KiB) holds one or two of these documents.
+        assert!((1..=2).contains(&first.docs.len()), "{}", first.docs.len());
+        size(&first) / first.docs.len()
+    };
+    // Page through with room for about three documents.
+    let budget = (one_doc * 5 / 2) as u32;
+    let mut request = SyncRequest {
+        page_bytes: budget,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.sync(&township, &request, 3).unwrap();
+        assert!(!page.docs.is_empty());
+        assert!(
+            size(&page) < budget as usize + one_doc * 2,
+            "page over budget"
+        );
+        seen.extend(page.docs.iter().map(|d| d.doc_id.clone()));
+        request.cursor = page.cursor;
+        request.restore = page.restore.clone();
+        if page.restore.is_none() && page.remaining == 0 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 12);
+    let mut pages = 0;
+    push(12..24);
+    loop {
+        let page = store.sync(&township, &request, 4).unwrap();
+        pages += 1;
+        assert!(
+            size(&page) < budget as usize + one_doc * 2,
+            "feed page over budget"
+        );
+        seen.extend(page.docs.iter().map(|d| d.doc_id.clone()));
+        request.cursor = page.cursor;
+        if page.remaining == 0 {
+            break;
+        }
+    }
+    assert!(
+        pages >= 3,
+        "12 new documents in pages of about 3: {pages} pages"
+    );
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 24, "every document once");
+    assert_eq!(seen.len(), 24);
+}
+
 /// `serve` on the test's database: it migrates it and answers on its address.
 fn serve_runs_on_either_database(backend: Backend) {
     use std::io::{Read, Write};
@@ -304,4 +401,5 @@ gridcase_server::backend_tests!(
     rules_are_published_once_and_sent_only_to_older_phones,
     a_reader_never_holds_up_another_devices_commit,
     serve_runs_on_either_database,
+    pages_are_bounded_in_bytes,
 );

@@ -4,6 +4,8 @@
 //! as the apps do through the bindings. Tests run on both backends with
 //! `gridcase_server::backend_tests!`.
 
+pub mod link;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 

@@ -40,7 +40,7 @@ pub mod queries;
 pub mod sync;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use automerge::ActorId;
@@ -68,6 +68,9 @@ pub struct Phone {
     actor: RwLock<ActorId>,
     rules: RwLock<Arc<Rules>>,
     wiped: AtomicBool,
+    /// The response size the last sync ended with: what this link carries (see
+    /// [`sync::client::PageBudget`]).
+    page_bytes: AtomicU32,
     listeners: changes::Listeners,
 }
 
@@ -110,6 +113,7 @@ impl Phone {
             actor: RwLock::new(actor),
             rules: RwLock::new(Arc::new(rules)),
             wiped: AtomicBool::new(false),
+            page_bytes: AtomicU32::new(sync::client::INITIAL_PAGE_BYTES),
             listeners: Default::default(),
         };
         if store_meta::get(phone.app().conn(), store::REPROJECT_KEY)?.is_some() {

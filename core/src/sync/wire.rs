@@ -127,6 +127,7 @@ mod tests {
                     cursor,
                     restore: restore.map(|(after, upto)| RestoreToken { upto, after }),
                     page_size,
+                    page_bytes: page_size / 3,
                     pushes: pushes
                         .into_iter()
                         .map(|(doc_id, changes)| DocPush { doc_id, changes })

@@ -26,6 +26,10 @@ use crate::store::{DeviceCtx, Result, Store};
 pub const DEFAULT_PAGE_SIZE: u32 = 200;
 /// The most documents per response page, whatever the phone asks for.
 pub const MAX_PAGE_SIZE: u32 = 500;
+/// Bytes of documents per page when the phone does not say (uncompressed).
+pub const DEFAULT_PAGE_BYTES: u32 = 4 * 1024 * 1024;
+/// The smallest byte budget honoured: below it a page would hold no useful document.
+pub const MIN_PAGE_BYTES: u32 = 1024;
 /// The most change rows one incremental page walks.
 pub const FEED_ROW_CAP: usize = 5_000;
 /// The most changes accepted in one document push.
@@ -70,6 +74,17 @@ pub fn page_size(requested: u32) -> u32 {
         0 => DEFAULT_PAGE_SIZE,
         n => n.min(MAX_PAGE_SIZE),
     }
+}
+
+/// The byte budget the server uses for a request's page (documents, uncompressed). A page holds
+/// at least one document whatever the budget.
+pub fn page_bytes(requested: u32) -> usize {
+    match requested {
+        0 => DEFAULT_PAGE_BYTES,
+        n => n.clamp(MIN_PAGE_BYTES, DEFAULT_PAGE_BYTES),
+    }
+    .try_into()
+    .unwrap_or(usize::MAX)
 }
 
 impl Store {
@@ -151,5 +166,9 @@ mod tests {
         assert_eq!(page_size(0), DEFAULT_PAGE_SIZE);
         assert_eq!(page_size(10), 10);
         assert_eq!(page_size(100_000), MAX_PAGE_SIZE);
+        assert_eq!(page_bytes(0), DEFAULT_PAGE_BYTES as usize);
+        assert_eq!(page_bytes(1), MIN_PAGE_BYTES as usize);
+        assert_eq!(page_bytes(10_000), 10_000);
+        assert_eq!(page_bytes(u32::MAX), DEFAULT_PAGE_BYTES as usize);
     }
 }

@@ -11,11 +11,26 @@ use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{personal_doc_id, split_doc_id};
 use gridcase_core::sync::{CatchUp, DocUpdate, Payload, RestoreToken, SyncRequest, limits};
 
-use super::{FEED_ROW_CAP, page_size};
+use super::{FEED_ROW_CAP, page_bytes, page_size};
 use crate::db::{ReadView, Seq, blob_to_heads};
 use crate::documents::{hashes, load, load_in};
 use crate::store::{DeviceCtx, Result};
 use gridcase_core::scope::Scope;
+
+/// How much one page may hold: documents, and bytes of them (uncompressed; the first document
+/// goes in whatever its size, so a page never comes back empty).
+#[derive(Debug, Clone, Copy)]
+struct PageLimit {
+    docs: usize,
+    bytes: usize,
+}
+
+fn update_bytes(update: &DocUpdate) -> usize {
+    match &update.payload {
+        Payload::Snapshot(bytes) => bytes.len(),
+        Payload::Changes(changes) => changes.iter().map(Vec::len).sum(),
+    }
+}
 
 /// One page of the response's documents, with the cursor and restore state that go with it.
 pub(crate) struct Page {
@@ -39,7 +54,10 @@ impl Responder<'_> {
     /// whose scope changed) or the feed after its cursor.
     pub fn page(&mut self, request: &SyncRequest, scope_changed: bool) -> Result<Page> {
         let head = self.view.feed_head()?;
-        let size = page_size(request.page_size) as usize;
+        let size = PageLimit {
+            docs: page_size(request.page_size) as usize,
+            bytes: page_bytes(request.page_bytes),
+        };
         // A device whose user got another role or jurisdiction has cases in its new scope whose
         // changes all lie before its cursor: it restores again (held documents merge; those that
         // left the scope are evicted).
@@ -62,18 +80,27 @@ impl Responder<'_> {
     }
 
     /// A restore page: whole snapshots of the documents in scope, in id order after
-    /// `token.after`.
-    fn restore_page(&mut self, token: RestoreToken, size: usize, cursor: u64) -> Result<Page> {
-        let mut ids = self.view.restore_ids(self.scope, &token.after, size + 1)?;
-        let more = ids.len() > size;
-        ids.truncate(size);
-        let mut docs = Vec::with_capacity(ids.len());
-        for id in &ids {
+    /// `token.after`, until the page is full in documents or bytes.
+    fn restore_page(&mut self, token: RestoreToken, size: PageLimit, cursor: u64) -> Result<Page> {
+        let ids = self
+            .view
+            .restore_ids(self.scope, &token.after, size.docs + 1)?;
+        let mut more = ids.len() > size.docs;
+        let mut docs = Vec::new();
+        let mut bytes = 0;
+        let mut last = None;
+        for id in ids.iter().take(size.docs) {
+            if !docs.is_empty() && bytes >= size.bytes {
+                more = true;
+                break;
+            }
             if let Some(update) = self.snapshot(id)? {
+                bytes += update_bytes(&update);
                 docs.push(update);
             }
+            last = Some(id);
         }
-        match (more, ids.last()) {
+        match (more, last) {
             (true, Some(last)) => Ok(Page {
                 docs,
                 cursor,
@@ -94,7 +121,7 @@ impl Responder<'_> {
 
     /// An incremental page: the change rows after `cursor` of documents in scope, less the rows
     /// the device sent itself; a snapshot instead for documents the device does not hold yet.
-    fn feed_page(&mut self, cursor: u64, size: usize, head: Seq) -> Result<Page> {
+    fn feed_page(&mut self, cursor: u64, size: PageLimit, head: Seq) -> Result<Page> {
         let rows = self.view.feed(
             self.scope,
             &self.device.device_id,
@@ -105,12 +132,15 @@ impl Responder<'_> {
         let mut groups: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
         let mut covered = cursor as Seq;
         let mut more = false;
+        let mut bytes = 0;
         for (n, row) in rows.into_iter().enumerate() {
             let new_doc = !groups.contains_key(&row.doc_id);
-            if n >= FEED_ROW_CAP || (new_doc && order.len() >= size) {
+            let full = new_doc && (order.len() >= size.docs || bytes >= size.bytes);
+            if n >= FEED_ROW_CAP || full {
                 more = true;
                 break;
             }
+            bytes += row.bytes.iter().map(Vec::len).sum::<usize>();
             if new_doc {
                 order.push(row.doc_id.clone());
             }

@@ -197,7 +197,8 @@ pub fn plan_page(
             .collect(),
         touched: BTreeSet::new(),
         outcome: SyncOutcome {
-            more: response.restore.is_some(),
+            // A restore with pages to go, or a feed page the server cut short.
+            more: response.restore.is_some() || response.remaining > 0,
             remaining: response.remaining,
             ..Default::default()
         },

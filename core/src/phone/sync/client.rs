@@ -4,9 +4,10 @@
 //! the wire bytes, counts progress, stops between pages when cancelled, and turns a revoked
 //! device into a wipe. It never touches the store or the network, so every path is a unit test.
 //!
-//! Growing it: a byte budget per page that shrinks after a cut and grows after success is state
-//! here (carried into [`Step::BuildRequest`]); policy or calendar updates and revocation proofs
-//! arrive in the response and reach the page planner through [`Step::Apply`].
+//! On a link that drops connections it asks for smaller responses: every request carries a byte
+//! budget ([`PageBudget`]) that halves after a cut (and the page is asked for again, up to
+//! [`MAX_CUTS_PER_PAGE`] times) and grows back after pages arrive, never past what was last cut.
+//! A stored page is never fetched again: the next request starts where it ended.
 
 use super::{SyncOutcome, SyncPhase, SyncProgress, SyncSummary};
 use crate::phone::{PhoneError, TransportError};
@@ -40,9 +41,67 @@ pub enum Step {
 #[derive(Debug)]
 pub struct SyncClient {
     page_size: u32,
+    budget: PageBudget,
     progress: SyncProgress,
     summary: SyncSummary,
     sent: Option<SyncRequest>,
+}
+
+/// Consecutive cuts of one page after which the sync fails (and the app tries later).
+pub const MAX_CUTS_PER_PAGE: u32 = 10;
+/// What a phone asks for before it knows its link: about 10-20 KB on the wire, compressed.
+pub const INITIAL_PAGE_BYTES: u32 = 48 * 1024;
+const MIN_PAGE_BYTES: u32 = 2 * 1024;
+const MAX_PAGE_BYTES: u32 = 4 * 1024 * 1024;
+/// Pages that must arrive in a row before the budget grows.
+const GROW_AFTER: u32 = 2;
+
+/// How many bytes of documents one response may carry (the server sends at least one document
+/// whatever the budget, so progress never stops at zero).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageBudget {
+    bytes: u32,
+    /// The smallest budget whose response was cut in this sync: growth stays below it.
+    cut_at: Option<u32>,
+    /// Cuts of the page being fetched, and pages that arrived since the last cut.
+    cuts: u32,
+    arrived: u32,
+}
+
+impl PageBudget {
+    pub fn new(bytes: u32) -> PageBudget {
+        PageBudget {
+            bytes: bytes.clamp(MIN_PAGE_BYTES, MAX_PAGE_BYTES),
+            cut_at: None,
+            cuts: 0,
+            arrived: 0,
+        }
+    }
+
+    pub fn bytes(&self) -> u32 {
+        self.bytes
+    }
+
+    /// A response was cut: halve the budget.
+    fn cut(&mut self) {
+        self.cut_at = Some(self.cut_at.map_or(self.bytes, |c| c.min(self.bytes)));
+        self.bytes = (self.bytes / 2).max(MIN_PAGE_BYTES);
+        self.arrived = 0;
+        self.cuts += 1;
+    }
+
+    /// A response arrived whole: after a few in a row, double the budget, staying under the
+    /// smallest size that was cut.
+    fn arrived(&mut self) {
+        self.cuts = 0;
+        self.arrived += 1;
+        if self.arrived < GROW_AFTER {
+            return;
+        }
+        self.arrived = 0;
+        let ceiling = self.cut_at.map_or(MAX_PAGE_BYTES, |c| c - c / 4);
+        self.bytes = self.bytes.saturating_mul(2).min(ceiling).max(self.bytes);
+    }
 }
 
 impl SyncClient {
@@ -57,6 +116,7 @@ impl SyncClient {
         };
         SyncClient {
             page_size,
+            budget: PageBudget::new(INITIAL_PAGE_BYTES),
             summary: SyncSummary {
                 pages: 0,
                 cancelled: false,
@@ -68,6 +128,22 @@ impl SyncClient {
             progress,
             sent: None,
         }
+    }
+
+    /// Starts from the budget a previous sync ended with (what this link carried).
+    pub fn with_page_bytes(mut self, bytes: u32) -> SyncClient {
+        self.budget = PageBudget::new(bytes);
+        self
+    }
+
+    /// The budget now, for the next sync to start from.
+    pub fn page_bytes(&self) -> u32 {
+        self.budget.bytes()
+    }
+
+    /// No more asking again after a cut (the app cancelled the sync).
+    pub fn stop_retrying(&mut self) {
+        self.budget.cuts = MAX_CUTS_PER_PAGE;
     }
 
     /// The first step.
@@ -94,7 +170,8 @@ impl SyncClient {
             .expect("Step::Apply is only given after a request was sent")
     }
 
-    pub fn request_built(&mut self, request: SyncRequest) -> Step {
+    pub fn request_built(&mut self, mut request: SyncRequest) -> Step {
+        request.page_bytes = self.budget.bytes();
         let bytes = wire::encode_request(&request);
         self.progress.phase = SyncPhase::Sending;
         self.progress.cases_sent += request.pushes.len() as u64;
@@ -109,8 +186,12 @@ impl SyncClient {
             Err(e @ TransportError::Unauthorized { wipe: true, .. }) => {
                 return Step::Wipe(e.into());
             }
+            Err(TransportError::Network(_)) if self.budget.cuts + 1 < MAX_CUTS_PER_PAGE => {
+                return self.ask_again_smaller();
+            }
             Err(e) => return Step::Fail(e.into()),
         };
+        self.budget.arrived();
         self.progress.bytes_received += bytes.len() as u64;
         match wire::decode_response(&bytes) {
             Ok(response) => {
@@ -119,6 +200,17 @@ impl SyncClient {
             }
             Err(e) => Step::Fail(e.into()),
         }
+    }
+
+    /// The link dropped the exchange: ask for the same page (with the pushes again if the
+    /// request carried them; the server answers a repeated push as before) with half the bytes.
+    fn ask_again_smaller(&mut self) -> Step {
+        self.budget.cut();
+        let with_pushes = self
+            .sent
+            .as_ref()
+            .is_some_and(|s| !s.pushes.is_empty() || !s.catch_up.is_empty());
+        self.build(with_pushes)
     }
 
     /// A page was stored. `cancelled`: the app asked to stop (checked between pages).
@@ -229,5 +321,78 @@ mod tests {
             panic!("undecodable bytes fail");
         };
         assert_ne!(e.code(), "network");
+    }
+
+    fn network() -> TransportError {
+        TransportError::Network("connection reset".into())
+    }
+
+    #[test]
+    fn a_cut_asks_for_the_same_page_with_half_the_bytes_until_it_gives_up() {
+        let mut client = SyncClient::new(50).with_page_bytes(64 * 1024);
+        client.start();
+        let mut first = SyncRequest::default();
+        first.pushes.push(crate::sync::DocPush {
+            doc_id: "c1".into(),
+            changes: vec![vec![1]],
+        });
+        client.request_built(first);
+        assert_eq!(client.sent().page_bytes, 64 * 1024);
+        // The pushes go again: the server answers a repeated push as before.
+        assert!(matches!(
+            client.exchanged(Err(network())),
+            Step::BuildRequest {
+                with_pushes: true,
+                ..
+            }
+        ));
+        client.request_built(SyncRequest::default());
+        assert_eq!(client.sent().page_bytes, 32 * 1024);
+        for _ in 1..MAX_CUTS_PER_PAGE - 1 {
+            assert!(matches!(
+                client.exchanged(Err(network())),
+                Step::BuildRequest {
+                    with_pushes: false,
+                    ..
+                }
+            ));
+            client.request_built(SyncRequest::default());
+        }
+        assert_eq!(client.sent().page_bytes, MIN_PAGE_BYTES);
+        let Step::Fail(e) = client.exchanged(Err(network())) else {
+            panic!("a page cut {MAX_CUTS_PER_PAGE} times fails the sync");
+        };
+        assert_eq!(e.code(), "network");
+    }
+
+    #[test]
+    fn the_budget_grows_after_pages_arrive_but_stays_under_what_was_cut() {
+        let mut client = SyncClient::new(50).with_page_bytes(32 * 1024);
+        client.start();
+        client.request_built(SyncRequest::default());
+        client.exchanged(Err(network()));
+        assert_eq!(client.page_bytes(), 16 * 1024);
+        for _ in 0..20 {
+            client.request_built(SyncRequest::default());
+            assert!(matches!(client.exchanged(Ok(answer(true))), Step::Apply(_)));
+            client.applied(page(true, 1), false);
+        }
+        // Grown back towards the size that was cut, never to it.
+        assert_eq!(client.page_bytes(), 24 * 1024);
+        // A cut page that then arrives resets the count of cuts.
+        client.request_built(SyncRequest::default());
+        client.exchanged(Err(network()));
+        client.request_built(SyncRequest::default());
+        client.exchanged(Ok(answer(true)));
+        assert_eq!(client.budget.cuts, 0);
+    }
+
+    #[test]
+    fn a_cancelled_sync_does_not_ask_again() {
+        let mut client = SyncClient::new(50);
+        client.start();
+        client.request_built(SyncRequest::default());
+        client.stop_retrying();
+        assert!(matches!(client.exchanged(Err(network())), Step::Fail(_)));
     }
 }

@@ -120,7 +120,8 @@ impl Phone {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(PhoneError::SyncRunning),
         };
-        let mut client = SyncClient::new(page_size);
+        let mut client =
+            SyncClient::new(page_size).with_page_bytes(self.page_bytes.load(Ordering::Relaxed));
         let mut step = client.start();
         loop {
             step = match step {
@@ -133,7 +134,14 @@ impl Phone {
                 },
                 Step::Exchange(bytes) => {
                     progress(client.progress().clone());
-                    client.exchanged(transport.exchange(bytes))
+                    let answer = transport.exchange(bytes);
+                    if cancel.load(Ordering::SeqCst) {
+                        client.stop_retrying();
+                    }
+                    let step = client.exchanged(answer);
+                    self.page_bytes
+                        .store(client.page_bytes(), Ordering::Relaxed);
+                    step
                 }
                 Step::Apply(response) => {
                     progress(client.progress().clone());

@@ -38,6 +38,7 @@ pub fn plan_request(
         cursor: position.cursor,
         restore: position.restore.clone(),
         page_size,
+        page_bytes: 0,
         pushes: Vec::new(),
         catch_up: Vec::new(),
         rules_version: position.rules_version,

@@ -698,11 +698,11 @@ fn sync_pages_through_a_restore_and_resumes_after_a_drop() {
     phone
         .create_case(&new_case("c1", "噪音", "330604101201"), None, T0)
         .unwrap();
+    let max_cuts = super::sync::client::MAX_CUTS_PER_PAGE as usize;
+    let mut answers = VecDeque::from([Ok(page("r1", Some("r1"), 2))]);
+    answers.extend((0..max_cuts).map(|_| Err(TransportError::Network("dropped".into()))));
     let mut script = Script {
-        answers: VecDeque::from([
-            Ok(page("r1", Some("r1"), 2)),
-            Err(TransportError::Network("dropped".into())),
-        ]),
+        answers,
         sent: Vec::new(),
     };
     let mut reports = Vec::new();
@@ -711,7 +711,14 @@ fn sync_pages_through_a_restore_and_resumes_after_a_drop() {
         .sync(&mut script, T0, &mut |p| reports.push(p), &cancel, 1)
         .unwrap_err();
     assert_eq!(err.code(), "network");
-    assert_eq!(script.sent.len(), 2);
+    // The dropped page is asked for again with half the bytes each time, then the sync gives up.
+    assert_eq!(script.sent.len(), 1 + max_cuts);
+    assert_eq!(script.sent[2].page_bytes, script.sent[1].page_bytes / 2);
+    assert!(
+        script.sent[1..]
+            .iter()
+            .all(|r| r.restore.as_ref().unwrap().after == "r1")
+    );
     assert_eq!(
         script.sent[0].pushes.len(),
         1,
