@@ -1,5 +1,5 @@
 //! A village link on loopback: a TCP proxy in front of the test server that adds latency, caps
-//! the bandwidth and cuts every connection after a number of bytes from the server, as a 2G/EDGE
+//! the bandwidth and cuts every connection after a number of bytes each way, as a 2G/EDGE
 //! link does. Threads, not async: each connection is two pumps.
 
 use std::io::{Read, Write};
@@ -16,7 +16,7 @@ pub struct LinkShape {
     pub rtt: Duration,
     /// Bits per second each way.
     pub bits_per_second: u64,
-    /// Bytes from the server after which a connection is dropped (`None`: never).
+    /// Bytes in either direction after which a connection is dropped (`None`: never).
     pub cut_after: Option<u64>,
 }
 
@@ -81,8 +81,9 @@ fn connect(
         client.try_clone().expect("clone"),
         server.try_clone().expect("clone"),
     );
-    thread::spawn(move || pump(c2, s2, shape, None, None));
-    thread::spawn(move || pump(server, client, shape, Some(cuts), Some(bytes_down)));
+    let up_cuts = cuts.clone();
+    thread::spawn(move || pump(c2, s2, shape, up_cuts, None));
+    thread::spawn(move || pump(server, client, shape, cuts, Some(bytes_down)));
 }
 
 /// Copies `from` to `to` in small chunks at the link's pace; closes both ends at the cut.
@@ -90,17 +91,13 @@ fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     shape: LinkShape,
-    cuts: Option<Arc<AtomicU64>>,
+    cuts: Arc<AtomicU64>,
     counted: Option<Arc<AtomicU64>>,
 ) {
     let mut buf = [0u8; 1024];
     let mut sent: u64 = 0;
     let mut last = Instant::now() - shape.rtt;
-    let limit = if cuts.is_some() {
-        shape.cut_after
-    } else {
-        None
-    };
+    let limit = shape.cut_after;
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
@@ -124,9 +121,7 @@ fn pump(
             c.fetch_add(n as u64, Ordering::Relaxed);
         }
         if limit.is_some_and(|l| sent >= l) {
-            if let Some(cuts) = &cuts {
-                cuts.fetch_add(1, Ordering::Relaxed);
-            }
+            cuts.fetch_add(1, Ordering::Relaxed);
             break;
         }
     }

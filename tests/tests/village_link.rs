@@ -82,8 +82,14 @@ impl LinkedPhone {
     }
 }
 
-fn phone_behind(server: &TestServer, link: &VillageLink, user: &str, nonce: u8) -> LinkedPhone {
-    let token = server.enrol(user, Role::TownshipStaff, AREA);
+fn phone_behind(
+    server: &TestServer,
+    link: &VillageLink,
+    user: &str,
+    role: Role,
+    nonce: u8,
+) -> LinkedPhone {
+    let token = server.enrol(user, role, AREA);
     LinkedPhone {
         phone: TestPhone::new(server, &token, nonce),
         transport: Counting {
@@ -120,7 +126,7 @@ fn a_restore_finishes_through_a_link_that_cuts_every_connection_after_10_kb() {
             cut_after: Some(10_000),
         },
     );
-    let mut wang = phone_behind(&server, &link, "wang", 2);
+    let mut wang = phone_behind(&server, &link, "wang", Role::TownshipStaff, 2);
     sync_until_done(&mut wang, Duration::from_secs(90));
     assert_eq!(wang.cases_in(AREA).len(), 120);
     assert!(!wang.phone.phone.sync_status().unwrap().restoring);
@@ -146,13 +152,25 @@ fn a_restore_finishes_through_a_link_that_cuts_every_connection_after_10_kb() {
     let idle = link.bytes_down.load(Ordering::Relaxed) - restore_bytes;
     assert!(idle < 2_000, "a nothing-new sync took {idle} bytes");
 
-    // Incremental sync over the same link: every change arrives and the phones agree.
-    for i in 0..40 {
-        create(&li, &format!("later-{i:03}"), 1000 + i);
+    // A day's offline work uploaded over the same link: 60 new cases are more than one
+    // connection carries, so they go in several requests. Everyone converges.
+    let mut zhou = phone_behind(&server, &link, "zhou", Role::GridWorker, 4);
+    sync_until_done(&mut zhou, Duration::from_secs(60));
+    for i in 0..60 {
+        create(&zhou.phone, &format!("later-{i:03}"), 1000 + i);
     }
+    let before = link.cuts.load(Ordering::Relaxed);
+    sync_until_done(&mut zhou, Duration::from_secs(90));
+    assert_eq!(zhou.phone.phone.sync_status().unwrap().pending_docs, 0);
+    sync_until_done(&mut wang, Duration::from_secs(90));
     li.sync().unwrap();
-    sync_until_done(&mut wang, Duration::from_secs(60));
+    assert_eq!(wang.cases_in(AREA).len(), 180);
     assert_eq!(wang.cases_in(AREA), li.cases_in(AREA));
+    assert_eq!(zhou.cases_in(AREA), li.cases_in(AREA));
+    eprintln!(
+        "60 cases uploaded and fetched through the link: {} more cuts",
+        link.cuts.load(Ordering::Relaxed) - before
+    );
     eprintln!(
         "restore of 120 cases through a 10 KB-cut link: {restore_bytes} bytes down \
          ({direct_bytes} direct), {} cuts",
@@ -171,7 +189,7 @@ fn a_restore_finishes_over_50_kbit_with_600_ms_rtt() {
             cut_after: None,
         },
     );
-    let mut wang = phone_behind(&server, &link, "wang", 2);
+    let mut wang = phone_behind(&server, &link, "wang", Role::TownshipStaff, 2);
     let started = Instant::now();
     let failures = sync_until_done(&mut wang, Duration::from_secs(60));
     assert_eq!(failures, 0);

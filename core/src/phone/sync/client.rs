@@ -18,7 +18,8 @@ use crate::sync::{SyncRequest, SyncResponse};
 #[derive(Debug)]
 pub enum Step {
     /// Read the store (one short read transaction) and build the next request with
-    /// [`super::request::plan_request`]; hand it to [`SyncClient::request_built`].
+    /// [`super::request::plan_request`] within [`SyncClient::page_bytes`]; say whether pushes
+    /// were left out ([`SyncClient::pushes_remain`]) and hand it to [`SyncClient::request_built`].
     BuildRequest {
         /// The first request of a sync carries the pushes and catch-ups; restore pages do not.
         with_pushes: bool,
@@ -42,6 +43,8 @@ pub enum Step {
 pub struct SyncClient {
     page_size: u32,
     budget: PageBudget,
+    /// The last request left pushes out (over the byte budget): the next one carries them.
+    pushes_left: bool,
     progress: SyncProgress,
     summary: SyncSummary,
     sent: Option<SyncRequest>,
@@ -117,6 +120,7 @@ impl SyncClient {
         SyncClient {
             page_size,
             budget: PageBudget::new(INITIAL_PAGE_BYTES),
+            pushes_left: false,
             summary: SyncSummary {
                 pages: 0,
                 cancelled: false,
@@ -139,6 +143,11 @@ impl SyncClient {
     /// The budget now, for the next sync to start from.
     pub fn page_bytes(&self) -> u32 {
         self.budget.bytes()
+    }
+
+    /// Whether the request about to be built left pushes for a later one.
+    pub fn pushes_remain(&mut self, left: bool) {
+        self.pushes_left = left;
     }
 
     /// No more asking again after a cut (the app cancelled the sync).
@@ -221,10 +230,11 @@ impl SyncClient {
         self.summary.rejected.extend(outcome.rejected);
         self.summary.kept_pending.extend(outcome.kept_pending);
         self.summary.unreadable.extend(outcome.unreadable);
-        if outcome.more && !cancelled {
-            return self.build(false);
+        let more = outcome.more || self.pushes_left;
+        if more && !cancelled {
+            return self.build(self.pushes_left);
         }
-        self.summary.cancelled = outcome.more && cancelled;
+        self.summary.cancelled = more && cancelled;
         self.progress.phase = SyncPhase::Done;
         self.summary.progress = self.progress.clone();
         Step::Done(self.summary.clone())

@@ -128,10 +128,16 @@ impl Phone {
                 Step::BuildRequest {
                     with_pushes,
                     page_size,
-                } => match self.build(&mut store, now, page_size, with_pushes) {
-                    Ok(request) => client.request_built(request),
-                    Err(e) => Step::Fail(e),
-                },
+                } => {
+                    let budget = client.page_bytes() as usize;
+                    match self.build(&mut store, now, page_size, with_pushes, budget) {
+                        Ok((request, pushes_left)) => {
+                            client.pushes_remain(pushes_left);
+                            client.request_built(request)
+                        }
+                        Err(e) => Step::Fail(e),
+                    }
+                }
                 Step::Exchange(bytes) => {
                     progress(client.progress().clone());
                     let answer = transport.exchange(bytes);
@@ -168,7 +174,9 @@ impl Phone {
     /// the server has not acknowledged (documents it refused are left out), and a catch-up
     /// message for each document marked for re-fetch.
     pub fn build_request(&self, now: Millis, page_size: u32) -> Result<SyncRequest, PhoneError> {
-        self.build(&mut super::lock(&self.sync), now, page_size, true)
+        let all = usize::MAX;
+        let (request, _) = self.build(&mut super::lock(&self.sync), now, page_size, true, all)?;
+        Ok(request)
     }
 
     /// Stores everything of `response` (the answer to `sent`) in one transaction: identity,
@@ -191,7 +199,8 @@ impl Phone {
         now: Millis,
         page_size: u32,
         with_pushes: bool,
-    ) -> Result<SyncRequest, PhoneError> {
+        push_bytes: usize,
+    ) -> Result<(SyncRequest, bool), PhoneError> {
         self.check()?;
         let actor = self.actor();
         let tx = store.read()?;
@@ -216,7 +225,9 @@ impl Phone {
             None
         };
         drop(tx);
-        Ok(request::plan_request(&position, now, page_size, outbox))
+        Ok(request::plan_request(
+            &position, now, page_size, push_bytes, outbox,
+        ))
     }
 
     /// Loads, plans and writes one page in one write transaction, then tells the listeners.

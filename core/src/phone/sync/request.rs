@@ -25,14 +25,20 @@ pub struct Outbox {
     pub catch_up: Vec<(DocId, Option<AutoCommit>)>,
 }
 
-/// The request: the sync position, and (given an outbox) every change beyond the server's heads
-/// and a sync message from a fresh state for each document to catch up on.
+/// The most documents pushed in one request (the server refuses more than 5,000).
+pub const MAX_PUSHES_PER_REQUEST: usize = 1_000;
+
+/// The request: the sync position, and (given an outbox) the changes beyond the server's heads,
+/// document by document until `push_bytes` are reached (at least one document, so a link that
+/// carries little still moves), and a sync message from a fresh state for each document to
+/// catch up on. The flag says that pushes were left for a later request.
 pub fn plan_request(
     position: &SyncPosition,
     now: Millis,
     page_size: u32,
+    push_bytes: usize,
     outbox: Option<Outbox>,
-) -> SyncRequest {
+) -> (SyncRequest, bool) {
     let mut request = SyncRequest {
         device_time: now,
         cursor: position.cursor,
@@ -44,9 +50,17 @@ pub fn plan_request(
         rules_version: position.rules_version,
     };
     let Some(outbox) = outbox else {
-        return request;
+        return (request, false);
     };
+    let mut bytes = 0;
+    let mut left_over = false;
     for mut unsent in outbox.unsent {
+        if !request.pushes.is_empty()
+            && (bytes >= push_bytes || request.pushes.len() >= MAX_PUSHES_PER_REQUEST)
+        {
+            left_over = true;
+            break;
+        }
         let changes: Vec<Vec<u8>> = unsent
             .doc
             .get_changes(&unsent.server_heads)
@@ -54,6 +68,7 @@ pub fn plan_request(
             .map(|c| c.raw_bytes().to_vec())
             .collect();
         if !changes.is_empty() {
+            bytes += changes.iter().map(Vec::len).sum::<usize>();
             request.pushes.push(DocPush {
                 doc_id: unsent.doc_id,
                 changes,
@@ -69,5 +84,5 @@ pub fn plan_request(
             });
         }
     }
-    request
+    (request, left_over)
 }
