@@ -205,7 +205,7 @@ fn a_reader_never_holds_up_another_devices_commit(backend: Backend) {
 }
 
 /// Pages are bounded in bytes as well as documents: a small budget gives small pages, never an
-/// empty one, and paging through them delivers every document once (restore and feed).
+/// empty one, and paging through them delivers every document (restore and feed).
 fn pages_are_bounded_in_bytes(backend: Backend) {
     use gridcase_core::sync::{Payload, SyncRequest, SyncResponse};
     let db = TestDb::new(backend);
@@ -297,8 +297,13 @@ fn pages_are_bounded_in_bytes(backend: Backend) {
     let mut unique = seen.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), 24, "every document once");
-    assert_eq!(seen.len(), 24);
+    assert_eq!(unique.len(), 24, "every document");
+    // A document whose changes straddle a page boundary continues on the next page.
+    assert!(
+        seen.len() <= 24 + pages,
+        "{} updates in {pages} pages",
+        seen.len()
+    );
 }
 
 /// `serve` on the test's database: it migrates it and answers on its address.

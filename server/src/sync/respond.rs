@@ -135,7 +135,9 @@ impl Responder<'_> {
         let mut bytes = 0;
         for (n, row) in rows.into_iter().enumerate() {
             let new_doc = !groups.contains_key(&row.doc_id);
-            let full = new_doc && (order.len() >= size.docs || bytes >= size.bytes);
+            // Full in documents before a new one, in bytes anywhere: a document with more
+            // changes than a page holds continues on the next page (rows are single changes).
+            let full = (new_doc && order.len() >= size.docs) || (n > 0 && bytes >= size.bytes);
             if n >= FEED_ROW_CAP || full {
                 more = true;
                 break;
