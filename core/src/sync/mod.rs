@@ -35,15 +35,15 @@ pub struct SyncRequest {
     pub restore: Option<RestoreToken>,
     /// The most documents the phone wants in this response's page (the server caps it).
     pub page_size: u32,
-    /// About how many bytes of documents the page may carry (0: the server's default); the
-    /// phone shrinks it on a link that cuts connections. At least one document is always sent.
-    pub page_bytes: u32,
     /// Changes the server has not acknowledged, per document.
     pub pushes: Vec<DocPush>,
     /// Documents whose shared heads the phone does not know: an Automerge sync message each.
     pub catch_up: Vec<CatchUp>,
     /// The version of the deadline rules the phone counts by (0: the app's shipped rules).
     pub rules_version: u64,
+    /// About how many bytes of documents the page may carry (0: the server's default); the
+    /// phone shrinks it on a link that cuts connections. At least one document is always sent.
+    pub page_bytes: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
