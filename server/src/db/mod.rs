@@ -112,6 +112,41 @@ pub trait Database:
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
     fn schema_version(&self) -> Result<u32>;
+    /// The connection pool now (for `/metrics`).
+    fn pool_state(&self) -> PoolState;
+    /// Takes the deadline check's lease if no other process holds it (see `crate::leader`).
+    fn try_lead(&self) -> Result<Option<crate::leader::Lease>>;
+}
+
+/// A connection pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl PoolState {
+    pub fn of<M: r2d2::ManageConnection>(pool: &r2d2::Pool<M>) -> PoolState {
+        let state = pool.state();
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: pool.max_size(),
+        }
+    }
+}
+
+/// Statuses after which a case needs no more work: every other case counts as open.
+pub const FINISHED_STATUSES_SQL: &str = "('closed', 'merged', 'not_accepted')";
+
+/// Case counts for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CaseGauges {
+    /// Cases not closed, merged or refused.
+    pub open: u64,
+    /// Open cases past their due instant, clock running.
+    pub overdue: u64,
 }
 
 // ---- accounts ----
@@ -393,6 +428,7 @@ pub trait CaseLists {
     fn insert_supervision(&self, supervision: &NewSupervision) -> Result<bool>;
     fn supervisions(&self, case_id: &str) -> Result<Vec<SupervisionRow>>;
     fn row_counts(&self) -> Result<RowCounts>;
+    fn case_gauges(&self, now: Millis) -> Result<CaseGauges>;
 }
 
 // ---- audit ----
