@@ -201,6 +201,17 @@ pub enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Move up: copy an SQLite data directory (server stopped) into an empty PostgreSQL
+    /// database, every document, change, cursor, device and audit row; phones keep syncing
+    /// against a server on the new database without a restore.
+    Migrate {
+        /// The SQLite data directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database, `postgres://user@host:port/db`.
+        #[arg(long)]
+        to: String,
+    },
     /// Fill the server with realistic demo cases and enrol demo users and devices.
     Demo {
         #[command(flatten)]
@@ -438,6 +449,16 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 report.overdue.len(),
                 report.supervised.len()
             );
+        }
+        Command::Migrate { from, to } => {
+            let Location::Postgres(url) = Location::from_args(from.clone(), Some(&to))? else {
+                unreachable!("from_args gives PostgreSQL for a URL")
+            };
+            let copied = crate::db::move_up::copy(&from, &url)?;
+            for (table, rows) in &copied.0 {
+                println!("{table:<14} {rows} row(s)");
+            }
+            println!("copied into {}", Location::Postgres(url).describe());
         }
         Command::Demo {
             data,

@@ -23,6 +23,7 @@
 //! number is only ever visible after every smaller one is (each backend documents how).
 
 pub mod migrate;
+pub mod move_up;
 pub mod postgres;
 pub mod sqlite;
 
