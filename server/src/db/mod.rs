@@ -291,6 +291,14 @@ pub struct FeedRow {
     pub bytes: Option<Vec<u8>>,
 }
 
+/// A device's row as the last recorded sync left it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceState {
+    pub served_scope: Option<String>,
+    pub clock_offset: Option<Millis>,
+    pub last_seen: Option<Millis>,
+}
+
 /// What one sync changed about the device, written at its end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncRecord {
@@ -348,7 +356,8 @@ pub trait ReadView {
     fn case_scope(&mut self, case_id: &str) -> Result<Option<CaseScope>>;
     fn trusted_times(&mut self, case_id: &str) -> Result<HashMap<String, Millis>>;
     fn holds(&mut self, device: &str, doc_id: &str) -> Result<bool>;
-    fn served_scope(&mut self, device: &str) -> Result<Option<String>>;
+    /// What the last recorded sync wrote about the device (`None`: unknown device).
+    fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>>;
     /// Feed rows after `after` of documents in `scope`, in sequence order, at most `limit`.
     fn feed(
         &mut self,
@@ -362,8 +371,15 @@ pub trait ReadView {
     /// Ids of documents in scope after `after`, in id order, at most `limit`.
     fn restore_ids(&mut self, scope: &Scope, after: &str, limit: usize) -> Result<Vec<String>>;
     fn restore_docs_after(&mut self, scope: &Scope, after: &str) -> Result<u64>;
-    /// Documents the device holds that are outside `scope`.
-    fn held_outside(&mut self, device: &str, scope: &Scope) -> Result<Vec<String>>;
+    /// Documents the device holds that are outside `scope`; with `changed_after` > 0, only
+    /// among cases committed after that feed position (nothing else can have left the scope
+    /// since the device's last sync), so the cost follows what changed, not what it holds.
+    fn held_outside(
+        &mut self,
+        device: &str,
+        scope: &Scope,
+        changed_after: Seq,
+    ) -> Result<Vec<String>>;
 }
 
 // ---- lists, deadlines and statistics ----
