@@ -22,11 +22,10 @@ use std::time::{Duration, Instant};
 use automerge::{Change, ChangeHash};
 use gridcase_bindings::http::HttpTransport;
 use gridcase_core::area::Jurisdiction;
-use gridcase_core::calendar::Calendar;
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{CaseType, Millis, Role};
 use gridcase_core::phone::{Phone, PhoneError, Transport, TransportError};
-use gridcase_core::policy::PolicySet;
+use gridcase_core::rules::SourcedRules;
 use gridcase_core::store::StoreKey;
 use gridcase_core::sync::{PushResult, wire};
 use gridcase_server::db::Location;
@@ -109,13 +108,8 @@ fn instance_child_server() {
     let url = std::env::var(DB_ENV).expect("child: the database");
     let clock_file = PathBuf::from(std::env::var(CLOCK_ENV).expect("child: the clock file"));
     let store = Arc::new(
-        Store::connect(
-            &Location::Postgres(url),
-            8,
-            PolicySet::default(),
-            Calendar::embedded(),
-        )
-        .expect("child: open the server store"),
+        Store::connect(&Location::Postgres(url), 8, SourcedRules::shipped())
+            .expect("child: open the server store"),
     );
     let clock: gridcase_server::http::Clock = Arc::new(move || read_clock(&clock_file));
     let runtime = tokio::runtime::Builder::new_multi_thread()

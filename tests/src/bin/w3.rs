@@ -46,9 +46,8 @@ fn options() -> Options {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let number = |name: &str, default: u64| {
-        value(name).map_or(default, |v| v.parse().expect("a number"))
-    };
+    let number =
+        |name: &str, default: u64| value(name).map_or(default, |v| v.parse().expect("a number"));
     Options {
         backend: match value("--backend").as_deref() {
             None | Some("sqlite") => Backend::Sqlite,
@@ -138,9 +137,13 @@ fn pusher_case(store: &Store, user: &str, n: usize) -> (String, String, Vec<Vec<
     };
     let actor = actor_for(&device, [3, 3, 3, 3]).unwrap();
     let case_id = format!("w3-{user}");
-    let mut case =
-        CaseDoc::create(&new_case(&case_id, "路灯不亮", "330604101201"), &author, actor, T0)
-            .unwrap();
+    let mut case = CaseDoc::create(
+        &new_case(&case_id, "路灯不亮", "330604101201"),
+        &author,
+        actor,
+        T0,
+    )
+    .unwrap();
     case.act(&Action::Register, &author, T0 + 1).unwrap();
     let mut doc = case.into_automerge();
     let mut since = Vec::new();
@@ -243,7 +246,10 @@ fn level(devices: &mut [Device], threads: usize, seconds: u64) -> (f64, f64, f64
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let secs = started.elapsed().as_secs_f64();
     times.sort_by(f64::total_cmp);
