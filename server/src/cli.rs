@@ -27,6 +27,22 @@ use crate::store::{CaseSummary, Store};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text, or as one JSON object per line for a log collector.
+    #[arg(
+        long,
+        global = true,
+        env = "GRIDCASE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +195,17 @@ pub enum Command {
         data: DataArg,
         #[arg(long)]
         at: Option<String>,
+    },
+    /// Move up: copy an SQLite data directory (server stopped) into an empty PostgreSQL
+    /// database, every document, change, cursor, device and audit row; phones keep syncing
+    /// against a server on the new database without a restore.
+    Migrate {
+        /// The SQLite data directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database, `postgres://user@host:port/db`.
+        #[arg(long)]
+        to: String,
     },
     /// Fill the server with realistic demo cases and enrol demo users and devices.
     Demo {
@@ -418,6 +445,16 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 report.supervised.len()
             );
         }
+        Command::Migrate { from, to } => {
+            let Location::Postgres(url) = Location::from_args(from.clone(), Some(&to))? else {
+                unreachable!("from_args gives PostgreSQL for a URL")
+            };
+            let copied = crate::db::move_up::copy(&from, &url)?;
+            for (table, rows) in &copied.0 {
+                println!("{table:<14} {rows} row(s)");
+            }
+            println!("copied into {}", Location::Postgres(url).describe());
+        }
         Command::Demo {
             data,
             cases,
@@ -455,10 +492,17 @@ pub fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -13,8 +13,8 @@ use gridcase_core::store::projection::Rules;
 use serde::Deserialize;
 
 use crate::db::Location;
-use crate::deadlines::spawn_deadline_checker;
 use crate::http::{AppState, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, app, system_clock};
+use crate::leader::spawn_deadline_leader;
 use crate::store::{DEFAULT_POOL_SIZE, Store};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -222,7 +222,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     let mut state = AppState::new(store.clone());
     state.max_body_bytes = config.max_body_bytes;
     state.request_timeout = config.request_timeout;
-    let checker = spawn_deadline_checker(store, config.check_every, system_clock());
+    let checker = spawn_deadline_leader(
+        store,
+        config.check_every,
+        system_clock(),
+        state.metrics.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(
         listen = %listener.local_addr()?,

@@ -1,9 +1,6 @@
 //! The server's deadline checks: due-soon (预警) and overdue (超期) lists from the projection's
 //! indexed `due_at`, and a supervision (督办) for every overdue stage, recorded once.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use automerge::Change;
 use gridcase_core::doc::CaseDoc;
 use gridcase_core::lifecycle::Action;
@@ -155,28 +152,4 @@ pub fn supervise_overdue_stages(store: &Store, now: Millis) -> Result<Vec<String
         }
     }
     Ok(supervised)
-}
-
-/// Runs [`supervise_overdue_stages`] every `every`, with `clock` giving the time.
-pub fn spawn_deadline_checker(
-    store: Arc<Store>,
-    every: Duration,
-    clock: crate::http::Clock,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            let store = store.clone();
-            let now = clock();
-            match tokio::task::spawn_blocking(move || supervise_overdue_stages(&store, now)).await {
-                Ok(Ok(supervised)) => {
-                    tracing::info!(supervised = supervised.len(), "deadline check")
-                }
-                Ok(Err(e)) => tracing::error!(error = %e, "deadline check failed"),
-                Err(e) => tracing::error!(error = %e, "deadline check panicked"),
-            }
-        }
-    })
 }

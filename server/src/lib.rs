@@ -10,6 +10,7 @@
 //! - [`documents`]: loading documents and planning commits; [`projection`]: the case row;
 //! - [`deadlines`]: due-soon and overdue lists and automatic supervision;
 //! - [`audit`]: the audit log's rows and queries;
+//! - [`leader`]: one process runs the deadline check at a time; [`metrics`]: `/metrics`;
 //! - [`http`]: the axum router ([`http::app`]), its auth extractors and errors;
 //! - [`config`]: flags, environment and file, and [`config::serve`];
 //! - [`cli`]: the `gridcase-server` command; [`demo`]: realistic demo data;
@@ -24,6 +25,8 @@ pub mod deadlines;
 pub mod demo;
 pub mod documents;
 pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod projection;
 pub mod store;
 pub mod sync;

@@ -115,6 +115,16 @@ impl TestDb {
         self.dir.path()
     }
 
+    /// Drops a PostgreSQL test's schema now, with everything in it (a database gone from under
+    /// a running server).
+    pub fn drop_schema(&self) {
+        if let Some((base, schema)) = &self.schema {
+            pg_client(base)
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .expect("drop the test schema");
+        }
+    }
+
     /// Opens a store on the database (again: a restarted server).
     pub fn open(&self) -> Store {
         Store::connect(&self.location, 8, SourcedRules::shipped()).expect("open the test database")
@@ -125,7 +135,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((base, schema)) = &self.schema
             && let Ok(mut client) = postgres::Client::connect(base, postgres::NoTls)
-            && let Err(e) = client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            && let Err(e) = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         {
             eprintln!("could not drop test schema {schema}: {e}");
         }

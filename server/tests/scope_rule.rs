@@ -193,10 +193,15 @@ fn check(backend: Backend, cases: &[(String, String)], scopes: &[(String, String
             "{what}"
         );
         assert_eq!(
-            view.held_outside(DEVICE, &scope).unwrap(),
+            view.held_outside(DEVICE, &scope, 0).unwrap(),
             outside,
             "{what}"
         );
+        // Since a position: only among cases committed after it.
+        let head = view.feed_head().unwrap();
+        assert!(view.held_outside(DEVICE, &scope, head).unwrap().is_empty());
+        let recent = view.held_outside(DEVICE, &scope, 1).unwrap();
+        assert!(recent.iter().all(|d| outside.contains(d)), "{what}");
         for (id, case) in &docs {
             let stored = view
                 .case_scope(gridcase_core::doc::split_doc_id(id).0)

@@ -23,6 +23,7 @@
 //! number is only ever visible after every smaller one is (each backend documents how).
 
 pub mod migrate;
+pub mod move_up;
 pub mod postgres;
 pub mod sqlite;
 
@@ -112,6 +113,41 @@ pub trait Database:
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
     fn schema_version(&self) -> Result<u32>;
+    /// The connection pool now (for `/metrics`).
+    fn pool_state(&self) -> PoolState;
+    /// Takes the deadline check's lease if no other process holds it (see `crate::leader`).
+    fn try_lead(&self) -> Result<Option<crate::leader::Lease>>;
+}
+
+/// A connection pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl PoolState {
+    pub fn of<M: r2d2::ManageConnection>(pool: &r2d2::Pool<M>) -> PoolState {
+        let state = pool.state();
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: pool.max_size(),
+        }
+    }
+}
+
+/// Statuses after which a case needs no more work: every other case counts as open.
+pub const FINISHED_STATUSES_SQL: &str = "('closed', 'merged', 'not_accepted')";
+
+/// Case counts for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CaseGauges {
+    /// Cases not closed, merged or refused.
+    pub open: u64,
+    /// Open cases past their due instant, clock running.
+    pub overdue: u64,
 }
 
 // ---- accounts ----
@@ -275,6 +311,14 @@ pub struct FeedRow {
     pub bytes: Option<Vec<u8>>,
 }
 
+/// A device's row as the last recorded sync left it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceState {
+    pub served_scope: Option<String>,
+    pub clock_offset: Option<Millis>,
+    pub last_seen: Option<Millis>,
+}
+
 /// What one sync changed about the device, written at its end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncRecord {
@@ -332,7 +376,8 @@ pub trait ReadView {
     fn case_scope(&mut self, case_id: &str) -> Result<Option<CaseScope>>;
     fn trusted_times(&mut self, case_id: &str) -> Result<HashMap<String, Millis>>;
     fn holds(&mut self, device: &str, doc_id: &str) -> Result<bool>;
-    fn served_scope(&mut self, device: &str) -> Result<Option<String>>;
+    /// What the last recorded sync wrote about the device (`None`: unknown device).
+    fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>>;
     /// Feed rows after `after` of documents in `scope`, in sequence order, at most `limit`.
     fn feed(
         &mut self,
@@ -346,8 +391,15 @@ pub trait ReadView {
     /// Ids of documents in scope after `after`, in id order, at most `limit`.
     fn restore_ids(&mut self, scope: &Scope, after: &str, limit: usize) -> Result<Vec<String>>;
     fn restore_docs_after(&mut self, scope: &Scope, after: &str) -> Result<u64>;
-    /// Documents the device holds that are outside `scope`.
-    fn held_outside(&mut self, device: &str, scope: &Scope) -> Result<Vec<String>>;
+    /// Documents the device holds that are outside `scope`; with `changed_after` > 0, only
+    /// among cases committed after that feed position (nothing else can have left the scope
+    /// since the device's last sync), so the cost follows what changed, not what it holds.
+    fn held_outside(
+        &mut self,
+        device: &str,
+        scope: &Scope,
+        changed_after: Seq,
+    ) -> Result<Vec<String>>;
 }
 
 // ---- lists, deadlines and statistics ----
@@ -413,6 +465,7 @@ pub trait CaseLists {
     fn insert_supervision(&self, supervision: &NewSupervision) -> Result<bool>;
     fn supervisions(&self, case_id: &str) -> Result<Vec<SupervisionRow>>;
     fn row_counts(&self) -> Result<RowCounts>;
+    fn case_gauges(&self, now: Millis) -> Result<CaseGauges>;
 }
 
 // ---- audit ----

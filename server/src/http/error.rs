@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::metrics::ErrorCode;
 use crate::store::StoreError;
 
 /// An error answer: JSON `{"error": "<code>", "message": "..."}`. Internal details are logged,
@@ -71,6 +72,7 @@ impl From<tokio::task::JoinError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let code = self.code();
         let (status, body) = match self {
             AppError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -106,6 +108,22 @@ impl IntoResponse for AppError {
                 )
             }
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(code));
+        response
+    }
+}
+
+impl AppError {
+    /// The `error` code of the answer (also counted by `/metrics`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthorized => "unauthorized",
+            AppError::Revoked => "revoked",
+            AppError::BadRequest { code, .. } | AppError::Refused { code, .. } => code,
+            AppError::TooLarge => "too_large",
+            AppError::NotFound(_) => "not_found",
+            AppError::Internal(_) => "internal",
+        }
     }
 }

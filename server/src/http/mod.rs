@@ -1,4 +1,5 @@
-//! The HTTP API: `GET /health`, `POST /v1/sync` for devices, and `/admin/…` for the admin token.
+//! The HTTP API: `GET /health`, `GET /ready` (the database answers), `GET /metrics`
+//! (Prometheus), `POST /v1/sync` for devices, and `/admin/…` for the admin token.
 //! Database work runs in `spawn_blocking`; requests of different devices run at the same time
 //! (the store keeps a pool of connections and locks nothing wider than one case).
 //!
@@ -29,6 +30,7 @@ use tower_http::trace::TraceLayer;
 pub use admin::{MAX_LIST_LIMIT, case_detail, parse_instant};
 use auth::Device;
 
+use crate::metrics::{Metrics, track_requests};
 use crate::store::Store;
 
 /// The time source: milliseconds since the epoch. Tests pin it.
@@ -54,6 +56,7 @@ pub struct AppState {
     pub clock: Clock,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for AppState {
@@ -73,6 +76,7 @@ impl AppState {
             clock: system_clock(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            metrics: Metrics::new(),
         }
     }
 
@@ -90,6 +94,8 @@ pub fn app(state: AppState) -> Router {
     let timeout = state.request_timeout;
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/v1/sync", post(sync))
         .merge(admin::routes())
         .fallback(not_found)
@@ -101,6 +107,10 @@ pub fn app(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            track_requests,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -115,6 +125,57 @@ pub fn spawn(
 
 async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok", "protocol": wire::PROTOCOL_VERSION}))
+}
+
+/// How long `/ready` waits for the database before answering 503.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `GET /ready`: 200 when the database answers within [`READY_TIMEOUT`] and holds the
+/// gridcase schema, else 503 (a load balancer then sends phones to another instance).
+async fn ready(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let check = tokio::task::spawn_blocking(move || store.schema_version());
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(Ok(version))) if version > 0 => {
+            Json(json!({"status": "ready", "schema": version})).into_response()
+        }
+        outcome => {
+            let reason = match outcome {
+                Ok(Ok(Ok(_))) => "the database has no gridcase schema".to_owned(),
+                Ok(Ok(Err(e))) => e.to_string(),
+                Ok(Err(e)) => e.to_string(),
+                _ => "the database did not answer in time".to_owned(),
+            };
+            tracing::warn!(reason, "not ready");
+            let body = json!({"status": "unavailable", "error": "database_unavailable",
+                              "message": "the database cannot be reached"});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+/// `GET /metrics`: the Prometheus text format. Counts only, no personal data, no token needed
+/// (expose it to the scraper's network only; see SECURITY.md).
+async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let now = (state.clock)();
+    let read = tokio::task::spawn_blocking(move || store.db().case_gauges(now));
+    let cases = match tokio::time::timeout(READY_TIMEOUT, read).await {
+        Ok(Ok(Ok(cases))) => Some(cases),
+        _ => {
+            tracing::warn!("metrics: case counts unavailable");
+            None
+        }
+    };
+    let text = state.metrics.render(cases, state.store.db().pool_state());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn not_found() -> AppError {
@@ -177,6 +238,7 @@ async fn sync(
         })?;
     let now = (state.clock)();
     let store = state.store.clone();
+    let metrics = state.metrics.clone();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AppError> {
         let request = wire::decode_request(&bytes).map_err(|e| AppError::BadRequest {
             code: e.code(),
@@ -188,7 +250,9 @@ async fn sync(
             message,
         })?;
         let response = store.sync(&device, &request, now)?;
-        Ok(wire::encode_response(&response))
+        let encoded = wire::encode_response(&response);
+        metrics.sync_answered(bytes.len(), &response, encoded.len());
+        Ok(encoded)
     })
     .await??;
     Ok((

@@ -19,7 +19,7 @@ use gridcase_core::sync::{PushResult, SyncRequest, SyncResponse, clock_offset};
 
 pub use check::{check_actors, check_doc_id, decode_push, pushed_heads};
 
-use crate::db::SyncRecord;
+use crate::db::{DeviceState, Seq, SyncRecord};
 use crate::store::{DeviceCtx, Result, Store};
 
 /// Documents per response page when the phone does not say.
@@ -121,8 +121,10 @@ impl Store {
         }
 
         let mut view = self.db().read()?;
-        let served = view.served_scope(&device.device_id)?;
+        let stored = view.device_state(&device.device_id)?;
+        let served = stored.as_ref().and_then(|s| s.served_scope.as_deref());
         let scope_changed = served.is_some_and(|s| s != record.served_scope);
+        let changed_after = eviction_horizon(request, scope_changed, view.feed_head()?);
         let mut responder = respond::Responder {
             view: &mut *view,
             device,
@@ -132,7 +134,7 @@ impl Store {
         let mut page = responder.page(request, scope_changed)?;
         responder.after_pushes(&accepted, &mut page.docs)?;
         let catch_up = responder.catch_up(&request.catch_up)?;
-        let evict = responder.evictions()?;
+        let evict = responder.evictions(changed_after)?;
         let holds = std::mem::take(&mut responder.holds);
         drop(view);
 
@@ -140,7 +142,9 @@ impl Store {
         let mut seen = HashSet::new();
         record.holds_added.retain(|d| seen.insert(d.clone()));
         record.holds_removed = evict.clone();
-        self.db().record_sync(&record)?;
+        if needs_record(&record, stored.as_ref()) {
+            self.db().record_sync(&record)?;
+        }
 
         Ok(SyncResponse {
             server_time: now,
@@ -157,9 +161,91 @@ impl Store {
     }
 }
 
+/// How stale the stored `last_seen` may get before a sync writes it: a sync that changed
+/// nothing else then writes nothing (no write transaction, no fsync).
+pub const LAST_SEEN_GRANULARITY: Millis = 60_000;
+/// A change of the device's clock offset smaller than this is not worth a write.
+pub const OFFSET_TOLERANCE: Millis = 1_000;
+
+/// Whether a sync must write the device's row and holdings: something changed about what it
+/// holds or was served, its clock moved, or `last_seen` is older than the granularity.
+pub fn needs_record(record: &SyncRecord, stored: Option<&DeviceState>) -> bool {
+    let Some(stored) = stored else {
+        return true;
+    };
+    let drifted = |old: Option<Millis>, new: Millis, tolerance: Millis| {
+        old.is_none_or(|old| (new - old).abs() >= tolerance)
+    };
+    !record.holds_added.is_empty()
+        || !record.holds_removed.is_empty()
+        || stored.served_scope.as_deref() != Some(record.served_scope.as_str())
+        || drifted(stored.clock_offset, record.clock_offset, OFFSET_TOLERANCE)
+        || drifted(stored.last_seen, record.last_seen, LAST_SEEN_GRANULARITY)
+}
+
+/// Since when held documents can have left the device's scope: everything (0) on a first
+/// sync, a restore or a changed scope; otherwise only cases committed after the cursor the
+/// device holds everything up to (a bogus cursor is clamped to the feed head).
+pub fn eviction_horizon(request: &SyncRequest, scope_changed: bool, feed_head: Seq) -> Seq {
+    if scope_changed || request.restore.is_some() {
+        return 0;
+    }
+    i64::try_from(request.cursor)
+        .unwrap_or(Seq::MAX)
+        .min(feed_head)
+        .max(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nothing_new_sync_writes_nothing() {
+        let record = SyncRecord {
+            device_id: "d".into(),
+            clock_offset: 500,
+            last_seen: 100_000,
+            served_scope: "s".into(),
+            ..Default::default()
+        };
+        let stored = DeviceState {
+            served_scope: Some("s".into()),
+            clock_offset: Some(0),
+            last_seen: Some(100_000 - LAST_SEEN_GRANULARITY + 1),
+        };
+        assert!(!needs_record(&record, Some(&stored)));
+        assert!(needs_record(&record, None));
+        let changed = |f: &dyn Fn(&mut SyncRecord)| {
+            let mut r = record.clone();
+            f(&mut r);
+            needs_record(&r, Some(&stored))
+        };
+        assert!(changed(&|r| r.holds_added.push("x".into())));
+        assert!(changed(&|r| r.holds_removed.push("x".into())));
+        assert!(changed(&|r| r.served_scope = "t".into()));
+        assert!(changed(&|r| r.clock_offset = -OFFSET_TOLERANCE));
+        assert!(changed(&|r| r.last_seen += 1));
+        let never = DeviceState {
+            served_scope: Some("s".into()),
+            ..Default::default()
+        };
+        assert!(needs_record(&record, Some(&never)));
+    }
+
+    #[test]
+    fn evictions_look_back_to_the_cursor_only_when_nothing_else_changed() {
+        let mut request = SyncRequest {
+            cursor: 40,
+            ..Default::default()
+        };
+        assert_eq!(eviction_horizon(&request, false, 100), 40);
+        assert_eq!(eviction_horizon(&request, true, 100), 0);
+        request.cursor = u64::MAX;
+        assert_eq!(eviction_horizon(&request, false, 100), 100);
+        request.cursor = 0;
+        assert_eq!(eviction_horizon(&request, false, 100), 0);
+    }
 
     #[test]
     fn page_sizes_are_capped() {

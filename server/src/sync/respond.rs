@@ -309,7 +309,10 @@ impl Responder<'_> {
     }
 
     /// Documents the device holds that left its scope; forgotten once the sync is recorded.
-    pub fn evictions(&mut self) -> Result<Vec<String>> {
-        Ok(self.view.held_outside(&self.device.device_id, self.scope)?)
+    /// `changed_after` > 0 looks only at cases committed after it (see `ReadView::held_outside`).
+    pub fn evictions(&mut self, changed_after: Seq) -> Result<Vec<String>> {
+        Ok(self
+            .view
+            .held_outside(&self.device.device_id, self.scope, changed_after)?)
     }
 }

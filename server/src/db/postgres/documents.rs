@@ -16,8 +16,8 @@ use gridcase_core::model::Millis;
 use super::accounts::write_audit;
 use super::{PgConn, PgDb, Pooled};
 use crate::db::{
-    CaseTurn, Commit, DocWrite, Documents, Expected, FeedRow, ReadView, Result, Seq, StoredDoc,
-    SyncRecord,
+    CaseTurn, Commit, DeviceState, DocWrite, Documents, Expected, FeedRow, ReadView, Result, Seq,
+    StoredDoc, SyncRecord,
 };
 use crate::projection::Projection;
 use gridcase_core::scope::{CaseScope, Placeholders, Scope};
@@ -352,11 +352,18 @@ impl ReadView for PgRead {
             .is_some())
     }
 
-    fn served_scope(&mut self, device: &str) -> Result<Option<String>> {
+    fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>> {
         Ok(self
             .conn
-            .query_opt("SELECT served_scope FROM devices WHERE id = $1", &[&device])?
-            .and_then(|r| r.get(0)))
+            .query_opt(
+                "SELECT served_scope, clock_offset_ms, last_seen FROM devices WHERE id = $1",
+                &[&device],
+            )?
+            .map(|r| DeviceState {
+                served_scope: r.get(0),
+                clock_offset: r.get(1),
+                last_seen: r.get(2),
+            }))
     }
 
     fn feed(
@@ -425,17 +432,32 @@ impl ReadView for PgRead {
         self.conn.count(&sql, &[&after, &prefix, &user, &pii])
     }
 
-    fn held_outside(&mut self, device: &str, scope: &Scope) -> Result<Vec<String>> {
-        let sql = format!(
-            "SELECT dd.doc_id FROM device_docs dd JOIN docs d ON d.doc_id = dd.doc_id
-             JOIN cases k ON k.case_id = d.case_id
-             WHERE dd.device_id = $1 AND NOT {} ORDER BY dd.doc_id",
-            scope_sql(2)
-        );
+    fn held_outside(
+        &mut self,
+        device: &str,
+        scope: &Scope,
+        changed_after: Seq,
+    ) -> Result<Vec<String>> {
+        // Two statements, so each is planned for its shape (see the SQLite backend).
+        let sql = if changed_after > 0 {
+            format!(
+                "SELECT dd.doc_id FROM cases k JOIN docs d ON d.case_id = k.case_id
+                 JOIN device_docs dd ON dd.doc_id = d.doc_id AND dd.device_id = $1
+                 WHERE k.last_seq > $5 AND NOT {} ORDER BY dd.doc_id",
+                scope_sql(2)
+            )
+        } else {
+            format!(
+                "SELECT dd.doc_id FROM device_docs dd JOIN docs d ON d.doc_id = dd.doc_id
+                 JOIN cases k ON k.case_id = d.case_id
+                 WHERE dd.device_id = $1 AND $5::bigint = 0 AND NOT {} ORDER BY dd.doc_id",
+                scope_sql(2)
+            )
+        };
         let (prefix, user, pii) = scope.params();
         Ok(self
             .conn
-            .query(&sql, &[&device, &prefix, &user, &pii])?
+            .query(&sql, &[&device, &prefix, &user, &pii, &changed_after])?
             .into_iter()
             .map(|r| r.get(0))
             .collect())

@@ -9,6 +9,7 @@ use crate::db::{
     AuditEntry, AuditLog, AuditQuery, AuditRow, CaseLists, CaseSummary, NewSupervision,
     OverdueStage, Result, RowCounts, SupervisionRow,
 };
+use crate::db::{CaseGauges, FINISHED_STATUSES_SQL};
 
 const SUMMARY_COLUMNS: &str = "case_id, number, title, category, status, urgency, area_code, \
      assignee, responsible_unit, stage, stage_started_at, due_at, due_provisional, \
@@ -141,6 +142,20 @@ impl CaseLists for PgDb {
             audit_change: n(3),
             audit_reject: n(4),
             audit_reveal: n(5),
+        })
+    }
+
+    fn case_gauges(&self, now: Millis) -> Result<CaseGauges> {
+        let mut conn = self.conn()?;
+        let sql = format!(
+            "SELECT (SELECT count(*) FROM cases WHERE status NOT IN {FINISHED_STATUSES_SQL}),
+                    (SELECT count(*) FROM cases
+                     WHERE due_at IS NOT NULL AND due_at < $1 AND NOT paused)"
+        );
+        let row = conn.query_one(&sql, &[&now])?;
+        Ok(CaseGauges {
+            open: row.get::<_, i64>(0) as u64,
+            overdue: row.get::<_, i64>(1) as u64,
         })
     }
 }

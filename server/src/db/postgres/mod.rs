@@ -99,6 +99,8 @@ pub struct PgDb {
     pool: Option<r2d2::Pool<Manager>>,
     /// Connections holding cases' advisory locks (`Documents::case_turn`).
     turns: Option<r2d2::Pool<Manager>>,
+    /// For the deadline check lease's own connection.
+    config: postgres::Config,
 }
 
 /// The blocking client closes its connections on its own small runtime, which must not happen
@@ -150,10 +152,13 @@ impl PgDb {
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(30))
             .test_on_check_out(false)
-            .build_unchecked(Manager { config });
+            .build_unchecked(Manager {
+                config: config.clone(),
+            });
         Ok(PgDb {
             pool: Some(pool),
             turns: Some(turns),
+            config,
         })
     }
 
@@ -196,5 +201,52 @@ impl Database for PgDb {
     fn schema_version(&self) -> Result<u32> {
         let mut conn = self.conn()?;
         schema::version(&mut conn)
+    }
+
+    fn pool_state(&self) -> super::PoolState {
+        let pool = self.pool.as_ref().expect("the pool lives until drop");
+        super::PoolState::of(pool)
+    }
+
+    /// A session-level advisory lock on a connection of its own, held while leading. Keyed by
+    /// the schema too, so that databases in different schemas (tests) elect separately; the
+    /// two-key form never meets the cases' one-key locks.
+    fn try_lead(&self) -> Result<Option<crate::leader::Lease>> {
+        let manager = Manager {
+            config: self.config.clone(),
+        };
+        let mut conn = r2d2::ManageConnection::connect(&manager)?;
+        let row = conn.query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+            &[&LEADER_LOCK_CLASS],
+        )?;
+        let lease = row
+            .get::<_, bool>(0)
+            .then(|| crate::leader::Lease::new(PgLease(Some(conn.client))));
+        Ok(lease)
+    }
+}
+
+/// The first key of the deadline check's advisory lock.
+const LEADER_LOCK_CLASS: i32 = 0x6763_6c64;
+
+/// A connection holding the deadline check's advisory lock.
+struct PgLease(Option<Client>);
+
+impl crate::leader::LeaseHold for PgLease {
+    /// The lock lives as long as its session: a live connection still holds it.
+    fn still_held(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.simple_query("SELECT 1").is_ok())
+    }
+}
+
+/// Closed on a thread of its own, like the pools (see `Drop for PgDb`).
+impl Drop for PgLease {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
     }
 }

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, named_params, params};
 use super::accounts::write_audit;
 use super::{Pooled, SqliteDb, count};
 use crate::db::{
-    CaseTurn, Commit, DocWrite, Documents, Expected, FeedRow, ReadView, Result, Seq, StoredDoc,
-    SyncRecord,
+    CaseTurn, Commit, DeviceState, DocWrite, Documents, Expected, FeedRow, ReadView, Result, Seq,
+    StoredDoc, SyncRecord,
 };
 use crate::projection::Projection;
 use gridcase_core::scope::{CaseScope, Placeholders, Scope};
@@ -299,13 +299,20 @@ impl ReadView for SqliteRead {
             .is_some())
     }
 
-    fn served_scope(&mut self, device: &str) -> Result<Option<String>> {
+    fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT served_scope FROM devices WHERE id = ?1")?
-            .query_row([device], |r| r.get(0))
-            .optional()?
-            .flatten())
+            .prepare_cached(
+                "SELECT served_scope, clock_offset_ms, last_seen FROM devices WHERE id = ?1",
+            )?
+            .query_row([device], |r| {
+                Ok(DeviceState {
+                    served_scope: r.get(0)?,
+                    clock_offset: r.get(1)?,
+                    last_seen: r.get(2)?,
+                })
+            })
+            .optional()?)
     }
 
     fn feed(
@@ -386,19 +393,36 @@ impl ReadView for SqliteRead {
         )
     }
 
-    fn held_outside(&mut self, device: &str, scope: &Scope) -> Result<Vec<String>> {
-        let sql = format!(
-            "SELECT dd.doc_id FROM device_docs dd JOIN docs d ON d.doc_id = dd.doc_id
-             JOIN cases k ON k.case_id = d.case_id
-             WHERE dd.device_id = :device AND NOT {} ORDER BY dd.doc_id",
-            scope_sql()
-        );
+    fn held_outside(
+        &mut self,
+        device: &str,
+        scope: &Scope,
+        changed_after: Seq,
+    ) -> Result<Vec<String>> {
+        // Two statements, so each is planned for its shape: from the device's holdings, or
+        // from the cases changed since (index `cases_last_seq`).
+        let sql = if changed_after > 0 {
+            format!(
+                "SELECT dd.doc_id FROM cases k JOIN docs d ON d.case_id = k.case_id
+                 JOIN device_docs dd ON dd.doc_id = d.doc_id AND dd.device_id = :device
+                 WHERE k.last_seq > :after AND NOT {} ORDER BY dd.doc_id",
+                scope_sql()
+            )
+        } else {
+            format!(
+                "SELECT dd.doc_id FROM device_docs dd JOIN docs d ON d.doc_id = dd.doc_id
+                 JOIN cases k ON k.case_id = d.case_id
+                 WHERE dd.device_id = :device AND :after = 0 AND NOT {} ORDER BY dd.doc_id",
+                scope_sql()
+            )
+        };
         let (prefix, user, pii) = scope.params();
         Ok(self
             .conn
             .prepare_cached(&sql)?
             .query_map(
-                named_params! {":device": device, ":prefix": prefix, ":user": user, ":pii": pii},
+                named_params! {":device": device, ":prefix": prefix, ":user": user, ":pii": pii,
+                ":after": changed_after},
                 |r| r.get(0),
             )?
             .collect::<rusqlite::Result<_>>()?)

@@ -9,6 +9,7 @@ use crate::db::{
     AuditEntry, AuditLog, AuditQuery, AuditRow, CaseLists, CaseSummary, NewSupervision,
     OverdueStage, Result, RowCounts, SupervisionRow,
 };
+use crate::db::{CaseGauges, FINISHED_STATUSES_SQL};
 
 const SUMMARY_COLUMNS: &str = "case_id, number, title, category, status, urgency, area_code, \
      assignee, responsible_unit, stage, stage_started_at, due_at, due_provisional, \
@@ -144,6 +145,20 @@ impl CaseLists for SqliteDb {
             audit_change: n("SELECT count(*) FROM audit WHERE kind = 'change'")?,
             audit_reject: n("SELECT count(*) FROM audit WHERE kind = 'reject'")?,
             audit_reveal: n("SELECT count(*) FROM audit WHERE kind = 'reveal'")?,
+        })
+    }
+
+    fn case_gauges(&self, now: Millis) -> Result<CaseGauges> {
+        let conn = self.conn()?;
+        let open =
+            format!("SELECT count(*) FROM cases WHERE status NOT IN {FINISHED_STATUSES_SQL}");
+        Ok(CaseGauges {
+            open: count(&conn, &open, [])?,
+            overdue: count(
+                &conn,
+                "SELECT count(*) FROM cases WHERE due_at IS NOT NULL AND due_at < ?1 AND paused = 0",
+                [now],
+            )?,
         })
     }
 }

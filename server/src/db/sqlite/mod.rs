@@ -161,6 +161,40 @@ impl Database for SqliteDb {
             .conn()?
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
+
+    fn pool_state(&self) -> super::PoolState {
+        super::PoolState::of(&self.pool)
+    }
+
+    /// An exclusive lock on `leader.lock` beside the database file: one machine shares a
+    /// SQLite database, and the OS releases the lock when the process dies.
+    fn try_lead(&self) -> Result<Option<crate::leader::Lease>> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LEADER_FILE))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(crate::leader::Lease::new(FileLease { _file: file }))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// The file whose lock is the deadline check's lease (see `crate::leader`).
+pub const LEADER_FILE: &str = "leader.lock";
+
+/// Held while the file stays open.
+struct FileLease {
+    _file: std::fs::File,
+}
+
+impl crate::leader::LeaseHold for FileLease {
+    fn still_held(&mut self) -> bool {
+        true
+    }
 }
 
 fn count(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<u64> {
