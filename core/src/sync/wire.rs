@@ -293,7 +293,10 @@ mod tests {
         assert!(decoded.times.is_empty());
         // The same body framed as version 2 is truncated: the tail is only added for version 1.
         framed[4..6].copy_from_slice(&2u16.to_be_bytes());
-        assert!(matches!(decode_response(&framed), Err(WireError::Decode(_))));
+        assert!(matches!(
+            decode_response(&framed),
+            Err(WireError::Decode(_))
+        ));
     }
 
     /// `SyncResponse` as protocol 1 had it.

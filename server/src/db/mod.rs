@@ -313,6 +313,9 @@ pub trait ReadView {
     fn trusted_times(&mut self, case_id: &str) -> Result<HashMap<String, Millis>>;
     fn holds(&mut self, device: &str, doc_id: &str) -> Result<bool>;
     fn served_scope(&mut self, device: &str) -> Result<Option<String>>;
+    /// When the device was enrolled and when it last synced (`None`: never), for the causal
+    /// floor of its trusted times (`gridcase_core::sync::causal_floor`).
+    fn device_times(&mut self, device: &str) -> Result<Option<(Millis, Option<Millis>)>>;
     /// Feed rows after `after` of documents in `scope`, in sequence order, at most `limit`.
     fn feed(
         &mut self,
