@@ -105,6 +105,22 @@ pub const MIGRATIONS: &[Migration] = &[
         ",
         reproject: false,
     },
+    // v4: the trusted times the server vouched for (protocol 2); the lists' due instants are
+    // computed from them. Nothing to recompute on upgrade: no times are stored yet, and the
+    // next sync that brings them refreshes the rows of the cases it names.
+    Migration {
+        name: "server-vouched event times",
+        sql: "
+            CREATE TABLE event_times (
+                case_id  TEXT NOT NULL,
+                -- a timeline event id, or 'created' for the case's creation
+                event_id TEXT NOT NULL,
+                at       INTEGER NOT NULL,
+                PRIMARY KEY (case_id, event_id)
+            ) WITHOUT ROWID;
+        ",
+        reproject: false,
+    },
 ];
 
 /// The schema version this code writes.
