@@ -209,7 +209,7 @@ fn a_newer_database_is_refused() {
         Store::open(&path, None),
         Err(StoreError::TooNew {
             found: 99,
-            supported: 3
+            supported: 4
         })
     ));
 }
