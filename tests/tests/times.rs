@@ -42,7 +42,10 @@ impl Skewed {
 
     fn register(&mut self, id: &str, device_time: Millis) {
         let case = new_case(id, "夜间施工噪音", "330604101201");
-        self.phone.phone.create_case(&case, None, device_time).unwrap();
+        self.phone
+            .phone
+            .create_case(&case, None, device_time)
+            .unwrap();
         self.phone
             .phone
             .act(id, &Action::Register, device_time)
@@ -56,13 +59,21 @@ impl Skewed {
     /// The phone's list of cases, as the screen asks for it with the phone's clock at `at`.
     fn list(&mut self, list: CaseList, at: Millis) -> BTreeSet<String> {
         self.at(at);
-        let page = self.phone.phone.list(&list, Page::ALL, self.phone.now).unwrap();
+        let page = self
+            .phone
+            .phone
+            .list(&list, Page::ALL, self.phone.now)
+            .unwrap();
         page.cases.into_iter().map(|c| c.case_id).collect()
     }
 }
 
 fn server_due(server: &TestServer, id: &str) -> Millis {
-    let summary = server.store.case_summary(id).unwrap().expect("case on the server");
+    let summary = server
+        .store
+        .case_summary(id)
+        .unwrap()
+        .expect("case on the server");
     summary.due_at.expect("a running clock")
 }
 
@@ -91,15 +102,36 @@ fn sync_all(server: &TestServer, phones: &mut [Skewed], at: Millis) {
 fn assert_agree(server: &TestServer, phones: &mut [Skewed], ids: &[&str], instants: &[Millis]) {
     for p in phones.iter_mut() {
         for id in ids {
-            assert_eq!(p.due(id), Some(server_due(server, id)), "{id}, skew {}", p.skew);
+            assert_eq!(
+                p.due(id),
+                Some(server_due(server, id)),
+                "{id}, skew {}",
+                p.skew
+            );
         }
         for &at in instants {
             let overdue = server_list(server, true, at);
             let due_soon = server_list(server, false, at);
-            assert_eq!(p.list(CaseList::Overdue, at), overdue, "skew {} at {at}", p.skew);
-            assert_eq!(p.list(CaseList::DueSoon, at), due_soon, "skew {} at {at}", p.skew);
+            assert_eq!(
+                p.list(CaseList::Overdue, at),
+                overdue,
+                "skew {} at {at}",
+                p.skew
+            );
+            assert_eq!(
+                p.list(CaseList::DueSoon, at),
+                due_soon,
+                "skew {} at {at}",
+                p.skew
+            );
             for id in ids {
-                let state = p.phone.phone.deadline(id, p.phone.now).unwrap().unwrap().state;
+                let state = p
+                    .phone
+                    .phone
+                    .deadline(id, p.phone.now)
+                    .unwrap()
+                    .unwrap()
+                    .state;
                 let server_state = if overdue.contains(*id) {
                     DeadlineState::Overdue
                 } else if due_soon.contains(*id) {
@@ -172,7 +204,14 @@ fn skewed_phones_show_the_servers_deadlines(backend: Backend) {
     phones[1].register("backdated", START + 5 * HOUR - 2 * DAY - 30 * DAY);
     phones[0].register("postdated", START + 5 * HOUR + 2 * DAY + 30 * DAY);
     sync_all(&server, &mut phones, START + 6 * HOUR);
-    let started = |id| server.store.case_summary(id).unwrap().unwrap().stage_started_at;
+    let started = |id| {
+        server
+            .store
+            .case_summary(id)
+            .unwrap()
+            .unwrap()
+            .stage_started_at
+    };
     assert_eq!(started("backdated"), Some(previous_sync));
     assert_eq!(started("postdated"), Some(START + 6 * HOUR));
     for p in phones.iter() {

@@ -8,8 +8,8 @@ use crate::deadline::{self, DeadlineStatus};
 use crate::doc::{CaseDoc, PersonalDoc, mask_phone, personal_doc_id};
 use crate::model::{Case, Complainant, Millis, Status};
 use crate::store::meta as store_meta;
-use crate::sync::times::with_trusted_times;
 use crate::store::{CaseFilter, CasePage, CaseSummary, Page, docs, queries, times};
+use crate::sync::times::with_trusted_times;
 
 /// A case with its complainant, when this phone holds the personal data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

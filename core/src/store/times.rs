@@ -47,7 +47,11 @@ pub fn delete(conn: &Connection, case_id: &str) -> Result<(), StoreError> {
 /// corrected by the last measured offset: what the phone shows and computes deadlines from.
 pub fn vouched(conn: &Connection, case: &Case) -> Result<Case, StoreError> {
     let trusted = load(conn, &case.id)?;
-    Ok(with_trusted_times(case, &trusted, meta::clock_offset(conn)?))
+    Ok(with_trusted_times(
+        case,
+        &trusted,
+        meta::clock_offset(conn)?,
+    ))
 }
 
 /// The phone's clock corrected by the last measured offset: "now" as the server would say it,

@@ -23,8 +23,8 @@ use crate::phone::{PhoneError, RejectedDoc};
 use crate::store::docs::holds_all;
 use crate::store::meta::SyncPosition;
 use crate::sync::{
-    CaseTimes, CatchUp, DocId, DocUpdate, Identity, Payload, PushResult, RejectCode,
-    SyncRequest, SyncResponse, clock_offset,
+    CaseTimes, CatchUp, DocId, DocUpdate, Identity, Payload, PushResult, RejectCode, SyncRequest,
+    SyncResponse, clock_offset,
 };
 
 /// A stored document as planning sees it.
