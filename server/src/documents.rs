@@ -161,6 +161,15 @@ pub fn hashes(heads: &[ChangeHash]) -> Vec<Hash> {
 }
 
 impl Store {
+    /// The trusted times the server holds for a case's events and its creation
+    /// (`gridcase_core::sync::times`), as the sync responses send them.
+    pub fn trusted_times(&self, case_id: &str) -> Result<HashMap<String, Millis>> {
+        if !crate::db::is_storable(case_id) {
+            return Ok(HashMap::new());
+        }
+        Ok(self.db().read()?.trusted_times(case_id)?)
+    }
+
     /// The server's current copy of a document, if it has one.
     pub fn load_doc(&self, doc_id: &str) -> Result<Option<AutoCommit>> {
         if !crate::db::is_storable(doc_id) {
