@@ -106,8 +106,9 @@ pub const MIGRATIONS: &[Migration] = &[
         reproject: false,
     },
     // v4: the trusted times the server vouched for (protocol 2); the lists' due instants are
-    // computed from them. Nothing to recompute on upgrade: no times are stored yet, and the
-    // next sync that brings them refreshes the rows of the cases it names.
+    // computed from them. An upgraded phone forgets its cursor, so its next sync is a restore
+    // that brings every case in scope again with its times (held documents merge, pending
+    // changes are pushed as usual); the rows of the cases it names are then recomputed.
     Migration {
         name: "server-vouched event times",
         sql: "
@@ -118,6 +119,7 @@ pub const MIGRATIONS: &[Migration] = &[
                 at       INTEGER NOT NULL,
                 PRIMARY KEY (case_id, event_id)
             ) WITHOUT ROWID;
+            DELETE FROM meta WHERE key = 'cursor';
         ",
         reproject: false,
     },

@@ -607,3 +607,20 @@ fn vouched_times_drive_the_projection_and_leave_with_the_case() {
     store.wipe().unwrap();
     assert!(times::load(store.conn(), "c2").unwrap().is_empty());
 }
+
+/// A phone upgraded to the schema with trusted times restores once, to get every case's times.
+#[test]
+fn the_upgrade_to_trusted_times_restores_once() {
+    let (_dir, path) = temp();
+    {
+        let conn = Connection::open(&path).unwrap();
+        for step in &schema::MIGRATIONS[..3] {
+            conn.execute_batch(step.sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        meta::set(&conn, "cursor", "42").unwrap();
+    }
+    let store = Store::open(&path, None).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(meta::sync_position(store.conn()).unwrap().cursor, 0);
+}
