@@ -579,7 +579,7 @@ fn vouched_times_drive_the_projection_and_leave_with_the_case() {
             },
         ],
     };
-    times::store(&tx, &[vouched.clone()]).unwrap();
+    times::store(&tx, std::slice::from_ref(&vouched)).unwrap();
     times::store(&tx, &[vouched]).unwrap();
     projection::upsert(&tx, &case, &Rules::default(), T0).unwrap();
     let shown = times::vouched(&tx, &case).unwrap();
