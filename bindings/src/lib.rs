@@ -281,8 +281,9 @@ impl GridcasePhone {
         guard(|| Ok(self.phone.get_case(&case_id)?.into()))
     }
 
-    /// The countdown of the case's current stage by the phone's clock and rules; `None` when no
-    /// clock runs (draft, closed…).
+    /// The countdown of the case's current stage by the phone's rules, the server's trusted
+    /// times and the phone's clock corrected by its last measured offset; `None` when no clock
+    /// runs (draft, closed…).
     pub fn deadline(&self, case_id: String) -> Result<Option<DeadlineRecord>> {
         guard(|| Ok(self.phone.deadline(&case_id, now())?.map(Into::into)))
     }

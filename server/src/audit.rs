@@ -10,7 +10,7 @@ use automerge::ChangeHash;
 use gridcase_core::area::Jurisdiction;
 use gridcase_core::doc::{PersonalDoc, personal_doc_id, split_doc_id};
 use gridcase_core::model::{Author, Complainant, Millis, Role};
-use gridcase_core::sync::{Rejection, corrected_time};
+use gridcase_core::sync::{DeviceClock, Rejection, trusted_time};
 use serde_json::json;
 
 use crate::db::{self, AuditEntry};
@@ -181,7 +181,7 @@ pub(crate) fn reveal_on_phone(
     by: &Author,
     device_time: Millis,
     doc_id: &str,
-    offset: Millis,
+    clock: DeviceClock,
     now: Millis,
 ) -> AuditEntry {
     AuditEntry {
@@ -193,7 +193,7 @@ pub(crate) fn reveal_on_phone(
             json!({
                 "on": "phone",
                 "device_time": device_time,
-                "corrected_time": corrected_time(device_time, offset, now),
+                "corrected_time": trusted_time(device_time, clock, now),
             })
             .to_string(),
         ),

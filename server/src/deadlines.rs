@@ -129,7 +129,7 @@ impl Store {
                 writer: Writer {
                     device: None,
                     user: "system",
-                    offset: 0,
+                    clock: gridcase_core::sync::DeviceClock::default(),
                 },
                 holder: None,
                 now,

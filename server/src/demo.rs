@@ -329,7 +329,7 @@ impl Store {
                 writer: Writer {
                     device: None,
                     user: "demo",
-                    offset: 0,
+                    clock: gridcase_core::sync::DeviceClock::default(),
                 },
                 holder: None,
                 now,

@@ -13,8 +13,9 @@ use gridcase_core::sync::Hash;
 
 use crate::audit;
 use crate::db::{DocWrite, Expected, NewChange, ReadView, StoredDoc};
-use crate::projection::{CREATED_KEY, project, trusted_time};
+use crate::projection::project;
 use crate::store::{Result, Store, StoreError};
+use gridcase_core::sync::{CREATED_KEY, DeviceClock, trusted_time};
 
 /// Once this many change rows have accumulated past a document's snapshot, the next commit saves
 /// a fresh snapshot (loading is then one `load` plus few changes).
@@ -84,8 +85,8 @@ pub struct Writer<'a> {
     pub device: Option<&'a str>,
     /// The user behind `device`, or the server's name for its own changes (`system`, `demo`).
     pub user: &'a str,
-    /// The sender's measured clock offset (0 for the server).
-    pub offset: Millis,
+    /// The sender's measured clock offset and causal floor (zero for the server).
+    pub clock: DeviceClock,
 }
 
 /// One document's new state, ready to be planned.
@@ -121,7 +122,7 @@ pub fn plan_commit(store: &Store, s: NewState<'_>) -> DocWrite {
             .chain(case.timeline.iter().map(|e| (e.id.as_str(), e.at)));
         for (event, at) in events {
             if !trusted.contains_key(event) {
-                let at = trusted_time(at, s.writer.offset, s.now);
+                let at = trusted_time(at, s.writer.clock, s.now);
                 trusted.insert(event.to_owned(), at);
                 new_times.push((event.to_owned(), at));
             }
@@ -160,6 +161,15 @@ pub fn hashes(heads: &[ChangeHash]) -> Vec<Hash> {
 }
 
 impl Store {
+    /// The trusted times the server holds for a case's events and its creation
+    /// (`gridcase_core::sync::times`), as the sync responses send them.
+    pub fn trusted_times(&self, case_id: &str) -> Result<HashMap<String, Millis>> {
+        if !crate::db::is_storable(case_id) {
+            return Ok(HashMap::new());
+        }
+        Ok(self.db().read()?.trusted_times(case_id)?)
+    }
+
     /// The server's current copy of a document, if it has one.
     pub fn load_doc(&self, doc_id: &str) -> Result<Option<AutoCommit>> {
         if !crate::db::is_storable(doc_id) {

@@ -7,10 +7,11 @@ use gridcase_core::calendar::Calendar;
 use gridcase_core::deadline::{DeadlineInput, due_at};
 use gridcase_core::model::{Case, Millis};
 use gridcase_core::policy::{PolicySet, Stage};
+use gridcase_core::sync::times::with_trusted_times;
 use serde::Serialize;
 
 /// The key under which the trusted creation time of a case is kept beside its events' times.
-pub const CREATED_KEY: &str = "created";
+pub use gridcase_core::sync::CREATED_KEY;
 
 /// One row of the `cases` table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,21 +41,6 @@ pub struct Projection {
     pub needs_review: bool,
 }
 
-/// The case with every recorded device time replaced by the server-trusted time, where the
-/// server has one (`trusted` maps timeline event ids and [`CREATED_KEY`] to trusted instants).
-pub fn trusted_case(case: &Case, trusted: &HashMap<String, Millis>) -> Case {
-    let mut case = case.clone();
-    if let Some(at) = trusted.get(CREATED_KEY) {
-        case.created_at = *at;
-    }
-    for event in &mut case.timeline {
-        if let Some(at) = trusted.get(&event.id) {
-            event.at = *at;
-        }
-    }
-    case
-}
-
 /// Computes the projection row of `case`. Deadlines come from the deadline engine over the
 /// trusted times, never from a phone's clock directly.
 pub fn project(
@@ -63,7 +49,7 @@ pub fn project(
     policy: &PolicySet,
     calendar: &Calendar,
 ) -> Projection {
-    let corrected = trusted_case(case, trusted);
+    let corrected = with_trusted_times(case, trusted, 0);
     let input = DeadlineInput::from_case(&corrected);
     let stage = Stage::for_status(case.status);
     let due = due_at(&input, policy, calendar);
@@ -88,10 +74,4 @@ pub fn project(
         paused: policy.pause_during_extension && case.extension_pending,
         needs_review: case.needs_review,
     }
-}
-
-/// The time the server trusts for an event a device recorded at `device_at`: corrected by the
-/// device's measured offset and never later than its arrival.
-pub fn trusted_time(device_at: Millis, offset: Millis, received_at: Millis) -> Millis {
-    gridcase_core::sync::corrected_time(device_at, offset, received_at)
 }

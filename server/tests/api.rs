@@ -338,6 +338,30 @@ async fn undecodable_bodies_get_the_wire_error_code(backend: Backend) {
     }
 }
 
+/// A phone still on protocol 1 is served, in protocol 1; a protocol-2 phone gets the trusted
+/// times of the case it pushed.
+async fn protocol_1_phones_are_answered_in_protocol_1(backend: Backend) {
+    let env = Env::new(backend);
+    let app = env.app();
+    let mut phone = env.phone("w1", Role::GridWorker, "330604101");
+    phone.new_case("case-1", "330604101201", T0 - DAY);
+    let mut old = encode_request(&phone.request(&["case-1"], T0 - DAY));
+    old[4..6].copy_from_slice(&1u16.to_be_bytes());
+    let (status, body) = send(&app, Some(&phone.token), old).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body[4..6], &[0, 1]);
+    let response = decode_response(&body).unwrap();
+    assert!(accepted(&response.results[0]));
+    // The same request in protocol 2 (acknowledged again) carries the case's trusted times:
+    // the phone's clock was a day behind, so corrected to the server's time.
+    let request = phone.request(&["case-1"], T0 - DAY);
+    let response = sync(&app, &mut phone, &request).await;
+    assert_eq!(response.times.len(), 1);
+    assert_eq!(response.times[0].case_id, "case-1");
+    assert!(!response.times[0].times.is_empty());
+    assert!(response.times[0].times.iter().all(|t| t.at == T0));
+}
+
 async fn oversized_bodies_are_refused(backend: Backend) {
     let env = Env::new(backend);
     let mut state = env.state();
@@ -892,6 +916,7 @@ gridcase_server::backend_tests!(async:
     missing_or_unknown_tokens_are_unauthorized,
     revoked_devices_are_told_to_wipe,
     undecodable_bodies_get_the_wire_error_code,
+    protocol_1_phones_are_answered_in_protocol_1,
     oversized_bodies_are_refused,
     admin_routes_need_the_admin_token,
     a_case_reaches_the_township_but_not_the_neighbours,

@@ -277,9 +277,10 @@ async fn undecodable_sync_bodies_are_refused_and_store_nothing(backend: Backend)
 
     let mut random = vec![0u8; 4096];
     StdRng::seed_from_u64(5).fill(&mut random[..]);
-    let previous = gridcase_core::sync::wire::PROTOCOL_VERSION - 1;
-    let mut version_old = real.clone();
-    version_old[4..6].copy_from_slice(&previous.to_be_bytes());
+    let mut version_0 = real.clone();
+    version_0[4..6].copy_from_slice(&0u16.to_be_bytes());
+    let mut version_next = real.clone();
+    version_next[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
     let mut version_max = real.clone();
     version_max[4..6].copy_from_slice(&u16::MAX.to_be_bytes());
     let mut wrong_magic = real.clone();
@@ -299,7 +300,8 @@ async fn undecodable_sync_bodies_are_refused_and_store_nothing(backend: Backend)
         ("wrong magic", wrong_magic, "bad_magic"),
         ("magic prefix only", b"GC".to_vec(), "truncated"),
         ("magic without version", b"GCSY\x00".to_vec(), "truncated"),
-        ("the previous version", version_old, "unsupported_version"),
+        ("unknown version 0", version_0, "unsupported_version"),
+        ("unknown next version", version_next, "unsupported_version"),
         ("unknown version 65535", version_max, "unsupported_version"),
         ("not zstd", framed(b"garbage"), "bad_compression"),
         ("garbage postcard", garbage_postcard, "bad_message"),

@@ -3,6 +3,7 @@
 use gridcase_core::doc::{CaseDoc, FieldEdit};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Role, Status};
+use gridcase_core::sync::times::with_trusted_times;
 use gridcase_tests::{Backend, T0, TestPhone, TestServer, new_case};
 
 fn concurrent_offline_edits_converge_everywhere(backend: Backend) {
@@ -87,13 +88,16 @@ fn concurrent_offline_edits_converge_everywhere(backend: Backend) {
     assert_eq!(merged.status, Status::Dispatched);
     assert_eq!(merged.notes.len(), 1);
 
-    // The server's own copy reads the same.
+    // The server's own copy reads the same, with the times it vouched for (which the phones
+    // show in place of their own).
     let server_doc = server
         .store
         .load_doc("c-1")
         .unwrap()
         .expect("server holds the case");
     let server_case = CaseDoc::from_automerge(server_doc).unwrap().read().unwrap();
+    let trusted = server.store.trusted_times("c-1").unwrap();
+    let server_case = with_trusted_times(&server_case, &trusted, 0);
     assert_eq!(&server_case, merged);
     // Nothing left to send anywhere.
     for p in [&li, &wang, &zhao] {

@@ -25,6 +25,7 @@ use gridcase_core::phone::queries::CaseList;
 use gridcase_core::phone::{Phone, PhoneError, Transport, TransportError};
 use gridcase_core::rules::SourcedRules;
 use gridcase_core::store::{Page, StoreKey};
+use gridcase_core::sync::times::with_trusted_times;
 use gridcase_core::sync::{PushResult, wire};
 use gridcase_server::db::Location;
 use gridcase_server::http::{AppState, spawn};
@@ -445,6 +446,9 @@ fn check_identical(phones: &[CrashPhone], store: &Store, round: u64) -> usize {
             .unwrap()
             .unwrap_or_else(|| panic!("round {round}: the server lacks case {id}"));
         let on_server = CaseDoc::from_automerge(doc).unwrap().read().unwrap();
+        // With the times the server vouched for, which the phones show.
+        let trusted = store.trusted_times(id).unwrap();
+        let on_server = with_trusted_times(&on_server, &trusted, 0);
         assert_eq!(
             on_server, first,
             "round {round}: the server reads case {id} differently from the phones"

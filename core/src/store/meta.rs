@@ -186,6 +186,13 @@ pub fn record_page(conn: &Connection, page: &PageRecord<'_>) -> Result<(), Store
     delete(conn, LAST_ERROR)
 }
 
+/// Server time minus this phone's time, as the last sync measured it (0 before any sync).
+pub fn clock_offset(conn: &Connection) -> Result<Millis, StoreError> {
+    Ok(get(conn, SERVER_OFFSET)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
 pub fn last_sync_at(conn: &Connection) -> Result<Option<Millis>, StoreError> {
     Ok(get(conn, LAST_SYNC)?.and_then(|v| v.parse().ok()))
 }

@@ -10,7 +10,8 @@
 //! - `cases` ([`projection`], [`queries`]): a projection of each case for the lists, written in
 //!   the same transaction as the changes it reflects, so lists never load a CRDT.
 //! - `meta` ([`meta`]): device token and id, the actor nonce, the identity learnt from the
-//!   server, the sync position, the last sync time and error.
+//!   server, the sync position, the last sync time and error, the last measured clock offset.
+//! - `event_times` ([`times`]): the trusted times the server vouched for, per case and event.
 //!
 //! Two connections share the file: the app's (edits and reads) and the sync's. Writes take the
 //! write lock when they begin ([`Store::write`], `BEGIN IMMEDIATE`), so two writers queue on
@@ -26,6 +27,7 @@ pub mod meta;
 pub mod projection;
 pub mod queries;
 pub mod schema;
+pub mod times;
 
 use std::path::Path;
 use std::time::Duration;
@@ -132,7 +134,14 @@ impl Store {
     /// gone from disk too.
     pub fn wipe(&mut self) -> Result<(), StoreError> {
         let tx = self.write()?;
-        for table in ["doc_changes", "docs", "cases", "refetch", "meta"] {
+        for table in [
+            "doc_changes",
+            "docs",
+            "cases",
+            "refetch",
+            "event_times",
+            "meta",
+        ] {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
         }
         tx.commit()?;

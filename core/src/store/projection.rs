@@ -38,8 +38,9 @@ pub struct DueColumns {
     pub calendar_version: Option<String>,
 }
 
-/// The due instant of the case's current stage, by the times its replica records (all a phone
-/// has offline). The one place the projection asks the deadline engine.
+/// The due instant of the case's current stage, by the times in `case`: [`upsert`] passes the
+/// case as `super::times::vouched` shows it (the server's times where it vouched for them).
+/// The one place the projection asks the deadline engine.
 pub fn due_columns(case: &Case, rules: &Rules) -> DueColumns {
     let input = DeadlineInput::from_case(case);
     match deadline::due_at(&input, &rules.policy, &rules.calendar) {
@@ -62,7 +63,7 @@ pub fn upsert(
     rules: &Rules,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let due = due_columns(case, rules);
+    let due = due_columns(&super::times::vouched(conn, case)?, rules);
     conn.execute(
         "INSERT INTO cases (case_id, number, title, status, case_type, urgency, priority,
             area_code, assignee, responsible_unit, created_by, stage, due_at, needs_review,

@@ -105,6 +105,24 @@ pub const MIGRATIONS: &[Migration] = &[
         ",
         reproject: false,
     },
+    // v4: the trusted times the server vouched for (protocol 2); the lists' due instants are
+    // computed from them. An upgraded phone forgets its cursor, so its next sync is a restore
+    // that brings every case in scope again with its times (held documents merge, pending
+    // changes are pushed as usual); the rows of the cases it names are then recomputed.
+    Migration {
+        name: "server-vouched event times",
+        sql: "
+            CREATE TABLE event_times (
+                case_id  TEXT NOT NULL,
+                -- a timeline event id, or 'created' for the case's creation
+                event_id TEXT NOT NULL,
+                at       INTEGER NOT NULL,
+                PRIMARY KEY (case_id, event_id)
+            ) WITHOUT ROWID;
+            DELETE FROM meta WHERE key = 'cursor';
+        ",
+        reproject: false,
+    },
 ];
 
 /// The schema version this code writes.

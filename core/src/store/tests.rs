@@ -209,7 +209,7 @@ fn a_newer_database_is_refused() {
         Store::open(&path, None),
         Err(StoreError::TooNew {
             found: 99,
-            supported: 3
+            supported: 4
         })
     ));
 }
@@ -523,4 +523,104 @@ fn lists_page_with_offset_and_limit() {
         (ids.as_slice(), recent.next_offset),
         (&["p6", "p5"][..], Some(2))
     );
+}
+
+/// The server's times replace the phone's in the projection; an unvouched event takes the last
+/// measured offset; a case's times leave with it and with a wipe.
+#[test]
+fn vouched_times_drive_the_projection_and_leave_with_the_case() {
+    use crate::sync::{CREATED_KEY, CaseTimes, EventTime};
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, None).unwrap();
+    let mut doc = CaseDoc::create(
+        &new_case("c1", "噪音", "330604101201"),
+        &worker(),
+        actor(),
+        T0,
+    )
+    .unwrap();
+    doc.act(&Action::Register, &worker(), T0 + 1_000).unwrap();
+    let case = doc.read().unwrap();
+    let register = case.timeline[0].id.clone();
+    let started = |store: &Store| -> Option<i64> {
+        store
+            .conn()
+            .query_row(
+                "SELECT stage_started_at FROM cases WHERE case_id = 'c1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let tx = store.write().unwrap();
+    let position = meta::SyncPosition::default();
+    let page = |offset| meta::PageRecord {
+        position: &position,
+        synced_at: T0,
+        clock_offset: offset,
+    };
+    meta::record_page(&tx, &page(500)).unwrap();
+    projection::upsert(&tx, &case, &Rules::default(), T0).unwrap();
+    tx.commit().unwrap();
+    // Not vouched for yet: the phone's time plus the last measured offset.
+    assert_eq!(started(&store), Some(T0 + 1_500));
+
+    let tx = store.write().unwrap();
+    let vouched = CaseTimes {
+        case_id: "c1".into(),
+        times: vec![
+            EventTime {
+                event: CREATED_KEY.into(),
+                at: T0 - 7,
+            },
+            EventTime {
+                event: register,
+                at: T0 + 200,
+            },
+        ],
+    };
+    times::store(&tx, std::slice::from_ref(&vouched)).unwrap();
+    times::store(&tx, &[vouched]).unwrap();
+    projection::upsert(&tx, &case, &Rules::default(), T0).unwrap();
+    let shown = times::vouched(&tx, &case).unwrap();
+    assert_eq!(shown.created_at, T0 - 7);
+    assert_eq!(shown.timeline[0].at, T0 + 200);
+    assert_eq!(times::server_now(&tx, T0).unwrap(), T0 + 500);
+    tx.commit().unwrap();
+    assert_eq!(started(&store), Some(T0 + 200));
+
+    let tx = store.write().unwrap();
+    times::delete(&tx, "c1").unwrap();
+    assert!(times::load(&tx, "c1").unwrap().is_empty());
+    times::store(
+        &tx,
+        &[CaseTimes {
+            case_id: "c2".into(),
+            times: vec![EventTime {
+                event: CREATED_KEY.into(),
+                at: 1,
+            }],
+        }],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    store.wipe().unwrap();
+    assert!(times::load(store.conn(), "c2").unwrap().is_empty());
+}
+
+/// A phone upgraded to the schema with trusted times restores once, to get every case's times.
+#[test]
+fn the_upgrade_to_trusted_times_restores_once() {
+    let (_dir, path) = temp();
+    {
+        let conn = Connection::open(&path).unwrap();
+        for step in &schema::MIGRATIONS[..3] {
+            conn.execute_batch(step.sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        meta::set(&conn, "cursor", "42").unwrap();
+    }
+    let store = Store::open(&path, None).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(meta::sync_position(store.conn()).unwrap().cursor, 0);
 }

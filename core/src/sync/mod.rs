@@ -11,7 +11,10 @@
 //! sends an Automerge sync message for that document instead and the server answers in kind.
 
 pub mod limits;
+pub mod times;
 pub mod wire;
+
+pub use times::{CREATED_KEY, CaseTimes, DeviceClock, EventTime, causal_floor, trusted_time};
 
 use serde::{Deserialize, Serialize};
 
@@ -91,7 +94,13 @@ pub struct SyncResponse {
     pub restore: Option<RestoreToken>,
     /// How many documents are still to come in later pages (progress for a restore).
     pub remaining: u64,
-    /// The server's deadline rules, when they are newer than the request's `rules_version`.
+    /// The trusted times of every case whose document this response sends or acknowledges
+    /// (protocol 2; empty from a protocol-1 server). The phone shows these instead of its
+    /// own and computes due instants from them ([`times`]).
+    #[serde(default)]
+    pub times: Vec<CaseTimes>,
+    /// The server's deadline rules, when they are newer than the request's `rules_version`
+    /// (protocol 2).
     pub rules: Option<RulesUpdate>,
 }
 
@@ -193,10 +202,4 @@ pub struct Identity {
 /// Measured offset of a phone's clock: add it to a device time to get server time.
 pub fn clock_offset(device_time: Millis, server_time: Millis) -> Millis {
     server_time - device_time
-}
-
-/// A device time corrected by the measured offset, never later than when the server received
-/// it: an event cannot have happened after it arrived.
-pub fn corrected_time(device_time: Millis, offset: Millis, received_at: Millis) -> Millis {
-    device_time.saturating_add(offset).min(received_at)
 }

@@ -8,7 +8,21 @@ use serde::de::DeserializeOwned;
 use super::{SyncRequest, SyncResponse};
 
 pub const MAGIC: &[u8; 4] = b"GCSY";
+/// Version 2 added fields at the end of both messages, nothing else: the trusted times and the
+/// deadline rules to the response (`SyncResponse::times`, `rules`), the rules version and the
+/// page's byte budget to the request (`SyncRequest::rules_version`, `page_bytes`).
 pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest version still read and answered. A version-1 message is a version-2 message
+/// without the trailing fields, so decoding one appends their empty values; a version-1 phone
+/// is answered with a version-1 header over the version-2 body, whose trailing fields it does
+/// not read (postcard ignores trailing bytes).
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// What a version-1 response lacks at its end: an empty `times` (a postcard length of 0) and
+/// no `rules` (`None`).
+const V1_RESPONSE_TAIL: &[u8] = &[0, 0];
+/// What a version-1 request lacks at its end: `rules_version` 0 and `page_bytes` 0 (the
+/// server's default).
+const V1_REQUEST_TAIL: &[u8] = &[0, 0];
 /// A decoded message may not exceed this, whatever its compressed size: it bounds what a
 /// forged body can make the server allocate.
 pub const MAX_DECODED_BYTES: usize = 64 * 1024 * 1024;
@@ -45,17 +59,18 @@ impl WireError {
     }
 }
 
-fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+fn encode<T: Serialize>(message: &T, version: u16) -> Vec<u8> {
     let plain = postcard::to_allocvec(message).expect("sync messages always serialize");
     let compressed = zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses in memory");
     let mut out = Vec::with_capacity(6 + compressed.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(&compressed);
     out
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+/// Decodes a message of any supported version; `v1_tail` completes a version-1 body.
+fn decode<T: DeserializeOwned>(bytes: &[u8], v1_tail: &[u8]) -> Result<(u16, T), WireError> {
     if bytes.len() < 4 {
         return Err(if MAGIC.starts_with(bytes) {
             WireError::Truncated
@@ -70,33 +85,51 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
         return Err(WireError::Truncated);
     };
     let version = u16::from_be_bytes([version[0], version[1]]);
-    if version != PROTOCOL_VERSION {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
         return Err(WireError::UnsupportedVersion { found: version });
     }
-    let plain = zstd::bulk::decompress(&bytes[6..], MAX_DECODED_BYTES)
+    let mut plain = zstd::bulk::decompress(&bytes[6..], MAX_DECODED_BYTES)
         .map_err(|_| WireError::Decompress)?;
-    postcard::from_bytes(&plain).map_err(|e| WireError::Decode(e.to_string()))
+    if version == 1 {
+        plain.extend_from_slice(v1_tail);
+    }
+    let message = postcard::from_bytes(&plain).map_err(|e| WireError::Decode(e.to_string()))?;
+    Ok((version, message))
 }
 
 pub fn encode_request(request: &SyncRequest) -> Vec<u8> {
-    encode(request)
+    encode(request, PROTOCOL_VERSION)
 }
 
 pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
-    decode(bytes)
+    decode_request_versioned(bytes).map(|(_, request)| request)
+}
+
+/// The request and the protocol version it came in, to answer in the same version.
+pub fn decode_request_versioned(bytes: &[u8]) -> Result<(u16, SyncRequest), WireError> {
+    decode(bytes, V1_REQUEST_TAIL)
 }
 
 pub fn encode_response(response: &SyncResponse) -> Vec<u8> {
-    encode(response)
+    encode(response, PROTOCOL_VERSION)
+}
+
+/// The response framed for a phone that spoke `version` (see [`MIN_PROTOCOL_VERSION`]).
+pub fn encode_response_for(version: u16, response: &SyncResponse) -> Vec<u8> {
+    encode(
+        response,
+        version.clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
+    )
 }
 
 pub fn decode_response(bytes: &[u8]) -> Result<SyncResponse, WireError> {
-    decode(bytes)
+    decode(bytes, V1_RESPONSE_TAIL).map(|(_, response)| response)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Millis;
 
     /// Magic and this side's protocol version: a frame that is valid up to its payload.
     fn header() -> Vec<u8> {
@@ -224,5 +257,100 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decode_response(&encode_response(&resp)).unwrap(), resp);
+    }
+
+    fn with_times() -> SyncResponse {
+        SyncResponse {
+            server_time: 5,
+            cursor: 42,
+            times: vec![CaseTimes {
+                case_id: "c".into(),
+                times: vec![EventTime {
+                    event: CREATED_KEY.into(),
+                    at: 7,
+                }],
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Golden bytes: the version-2 body of a response with one trusted time. A change to the
+    /// layout fails here, as a reminder to bump the protocol version.
+    #[test]
+    fn version_2_response_layout_is_pinned() {
+        let plain = postcard::to_allocvec(&with_times()).unwrap();
+        assert_eq!(
+            plain,
+            [
+                10, 0, 0, 0, 0, 0, 0, 0, 0, 42, 0, 0, 1, 1, b'c', 1, 7, b'c', b'r', b'e', b'a',
+                b't', b'e', b'd', 14, 0
+            ]
+        );
+        assert_eq!(&encode_response(&with_times())[4..6], &[0, 2]);
+    }
+
+    /// A version-1 phone and a version-2 server understand each other both ways.
+    #[test]
+    fn version_1_peers_are_understood() {
+        // A version-1 request decodes, and says so; the fields it lacks take their defaults.
+        let old_request = V1Request {
+            device_time: 3,
+            cursor: 9,
+            restore: None,
+            page_size: 50,
+            pushes: vec![],
+            catch_up: vec![],
+        };
+        let mut v1 = b"GCSY\x00\x01".to_vec();
+        let body = postcard::to_allocvec(&old_request).unwrap();
+        v1.extend_from_slice(&zstd::bulk::compress(&body, 1).unwrap());
+        let (version, request) = decode_request_versioned(&v1).unwrap();
+        assert_eq!(version, 1);
+        assert_eq!((request.cursor, request.page_size), (9, 50));
+        assert_eq!((request.rules_version, request.page_bytes), (0, 0));
+        // Answered in version 1: what a version-1 phone decodes is the response without times.
+        let answer = encode_response_for(1, &with_times());
+        assert_eq!(&answer[4..6], &[0, 1]);
+        let plain = zstd::bulk::decompress(&answer[6..], MAX_DECODED_BYTES).unwrap();
+        let old: V1Response = postcard::from_bytes(&plain).unwrap();
+        assert_eq!(old.cursor, 42);
+        // A version-1 server's response (no times at all) decodes with none.
+        let old_plain = postcard::to_allocvec(&old).unwrap();
+        let mut framed = b"GCSY\x00\x01".to_vec();
+        framed.extend_from_slice(&zstd::bulk::compress(&old_plain, 1).unwrap());
+        let decoded = decode_response(&framed).unwrap();
+        assert_eq!(decoded.cursor, 42);
+        assert!(decoded.times.is_empty());
+        // The same body framed as version 2 is truncated: the tail is only added for version 1.
+        framed[4..6].copy_from_slice(&2u16.to_be_bytes());
+        assert!(matches!(
+            decode_response(&framed),
+            Err(WireError::Decode(_))
+        ));
+    }
+
+    /// `SyncRequest` as protocol 1 had it.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct V1Request {
+        device_time: Millis,
+        cursor: u64,
+        restore: Option<RestoreToken>,
+        page_size: u32,
+        pushes: Vec<DocPush>,
+        catch_up: Vec<CatchUp>,
+    }
+
+    /// `SyncResponse` as protocol 1 had it.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct V1Response {
+        server_time: Millis,
+        identity: Identity,
+        results: Vec<PushResult>,
+        docs: Vec<DocUpdate>,
+        catch_up: Vec<CatchUp>,
+        evict: Vec<DocId>,
+        cursor: u64,
+        restore: Option<RestoreToken>,
+        remaining: u64,
     }
 }

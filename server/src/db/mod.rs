@@ -378,6 +378,9 @@ pub trait ReadView {
     fn holds(&mut self, device: &str, doc_id: &str) -> Result<bool>;
     /// What the last recorded sync wrote about the device (`None`: unknown device).
     fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>>;
+    /// When the device was enrolled and when it last synced (`None`: never), for the causal
+    /// floor of its trusted times (`gridcase_core::sync::causal_floor`).
+    fn device_times(&mut self, device: &str) -> Result<Option<(Millis, Option<Millis>)>>;
     /// Feed rows after `after` of documents in `scope`, in sequence order, at most `limit`.
     fn feed(
         &mut self,

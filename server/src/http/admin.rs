@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use gridcase_core::doc::{CaseDoc, PersonalDoc, mask_phone, personal_doc_id};
 use gridcase_core::model::Millis;
+use gridcase_core::sync::times::with_trusted_times;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -301,6 +302,8 @@ pub fn case_detail(store: &Store, id: &str) -> Result<serde_json::Value, AppErro
     let case = CaseDoc::from_automerge(doc)
         .and_then(|d| d.read())
         .map_err(|e| AppError::Internal(format!("case {id} does not read: {e}")))?;
+    // The times the server vouched for, as the phones show them.
+    let case = with_trusted_times(&case, &store.trusted_times(id)?, 0);
     let complainant = store.load_doc(&personal_doc_id(id))?.map(|doc| {
         let c = PersonalDoc::from_automerge(doc).read();
         json!({"name": c.name, "phone": mask_phone(&c.phone), "anonymous": c.anonymous})

@@ -240,17 +240,18 @@ async fn sync(
     let store = state.store.clone();
     let metrics = state.metrics.clone();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AppError> {
-        let request = wire::decode_request(&bytes).map_err(|e| AppError::BadRequest {
-            code: e.code(),
-            message: e.to_string(),
-        })?;
+        let (version, request) =
+            wire::decode_request_versioned(&bytes).map_err(|e| AppError::BadRequest {
+                code: e.code(),
+                message: e.to_string(),
+            })?;
         crate::sync::check_request_size(&request).map_err(|(code, message)| AppError::Refused {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code,
             message,
         })?;
         let response = store.sync(&device, &request, now)?;
-        let encoded = wire::encode_response(&response);
+        let encoded = wire::encode_response_for(version, &response);
         metrics.sync_answered(bytes.len(), &response, encoded.len());
         Ok(encoded)
     })

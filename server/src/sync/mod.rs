@@ -15,7 +15,9 @@ use std::collections::HashSet;
 use automerge::ChangeHash;
 use gridcase_core::doc::split_doc_id;
 use gridcase_core::model::Millis;
-use gridcase_core::sync::{PushResult, SyncRequest, SyncResponse, clock_offset};
+use gridcase_core::sync::{
+    DeviceClock, PushResult, SyncRequest, SyncResponse, causal_floor, clock_offset,
+};
 
 pub use check::{check_actors, check_doc_id, decode_push, pushed_heads};
 
@@ -96,6 +98,7 @@ impl Store {
         now: Millis,
     ) -> Result<SyncResponse> {
         let offset = clock_offset(request.device_time, now);
+        let clock = self.device_clock(&device.device_id, offset, now)?;
         let scope = device.scope();
         let mut record = SyncRecord {
             device_id: device.device_id.clone(),
@@ -112,7 +115,7 @@ impl Store {
         let mut accepted: Vec<(String, Vec<ChangeHash>)> = Vec::new();
         for i in order {
             let push = &request.pushes[i];
-            let pushed = self.push_doc(device, push, offset, now)?;
+            let pushed = self.push_doc(device, push, clock, now)?;
             if let Some(heads) = pushed.sent_heads {
                 accepted.push((push.doc_id.clone(), heads));
             }
@@ -134,6 +137,7 @@ impl Store {
         let mut page = responder.page(request, scope_changed)?;
         responder.after_pushes(&accepted, &mut page.docs)?;
         let catch_up = responder.catch_up(&request.catch_up)?;
+        let times = responder.times(&accepted, &page.docs, &catch_up)?;
         let evict = responder.evictions(changed_after)?;
         let holds = std::mem::take(&mut responder.holds);
         drop(view);
@@ -156,8 +160,17 @@ impl Store {
             cursor: page.cursor,
             restore: page.restore,
             remaining: page.remaining,
+            times,
             rules: self.rules_for(request.rules_version),
         })
+    }
+
+    /// The device's clock as this request shows it: the measured offset and the causal floor
+    /// of what it pushes now (its enrolment, or its previous sync).
+    fn device_clock(&self, device: &str, offset: Millis, now: Millis) -> Result<DeviceClock> {
+        let times = self.db().read()?.device_times(device)?;
+        let floor = times.map_or(now, |(enrolled, last)| causal_floor(enrolled, last));
+        Ok(DeviceClock { offset, floor })
     }
 }
 

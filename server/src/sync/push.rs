@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use automerge::{Change, ChangeHash};
 use gridcase_core::doc::split_doc_id;
 use gridcase_core::model::Millis;
-use gridcase_core::sync::{DocPush, PushResult, RejectCode, Rejection};
+use gridcase_core::sync::{DeviceClock, DocPush, PushResult, RejectCode, Rejection};
 
 use super::check::{
     JudgeContext, Judged, check_actors, check_doc_id, decode_push, judge, new_changes,
@@ -67,7 +67,7 @@ impl Store {
         &self,
         device: &DeviceCtx,
         push: &DocPush,
-        offset: Millis,
+        clock: DeviceClock,
         now: Millis,
     ) -> Result<Pushed> {
         let doc_id = push.doc_id.as_str();
@@ -80,7 +80,7 @@ impl Store {
         let _turn = self.db().case_turn(case_id)?;
         for _ in 0..MAX_ATTEMPTS {
             let base = self.read_base(device, doc_id)?;
-            let verdict = self.attempt(device, doc_id, &changes, base, offset, now)?;
+            let verdict = self.attempt(device, doc_id, &changes, base, clock, now)?;
             let (heads, holds) = match verdict {
                 Verdict::Rejected(reason) => return self.refuse(device, push, reason, now),
                 Verdict::Raced => continue,
@@ -130,7 +130,7 @@ impl Store {
         doc_id: &str,
         pushed: &[Change],
         mut base: Base,
-        offset: Millis,
+        clock: DeviceClock,
         now: Millis,
     ) -> Result<Verdict> {
         let new = new_changes(&mut base.loaded.doc, pushed);
@@ -187,7 +187,7 @@ impl Store {
                 writer: Writer {
                     device: Some(&device.device_id),
                     user: &device.user_id,
-                    offset,
+                    clock,
                 },
                 holder,
                 now,
@@ -198,7 +198,7 @@ impl Store {
         write.audit.extend(
             reveals
                 .iter()
-                .map(|(by, at)| audit::reveal_on_phone(by, *at, doc_id, offset, now)),
+                .map(|(by, at)| audit::reveal_on_phone(by, *at, doc_id, clock, now)),
         );
         match self.db().commit_doc(&write)? {
             Commit::Committed { .. } => Ok(Verdict::Committed { heads }),

@@ -4,12 +4,14 @@
 //! scope (the SQL of `crate::scope` selects pages; its Rust twin checks single documents), and
 //! every document sent whole or caught up is recorded as held, at the end of the sync.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use automerge::ChangeHash;
 use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{personal_doc_id, split_doc_id};
-use gridcase_core::sync::{CatchUp, DocUpdate, Payload, RestoreToken, SyncRequest, limits};
+use gridcase_core::sync::{
+    CaseTimes, CatchUp, DocUpdate, Payload, RestoreToken, SyncRequest, limits,
+};
 
 use super::{FEED_ROW_CAP, page_bytes, page_size};
 use crate::db::{ReadView, Seq, blob_to_heads};
@@ -306,6 +308,37 @@ impl Responder<'_> {
             self.holds.push(ask.doc_id.clone());
         }
         Ok(answers)
+    }
+
+    /// The trusted times of every case this response sends (`docs`, catch-up answers) or
+    /// acknowledges (`accepted`, where still in scope), so that the phone shows the server's
+    /// times and due instants. Sent whole each time: a case has tens of events, and the phone
+    /// then needs no bookkeeping of which it has.
+    pub fn times(
+        &mut self,
+        accepted: &[(String, Vec<ChangeHash>)],
+        docs: &[DocUpdate],
+        catch_up: &[CatchUp],
+    ) -> Result<Vec<CaseTimes>> {
+        let mut cases = BTreeSet::new();
+        for (doc_id, _) in accepted {
+            if self.in_scope(doc_id)? {
+                cases.insert(split_doc_id(doc_id).0.to_owned());
+            }
+        }
+        let sent = docs.iter().map(|d| &d.doc_id);
+        cases.extend(
+            sent.chain(catch_up.iter().map(|c| &c.doc_id))
+                .map(|id| split_doc_id(id).0.to_owned()),
+        );
+        let mut out = Vec::with_capacity(cases.len());
+        for case_id in cases {
+            let times = self.view.trusted_times(&case_id)?;
+            if !times.is_empty() {
+                out.push(CaseTimes::from_map(&case_id, &times));
+            }
+        }
+        Ok(out)
     }
 
     /// Documents the device holds that left its scope; forgotten once the sync is recorded.

@@ -23,7 +23,7 @@ use crate::phone::{PhoneError, RejectedDoc};
 use crate::store::docs::holds_all;
 use crate::store::meta::SyncPosition;
 use crate::sync::{
-    CatchUp, DocId, DocUpdate, Identity, Payload, PushResult, RejectCode, SyncRequest,
+    CaseTimes, CatchUp, DocId, DocUpdate, Identity, Payload, PushResult, RejectCode, SyncRequest,
     SyncResponse, clock_offset,
 };
 
@@ -110,6 +110,8 @@ pub struct PagePlan {
     pub identity: Option<Identity>,
     pub position: SyncPosition,
     pub clock_offset: Millis,
+    /// The trusted times the server vouched for, stored before the list rows are computed.
+    pub times: Vec<CaseTimes>,
     pub outcome: SyncOutcome,
 }
 
@@ -185,7 +187,7 @@ impl Working {
 
 /// Works out what `response` (the answer to `sent`) does to the documents in `held`.
 pub fn plan_page(
-    response: SyncResponse,
+    mut response: SyncResponse,
     sent: &SyncRequest,
     held: BTreeMap<DocId, Held>,
     actor: &ActorId,
@@ -216,7 +218,15 @@ pub fn plan_page(
     for doc_id in &response.evict {
         page.on_evict(doc_id);
     }
-    let rows = page.rows();
+    let times = std::mem::take(&mut response.times);
+    let mut rows = page.rows();
+    // A case whose times arrived without a change to it still shows them.
+    for case in &times {
+        let refresh = RowPlan::Refresh(case.case_id.clone());
+        if !rows.contains(&refresh) && !rows.contains(&RowPlan::Delete(case.case_id.clone())) {
+            rows.push(refresh);
+        }
+    }
     Ok(PagePlan {
         docs: page
             .working
@@ -231,6 +241,7 @@ pub fn plan_page(
             rules_version: sent.rules_version,
         },
         clock_offset: clock_offset(sent.device_time, response.server_time),
+        times,
         outcome: page.outcome,
     })
 }

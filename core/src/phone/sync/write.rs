@@ -15,6 +15,7 @@ use crate::rules::{self, RulesUpdate};
 use crate::store::docs::{self, Loaded};
 use crate::store::meta::{self, PageRecord};
 use crate::store::projection::{self, Rules};
+use crate::store::times;
 use crate::sync::DocId;
 
 /// The server's deadline rules from this page, stored and parsed, when they are newer than the
@@ -75,8 +76,9 @@ pub fn load_held(
     Ok(held)
 }
 
-/// Writes the plan: documents, then list rows, then the identity and the sync position. Fills
-/// in which cases could not be read.
+/// Writes the plan: documents, the identity, the sync position and clock offset, the trusted
+/// times, then the list rows (computed with those times and that offset). Fills in which cases
+/// could not be read.
 pub fn write_plan(
     conn: &Connection,
     mut plan: PagePlan,
@@ -87,9 +89,24 @@ pub fn write_plan(
     for (doc_id, doc_plan) in plan.docs.iter_mut() {
         write_doc(conn, doc_id, doc_plan, now)?;
     }
+    if let Some(identity) = &plan.identity {
+        meta::set_identity(conn, identity)?;
+    }
+    meta::record_page(
+        conn,
+        &PageRecord {
+            position: &plan.position,
+            synced_at: now,
+            clock_offset: plan.clock_offset,
+        },
+    )?;
+    times::store(conn, &plan.times)?;
     for row in &plan.rows {
         match row {
-            RowPlan::Delete(case_id) => projection::delete(conn, case_id)?,
+            RowPlan::Delete(case_id) => {
+                projection::delete(conn, case_id)?;
+                times::delete(conn, case_id)?;
+            }
             RowPlan::PendingMark(doc_id) => projection::refresh_has_pending(conn, doc_id)?,
             RowPlan::Refresh(case_id) => {
                 let doc = match plan.docs.get_mut(case_id).and_then(|p| p.doc.take()) {
@@ -106,17 +123,6 @@ pub fn write_plan(
             }
         }
     }
-    if let Some(identity) = &plan.identity {
-        meta::set_identity(conn, identity)?;
-    }
-    meta::record_page(
-        conn,
-        &PageRecord {
-            position: &plan.position,
-            synced_at: now,
-            clock_offset: plan.clock_offset,
-        },
-    )?;
     Ok(plan.outcome)
 }
 

@@ -456,7 +456,16 @@ fn evictions_spare_documents_with_pending_changes() {
         payload: Payload::Snapshot(server.save()),
         heads: raw(&server.heads()),
     }];
+    // With the time the server vouched for: the phone shows it.
+    resp.times = vec![crate::sync::CaseTimes {
+        case_id: "s1".into(),
+        times: vec![crate::sync::EventTime {
+            event: crate::sync::CREATED_KEY.into(),
+            at: T0 - 99,
+        }],
+    }];
     phone.apply_response(&resp, &request, T0 + 1).unwrap();
+    assert_eq!(phone.get_case("s1").unwrap().case.created_at, T0 - 99);
     phone
         .create_case(&new_case("c1", "噪音", "330604101201"), None, T0 + 2)
         .unwrap();
@@ -468,6 +477,9 @@ fn evictions_spare_documents_with_pending_changes() {
     assert!(phone.summary("s1").unwrap().is_none());
     assert!(loaded(&phone, "s1").is_none());
     assert!(phone.summary("c1").unwrap().is_some());
+    // Its times leave with it.
+    let times = crate::store::times::load(phone.app().conn(), "s1").unwrap();
+    assert!(times.is_empty());
 }
 
 #[test]

@@ -352,6 +352,16 @@ impl ReadView for PgRead {
             .is_some())
     }
 
+    fn device_times(&mut self, device: &str) -> Result<Option<(Millis, Option<Millis>)>> {
+        Ok(self
+            .conn
+            .query_opt(
+                "SELECT created_at, last_seen FROM devices WHERE id = $1",
+                &[&device],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
     fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>> {
         Ok(self
             .conn

@@ -299,6 +299,14 @@ impl ReadView for SqliteRead {
             .is_some())
     }
 
+    fn device_times(&mut self, device: &str) -> Result<Option<(Millis, Option<Millis>)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT created_at, last_seen FROM devices WHERE id = ?1")?
+            .query_row([device], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>> {
         Ok(self
             .conn
