@@ -3,10 +3,11 @@
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::quota::OverQuota;
 use crate::store::StoreError;
 
 /// An error answer: JSON `{"error": "<code>", "message": "..."}`. Internal details are logged,
@@ -14,8 +15,9 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum AppError {
     Unauthorized,
-    /// The device or user was revoked: the phone must wipe its data.
-    Revoked,
+    /// The device or user was revoked: the phone must wipe its data. `proof` (when the request
+    /// carried a nonce) shows the phone that the answer comes from a holder of its secret.
+    Revoked { proof: Option<String> },
     BadRequest {
         code: &'static str,
         message: String,
@@ -29,6 +31,14 @@ pub enum AppError {
     },
     NotFound(String),
     Internal(String),
+    /// 429: the device's quota for this period is used up.
+    OverQuota(OverQuota),
+}
+
+impl From<OverQuota> for AppError {
+    fn from(over: OverQuota) -> Self {
+        AppError::OverQuota(over)
+    }
 }
 
 impl From<StoreError> for AppError {
@@ -76,9 +86,9 @@ impl IntoResponse for AppError {
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "unauthorized", "message": "missing, malformed or unknown token"}),
             ),
-            AppError::Revoked => (
+            AppError::Revoked { proof } => (
                 StatusCode::UNAUTHORIZED,
-                json!({"error": "revoked", "wipe": true,
+                json!({"error": "revoked", "wipe": true, "proof": proof,
                        "message": "this device was revoked; delete its data"}),
             ),
             AppError::BadRequest { code, message } => (
@@ -98,6 +108,13 @@ impl IntoResponse for AppError {
                 StatusCode::NOT_FOUND,
                 json!({"error": "not_found", "message": format!("{what} not found")}),
             ),
+            AppError::OverQuota(OverQuota { what, retry_after }) => {
+                let body = json!({"error": "quota_exceeded", "retry_after": retry_after,
+                    "message": format!("this device sent too many {what} in this period; \
+                                        retry after {retry_after} s")});
+                let retry = [(header::RETRY_AFTER, retry_after.to_string())];
+                return (StatusCode::TOO_MANY_REQUESTS, retry, Json(body)).into_response();
+            }
             AppError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 (

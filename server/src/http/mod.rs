@@ -1,13 +1,19 @@
 //! The HTTP API: `GET /health`, `POST /v1/sync` for devices, and `/admin/…` for the admin token.
 //! Database work runs in `spawn_blocking`; requests of different devices run at the same time
-//! (the store keeps a pool of connections and locks nothing wider than one case).
+//! (the store keeps a pool of connections and locks nothing wider than one case). A sync
+//! request passes the device's quota, then its body must arrive within the body timeout; a
+//! heavy one (a body over [`HEAVY_BODY_BYTES`]) waits for one of a few heavy permits before it
+//! is decoded and judged, so a device sending maximal requests does not hold up the others.
 //!
 //! - [`auth`]: the [`auth::Device`] and [`auth::Admin`] extractors;
-//! - [`admin`]: the admin handlers; [`error`]: [`AppError`], the one error answer.
+//! - [`admin`]: the admin handlers; [`error`]: [`AppError`], the one error answer;
+//! - [`quota`]: per-device quotas; [`serve`]: the accept loop with a header read timeout.
 
 pub mod admin;
 pub mod auth;
 mod error;
+pub mod quota;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,18 +22,20 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gridcase_core::model::Millis;
 use gridcase_core::sync::wire;
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use admin::{MAX_LIST_LIMIT, case_detail, parse_instant};
 use auth::Device;
+use quota::{QuotaLimits, Quotas};
 
 use crate::store::Store;
 
@@ -47,6 +55,14 @@ pub fn now_millis() -> Millis {
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Default limit on handling one request (slow 2G uploads included).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default limit on receiving a request's line and headers (a few hundred bytes).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default limit on receiving a sync request's body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(90);
+/// A sync body larger than this is heavy: it is decoded and judged only with a heavy permit.
+pub const HEAVY_BODY_BYTES: usize = 1024 * 1024;
+/// Default number of heavy requests decoded and judged at once.
+pub const DEFAULT_HEAVY_REQUESTS: usize = 2;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -54,6 +70,11 @@ pub struct AppState {
     pub clock: Clock,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Time allowed to receive a sync request's body once its headers are in.
+    pub body_timeout: Duration,
+    pub quotas: Arc<Quotas>,
+    /// Permits for heavy requests (see [`HEAVY_BODY_BYTES`]).
+    pub heavy: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,7 +83,9 @@ impl std::fmt::Debug for AppState {
             .field("store", &self.store)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout", &self.request_timeout)
-            .finish()
+            .field("body_timeout", &self.body_timeout)
+            .field("quotas", &self.quotas.limits())
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,7 +96,20 @@ impl AppState {
             clock: system_clock(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            quotas: Arc::new(Quotas::new(QuotaLimits::default())),
+            heavy: Arc::new(Semaphore::new(DEFAULT_HEAVY_REQUESTS)),
         }
+    }
+
+    pub fn with_quotas(mut self, limits: QuotaLimits) -> Self {
+        self.quotas = Arc::new(Quotas::new(limits));
+        self
+    }
+
+    pub fn with_heavy_requests(mut self, permits: usize) -> Self {
+        self.heavy = Arc::new(Semaphore::new(permits.max(1)));
+        self
     }
 
     pub fn with_clock(mut self, clock: Clock) -> Self {
@@ -105,12 +141,26 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until the task is aborted (for tests and benchmarks).
+/// Serves `state` on `listener` until the task is aborted (for tests and benchmarks), with
+/// the default header timeout.
 pub fn spawn(
     listener: tokio::net::TcpListener,
     state: AppState,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    tokio::spawn(async move { axum::serve(listener, app(state)).await })
+    spawn_with(listener, state, DEFAULT_HEADER_TIMEOUT)
+}
+
+/// [`spawn`] with a header read timeout of its own.
+pub fn spawn_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    header_timeout: Duration,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let router = app(state);
+    tokio::spawn(async move {
+        let forever = std::future::pending();
+        serve::serve_until(listener, router, header_timeout, forever, Duration::ZERO).await
+    })
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -152,29 +202,43 @@ async fn json_errors(response: Response) -> Response {
     (status, Json(json!({"error": code, "message": message}))).into_response()
 }
 
-/// `POST /v1/sync`: one sync request of an authenticated device.
+/// `POST /v1/sync`: one sync request of an authenticated device: quota, body (within the body
+/// timeout), then decode, check and commit on a blocking thread (heavy bodies with a permit).
 async fn sync(
     Device(device): Device,
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|e| {
-            let too_large =
-                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
-                    e.source()
-                })
-                .any(|e| e.to_string().contains("length limit"));
-            if too_large {
-                AppError::TooLarge
-            } else {
-                AppError::BadRequest {
-                    code: "bad_body",
-                    message: "the request body could not be read".into(),
-                }
-            }
-        })?;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let quotas = state.quotas.clone();
+    let id = device.device_id.clone();
+    quotas.request(&id, announced, (state.clock)())?;
+    let bytes = tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.max_body_bytes),
+    )
+    .await
+    .map_err(|_| AppError::Refused {
+        status: StatusCode::REQUEST_TIMEOUT,
+        code: "timeout",
+        message: "the request body did not arrive in time".into(),
+    })?
+    .map_err(body_error)?;
+    let extra = (bytes.len() as u64).saturating_sub(announced);
+    if extra > 0 {
+        quotas.body(&id, extra, (state.clock)())?;
+    }
+    let _permit = if bytes.len() > HEAVY_BODY_BYTES {
+        Some(state.heavy.clone().acquire_owned().await.map_err(|_| {
+            AppError::Internal("the heavy request permits were closed".into())
+        })?)
+    } else {
+        None
+    };
     let now = (state.clock)();
     let store = state.store.clone();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AppError> {
@@ -187,6 +251,8 @@ async fn sync(
             code,
             message,
         })?;
+        let changes = request.pushes.iter().map(|p| p.changes.len() as u64).sum();
+        quotas.changes(&id, changes, now)?;
         let response = store.sync(&device, &request, now)?;
         Ok(wire::encode_response(&response))
     })
@@ -196,4 +262,20 @@ async fn sync(
         encoded,
     )
         .into_response())
+}
+
+/// A body that could not be read: over the size limit (413) or broken off (400).
+fn body_error(e: axum::Error) -> AppError {
+    let too_large = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .any(|e| e.to_string().contains("length limit"));
+    if too_large {
+        AppError::TooLarge
+    } else {
+        AppError::BadRequest {
+            code: "bad_body",
+            message: "the request body could not be read".into(),
+        }
+    }
 }
