@@ -2,8 +2,9 @@
 //! Database work runs in `spawn_blocking`; requests of different devices run at the same time
 //! (the store keeps a pool of connections and locks nothing wider than one case). A sync
 //! request passes the device's quota, then its body must arrive within the body timeout; a
-//! heavy one (a body over [`HEAVY_BODY_BYTES`]) waits for one of a few heavy permits before it
-//! is decoded and judged, so a device sending maximal requests does not hold up the others.
+//! heavy one (a body over [`HEAVY_BODY_BYTES`], or changes over [`HEAVY_OPS`] operations)
+//! waits for one of a few heavy permits before it is decoded or judged, so devices sending
+//! maximal requests do not hold up the others' small syncs.
 //!
 //! - [`auth`]: the [`auth::Device`] and [`auth::Admin`] extractors;
 //! - [`admin`]: the admin handlers; [`error`]: [`AppError`], the one error answer;
@@ -26,9 +27,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gridcase_core::model::Millis;
+use gridcase_core::sync::SyncRequest;
 use gridcase_core::sync::wire;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -61,6 +63,9 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(90);
 /// A sync body larger than this is heavy: it is decoded and judged only with a heavy permit.
 pub const HEAVY_BODY_BYTES: usize = 1024 * 1024;
+/// A sync request whose changes hold more operations than this is heavy: it is judged only with
+/// a heavy permit (a few hundred new cases stay below).
+pub const HEAVY_OPS: u64 = 100_000;
 /// Default number of heavy requests decoded and judged at once.
 pub const DEFAULT_HEAVY_REQUESTS: usize = 2;
 
@@ -232,36 +237,60 @@ async fn sync(
     if extra > 0 {
         quotas.body(&id, extra, (state.clock)())?;
     }
-    let _permit = if bytes.len() > HEAVY_BODY_BYTES {
-        Some(state.heavy.clone().acquire_owned().await.map_err(|_| {
-            AppError::Internal("the heavy request permits were closed".into())
-        })?)
-    } else {
-        None
-    };
+    let mut permit = None;
+    if bytes.len() > HEAVY_BODY_BYTES {
+        permit = Some(heavy_permit(&state).await?);
+    }
     let now = (state.clock)();
+    let (request, ops) =
+        tokio::task::spawn_blocking(move || decode_checked(&bytes, &quotas, &id, now)).await??;
+    if permit.is_none() && ops > HEAVY_OPS {
+        permit = Some(heavy_permit(&state).await?);
+    }
     let store = state.store.clone();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AppError> {
-        let request = wire::decode_request(&bytes).map_err(|e| AppError::BadRequest {
-            code: e.code(),
-            message: e.to_string(),
-        })?;
-        crate::sync::check_request_size(&request).map_err(|(code, message)| AppError::Refused {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code,
-            message,
-        })?;
-        let changes = request.pushes.iter().map(|p| p.changes.len() as u64).sum();
-        quotas.changes(&id, changes, now)?;
         let response = store.sync(&device, &request, now)?;
         Ok(wire::encode_response(&response))
     })
     .await??;
+    drop(permit);
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         encoded,
     )
         .into_response())
+}
+
+async fn heavy_permit(state: &AppState) -> Result<OwnedSemaphorePermit, AppError> {
+    state
+        .heavy
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| AppError::Internal("the heavy request permits were closed".into()))
+}
+
+/// Decodes a sync body, refuses it if it is too large or its changes exceed the device's
+/// quota, and counts its operations.
+fn decode_checked(
+    bytes: &[u8],
+    quotas: &Quotas,
+    device: &str,
+    now: Millis,
+) -> Result<(SyncRequest, u64), AppError> {
+    let request = wire::decode_request(bytes).map_err(|e| AppError::BadRequest {
+        code: e.code(),
+        message: e.to_string(),
+    })?;
+    let ops =
+        crate::sync::check_request_size(&request).map_err(|(code, message)| AppError::Refused {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code,
+            message,
+        })?;
+    let changes = request.pushes.iter().map(|p| p.changes.len() as u64).sum();
+    quotas.changes(device, changes, now)?;
+    Ok((request, ops))
 }
 
 /// A body that could not be read: over the size limit (413) or broken off (400).
