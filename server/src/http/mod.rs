@@ -68,6 +68,9 @@ pub const HEAVY_BODY_BYTES: usize = 1024 * 1024;
 pub const HEAVY_OPS: u64 = 100_000;
 /// Default number of heavy requests decoded and judged at once.
 pub const DEFAULT_HEAVY_REQUESTS: usize = 2;
+/// Sync bodies decoded at once. Decoding is fast (well under a second) but its memory is
+/// bounded only by the decoded size (64 MiB) times the per-change overhead, so it is counted.
+pub const DECODING_AT_ONCE: usize = 4;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -80,6 +83,8 @@ pub struct AppState {
     pub quotas: Arc<Quotas>,
     /// Permits for heavy requests (see [`HEAVY_BODY_BYTES`]).
     pub heavy: Arc<Semaphore>,
+    /// Permits to decode a sync body ([`DECODING_AT_ONCE`]).
+    pub decoding: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -104,6 +109,7 @@ impl AppState {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             quotas: Arc::new(Quotas::new(QuotaLimits::default())),
             heavy: Arc::new(Semaphore::new(DEFAULT_HEAVY_REQUESTS)),
+            decoding: Arc::new(Semaphore::new(DECODING_AT_ONCE)),
         }
     }
 
@@ -242,8 +248,10 @@ async fn sync(
         permit = Some(heavy_permit(&state).await?);
     }
     let now = (state.clock)();
+    let decoding = permit_of(&state.decoding).await?;
     let (request, ops) =
         tokio::task::spawn_blocking(move || decode_checked(&bytes, &quotas, &id, now)).await??;
+    drop(decoding);
     if permit.is_none() && ops > HEAVY_OPS {
         permit = Some(heavy_permit(&state).await?);
     }
@@ -262,12 +270,15 @@ async fn sync(
 }
 
 async fn heavy_permit(state: &AppState) -> Result<OwnedSemaphorePermit, AppError> {
-    state
-        .heavy
+    permit_of(&state.heavy).await
+}
+
+async fn permit_of(permits: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, AppError> {
+    permits
         .clone()
         .acquire_owned()
         .await
-        .map_err(|_| AppError::Internal("the heavy request permits were closed".into()))
+        .map_err(|_| AppError::Internal("request permits were closed".into()))
 }
 
 /// Decodes a sync body, refuses it if it is too large or its changes exceed the device's
