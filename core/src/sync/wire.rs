@@ -90,8 +90,14 @@ pub fn encode_request(request: &SyncRequest) -> Vec<u8> {
 pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
     CHANGE_BUDGET.with(|b| b.set(Some(MAX_CHANGES_PER_REQUEST)));
     let decoded = decode(bytes);
-    CHANGE_BUDGET.with(|b| b.set(None));
-    decoded
+    let exhausted = CHANGE_BUDGET.with(|b| b.replace(None)) == Some(0);
+    match decoded {
+        // postcard drops a visitor's message; say which bound was hit.
+        Err(WireError::Decode(_)) if exhausted => Err(WireError::Decode(format!(
+            "more than {MAX_CHANGES_PER_REQUEST} changes in one request"
+        ))),
+        other => other,
+    }
 }
 
 thread_local! {

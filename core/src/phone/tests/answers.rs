@@ -100,7 +100,7 @@ fn a_retry_after_is_reported_and_no_request_goes_sooner() {
     assert!(err.to_string().contains("retry after 120 s"), "{err}");
     assert_eq!(busy.requests, 1);
     let mut server = fake(|_| Ok(wire::encode_response(&response())));
-    for (after, left) in [(0, 120), (1, 119), (60_000, 60), (119_001, 1)] {
+    for (after, left) in [(0, 120), (1, 120), (1_000, 119), (60_000, 60), (119_001, 1)] {
         let err = sync(&phone, &mut server, T0 + after).unwrap_err();
         assert_eq!(err.code(), "retry_later");
         assert!(err.to_string().contains(&format!("retry after {left} s")), "{err}");
