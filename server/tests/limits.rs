@@ -125,6 +125,28 @@ fn maximal_request(device: &str) -> Vec<u8> {
 }
 
 #[test]
+fn a_request_over_the_operation_budget_is_refused_before_decoding() {
+    run_async(|| async {
+        let env = Env::new();
+        let app = app(env.state());
+        let token = env.token("w1");
+        let before = env.store.row_counts().unwrap();
+        let mut pushes: Vec<DocPush> = (0..4).map(|d| op_heavy_push(device_of(&token), d, 5)).collect();
+        pushes.push(op_heavy_push(device_of(&token), 9, 1));
+        let body = encode_request(&SyncRequest {
+            pushes,
+            ..Default::default()
+        });
+        let started = Instant::now();
+        let (status, _, bytes) = post(&app, &token, None, body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(json(&bytes)["error"], "too_many_ops");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(env.store.row_counts().unwrap(), before, "nothing stored");
+    })
+}
+
+#[test]
 fn a_revoked_answer_carries_a_proof_only_the_device_secret_makes() {
     run_async(|| async {
         let env = Env::new();
