@@ -253,7 +253,9 @@ mod tests {
             "",
             r#"{"error":"revoked","message":"device revoked","wipe":true,"proof":"abcd"}"#,
         );
-        let err = HttpTransport::new(&url, "t").exchange(vec![1, 2]).unwrap_err();
+        let err = HttpTransport::new(&url, "t")
+            .exchange(vec![1, 2])
+            .unwrap_err();
         let TransportError::Unauthorized { proof, .. } = err else {
             panic!("{err:?}");
         };
@@ -283,7 +285,13 @@ mod tests {
         let (url, _) = serve_once_with("429 Too Many Requests", "Retry-After: soon\r\n", "{}");
         let err = HttpTransport::new(&url, "t").exchange(vec![1]).unwrap_err();
         assert!(
-            matches!(err, TransportError::RetryAfter { seconds: DEFAULT_RETRY_AFTER, .. }),
+            matches!(
+                err,
+                TransportError::RetryAfter {
+                    seconds: DEFAULT_RETRY_AFTER,
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }

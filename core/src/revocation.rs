@@ -83,7 +83,9 @@ pub fn request_nonce(body: &[u8]) -> String {
 /// lowercase hex digits.
 pub fn is_valid_nonce(nonce: &str) -> bool {
     (1..=MAX_NONCE_LEN).contains(&nonce.len())
-        && nonce.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && nonce
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -114,16 +116,21 @@ mod tests {
         let proof = key.proof(&nonce);
         assert!(key.verifies(&nonce, &proof));
         assert!(!key.verifies(&request_nonce(b"request two"), &proof));
-        let other = RevocationKey::of_token(
-            "0123456789abcdef0123456789abcdef.anothersecretsecret",
-        )
-        .unwrap();
+        let other = RevocationKey::of_token("0123456789abcdef0123456789abcdef.anothersecretsecret")
+            .unwrap();
         assert!(!other.verifies(&nonce, &proof));
         assert!(!key.verifies(&nonce, &other.proof(&nonce)));
         let mut flipped = proof.clone().into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).unwrap();
-        for bad in ["", "00", "zz", &flipped, &proof[..62], &format!("{proof}00")] {
+        for bad in [
+            "",
+            "00",
+            "zz",
+            &flipped,
+            &proof[..62],
+            &format!("{proof}00"),
+        ] {
             assert!(!key.verifies(&nonce, bad), "{bad}");
         }
         // The key is SHA-256 of the secret: what the server stores, not the token itself.

@@ -19,7 +19,9 @@ pub enum ServerUrlError {
 /// Checks a server base URL (`https://host[:port][/path]`).
 pub fn check_server_url(url: &str) -> Result<(), ServerUrlError> {
     let shown = || url.chars().take(200).collect::<String>();
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| ServerUrlError::BadScheme(shown()))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| ServerUrlError::BadScheme(shown()))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = host_of(authority).ok_or_else(|| ServerUrlError::NoHost(shown()))?;
     match scheme.to_ascii_lowercase().as_str() {
@@ -82,7 +84,14 @@ mod tests {
                 "{plain}"
             );
         }
-        for bad in ["", "cases.example.gov.cn", "ftp://x", "file:///etc", "https://", "http://:80"] {
+        for bad in [
+            "",
+            "cases.example.gov.cn",
+            "ftp://x",
+            "file:///etc",
+            "https://",
+            "http://:80",
+        ] {
             assert!(check_server_url(bad).is_err(), "{bad}");
         }
     }

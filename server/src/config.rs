@@ -298,7 +298,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     );
     let drain = config.request_timeout;
     let header_timeout = limits.header_timeout;
-    serve_until(listener, app(state), header_timeout, shutdown_signal(), drain).await?;
+    serve_until(
+        listener,
+        app(state),
+        header_timeout,
+        shutdown_signal(),
+        drain,
+    )
+    .await?;
     checker.abort();
     tracing::info!("stopped");
     Ok(())

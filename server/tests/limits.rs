@@ -99,9 +99,7 @@ fn empty() -> Vec<u8> {
 fn op_heavy_push(device: &str, doc: u8, changes: usize) -> DocPush {
     let mut am = AutoCommit::new().with_actor(actor_for(device, [doc, 0, 0, 1]).unwrap());
     for i in 0..changes {
-        let text = am
-            .put_object(ROOT, format!("t{i}"), ObjType::Text)
-            .unwrap();
+        let text = am.put_object(ROOT, format!("t{i}"), ObjType::Text).unwrap();
         am.splice_text(&text, 0, 0, &"a".repeat(99_999)).unwrap();
         am.commit();
     }
@@ -131,7 +129,9 @@ fn a_request_over_the_operation_budget_is_refused_before_decoding() {
         let app = app(env.state());
         let token = env.token("w1");
         let before = env.store.row_counts().unwrap();
-        let mut pushes: Vec<DocPush> = (0..4).map(|d| op_heavy_push(device_of(&token), d, 5)).collect();
+        let mut pushes: Vec<DocPush> = (0..4)
+            .map(|d| op_heavy_push(device_of(&token), d, 5))
+            .collect();
         pushes.push(op_heavy_push(device_of(&token), 9, 1));
         let body = encode_request(&SyncRequest {
             pushes,
@@ -141,7 +141,11 @@ fn a_request_over_the_operation_budget_is_refused_before_decoding() {
         let (status, _, bytes) = post(&app, &token, None, body).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(json(&bytes)["error"], "too_many_ops");
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(env.store.row_counts().unwrap(), before, "nothing stored");
     })
 }
@@ -217,7 +221,12 @@ fn a_device_over_its_quota_gets_429_with_retry_after_and_others_do_not() {
         });
         let (status, _, bytes) = post(&app, &other, None, body).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-        assert!(json(&bytes)["message"].as_str().unwrap().contains("changes"));
+        assert!(
+            json(&bytes)["message"]
+                .as_str()
+                .unwrap()
+                .contains("changes")
+        );
         assert_eq!(env.store.row_counts().unwrap(), before, "nothing stored");
 
         // Bytes: a body announced over the period's bytes is refused before it is read.
@@ -280,7 +289,10 @@ fn slow_loris_headers_and_bodies_are_cut_off_on_a_real_socket() {
         })
         .await
         .unwrap();
-        assert!(headers < Duration::from_secs(3), "headers cut after {headers:?}");
+        assert!(
+            headers < Duration::from_secs(3),
+            "headers cut after {headers:?}"
+        );
         assert!(body < Duration::from_secs(3), "body cut after {body:?}");
         // The server still serves well-behaved clients.
         let ok = tokio::task::spawn_blocking(move || {

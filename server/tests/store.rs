@@ -123,7 +123,9 @@ fn re_enrolling_a_revoked_user_never_revives_their_devices(backend: Backend) {
     store.enrol_user("u1", Role::GridWorker, &j, 0).unwrap();
     let lost = store.enrol_device("u1", 0).unwrap();
     let kept = store.enrol_device("u1", 0).unwrap();
-    store.revoke_device(lost.split_once('.').unwrap().0).unwrap();
+    store
+        .revoke_device(lost.split_once('.').unwrap().0)
+        .unwrap();
     store.revoke_user("u1").unwrap();
     assert_eq!(store.authenticate(&kept).unwrap(), Auth::Revoked);
     store.enrol_user("u1", Role::GridWorker, &j, 1).unwrap();
@@ -131,12 +133,23 @@ fn re_enrolling_a_revoked_user_never_revives_their_devices(backend: Backend) {
         assert_eq!(store.authenticate(token).unwrap(), Auth::Revoked);
     }
     let fresh = store.enrol_device("u1", 2).unwrap();
-    assert!(matches!(store.authenticate(&fresh).unwrap(), Auth::Device(_)));
+    assert!(matches!(
+        store.authenticate(&fresh).unwrap(),
+        Auth::Device(_)
+    ));
     // Re-enrolling an active user (a new area) keeps their working devices working.
     store
-        .enrol_user("u1", Role::GridWorker, &Jurisdiction::parse("330604").unwrap(), 3)
+        .enrol_user(
+            "u1",
+            Role::GridWorker,
+            &Jurisdiction::parse("330604").unwrap(),
+            3,
+        )
         .unwrap();
-    assert!(matches!(store.authenticate(&fresh).unwrap(), Auth::Device(_)));
+    assert!(matches!(
+        store.authenticate(&fresh).unwrap(),
+        Auth::Device(_)
+    ));
 }
 
 fn admin_token_rotates(backend: Backend) {

@@ -42,9 +42,7 @@ fn status_kib(field: &str) -> u64 {
 
 /// Runs `f`; returns how far the peak resident memory rose above the memory before, and the
 /// time taken.
-async fn measure<F: std::future::Future<Output = StatusCode>>(
-    f: F,
-) -> (u64, Duration, StatusCode) {
+async fn measure<F: std::future::Future<Output = StatusCode>>(f: F) -> (u64, Duration, StatusCode) {
     std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak (Linux)");
     let before = status_kib("VmRSS:");
     let started = Instant::now();
@@ -59,9 +57,7 @@ fn maximal_ops_request(device: &str) -> Vec<u8> {
         .map(|d| {
             let mut am = AutoCommit::new().with_actor(actor_for(device, [d, 0, 0, 2]).unwrap());
             for i in 0..5 {
-                let text = am
-                    .put_object(ROOT, format!("t{i}"), ObjType::Text)
-                    .unwrap();
+                let text = am.put_object(ROOT, format!("t{i}"), ObjType::Text).unwrap();
                 am.splice_text(&text, 0, 0, &"a".repeat(99_999)).unwrap();
                 am.commit();
             }
@@ -169,6 +165,5 @@ fn the_worst_requests_stay_under_the_stated_bounds() {
         assert_eq!(status, StatusCode::OK);
         assert!(memory < OPS_MEMORY_BOUND, "+{} MiB", memory >> 20);
         assert!(took < TIME_BOUND, "{took:?}");
-
     })
 }

@@ -118,7 +118,10 @@ pub(crate) fn bounded_changes<'de, D: serde::Deserializer<'de>>(
             f.write_str("a list of change byte strings")
         }
 
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut changes = Vec::new();
             while let Some(change) = seq.next_element::<Vec<u8>>()? {
                 let within = CHANGE_BUDGET.with(|b| match b.get() {

@@ -17,7 +17,9 @@ pub enum AppError {
     Unauthorized,
     /// The device or user was revoked: the phone must wipe its data. `proof` (when the request
     /// carried a nonce) shows the phone that the answer comes from a holder of its secret.
-    Revoked { proof: Option<String> },
+    Revoked {
+        proof: Option<String>,
+    },
     BadRequest {
         code: &'static str,
         message: String,

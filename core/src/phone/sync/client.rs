@@ -293,8 +293,8 @@ mod tests {
             client.exchanged(Err(revoked(Some(proof.clone())))),
             Step::Wipe(_)
         ));
-        let forger = RevocationKey::of_token("0123456789abcdef0123456789abcdef.notthesecretatall")
-            .unwrap();
+        let forger =
+            RevocationKey::of_token("0123456789abcdef0123456789abcdef.notthesecretatall").unwrap();
         let old_proof = key.proof(&request_nonce(b"an earlier request"));
         for forged in [
             None,
@@ -345,6 +345,10 @@ mod tests {
             seconds: u64::MAX,
             message: String::new(),
         });
-        assert_eq!(retry_not_before(&absurd, 0), Some(86_400_000), "at most a day");
+        assert_eq!(
+            retry_not_before(&absurd, 0),
+            Some(86_400_000),
+            "at most a day"
+        );
     }
 }

@@ -55,8 +55,8 @@ fn phone_with_a_case() -> (tempfile::TempDir, std::path::PathBuf, Phone) {
 fn a_forged_revocation_wipes_nothing() {
     let (_dir, _path, phone) = phone_with_a_case();
     let key = RevocationKey::of_token(TOKEN).unwrap();
-    let other = RevocationKey::of_token("fedcba9876543210fedcba9876543210.someoneelsessecret")
-        .unwrap();
+    let other =
+        RevocationKey::of_token("fedcba9876543210fedcba9876543210.someoneelsessecret").unwrap();
     let old_proof = key.proof(&request_nonce(b"a request from last week"));
     let forgeries: Vec<Box<dyn Fn(&[u8]) -> Option<String>>> = vec![
         Box::new(|_| None),
@@ -103,7 +103,10 @@ fn a_retry_after_is_reported_and_no_request_goes_sooner() {
     for (after, left) in [(0, 120), (1, 120), (1_000, 119), (60_000, 60), (119_001, 1)] {
         let err = sync(&phone, &mut server, T0 + after).unwrap_err();
         assert_eq!(err.code(), "retry_later");
-        assert!(err.to_string().contains(&format!("retry after {left} s")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("retry after {left} s")),
+            "{err}"
+        );
     }
     assert_eq!(server.requests, 0, "nothing was sent before the time");
     sync(&phone, &mut server, T0 + 120_000).unwrap();

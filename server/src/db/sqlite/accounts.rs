@@ -118,7 +118,10 @@ impl Accounts for SqliteDb {
             if n == 0 {
                 return Ok((false, false));
             }
-            tx.execute("UPDATE devices SET revoked = 1 WHERE user_id = ?1", [user_id])?;
+            tx.execute(
+                "UPDATE devices SET revoked = 1 WHERE user_id = ?1",
+                [user_id],
+            )?;
             write_audit(tx, audit)?;
             Ok((true, true))
         })
