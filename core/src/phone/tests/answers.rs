@@ -58,7 +58,8 @@ fn a_forged_revocation_wipes_nothing() {
     let other =
         RevocationKey::of_token("fedcba9876543210fedcba9876543210.someoneelsessecret").unwrap();
     let old_proof = key.proof(&request_nonce(b"a request from last week"));
-    let forgeries: Vec<Box<dyn Fn(&[u8]) -> Option<String>>> = vec![
+    type Forge<'a> = Box<dyn Fn(&[u8]) -> Option<String> + 'a>;
+    let forgeries: Vec<Forge> = vec![
         Box::new(|_| None),
         Box::new(|_| Some("ab".repeat(32))),
         Box::new(|body| Some(other.proof(&request_nonce(body)))),
