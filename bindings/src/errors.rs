@@ -23,6 +23,7 @@ use gridcase_core::calendar::CalendarError;
 use gridcase_core::doc::DocError;
 use gridcase_core::phone::{PhoneError, TransportError};
 use gridcase_core::policy::PolicyError;
+use gridcase_core::server_url::ServerUrlError;
 use gridcase_core::store::StoreError;
 
 /// Exported flat: the app sees the variant and its message (Kotlin `GridcaseException.Network`
@@ -98,6 +99,7 @@ impl From<TransportError> for GridcaseError {
             TransportError::Unauthorized {
                 wipe: true,
                 message,
+                ..
             } => GridcaseError::Revoked {
                 message: format!(
                     "this device was revoked and its data on this phone was deleted: {message}"
@@ -109,9 +111,19 @@ impl From<TransportError> for GridcaseError {
             TransportError::Network(_) => GridcaseError::Network {
                 message: e.to_string(),
             },
-            TransportError::Server { .. } => GridcaseError::Server {
-                message: e.to_string(),
-            },
+            TransportError::Server { .. } | TransportError::RetryAfter { .. } => {
+                GridcaseError::Server {
+                    message: e.to_string(),
+                }
+            }
+        }
+    }
+}
+
+impl From<ServerUrlError> for GridcaseError {
+    fn from(e: ServerUrlError) -> Self {
+        GridcaseError::InvalidInput {
+            message: e.to_string(),
         }
     }
 }
@@ -188,12 +200,14 @@ mod tests {
         let e: GridcaseError = TransportError::Unauthorized {
             wipe: false,
             message: "bad token".into(),
+            proof: None,
         }
         .into();
         assert!(matches!(e, GridcaseError::Unauthorized { .. }));
         let e: GridcaseError = PhoneError::Transport(TransportError::Unauthorized {
             wipe: true,
             message: "revoked".into(),
+            proof: None,
         })
         .into();
         assert!(matches!(e, GridcaseError::Revoked { .. }));

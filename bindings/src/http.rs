@@ -2,8 +2,12 @@
 //! the body both ways. Blocking (ureq), with timeouts, so it runs on the sync thread. Public so
 //! the CLI and end-to-end tests in other crates can drive a real server with it.
 //!
-//! Error mapping: a 401 is `Unauthorized` (with `wipe` from the JSON body: a revoked device),
-//! no connection / timeouts / dropped transfers are `Network`, any other non-200 answer is
+//! Each request carries the [`NONCE_HEADER`] (derived from its body) that a server's revocation
+//! proof must cover; the phone's core checks the proof before it wipes.
+//!
+//! Error mapping: a 401 is `Unauthorized` (with `wipe` and `proof` from the JSON body: a
+//! revoked device), a 429 is `RetryAfter` (its `Retry-After` seconds), no connection /
+//! timeouts / dropped transfers are `Network`, any other non-200 answer is
 //! `Server { status, code, message }` from the server's `{"error": code, "message": …}` body.
 
 use std::sync::Arc;
@@ -11,6 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gridcase_core::phone::{Transport, TransportError};
+use gridcase_core::revocation::{NONCE_HEADER, request_nonce};
+
+/// Seconds to wait after a 429 that names no usable `Retry-After`.
+pub const DEFAULT_RETRY_AFTER: u64 = 60;
 
 /// Largest response body accepted (a restore page of snapshots).
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
@@ -100,10 +108,15 @@ impl HttpTransport {
             .agent
             .post(&self.url)
             .header("Authorization", &format!("Bearer {}", self.token))
+            .header(NONCE_HEADER, &request_nonce(body))
             .content_type("application/octet-stream")
             .send(body)
             .map_err(network)?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         let bytes = response
             .body_mut()
             .with_config()
@@ -128,7 +141,16 @@ impl HttpTransport {
         if status == 401 {
             let wipe = json.get("wipe").and_then(|v| v.as_bool()).unwrap_or(false);
             let message = if message.is_empty() { code } else { message };
-            return Err(TransportError::Unauthorized { wipe, message });
+            let proof = field("proof");
+            return Err(TransportError::Unauthorized {
+                wipe,
+                message,
+                proof,
+            });
+        }
+        if status == 429 {
+            let seconds = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+            return Err(TransportError::RetryAfter { seconds, message });
         }
         Err(TransportError::Server {
             status,
@@ -195,8 +217,82 @@ mod tests {
             err,
             TransportError::Unauthorized {
                 wipe: true,
-                message: "device revoked".into()
+                message: "device revoked".into(),
+                proof: None,
             }
+        );
+    }
+
+    /// Serves one canned answer with extra headers; hands back the request it read.
+    fn serve_once_with(
+        status_line: &'static str,
+        headers: &'static str,
+        body: &'static str,
+    ) -> (String, std::sync::mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let reply = format!(
+                "HTTP/1.1 {status_line}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes());
+        });
+        (format!("http://{addr}/"), rx)
+    }
+
+    #[test]
+    fn the_nonce_goes_out_and_the_proof_comes_back() {
+        let (url, request) = serve_once_with(
+            "401 Unauthorized",
+            "",
+            r#"{"error":"revoked","message":"device revoked","wipe":true,"proof":"abcd"}"#,
+        );
+        let err = HttpTransport::new(&url, "t")
+            .exchange(vec![1, 2])
+            .unwrap_err();
+        let TransportError::Unauthorized { proof, .. } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(proof.as_deref(), Some("abcd"));
+        let sent = request.recv().unwrap().to_ascii_lowercase();
+        assert!(
+            sent.contains(&format!("{NONCE_HEADER}: {}", request_nonce(&[1, 2]))),
+            "{sent}"
+        );
+    }
+
+    #[test]
+    fn a_429_says_how_long_to_wait() {
+        let (url, _) = serve_once_with(
+            "429 Too Many Requests",
+            "Retry-After: 42\r\n",
+            r#"{"error":"quota_exceeded","message":"slow down"}"#,
+        );
+        let err = HttpTransport::new(&url, "t").exchange(vec![1]).unwrap_err();
+        assert_eq!(
+            err,
+            TransportError::RetryAfter {
+                seconds: 42,
+                message: "slow down".into()
+            }
+        );
+        let (url, _) = serve_once_with("429 Too Many Requests", "Retry-After: soon\r\n", "{}");
+        let err = HttpTransport::new(&url, "t").exchange(vec![1]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TransportError::RetryAfter {
+                    seconds: DEFAULT_RETRY_AFTER,
+                    ..
+                }
+            ),
+            "{err:?}"
         );
     }
 

@@ -26,6 +26,7 @@ use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Millis, NewCase};
 use gridcase_core::phone::{CaseChanges, ChangeListener, Phone, PhoneError};
 use gridcase_core::policy::PolicySet;
+use gridcase_core::server_url::check_server_url;
 use gridcase_core::store::projection::Rules;
 use gridcase_core::store::{Page, StoreKey};
 
@@ -129,7 +130,8 @@ impl GridcasePhone {
 #[uniffi::export]
 impl GridcasePhone {
     /// Opens (or creates) the store at `path` for the device `device_token` enrolled at the
-    /// office, syncing with `server_url` (e.g. `https://cases.example.gov.cn`). `store_key`
+    /// office, syncing with `server_url` (e.g. `https://cases.example.gov.cn`; plain `http://`
+    /// only to 127.0.0.1, ::1 or localhost, else `InvalidInput` before anything opens). `store_key`
     /// (32 random bytes the app keeps in the Android Keystore / iOS Keychain, never beside the
     /// file) encrypts the store; a different key fails with `WrongKey` and changes nothing.
     #[uniffi::constructor]
@@ -140,6 +142,7 @@ impl GridcasePhone {
         store_key: Vec<u8>,
     ) -> Result<Arc<Self>> {
         guard(|| {
+            check_server_url(&server_url)?;
             let key = StoreKey::from_slice(&store_key).map_err(PhoneError::from)?;
             let phone = Phone::open(PathBuf::from(path), &device_token, nonce(), Some(&key))?;
             Ok(Arc::new(GridcasePhone {

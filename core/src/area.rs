@@ -14,6 +14,8 @@ pub enum AreaError {
     NoProvince { code: String },
     #[error("jurisdiction `{prefix}` must be the digits of a whole level: 2, 4, 6, 9 or 12 digits")]
     BadJurisdiction { prefix: String },
+    #[error("no jurisdiction given: give an area-code prefix, or `*` for everywhere")]
+    NoJurisdiction,
 }
 
 /// A validated 12-digit area code.
@@ -122,6 +124,9 @@ impl std::fmt::Display for AreaCode {
     }
 }
 
+/// How an admin spells the whole country where a jurisdiction must be given explicitly.
+pub const EVERYWHERE: &str = "*";
+
 /// A prefix of area codes: what a user is responsible for. The empty prefix is the whole
 /// country (an admin or the hotline centre of a deployment).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -147,6 +152,30 @@ impl Jurisdiction {
 
     pub fn everywhere() -> Self {
         Jurisdiction(String::new())
+    }
+
+    /// Parses a jurisdiction an admin typed (`enrol-user --area`): like [`Jurisdiction::parse`],
+    /// except that "everywhere" must be spelled [`EVERYWHERE`] and an empty text is an error,
+    /// so that a forgotten area never grants the whole country (issue 8.5).
+    pub fn parse_given(text: &str) -> Result<Self, AreaError> {
+        match text {
+            EVERYWHERE => Ok(Self::everywhere()),
+            "" => Err(AreaError::NoJurisdiction),
+            prefix => Self::parse(prefix),
+        }
+    }
+
+    pub fn is_everywhere(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How an admin spells it: the prefix, or [`EVERYWHERE`].
+    pub fn as_given(&self) -> &str {
+        if self.is_everywhere() {
+            EVERYWHERE
+        } else {
+            &self.0
+        }
     }
 
     pub fn as_prefix(&self) -> &str {
@@ -179,6 +208,23 @@ impl From<Jurisdiction> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_given_jurisdiction_spells_everywhere_out() {
+        assert_eq!(
+            Jurisdiction::parse_given(""),
+            Err(AreaError::NoJurisdiction)
+        );
+        let all = Jurisdiction::parse_given("*").unwrap();
+        assert!(all.is_everywhere());
+        assert_eq!(all.as_given(), "*");
+        let township = Jurisdiction::parse_given("330604101").unwrap();
+        assert!(!township.is_everywhere());
+        assert_eq!(township.as_given(), "330604101");
+        for bad in ["**", " *", "* ", "33*", "%", "3306041"] {
+            assert!(Jurisdiction::parse_given(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn valid_village_code() {

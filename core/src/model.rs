@@ -113,6 +113,13 @@ string_enum!(
 );
 
 impl Role {
+    /// Roles that may be given the whole country as their jurisdiction. A grid worker works in
+    /// one village or community and a handling unit is one department (domain.md, roles):
+    /// "everywhere" for them is a mistake that would hand over every case (issue 8.5).
+    pub fn may_be_everywhere(self) -> bool {
+        !matches!(self, Role::GridWorker | Role::HandlingUnit)
+    }
+
     /// Roles that need the complainant's name and phone to do their work (domain.md, 个人信息保护法
     /// art. 51). Handling units never get them: a petitioner's identity must not reach the unit
     /// complained about.

@@ -115,8 +115,9 @@ pub enum Command {
         /// grid_worker, township_staff, handling_unit, hotline_centre or admin.
         #[arg(long)]
         role: String,
-        /// Jurisdiction: an area-code prefix (2, 4, 6, 9 or 12 digits; empty = everywhere).
-        #[arg(long, default_value = "")]
+        /// Jurisdiction: an area-code prefix (2, 4, 6, 9 or 12 digits), or `*` for everywhere
+        /// (hotline centre, township staff, admin only). Required: no default area.
+        #[arg(long)]
         area: String,
     },
     /// Enrol a new device for a user and print its token (shown once).
@@ -355,12 +356,12 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                     names.join(", ")
                 )
             })?;
-            let jurisdiction = Jurisdiction::parse(&area)?;
+            let jurisdiction = Jurisdiction::parse_given(&area)?;
             data.open()?
                 .enrol_user(&user, role, &jurisdiction, now_millis())?;
             println!(
                 "user {user}: {role}, jurisdiction `{}`",
-                jurisdiction.as_prefix()
+                jurisdiction.as_given()
             );
         }
         Command::EnrolDevice { data, user } => {
@@ -608,6 +609,36 @@ mod tests {
             0,
             "nothing was enrolled"
         );
+    }
+
+    /// Issue 8.5: no `--area` is an error, not the whole country; `*` spells everywhere and is
+    /// refused for the roles that work in one area.
+    #[test]
+    fn enrol_user_needs_an_explicit_area_and_everywhere_only_for_wide_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let enrol = |role: &str, area: Option<&str>| {
+            let mut args = vec!["enrol-user", "--data", data, "--user", "u1", "--role", role];
+            args.extend(area.map(|a| ["--area", a]).into_iter().flatten());
+            run_args(&args).map_err(|e| e.to_string())
+        };
+        let err = enrol("hotline_centre", None).unwrap_err();
+        assert!(err.contains("--area"), "{err}");
+        let err = enrol("hotline_centre", Some("")).unwrap_err();
+        assert!(err.contains("`*` for everywhere"), "{err}");
+        for role in ["grid_worker", "handling_unit"] {
+            let err = enrol(role, Some("*")).unwrap_err();
+            assert!(err.contains("not everywhere"), "{role}: {err}");
+        }
+        let store = Store::open(data).unwrap();
+        assert_eq!(store.audit_count("enrol").unwrap(), 0, "nothing enrolled");
+        drop(store);
+        for role in ["hotline_centre", "township_staff", "admin"] {
+            enrol(role, Some("*")).unwrap();
+        }
+        enrol("handling_unit", Some("330604")).unwrap();
+        let store = Store::open(data).unwrap();
+        assert_eq!(store.audit_count("enrol").unwrap(), 4);
     }
 
     #[test]

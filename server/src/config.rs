@@ -13,7 +13,12 @@ use gridcase_core::store::projection::Rules;
 use serde::Deserialize;
 
 use crate::db::Location;
-use crate::http::{AppState, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, app, system_clock};
+use crate::http::quota::QuotaLimits;
+use crate::http::serve::serve_until;
+use crate::http::{
+    AppState, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_HEAVY_REQUESTS,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, app, system_clock,
+};
 use crate::leader::spawn_deadline_leader;
 use crate::store::{DEFAULT_POOL_SIZE, Store};
 
@@ -40,6 +45,45 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     /// e.g. "120s".
     pub request_timeout: Option<String>,
+    /// Time to receive a request's line and headers, e.g. "15s".
+    pub header_timeout: Option<String>,
+    /// Time to receive a sync request's body once its headers are in, e.g. "90s".
+    pub body_timeout: Option<String>,
+    /// Heavy sync requests (bodies over 1 MiB) decoded and judged at once.
+    pub heavy_requests: Option<usize>,
+    /// Per-device quotas: a `[quota]` table.
+    pub quota: Option<QuotaFile>,
+}
+
+/// `[quota]` in the config file: per device and period. Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaFile {
+    /// e.g. "60s".
+    pub period: Option<String>,
+    pub requests: Option<u64>,
+    pub bytes: Option<u64>,
+    pub changes: Option<u64>,
+}
+
+/// What one device, connection or request may cost (issue 8.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestLimits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub heavy_requests: usize,
+    pub quota: QuotaLimits,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            heavy_requests: DEFAULT_HEAVY_REQUESTS,
+            quota: QuotaLimits::default(),
+        }
+    }
 }
 
 /// What the command line (or the environment) gave, before the file and defaults.
@@ -65,6 +109,7 @@ pub struct ServeConfig {
     pub calendar: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub limits: RequestLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +166,7 @@ pub fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
 
 /// Flags and environment (already merged by clap) over the file over the defaults.
 pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, ConfigError> {
+    let limits = resolve_limits(&file)?;
     let listen = overrides
         .listen
         .or(file.listen)
@@ -149,6 +195,7 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
         ));
     }
     Ok(ServeConfig {
+        limits,
         listen,
         database,
         pool_size,
@@ -161,6 +208,42 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn resolve_limits(file: &FileConfig) -> Result<RequestLimits, ConfigError> {
+    let duration = |text: &Option<String>, default: Duration| match text {
+        Some(text) => parse_duration(text),
+        None => Ok(default),
+    };
+    let quota_file = file.quota.clone().unwrap_or_default();
+    let defaults = QuotaLimits::default();
+    let period = duration(
+        &quota_file.period,
+        Duration::from_millis(defaults.period_ms),
+    )?;
+    let quota = QuotaLimits {
+        period_ms: period.as_millis() as u64,
+        requests: quota_file.requests.unwrap_or(defaults.requests),
+        bytes: quota_file.bytes.unwrap_or(defaults.bytes),
+        changes: quota_file.changes.unwrap_or(defaults.changes),
+    };
+    if quota.requests == 0 || quota.bytes == 0 || quota.changes == 0 {
+        return Err(ConfigError::Invalid(
+            "quota requests, bytes and changes must be positive".into(),
+        ));
+    }
+    let heavy_requests = file.heavy_requests.unwrap_or(DEFAULT_HEAVY_REQUESTS);
+    if !(1..=1000).contains(&heavy_requests) {
+        return Err(ConfigError::Invalid(
+            "heavy_requests must be from 1 to 1000".into(),
+        ));
+    }
+    Ok(RequestLimits {
+        header_timeout: duration(&file.header_timeout, DEFAULT_HEADER_TIMEOUT)?,
+        body_timeout: duration(&file.body_timeout, DEFAULT_BODY_TIMEOUT)?,
+        heavy_requests,
+        quota,
+    })
+}
 
 /// Opens the store at `database` with the policy and calendar files, if any.
 pub fn open_store(
@@ -219,9 +302,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
         })
         .await??,
     );
-    let mut state = AppState::new(store.clone());
+    let limits = &config.limits;
+    let mut state = AppState::new(store.clone())
+        .with_quotas(limits.quota)
+        .with_heavy_requests(limits.heavy_requests);
     state.max_body_bytes = config.max_body_bytes;
     state.request_timeout = config.request_timeout;
+    state.body_timeout = limits.body_timeout;
     let checker = spawn_deadline_leader(
         store,
         config.check_every,
@@ -234,9 +321,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
         database = %config.database.describe(),
         "serving"
     );
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let drain = config.request_timeout;
+    let header_timeout = limits.header_timeout;
+    serve_until(
+        listener,
+        app(state),
+        header_timeout,
+        shutdown_signal(),
+        drain,
+    )
+    .await?;
     checker.abort();
     tracing::info!("stopped");
     Ok(())
@@ -308,6 +402,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:1".parse().unwrap());
         assert_eq!(c.check_every, Duration::from_secs(10));
         let d = resolve(Overrides::default(), FileConfig::default()).unwrap();
+        assert_eq!(d.limits, RequestLimits::default());
         assert_eq!(d.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(d.database, Location::Sqlite(DEFAULT_DATA.into()));
         assert_eq!(d.pool_size, DEFAULT_POOL_SIZE);
@@ -335,6 +430,32 @@ mod tests {
         assert!(resolve(Overrides::default(), bad).is_err());
         assert_eq!(d.check_every, DEFAULT_CHECK_EVERY);
         assert!(toml::from_str::<FileConfig>("typo = 1").is_err());
+    }
+
+    #[test]
+    fn quotas_and_timeouts_come_from_the_file_with_sane_defaults() {
+        let file: FileConfig = toml::from_str(
+            "header_timeout = \"5s\"\nbody_timeout = \"30s\"\nheavy_requests = 3\n\
+             [quota]\nperiod = \"10m\"\nrequests = 50",
+        )
+        .unwrap();
+        let limits = resolve(Overrides::default(), file).unwrap().limits;
+        assert_eq!(limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(limits.body_timeout, Duration::from_secs(30));
+        assert_eq!(limits.heavy_requests, 3);
+        assert_eq!(limits.quota.period_ms, 600_000);
+        assert_eq!(limits.quota.requests, 50);
+        assert_eq!(limits.quota.changes, QuotaLimits::default().changes);
+        for bad in [
+            "[quota]\nrequests = 0",
+            "[quota]\nperiod = \"0s\"",
+            "heavy_requests = 0",
+            "header_timeout = \"soon\"",
+        ] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(resolve(Overrides::default(), file).is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<FileConfig>("[quota]\nrequest = 5").is_err());
     }
 
     #[test]

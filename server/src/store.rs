@@ -190,7 +190,8 @@ impl Store {
     // ---- users, devices, admin token ----
 
     /// Enrols a user, or updates the role and jurisdiction of an existing one (and lifts a
-    /// revocation).
+    /// user's revocation, never a device's: their revoked devices stay revoked). A grid worker
+    /// or handling unit is never given everywhere ([`Role::may_be_everywhere`]).
     pub fn enrol_user(
         &self,
         id: &str,
@@ -203,6 +204,11 @@ impl Store {
             return Err(StoreError::Invalid(
                 "the system role belongs to the server itself".into(),
             ));
+        }
+        if jurisdiction.is_everywhere() && !role.may_be_everywhere() {
+            return Err(StoreError::Invalid(format!(
+                "a {role} works in one area; give its area code, not everywhere"
+            )));
         }
         let user = UserRecord {
             id: id.to_owned(),

@@ -112,6 +112,45 @@ fn tokens_authenticate_and_revocation_is_reported(backend: Backend) {
     assert_eq!(store.audit_count("revoke").unwrap(), 2);
 }
 
+/// Issue 8.5: re-enrolling a revoked user (say, to change their area) lets them enrol new
+/// devices, but never revives a device revoked with them or before: a lost phone stays dead.
+fn re_enrolling_a_revoked_user_never_revives_their_devices(backend: Backend) {
+    use gridcase_server::Auth;
+    let db = TestDb::new(backend);
+    let store = db.open();
+    let j = Jurisdiction::parse("330604101").unwrap();
+    store.enrol_user("u1", Role::GridWorker, &j, 0).unwrap();
+    let lost = store.enrol_device("u1", 0).unwrap();
+    let kept = store.enrol_device("u1", 0).unwrap();
+    store
+        .revoke_device(lost.split_once('.').unwrap().0)
+        .unwrap();
+    store.revoke_user("u1").unwrap();
+    assert_eq!(store.authenticate(&kept).unwrap(), Auth::Revoked);
+    store.enrol_user("u1", Role::GridWorker, &j, 1).unwrap();
+    for token in [&lost, &kept] {
+        assert_eq!(store.authenticate(token).unwrap(), Auth::Revoked);
+    }
+    let fresh = store.enrol_device("u1", 2).unwrap();
+    assert!(matches!(
+        store.authenticate(&fresh).unwrap(),
+        Auth::Device(_)
+    ));
+    // Re-enrolling an active user (a new area) keeps their working devices working.
+    store
+        .enrol_user(
+            "u1",
+            Role::GridWorker,
+            &Jurisdiction::parse("330604").unwrap(),
+            3,
+        )
+        .unwrap();
+    assert!(matches!(
+        store.authenticate(&fresh).unwrap(),
+        Auth::Device(_)
+    ));
+}
+
 fn admin_token_rotates(backend: Backend) {
     let db = TestDb::new(backend);
     let store = db.open();
@@ -325,6 +364,7 @@ fn serve_runs_on_either_database(backend: Backend) {
         calendar: None,
         max_body_bytes: 1024 * 1024,
         request_timeout: Duration::from_secs(10),
+        limits: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime.spawn(gridcase_server::serve(config));
@@ -402,6 +442,7 @@ gridcase_server::backend_tests!(
     migrations_run_once_and_keep_data,
     a_newer_schema_is_refused,
     tokens_authenticate_and_revocation_is_reported,
+    re_enrolling_a_revoked_user_never_revives_their_devices,
     admin_token_rotates,
     rules_are_published_once_and_sent_only_to_older_phones,
     a_reader_never_holds_up_another_devices_commit,

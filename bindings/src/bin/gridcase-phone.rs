@@ -253,6 +253,7 @@ fn parse_action(text: &str) -> Result<Action, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     let config = remembered(&cli)?;
+    gridcase_core::server_url::check_server_url(&config.server).map_err(|e| e.to_string())?;
     let key = store_key(cli.key.as_deref())?;
     let phone = Phone::open(&cli.store, &config.token, rand::random(), key.as_ref())
         .map_err(|e| e.to_string())?;

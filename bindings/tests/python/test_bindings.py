@@ -287,6 +287,12 @@ class BindingsTest(unittest.TestCase):
         self.assert_error(g.GridcaseError.Revoked, phone.count_cases, g.CaseList.ALL())
         self.assert_error(g.GridcaseError.Revoked, phone.sync_status)
 
+    def test_plain_http_to_another_machine_is_refused(self):
+        for url in ["http://cases.example.gov.cn", "http://10.0.0.2:8080", "ftp://x"]:
+            self.assert_error(g.GridcaseError.InvalidInput, lambda: self.open("plain.db", TOKEN_A, url=url))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "plain.db")), "nothing opened")
+        self.open("local.db", TOKEN_A, url="http://localhost:1/")
+
     def test_store_of_another_device_is_refused(self):
         self.open("a.db", TOKEN_A)
         self.assert_error(g.GridcaseError.InvalidInput, self.open, "a.db", TOKEN_B)

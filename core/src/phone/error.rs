@@ -51,6 +51,7 @@ impl PhoneError {
             PhoneError::Transport(TransportError::Unauthorized { .. }) => "unauthorized",
             PhoneError::Transport(TransportError::Network(_)) => "network",
             PhoneError::Transport(TransportError::Server { .. }) => "server",
+            PhoneError::Transport(TransportError::RetryAfter { .. }) => "retry_later",
             PhoneError::BadData { .. } => "bad_data",
         }
     }
@@ -72,9 +73,17 @@ pub(crate) fn bad(doc_id: &str, e: impl std::fmt::Display) -> PhoneError {
 /// Why an exchange with the server failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
-    /// The token was refused. `wipe`: the device was revoked and must delete its data.
+    /// The token was refused. `wipe`: the answer says the device was revoked; the phone deletes
+    /// its data only if `proof` verifies ([`crate::revocation`]).
     #[error("the server refused this device: {message}")]
-    Unauthorized { wipe: bool, message: String },
+    Unauthorized {
+        wipe: bool,
+        message: String,
+        proof: Option<String>,
+    },
+    /// 429: this device used up its quota; the phone does not sync again for `seconds`.
+    #[error("the server asks this device to wait: retry after {seconds} s ({message})")]
+    RetryAfter { seconds: u64, message: String },
     #[error("network: {0}")]
     Network(String),
     #[error("server error {status} ({code}): {message}")]

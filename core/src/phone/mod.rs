@@ -48,6 +48,7 @@ use automerge::ActorId;
 use crate::doc::CaseDoc;
 use crate::identity::{self, IdentityError};
 use crate::model::Millis;
+use crate::revocation::RevocationKey;
 use crate::store::projection::{self, Rules};
 use crate::store::{self, Store, StoreError, StoreKey, docs, meta as store_meta};
 
@@ -72,6 +73,10 @@ pub struct Phone {
     /// [`sync::client::PageBudget`]).
     page_bytes: AtomicU32,
     listeners: changes::Listeners,
+    /// Checks the server's proof before a `revoked` answer wipes the phone.
+    revocation: RevocationKey,
+    /// No sync before this device time: the server answered 429 with `Retry-After`.
+    retry_not_before: Mutex<Option<Millis>>,
 }
 
 impl std::fmt::Debug for Phone {
@@ -115,6 +120,8 @@ impl Phone {
             wiped: AtomicBool::new(false),
             page_bytes: AtomicU32::new(sync::client::INITIAL_PAGE_BYTES),
             listeners: Default::default(),
+            revocation: RevocationKey::of_token(token)?,
+            retry_not_before: Mutex::new(None),
         };
         if store_meta::get(phone.app().conn(), store::REPROJECT_KEY)?.is_some() {
             phone.reproject(0)?;

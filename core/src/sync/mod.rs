@@ -53,6 +53,7 @@ pub struct SyncRequest {
 pub struct DocPush {
     pub doc_id: DocId,
     /// Raw Automerge change bytes, in causal order.
+    #[serde(deserialize_with = "wire::bounded_changes")]
     pub changes: Vec<Vec<u8>>,
 }
 

@@ -26,6 +26,11 @@ const V1_REQUEST_TAIL: &[u8] = &[0, 0];
 /// A decoded message may not exceed this, whatever its compressed size: it bounds what a
 /// forged body can make the server allocate.
 pub const MAX_DECODED_BYTES: usize = 64 * 1024 * 1024;
+/// The most change blobs one decoded request may hold, whatever their size. Each costs a
+/// `Vec` (about 27 bytes of memory for a one-byte change), so 64 MiB of one-byte changes would
+/// otherwise decode to about a gigabyte; this bounds that to about 14 MB. Honest requests hold
+/// far fewer (hundreds of documents, tens of changes each). Counted while decoding.
+pub const MAX_CHANGES_PER_REQUEST: usize = 500_000;
 /// zstd level 3: most of the gain at a fraction of the CPU of higher levels, which matters on
 /// cheap phones.
 const ZSTD_LEVEL: i32 = 3;
@@ -107,7 +112,61 @@ pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
 
 /// The request and the protocol version it came in, to answer in the same version.
 pub fn decode_request_versioned(bytes: &[u8]) -> Result<(u16, SyncRequest), WireError> {
-    decode(bytes, V1_REQUEST_TAIL)
+    CHANGE_BUDGET.with(|b| b.set(Some(MAX_CHANGES_PER_REQUEST)));
+    let decoded = decode(bytes, V1_REQUEST_TAIL);
+    let exhausted = CHANGE_BUDGET.with(|b| b.replace(None)) == Some(0);
+    match decoded {
+        // postcard drops a visitor's message; say which bound was hit.
+        Err(WireError::Decode(_)) if exhausted => Err(WireError::Decode(format!(
+            "more than {MAX_CHANGES_PER_REQUEST} changes in one request"
+        ))),
+        other => other,
+    }
+}
+
+thread_local! {
+    /// Changes [`decode_request`] may still decode on this thread (`None`: not counting).
+    static CHANGE_BUDGET: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Deserializes a push's change list (same format as `Vec<Vec<u8>>`), failing once the request
+/// being decoded holds more than [`MAX_CHANGES_PER_REQUEST`] changes.
+pub(crate) fn bounded_changes<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Vec<u8>>, D::Error> {
+    struct Changes;
+    impl<'de> serde::de::Visitor<'de> for Changes {
+        type Value = Vec<Vec<u8>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of change byte strings")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut changes = Vec::new();
+            while let Some(change) = seq.next_element::<Vec<u8>>()? {
+                let within = CHANGE_BUDGET.with(|b| match b.get() {
+                    None => true,
+                    Some(0) => false,
+                    Some(n) => {
+                        b.set(Some(n - 1));
+                        true
+                    }
+                });
+                if !within {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_CHANGES_PER_REQUEST} changes in one request"
+                    )));
+                }
+                changes.push(change);
+            }
+            Ok(changes)
+        }
+    }
+    deserializer.deserialize_seq(Changes)
 }
 
 pub fn encode_response(response: &SyncResponse) -> Vec<u8> {
@@ -138,6 +197,30 @@ mod tests {
         out
     }
     use crate::sync::*;
+
+    #[test]
+    fn a_request_holds_a_bounded_number_of_changes() {
+        let request = |n: usize| SyncRequest {
+            pushes: vec![
+                DocPush {
+                    doc_id: "a".into(),
+                    changes: vec![vec![1]; n / 2],
+                },
+                DocPush {
+                    doc_id: "b".into(),
+                    changes: vec![vec![2]; n - n / 2],
+                },
+            ],
+            ..Default::default()
+        };
+        let at = request(MAX_CHANGES_PER_REQUEST);
+        assert_eq!(decode_request(&encode_request(&at)).unwrap(), at);
+        let over = encode_request(&request(MAX_CHANGES_PER_REQUEST + 1));
+        let err = decode_request(&over).unwrap_err();
+        assert!(err.to_string().contains("changes in one request"), "{err}");
+        // The count is per request: the next one starts afresh.
+        assert_eq!(decode_request(&encode_request(&at)).unwrap(), at);
+    }
     use proptest::prelude::*;
 
     fn request() -> impl Strategy<Value = SyncRequest> {

@@ -5,12 +5,14 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use gridcase_core::revocation::{self, RevocationKey};
 
 use super::{AppError, AppState};
 use crate::store::{Auth, DeviceCtx};
 
 /// The device behind the request's bearer token. Refuses with 401 `unauthorized`, or 401
-/// `revoked` (with `wipe`) for a revoked device or user.
+/// `revoked` (with `wipe`, and the revocation proof for the request's nonce header) for a
+/// revoked device or user.
 #[derive(Debug, Clone)]
 pub struct Device(pub DeviceCtx);
 
@@ -27,16 +29,27 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The proof for a revoked device's answer: keyed by its secret's hash (the token has just
+/// been checked against it), over the request's nonce header. No valid nonce, no proof.
+fn revocation_proof(token: &str, headers: &HeaderMap) -> Option<String> {
+    let nonce = headers.get(revocation::NONCE_HEADER)?.to_str().ok()?;
+    let key = RevocationKey::of_token(token).ok()?;
+    revocation::is_valid_nonce(nonce).then(|| key.proof(nonce))
+}
+
 impl FromRequestParts<AppState> for Device {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
         let store = state.store.clone();
-        match tokio::task::spawn_blocking(move || store.authenticate(&token)).await?? {
+        let checked = token.clone();
+        match tokio::task::spawn_blocking(move || store.authenticate(&checked)).await?? {
             Auth::Device(device) => Ok(Device(device)),
             Auth::Unknown => Err(AppError::Unauthorized),
-            Auth::Revoked => Err(AppError::Revoked),
+            Auth::Revoked => Err(AppError::Revoked {
+                proof: revocation_proof(&token, &parts.headers),
+            }),
         }
     }
 }

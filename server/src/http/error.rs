@@ -3,10 +3,11 @@
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::quota::OverQuota;
 use crate::metrics::ErrorCode;
 use crate::store::StoreError;
 
@@ -15,8 +16,11 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum AppError {
     Unauthorized,
-    /// The device or user was revoked: the phone must wipe its data.
-    Revoked,
+    /// The device or user was revoked: the phone must wipe its data. `proof` (when the request
+    /// carried a nonce) shows the phone that the answer comes from a holder of its secret.
+    Revoked {
+        proof: Option<String>,
+    },
     BadRequest {
         code: &'static str,
         message: String,
@@ -30,6 +34,14 @@ pub enum AppError {
     },
     NotFound(String),
     Internal(String),
+    /// 429: the device's quota for this period is used up.
+    OverQuota(OverQuota),
+}
+
+impl From<OverQuota> for AppError {
+    fn from(over: OverQuota) -> Self {
+        AppError::OverQuota(over)
+    }
 }
 
 impl From<StoreError> for AppError {
@@ -78,9 +90,9 @@ impl IntoResponse for AppError {
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "unauthorized", "message": "missing, malformed or unknown token"}),
             ),
-            AppError::Revoked => (
+            AppError::Revoked { proof } => (
                 StatusCode::UNAUTHORIZED,
-                json!({"error": "revoked", "wipe": true,
+                json!({"error": "revoked", "wipe": true, "proof": proof,
                        "message": "this device was revoked; delete its data"}),
             ),
             AppError::BadRequest { code, message } => (
@@ -100,6 +112,16 @@ impl IntoResponse for AppError {
                 StatusCode::NOT_FOUND,
                 json!({"error": "not_found", "message": format!("{what} not found")}),
             ),
+            AppError::OverQuota(OverQuota { what, retry_after }) => {
+                let body = json!({"error": "quota_exceeded", "retry_after": retry_after,
+                    "message": format!("this device sent too many {what} in this period; \
+                                        retry after {retry_after} s")});
+                let retry = [(header::RETRY_AFTER, retry_after.to_string())];
+                let mut response =
+                    (StatusCode::TOO_MANY_REQUESTS, retry, Json(body)).into_response();
+                response.extensions_mut().insert(ErrorCode(code));
+                return response;
+            }
             AppError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 (
@@ -119,7 +141,8 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthorized => "unauthorized",
-            AppError::Revoked => "revoked",
+            AppError::Revoked { .. } => "revoked",
+            AppError::OverQuota(_) => "quota_exceeded",
             AppError::BadRequest { code, .. } | AppError::Refused { code, .. } => code,
             AppError::TooLarge => "too_large",
             AppError::NotFound(_) => "not_found",

@@ -1,14 +1,21 @@
 //! The HTTP API: `GET /health`, `GET /ready` (the database answers), `GET /metrics`
 //! (Prometheus), `POST /v1/sync` for devices, and `/admin/…` for the admin token.
 //! Database work runs in `spawn_blocking`; requests of different devices run at the same time
-//! (the store keeps a pool of connections and locks nothing wider than one case).
+//! (the store keeps a pool of connections and locks nothing wider than one case). A sync
+//! request passes the device's quota, then its body must arrive within the body timeout; a
+//! heavy one (a body over [`HEAVY_BODY_BYTES`], or changes over [`HEAVY_OPS`] operations)
+//! waits for one of a few heavy permits before it is decoded or judged, so devices sending
+//! maximal requests do not hold up the others' small syncs.
 //!
 //! - [`auth`]: the [`auth::Device`] and [`auth::Admin`] extractors;
-//! - [`admin`]: the admin handlers; [`error`]: [`AppError`], the one error answer.
+//! - [`admin`]: the admin handlers; [`error`]: [`AppError`], the one error answer;
+//! - [`quota`]: per-device quotas; [`serve`]: the accept loop with a header read timeout.
 
 pub mod admin;
 pub mod auth;
 mod error;
+pub mod quota;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,18 +24,21 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gridcase_core::model::Millis;
+use gridcase_core::sync::SyncRequest;
 use gridcase_core::sync::wire;
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use admin::{MAX_LIST_LIMIT, case_detail, parse_instant};
 use auth::Device;
+use quota::{QuotaLimits, Quotas};
 
 use crate::metrics::{Metrics, track_requests};
 use crate::store::Store;
@@ -49,6 +59,20 @@ pub fn now_millis() -> Millis {
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Default limit on handling one request (slow 2G uploads included).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default limit on receiving a request's line and headers (a few hundred bytes).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default limit on receiving a sync request's body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(90);
+/// A sync body larger than this is heavy: it is decoded and judged only with a heavy permit.
+pub const HEAVY_BODY_BYTES: usize = 1024 * 1024;
+/// A sync request whose changes hold more operations than this is heavy: it is judged only with
+/// a heavy permit (a few hundred new cases stay below).
+pub const HEAVY_OPS: u64 = 100_000;
+/// Default number of heavy requests decoded and judged at once.
+pub const DEFAULT_HEAVY_REQUESTS: usize = 2;
+/// Sync bodies decoded at once. Decoding is fast (well under a second) but its memory is
+/// bounded only by the decoded size (64 MiB) times the per-change overhead, so it is counted.
+pub const DECODING_AT_ONCE: usize = 4;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -57,6 +81,13 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub metrics: Metrics,
+    /// Time allowed to receive a sync request's body once its headers are in.
+    pub body_timeout: Duration,
+    pub quotas: Arc<Quotas>,
+    /// Permits for heavy requests (see [`HEAVY_BODY_BYTES`]).
+    pub heavy: Arc<Semaphore>,
+    /// Permits to decode a sync body ([`DECODING_AT_ONCE`]).
+    pub decoding: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -65,7 +96,9 @@ impl std::fmt::Debug for AppState {
             .field("store", &self.store)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout", &self.request_timeout)
-            .finish()
+            .field("body_timeout", &self.body_timeout)
+            .field("quotas", &self.quotas.limits())
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,7 +110,21 @@ impl AppState {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             metrics: Metrics::new(),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            quotas: Arc::new(Quotas::new(QuotaLimits::default())),
+            heavy: Arc::new(Semaphore::new(DEFAULT_HEAVY_REQUESTS)),
+            decoding: Arc::new(Semaphore::new(DECODING_AT_ONCE)),
         }
+    }
+
+    pub fn with_quotas(mut self, limits: QuotaLimits) -> Self {
+        self.quotas = Arc::new(Quotas::new(limits));
+        self
+    }
+
+    pub fn with_heavy_requests(mut self, permits: usize) -> Self {
+        self.heavy = Arc::new(Semaphore::new(permits.max(1)));
+        self
     }
 
     pub fn with_clock(mut self, clock: Clock) -> Self {
@@ -115,12 +162,26 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until the task is aborted (for tests and benchmarks).
+/// Serves `state` on `listener` until the task is aborted (for tests and benchmarks), with
+/// the default header timeout.
 pub fn spawn(
     listener: tokio::net::TcpListener,
     state: AppState,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    tokio::spawn(async move { axum::serve(listener, app(state)).await })
+    spawn_with(listener, state, DEFAULT_HEADER_TIMEOUT)
+}
+
+/// [`spawn`] with a header read timeout of its own.
+pub fn spawn_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    header_timeout: Duration,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let router = app(state);
+    tokio::spawn(async move {
+        let forever = std::future::pending();
+        serve::serve_until(listener, router, header_timeout, forever, Duration::ZERO).await
+    })
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -213,52 +274,114 @@ async fn json_errors(response: Response) -> Response {
     (status, Json(json!({"error": code, "message": message}))).into_response()
 }
 
-/// `POST /v1/sync`: one sync request of an authenticated device.
+/// `POST /v1/sync`: one sync request of an authenticated device: quota, body (within the body
+/// timeout), then decode, check and commit on a blocking thread (heavy bodies with a permit).
 async fn sync(
     Device(device): Device,
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|e| {
-            let too_large =
-                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
-                    e.source()
-                })
-                .any(|e| e.to_string().contains("length limit"));
-            if too_large {
-                AppError::TooLarge
-            } else {
-                AppError::BadRequest {
-                    code: "bad_body",
-                    message: "the request body could not be read".into(),
-                }
-            }
-        })?;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let quotas = state.quotas.clone();
+    let id = device.device_id.clone();
+    quotas.request(&id, announced, (state.clock)())?;
+    let bytes = tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.max_body_bytes),
+    )
+    .await
+    .map_err(|_| AppError::Refused {
+        status: StatusCode::REQUEST_TIMEOUT,
+        code: "timeout",
+        message: "the request body did not arrive in time".into(),
+    })?
+    .map_err(body_error)?;
+    let extra = (bytes.len() as u64).saturating_sub(announced);
+    if extra > 0 {
+        quotas.body(&id, extra, (state.clock)())?;
+    }
+    let mut permit = None;
+    if bytes.len() > HEAVY_BODY_BYTES {
+        permit = Some(heavy_permit(&state).await?);
+    }
     let now = (state.clock)();
+    let decoding = permit_of(&state.decoding).await?;
+    let body_len = bytes.len();
+    let (version, request, ops) =
+        tokio::task::spawn_blocking(move || decode_checked(&bytes, &quotas, &id, now)).await??;
+    drop(decoding);
+    if permit.is_none() && ops > HEAVY_OPS {
+        permit = Some(heavy_permit(&state).await?);
+    }
     let store = state.store.clone();
     let metrics = state.metrics.clone();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AppError> {
-        let (version, request) =
-            wire::decode_request_versioned(&bytes).map_err(|e| AppError::BadRequest {
-                code: e.code(),
-                message: e.to_string(),
-            })?;
-        crate::sync::check_request_size(&request).map_err(|(code, message)| AppError::Refused {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code,
-            message,
-        })?;
         let response = store.sync(&device, &request, now)?;
         let encoded = wire::encode_response_for(version, &response);
-        metrics.sync_answered(bytes.len(), &response, encoded.len());
+        metrics.sync_answered(body_len, &response, encoded.len());
         Ok(encoded)
     })
     .await??;
+    drop(permit);
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         encoded,
     )
         .into_response())
+}
+
+async fn heavy_permit(state: &AppState) -> Result<OwnedSemaphorePermit, AppError> {
+    permit_of(&state.heavy).await
+}
+
+async fn permit_of(permits: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, AppError> {
+    permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| AppError::Internal("request permits were closed".into()))
+}
+
+/// Decodes a sync body, refuses it if it is too large or its changes exceed the device's
+/// quota, and counts its operations.
+fn decode_checked(
+    bytes: &[u8],
+    quotas: &Quotas,
+    device: &str,
+    now: Millis,
+) -> Result<(u16, SyncRequest, u64), AppError> {
+    let (version, request) =
+        wire::decode_request_versioned(bytes).map_err(|e| AppError::BadRequest {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+    let ops =
+        crate::sync::check_request_size(&request).map_err(|(code, message)| AppError::Refused {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code,
+            message,
+        })?;
+    let changes = request.pushes.iter().map(|p| p.changes.len() as u64).sum();
+    quotas.changes(device, changes, now)?;
+    Ok((version, request, ops))
+}
+
+/// A body that could not be read: over the size limit (413) or broken off (400).
+fn body_error(e: axum::Error) -> AppError {
+    let too_large = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .any(|e| e.to_string().contains("length limit"));
+    if too_large {
+        AppError::TooLarge
+    } else {
+        AppError::BadRequest {
+            code: "bad_body",
+            message: "the request body could not be read".into(),
+        }
+    }
 }

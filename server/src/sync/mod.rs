@@ -45,10 +45,16 @@ pub const MAX_DOC_ID_LEN: usize = 128;
 pub const MAX_PUSHES_PER_REQUEST: usize = 5_000;
 /// The most catch-up messages in one request (each costs a document load).
 pub const MAX_CATCH_UPS_PER_REQUEST: usize = 5_000;
+/// The most Automerge operations the changes of one request may hold, counted by
+/// `limits::scan_change` (linear in the bytes, allocating nothing) before any is decoded. What
+/// decoding and applying a request costs grows with its operations, and RLE lets a few bytes
+/// announce 100,000 of them; this is the request's time and memory budget. An honest case is
+/// a few hundred operations; 2,000 new cases fit.
+pub const MAX_OPS_PER_REQUEST: u64 = 2_000_000;
 
-/// Refuses a request with more pushes or catch-ups than the server handles at once: the error
-/// code and a sentence.
-pub fn check_request_size(request: &SyncRequest) -> Result<(), (&'static str, String)> {
+/// Refuses a request with more pushes, catch-ups or operations than the server handles at
+/// once: the error code and a sentence. Otherwise the request's operations.
+pub fn check_request_size(request: &SyncRequest) -> Result<u64, (&'static str, String)> {
     if request.pushes.len() > MAX_PUSHES_PER_REQUEST {
         return Err((
             "too_many_pushes",
@@ -67,7 +73,20 @@ pub fn check_request_size(request: &SyncRequest) -> Result<(), (&'static str, St
             ),
         ));
     }
-    Ok(())
+    let ops: u64 = request
+        .pushes
+        .iter()
+        .flat_map(|p| &p.changes)
+        .filter_map(|c| gridcase_core::sync::limits::scan_change(c).ok())
+        .map(|shape| shape.ops)
+        .sum();
+    if ops > MAX_OPS_PER_REQUEST {
+        return Err((
+            "too_many_ops",
+            format!("{ops} operations in one request; at most {MAX_OPS_PER_REQUEST}"),
+        ));
+    }
+    Ok(ops)
 }
 
 /// The page size the server uses for a request.

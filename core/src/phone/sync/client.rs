@@ -2,7 +2,9 @@
 //! samod-core): it says what the shell must do next ([`Step`]), and the shell feeds back what
 //! happened. It decides which requests to build (pushes only in the first), encodes and decodes
 //! the wire bytes, counts progress, stops between pages when cancelled, and turns a revoked
-//! device into a wipe. It never touches the store or the network, so every path is a unit test.
+//! device into a wipe, but only when the server proved the revocation ([`crate::revocation`]:
+//! a forged `revoked` answer fails the sync and wipes nothing). It never touches the store or
+//! the network, so every path is a unit test.
 //!
 //! On a link that drops connections it asks for smaller responses: every request carries a byte
 //! budget ([`PageBudget`]) that halves after a cut (and the page is asked for again, up to
@@ -10,7 +12,9 @@
 //! A stored page is never fetched again: the next request starts where it ended.
 
 use super::{SyncOutcome, SyncPhase, SyncProgress, SyncSummary};
+use crate::model::Millis;
 use crate::phone::{PhoneError, TransportError};
+use crate::revocation::{RevocationKey, request_nonce};
 use crate::sync::wire;
 use crate::sync::{SyncRequest, SyncResponse};
 
@@ -48,6 +52,10 @@ pub struct SyncClient {
     progress: SyncProgress,
     summary: SyncSummary,
     sent: Option<SyncRequest>,
+    /// Verifies a `revoked` answer; without it no answer wipes the phone.
+    revocation: Option<RevocationKey>,
+    /// The nonce of the request in flight (the transport sends it in the nonce header).
+    nonce: String,
 }
 
 /// Consecutive cuts of one page after which the sync fails (and the app tries later).
@@ -131,7 +139,15 @@ impl SyncClient {
             },
             progress,
             sent: None,
+            revocation: None,
+            nonce: String::new(),
         }
+    }
+
+    /// Wipes on a `revoked` answer only when its proof verifies with `key`.
+    pub fn verifying(mut self, key: RevocationKey) -> SyncClient {
+        self.revocation = Some(key);
+        self
     }
 
     /// Starts from the budget a previous sync ended with (what this link carried).
@@ -185,6 +201,7 @@ impl SyncClient {
         self.progress.phase = SyncPhase::Sending;
         self.progress.cases_sent += request.pushes.len() as u64;
         self.progress.bytes_sent += bytes.len() as u64;
+        self.nonce = request_nonce(&bytes);
         self.sent = Some(request);
         Step::Exchange(bytes)
     }
@@ -192,9 +209,11 @@ impl SyncClient {
     pub fn exchanged(&mut self, answer: Result<Vec<u8>, TransportError>) -> Step {
         let bytes = match answer {
             Ok(bytes) => bytes,
-            Err(e @ TransportError::Unauthorized { wipe: true, .. }) => {
-                return Step::Wipe(e.into());
-            }
+            Err(TransportError::Unauthorized {
+                wipe: true,
+                message,
+                proof,
+            }) => return self.revoked(message, proof),
             Err(TransportError::Network(_)) if self.budget.cuts + 1 < MAX_CUTS_PER_PAGE => {
                 return self.ask_again_smaller();
             }
@@ -222,6 +241,30 @@ impl SyncClient {
         self.build(with_pushes)
     }
 
+    /// A `revoked` answer: a wipe if its proof is this device's for the request just sent,
+    /// otherwise a plain refusal (someone between phone and server may have forged it).
+    fn revoked(&self, message: String, proof: Option<String>) -> Step {
+        let proven = match (&self.revocation, &proof) {
+            (Some(key), Some(proof)) => key.verifies(&self.nonce, proof),
+            _ => false,
+        };
+        let message = if proven {
+            message
+        } else {
+            format!("{message} (not wiped: the answer carries no valid proof from this server)")
+        };
+        let error = TransportError::Unauthorized {
+            wipe: proven,
+            message,
+            proof,
+        };
+        if proven {
+            Step::Wipe(error.into())
+        } else {
+            Step::Fail(error.into())
+        }
+    }
+
     /// A page was stored. `cancelled`: the app asked to stop (checked between pages).
     pub fn applied(&mut self, outcome: SyncOutcome, cancelled: bool) -> Step {
         self.summary.pages += 1;
@@ -238,6 +281,23 @@ impl SyncClient {
         self.progress.phase = SyncPhase::Done;
         self.summary.progress = self.progress.clone();
         Step::Done(self.summary.clone())
+    }
+}
+
+/// How long a sync at `now` must still wait after a 429 asked not to come back before
+/// `not_before`: `None` when it may go, else whole seconds (at least 1).
+pub fn retry_wait(not_before: Option<Millis>, now: Millis) -> Option<u64> {
+    let not_before = not_before?;
+    (now < not_before).then(|| ((not_before - now) as u64).div_ceil(1000).max(1))
+}
+
+/// When a sync that failed with `error` at `now` may run again, if the server said.
+pub fn retry_not_before(error: &PhoneError, now: Millis) -> Option<Millis> {
+    match error {
+        PhoneError::Transport(TransportError::RetryAfter { seconds, .. }) => {
+            Some(now.saturating_add((*seconds).min(86_400) as Millis * 1000))
+        }
+        _ => None,
     }
 }
 
@@ -312,19 +372,56 @@ mod tests {
         assert_eq!(summary.progress.remaining, 7);
     }
 
-    #[test]
-    fn a_revoked_device_wipes_and_other_failures_fail() {
-        let mut client = SyncClient::new(1);
-        client.start();
-        client.request_built(SyncRequest::default());
-        let revoked = TransportError::Unauthorized {
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef.secretsecretsecret42";
+
+    fn revoked(proof: Option<String>) -> TransportError {
+        TransportError::Unauthorized {
             wipe: true,
             message: "revoked".into(),
+            proof,
+        }
+    }
+
+    #[test]
+    fn only_a_proven_revocation_wipes_and_other_failures_fail() {
+        let key = RevocationKey::of_token(TOKEN).unwrap();
+        let mut client = SyncClient::new(1).verifying(key.clone());
+        client.start();
+        let Step::Exchange(bytes) = client.request_built(SyncRequest::default()) else {
+            panic!("exchange expected");
         };
-        assert!(matches!(client.exchanged(Err(revoked)), Step::Wipe(_)));
+        let proof = key.proof(&request_nonce(&bytes));
+        assert!(matches!(
+            client.exchanged(Err(revoked(Some(proof.clone())))),
+            Step::Wipe(_)
+        ));
+        let forger =
+            RevocationKey::of_token("0123456789abcdef0123456789abcdef.notthesecretatall").unwrap();
+        let old_proof = key.proof(&request_nonce(b"an earlier request"));
+        for forged in [
+            None,
+            Some("00".repeat(32)),
+            Some(forger.proof(&request_nonce(&bytes))),
+            Some(old_proof),
+        ] {
+            let Step::Fail(e) = client.exchanged(Err(revoked(forged.clone()))) else {
+                panic!("{forged:?} must not wipe");
+            };
+            assert_eq!(e.code(), "unauthorized");
+            assert!(e.to_string().contains("not wiped"), "{e}");
+        }
+        // Without a key (no token to check with), nothing wipes.
+        let mut keyless = SyncClient::new(1);
+        keyless.start();
+        keyless.request_built(SyncRequest::default());
+        assert!(matches!(
+            keyless.exchanged(Err(revoked(Some(proof)))),
+            Step::Fail(_)
+        ));
         let refused = TransportError::Unauthorized {
             wipe: false,
             message: "bad token".into(),
+            proof: None,
         };
         assert!(matches!(client.exchanged(Err(refused)), Step::Fail(_)));
         let Step::Fail(e) = client.exchanged(Ok(vec![1, 2, 3])) else {
@@ -404,5 +501,29 @@ mod tests {
         client.request_built(SyncRequest::default());
         client.stop_retrying();
         assert!(matches!(client.exchanged(Err(network())), Step::Fail(_)));
+    }
+
+    #[test]
+    fn a_retry_after_is_waited_out_to_the_second() {
+        let busy = PhoneError::Transport(TransportError::RetryAfter {
+            seconds: 30,
+            message: "quota".into(),
+        });
+        let not_before = retry_not_before(&busy, 1_000);
+        assert_eq!(not_before, Some(31_000));
+        assert_eq!(retry_wait(not_before, 1_000), Some(30));
+        assert_eq!(retry_wait(not_before, 30_500), Some(1));
+        assert_eq!(retry_wait(not_before, 31_000), None);
+        assert_eq!(retry_wait(None, 0), None);
+        assert_eq!(retry_not_before(&PhoneError::Wiped, 0), None);
+        let absurd = PhoneError::Transport(TransportError::RetryAfter {
+            seconds: u64::MAX,
+            message: String::new(),
+        });
+        assert_eq!(
+            retry_not_before(&absurd, 0),
+            Some(86_400_000),
+            "at most a day"
+        );
     }
 }

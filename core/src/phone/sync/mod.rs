@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::{CaseChanges, ChangeSource, Phone, PhoneError, RejectedDoc, Transport};
+use super::{CaseChanges, ChangeSource, Phone, PhoneError, RejectedDoc, Transport, TransportError};
 use crate::doc::split_doc_id;
 use crate::model::Millis;
 use crate::store::{Store, docs, meta};
@@ -103,7 +103,9 @@ impl Phone {
     /// Runs a whole sync over `transport`: the first request carries the pushes and catch-ups,
     /// then restore pages follow while the server announces more, each stored before the next
     /// is asked for (a dropped connection resumes at the next page). `cancel` is checked between
-    /// pages. An `Unauthorized { wipe: true }` answer wipes the phone. Other calls go on while
+    /// pages. An `Unauthorized { wipe: true }` answer wipes the phone if its proof verifies. After
+    /// a 429 (`RetryAfter`), syncs before the time it named fail at once with the seconds left,
+    /// without touching the network. Other calls go on while
     /// it runs: nothing is locked while the transport waits. A second sync at the same time
     /// fails with [`PhoneError::SyncRunning`].
     pub fn sync(
@@ -120,8 +122,16 @@ impl Phone {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(PhoneError::SyncRunning),
         };
-        let mut client =
-            SyncClient::new(page_size).with_page_bytes(self.page_bytes.load(Ordering::Relaxed));
+        if let Some(seconds) = client::retry_wait(*super::lock(&self.retry_not_before), now) {
+            return Err(TransportError::RetryAfter {
+                seconds,
+                message: "the server asked this device to wait".into(),
+            }
+            .into());
+        }
+        let mut client = SyncClient::new(page_size)
+            .verifying(self.revocation.clone())
+            .with_page_bytes(self.page_bytes.load(Ordering::Relaxed));
         let mut step = client.start();
         loop {
             step = match step {
@@ -159,6 +169,7 @@ impl Phone {
                     return Err(e);
                 }
                 Step::Fail(e) => {
+                    *super::lock(&self.retry_not_before) = client::retry_not_before(&e, now);
                     self.record_error(&mut store, &e.to_string());
                     return Err(e);
                 }

@@ -28,6 +28,12 @@ pub(super) fn write_audit(conn: &mut PgConn, e: &AuditEntry) -> Result<()> {
 impl Accounts for PgDb {
     fn upsert_user(&self, user: &UserRecord, now: Millis, audit: &AuditEntry) -> Result<()> {
         self.write(|tx| {
+            // A user revoked before devices were revoked with them: their devices stay revoked.
+            tx.execute(
+                "UPDATE devices SET revoked = TRUE WHERE user_id = $1
+                 AND user_id IN (SELECT id FROM users WHERE revoked)",
+                &[&user.id],
+            )?;
             tx.execute(
                 "INSERT INTO users (id, role, jurisdiction, revoked, created_at)
                  VALUES ($1, $2, $3, FALSE, $4)
@@ -108,6 +114,10 @@ impl Accounts for PgDb {
             if n == 0 {
                 return Ok((false, false));
             }
+            tx.execute(
+                "UPDATE devices SET revoked = TRUE WHERE user_id = $1",
+                &[&user_id],
+            )?;
             write_audit(tx, audit)?;
             Ok((true, true))
         })

@@ -29,6 +29,12 @@ pub(super) fn write_audit(conn: &Connection, e: &AuditEntry) -> Result<()> {
 impl Accounts for SqliteDb {
     fn upsert_user(&self, user: &UserRecord, now: Millis, audit: &AuditEntry) -> Result<()> {
         self.write(|tx| {
+            // A user revoked before devices were revoked with them: their devices stay revoked.
+            tx.execute(
+                "UPDATE devices SET revoked = 1 WHERE user_id = ?1
+                 AND user_id IN (SELECT id FROM users WHERE revoked = 1)",
+                [&user.id],
+            )?;
             tx.execute(
                 "INSERT INTO users (id, role, jurisdiction, revoked, created_at)
                  VALUES (?1, ?2, ?3, 0, ?4)
@@ -115,6 +121,10 @@ impl Accounts for SqliteDb {
             if n == 0 {
                 return Ok((false, false));
             }
+            tx.execute(
+                "UPDATE devices SET revoked = 1 WHERE user_id = ?1",
+                [user_id],
+            )?;
             write_audit(tx, audit)?;
             Ok((true, true))
         })
