@@ -88,7 +88,7 @@ impl Device {
             ..Default::default()
         };
         if let Some((case_id, pushes)) = &mut self.pushes
-            && self.syncs % 5 == 0
+            && self.syncs.is_multiple_of(5)
             && let Some(changes) = pushes.pop()
         {
             request.pushes.push(DocPush {
