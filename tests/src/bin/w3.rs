@@ -46,9 +46,8 @@ fn options() -> Options {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let number = |name: &str, default: u64| {
-        value(name).map_or(default, |v| v.parse().expect("a number"))
-    };
+    let number =
+        |name: &str, default: u64| value(name).map_or(default, |v| v.parse().expect("a number"));
     Options {
         backend: match value("--backend").as_deref() {
             None | Some("sqlite") => Backend::Sqlite,
@@ -89,7 +88,7 @@ impl Device {
             ..Default::default()
         };
         if let Some((case_id, pushes)) = &mut self.pushes
-            && self.syncs % 5 == 0
+            && self.syncs.is_multiple_of(5)
             && let Some(changes) = pushes.pop()
         {
             request.pushes.push(DocPush {
@@ -138,9 +137,13 @@ fn pusher_case(store: &Store, user: &str, n: usize) -> (String, String, Vec<Vec<
     };
     let actor = actor_for(&device, [3, 3, 3, 3]).unwrap();
     let case_id = format!("w3-{user}");
-    let mut case =
-        CaseDoc::create(&new_case(&case_id, "路灯不亮", "330604101201"), &author, actor, T0)
-            .unwrap();
+    let mut case = CaseDoc::create(
+        &new_case(&case_id, "路灯不亮", "330604101201"),
+        &author,
+        actor,
+        T0,
+    )
+    .unwrap();
     case.act(&Action::Register, &author, T0 + 1).unwrap();
     let mut doc = case.into_automerge();
     let mut since = Vec::new();
@@ -243,7 +246,10 @@ fn level(devices: &mut [Device], threads: usize, seconds: u64) -> (f64, f64, f64
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let secs = started.elapsed().as_secs_f64();
     times.sort_by(f64::total_cmp);
@@ -258,13 +264,15 @@ fn main() {
     let o = options();
     let db = TestDb::new(o.backend);
     let store = db.open();
-    let demo = gridcase_server::demo::fill(&store, o.cases, 1, T0).unwrap();
+    // Cases around today, as the servers' clocks are the wall clock.
+    let today = gridcase_server::http::now_millis();
+    let demo = gridcase_server::demo::fill(&store, o.cases, 1, today).unwrap();
     let mut tokens = Vec::new();
     for _ in 0..o.devices.saturating_sub(o.pushers) {
         tokens.push((store.enrol_device("town-101", T0).unwrap(), None));
     }
     for p in 0..o.pushers {
-        let (token, case, pushes) = pusher_case(&store, &format!("w3-g{p}"), 2_000);
+        let (token, case, pushes) = pusher_case(&store, &format!("w3-g{p}"), 600);
         tokens.push((token, Some((case, pushes))));
     }
     drop(store);
