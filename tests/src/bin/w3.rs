@@ -264,13 +264,15 @@ fn main() {
     let o = options();
     let db = TestDb::new(o.backend);
     let store = db.open();
-    let demo = gridcase_server::demo::fill(&store, o.cases, 1, T0).unwrap();
+    // Cases around today, as the servers' clocks are the wall clock.
+    let today = gridcase_server::http::now_millis();
+    let demo = gridcase_server::demo::fill(&store, o.cases, 1, today).unwrap();
     let mut tokens = Vec::new();
     for _ in 0..o.devices.saturating_sub(o.pushers) {
         tokens.push((store.enrol_device("town-101", T0).unwrap(), None));
     }
     for p in 0..o.pushers {
-        let (token, case, pushes) = pusher_case(&store, &format!("w3-g{p}"), 2_000);
+        let (token, case, pushes) = pusher_case(&store, &format!("w3-g{p}"), 600);
         tokens.push((token, Some((case, pushes))));
     }
     drop(store);
