@@ -4,6 +4,7 @@
 //! as the apps do through the bindings. Tests run on both backends with
 //! `gridcase_server::backend_tests!`.
 
+pub mod acks;
 pub mod link;
 
 use std::sync::Arc;

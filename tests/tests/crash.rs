@@ -8,25 +8,23 @@
 //! by `GRIDCASE_CRASH_DB` (an SQLite data directory or a PostgreSQL URL) and writes its port to
 //! `<GRIDCASE_CRASH_CHILD>/port`. Runs on both backends.
 
-use std::collections::{BTreeMap, BTreeSet};
+use gridcase_tests::acks::{Acks, Recording};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use automerge::{Change, ChangeHash};
 use gridcase_bindings::http::HttpTransport;
 use gridcase_core::area::Jurisdiction;
 use gridcase_core::doc::CaseDoc;
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Millis, Role};
 use gridcase_core::phone::queries::CaseList;
-use gridcase_core::phone::{Phone, PhoneError, Transport, TransportError};
+use gridcase_core::phone::{Phone, PhoneError, TransportError};
 use gridcase_core::rules::SourcedRules;
 use gridcase_core::store::{Page, StoreKey};
 use gridcase_core::sync::times::with_trusted_times;
-use gridcase_core::sync::{PushResult, wire};
 use gridcase_server::db::Location;
 use gridcase_server::http::{AppState, spawn};
 use gridcase_server::store::Store;
@@ -177,61 +175,6 @@ impl Rng {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
-    }
-}
-
-/// What the server acknowledged: the heads it reported after the merge and the hashes of the
-/// changes pushed in the acknowledged request, per document.
-#[derive(Default)]
-struct Acks {
-    /// (phone, doc id) → change hashes the server must hold.
-    required: BTreeMap<(String, String), BTreeSet<ChangeHash>>,
-    responses: usize,
-    accepted: usize,
-}
-
-/// Passes exchanges through to HTTP and records every acknowledgement in a response that
-/// reached the phone.
-struct Recording<'a> {
-    inner: HttpTransport,
-    phone: String,
-    acks: &'a Mutex<Acks>,
-}
-
-impl Transport for Recording<'_> {
-    fn exchange(&mut self, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
-        let request = wire::decode_request(&body).expect("the phone's request decodes");
-        let answer = self.inner.exchange(body)?;
-        let response = wire::decode_response(&answer).unwrap_or_else(|e| {
-            panic!(
-                "{}: an HTTP 200 answer that does not decode ({e}); {} bytes",
-                self.phone,
-                answer.len()
-            )
-        });
-        let mut acks = self.acks.lock().unwrap();
-        acks.responses += 1;
-        for result in &response.results {
-            let PushResult::Accepted { doc_id, heads } = result else {
-                continue;
-            };
-            acks.accepted += 1;
-            let mut hashes: BTreeSet<ChangeHash> = heads
-                .iter()
-                .map(|h| ChangeHash::try_from(h.as_slice()).expect("a 32-byte head"))
-                .collect();
-            for push in request.pushes.iter().filter(|p| &p.doc_id == doc_id) {
-                for bytes in &push.changes {
-                    let change = Change::from_bytes(bytes.clone()).expect("a pushed change");
-                    hashes.insert(change.hash());
-                }
-            }
-            acks.required
-                .entry((self.phone.clone(), doc_id.clone()))
-                .or_default()
-                .extend(hashes);
-        }
-        Ok(answer)
     }
 }
 

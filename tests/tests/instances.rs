@@ -12,22 +12,20 @@
 //! As in `crash.rs`, the test binary re-executes itself as a server ([`instance_child_server`],
 //! ignored in a normal run). The children read their clock from a file the test moves.
 
-use std::collections::{BTreeMap, BTreeSet};
+use gridcase_tests::acks::{Acks, Recording};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use automerge::{Change, ChangeHash};
 use gridcase_bindings::http::HttpTransport;
 use gridcase_core::area::Jurisdiction;
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{CaseType, Millis, Role};
-use gridcase_core::phone::{Phone, PhoneError, Transport, TransportError};
+use gridcase_core::phone::{Phone, PhoneError, TransportError};
 use gridcase_core::rules::SourcedRules;
 use gridcase_core::store::StoreKey;
-use gridcase_core::sync::{PushResult, wire};
 use gridcase_server::db::Location;
 use gridcase_server::deadlines::supervise_overdue_stages;
 use gridcase_server::http::{AppState, spawn};
@@ -236,46 +234,6 @@ impl Drop for Instance {
 
 fn ureq_get(url: &str) -> Option<ureq::http::Response<ureq::Body>> {
     ureq::get(url).call().ok()
-}
-
-/// What the servers acknowledged: per (phone, document), the change hashes they must hold.
-#[derive(Default)]
-struct Acks {
-    required: BTreeMap<(String, String), BTreeSet<ChangeHash>>,
-    accepted: usize,
-}
-
-/// Passes exchanges through to HTTP and records every acknowledgement that reached the phone.
-struct Recording<'a> {
-    inner: HttpTransport,
-    phone: String,
-    acks: &'a Mutex<Acks>,
-}
-
-impl Transport for Recording<'_> {
-    fn exchange(&mut self, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
-        let request = wire::decode_request(&body).expect("the phone's request decodes");
-        let answer = self.inner.exchange(body)?;
-        let response = wire::decode_response(&answer).expect("an answer that decodes");
-        let mut acks = self.acks.lock().unwrap();
-        for result in &response.results {
-            let PushResult::Accepted { doc_id, heads } = result else {
-                continue;
-            };
-            acks.accepted += 1;
-            let entry = acks
-                .required
-                .entry((self.phone.clone(), doc_id.clone()))
-                .or_default();
-            entry.extend(heads.iter().map(|h| ChangeHash::try_from(&h[..]).unwrap()));
-            for push in request.pushes.iter().filter(|p| &p.doc_id == doc_id) {
-                for bytes in &push.changes {
-                    entry.insert(Change::from_bytes(bytes.clone()).unwrap().hash());
-                }
-            }
-        }
-        Ok(answer)
-    }
 }
 
 struct Worker {
