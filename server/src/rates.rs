@@ -179,7 +179,10 @@ pub struct RateDef {
 
 const RESPONSE_DUE: Cond = Cond::All(&[
     Cond::Set(Col::ResponseDueAt),
-    Cond::Any(&[Cond::Set(Col::RespondedAt), Cond::Passed(Col::ResponseDueAt)]),
+    Cond::Any(&[
+        Cond::Set(Col::RespondedAt),
+        Cond::Passed(Col::ResponseDueAt),
+    ]),
 ]);
 const HANDLE_DUE: Cond = Cond::All(&[
     Cond::Set(Col::HandleDueAt),
@@ -218,7 +221,10 @@ pub const RATES: &[RateDef] = &[
     RateDef {
         key: "resolution",
         name: "解决率",
-        numerator: &[(Weight::One, Cond::All(&[FOLLOWED_UP, Cond::Is(Col::Solved, 1)]))],
+        numerator: &[(
+            Weight::One,
+            Cond::All(&[FOLLOWED_UP, Cond::Is(Col::Solved, 1)]),
+        )],
         denominator: FOLLOWED_UP,
     },
     RateDef {
@@ -285,7 +291,10 @@ impl FactFilter {
     /// Refuses what could not be an area prefix or a period.
     pub fn check(&self) -> Result<(), String> {
         if self.area.len() > 12 || !self.area.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("area prefix must be up to 12 digits, got {:?}", self.area));
+            return Err(format!(
+                "area prefix must be up to 12 digits, got {:?}",
+                self.area
+            ));
         }
         if self.from >= self.to {
             return Err("the period is empty".into());
@@ -330,14 +339,26 @@ impl FactFilter {
 
 /// The SELECT a backend runs: one count per [`counted_conditions`] entry, then the case ids'
 /// count is not needed (the `Always` denominators give it).
-pub fn count_sql(filter: &FactFilter, now: Millis, ph: fn(usize) -> String) -> (String, Vec<String>) {
+pub fn count_sql(
+    filter: &FactFilter,
+    now: Millis,
+    ph: fn(usize) -> String,
+) -> (String, Vec<String>) {
     let sums: Vec<String> = counted_conditions()
         .iter()
-        .map(|c| format!("COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0)", c.sql(now)))
+        .map(|c| {
+            format!(
+                "COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0)",
+                c.sql(now)
+            )
+        })
         .collect();
     let (filter_sql, params) = filter.sql(ph);
     (
-        format!("SELECT {} FROM case_facts WHERE {filter_sql}", sums.join(", ")),
+        format!(
+            "SELECT {} FROM case_facts WHERE {filter_sql}",
+            sums.join(", ")
+        ),
         params,
     )
 }
@@ -404,7 +425,8 @@ impl CaseFacts {
     ) -> CaseFacts {
         let case = with_trusted_times(case, trusted, 0);
         let events: Vec<_> = case.timeline.iter().filter(|e| !e.conflicted).collect();
-        let first = |pred: fn(&Action) -> bool| events.iter().find(|e| pred(&e.action)).map(|e| e.at);
+        let first =
+            |pred: fn(&Action) -> bool| events.iter().find(|e| pred(&e.action)).map(|e| e.at);
         let dispatched_at = first(|a| matches!(a, Action::Dispatch { .. }));
         let responded_at = first(|a| matches!(a, Action::Sign));
         let base = DeadlineInput::from_case(&case);
@@ -432,10 +454,17 @@ impl CaseFacts {
             handle_due_at: stage_due(Status::Signed, responded_at),
             replied_at: first(|a| matches!(a, Action::Reply { .. })),
             closed_at: (case.status == Status::Closed)
-                .then(|| events.iter().rev().find(|e| matches!(e.action, Action::Close)))
+                .then(|| {
+                    events
+                        .iter()
+                        .rev()
+                        .find(|e| matches!(e.action, Action::Close))
+                })
                 .flatten()
                 .map(|e| e.at),
-            returned: events.iter().any(|e| matches!(e.action, Action::ApproveReturn)),
+            returned: events
+                .iter()
+                .any(|e| matches!(e.action, Action::ApproveReturn)),
             duplicate: case.status == Status::Merged || case.merged_into.is_some(),
             followed_up: follow_up.is_some(),
             solved: follow_up.is_some_and(|f| f.solved),
@@ -479,7 +508,11 @@ mod tests {
                 ..CaseFacts::default()
             })
             .collect();
-        let filter = FactFilter { from: 0, to: 10, ..FactFilter::default() };
+        let filter = FactFilter {
+            from: 0,
+            to: 10,
+            ..FactFilter::default()
+        };
         let rates = rates_from_counts(&count_in(&facts, &filter, 0), &policy);
         let sat = rates.iter().find(|r| r.key == "satisfaction").unwrap();
         assert_eq!((sat.numerator, sat.denominator), (1.5, 3));
@@ -487,10 +520,18 @@ mod tests {
 
     #[test]
     fn bad_filters_are_refused() {
-        let ok = FactFilter { from: 0, to: 1, area: "3306".into(), ..FactFilter::default() };
+        let ok = FactFilter {
+            from: 0,
+            to: 1,
+            area: "3306".into(),
+            ..FactFilter::default()
+        };
         assert!(ok.check().is_ok());
         for area in ["33x6", "3306041012011", "'; DROP"] {
-            let f = FactFilter { area: area.into(), ..ok.clone() };
+            let f = FactFilter {
+                area: area.into(),
+                ..ok.clone()
+            };
             assert!(f.check().is_err(), "{area}");
         }
         assert!(FactFilter { to: 0, ..ok }.check().is_err());

@@ -43,9 +43,7 @@ impl Period {
     /// Parses the period forms above; anything else is refused with the forms it accepts.
     pub fn parse(text: &str) -> Result<Period, String> {
         let bad = || {
-            format!(
-                "period {text:?}: use 2026-11, 2026-11-30, 2026-W48, 2026-11-H1 or 2026-11-H2"
-            )
+            format!("period {text:?}: use 2026-11, 2026-11-30, 2026-W48, 2026-11-H1 or 2026-11-H2")
         };
         let (start, end) = Self::bounds(text).ok_or_else(bad)?;
         Ok(Period {
@@ -144,10 +142,17 @@ pub const CSV_HEADER: &str = "统计周期,区域,承办单位,类别,指标,分
 pub fn to_csv(report: &Report) -> String {
     let mut out = format!("{CSV_HEADER}\n");
     for r in &report.rates {
-        let rate = r.rate.map(|x| format!("{:.2}%", x * 100.0)).unwrap_or_default();
+        let rate = r
+            .rate
+            .map(|x| format!("{:.2}%", x * 100.0))
+            .unwrap_or_default();
         let fields = [
             report.period.label.as_str(),
-            if report.area.is_empty() { "全部" } else { &report.area },
+            if report.area.is_empty() {
+                "全部"
+            } else {
+                &report.area
+            },
             report.unit.as_deref().unwrap_or("全部"),
             report.category.as_deref().unwrap_or("全部"),
             r.name,
@@ -211,8 +216,16 @@ mod tests {
     #[test]
     fn bad_periods_are_refused() {
         for bad in [
-            "", "2026", "2026-13", "2026-11-31", "2026-W54", "2026-W4", "2026-11-H3", "11-2026",
-            "2026-11-30T00", "２０２６-11",
+            "",
+            "2026",
+            "2026-13",
+            "2026-11-31",
+            "2026-W54",
+            "2026-W4",
+            "2026-11-H3",
+            "11-2026",
+            "2026-11-30T00",
+            "２０２６-11",
         ] {
             assert!(Period::parse(bad).is_err(), "{bad}");
         }

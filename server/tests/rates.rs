@@ -3,12 +3,12 @@
 
 use gridcase_core::doc::CaseDoc;
 use gridcase_core::model::{Case, Millis, Satisfaction, Status};
+use gridcase_server::Store;
 use gridcase_server::db::Location;
 use gridcase_server::demo;
 use gridcase_server::rates::{CaseFacts, FactFilter, count_in, rates_from_counts};
 use gridcase_server::report::{CSV_HEADER, Period, ReportQuery};
 use gridcase_server::testing::{Backend, TestDb};
-use gridcase_server::Store;
 
 /// 2026-11-28 10:00 China time.
 const NOW: Millis = 1_795_831_200_000;
@@ -78,9 +78,15 @@ fn sql_rates_equal_a_recomputation_from_the_documents(backend: Backend) {
             .collect();
         assert_eq!(report.cases, covered.len() as i64);
         let rate = |key: &str| report.rates.iter().find(|r| r.key == key).unwrap().clone();
-        let closed = covered.iter().filter(|c| c.status == Status::Closed).count();
+        let closed = covered
+            .iter()
+            .filter(|c| c.status == Status::Closed)
+            .count();
         assert_eq!(rate("completion").numerator, closed as f64, "{query:?}");
-        let followed: Vec<_> = covered.iter().filter_map(|c| c.follow_up.as_ref()).collect();
+        let followed: Vec<_> = covered
+            .iter()
+            .filter_map(|c| c.follow_up.as_ref())
+            .collect();
         let satisfied = followed
             .iter()
             .map(|f| match f.satisfaction {
@@ -93,7 +99,14 @@ fn sql_rates_equal_a_recomputation_from_the_documents(backend: Backend) {
     }
     // The month is not vacuous: every kind of count has cases.
     let month = store.report(&queries()[0], NOW).unwrap();
-    for key in ["response", "on_time", "completion", "resolution", "satisfaction", "overdue"] {
+    for key in [
+        "response",
+        "on_time",
+        "completion",
+        "resolution",
+        "satisfaction",
+        "overdue",
+    ] {
         let r = month.rates.iter().find(|r| r.key == key).unwrap();
         assert!(r.denominator > 0 && r.numerator > 0.0, "{key}: {r:?}");
     }
@@ -102,7 +115,11 @@ fn sql_rates_equal_a_recomputation_from_the_documents(backend: Backend) {
 fn bad_report_queries_are_refused(backend: Backend) {
     let db = TestDb::new(backend);
     let store = db.open();
-    for (period, area) in [("2026-13", ""), ("2026-11", "33'"), ("2026-11", "3306041012011")] {
+    for (period, area) in [
+        ("2026-13", ""),
+        ("2026-11", "33'"),
+        ("2026-11", "3306041012011"),
+    ] {
         let query = ReportQuery {
             period: period.into(),
             area: area.into(),
@@ -135,9 +152,11 @@ fn the_report_command_writes_csv_with_chinese_headers(backend: Backend) {
         .unwrap();
     let out = db.dir().join("report.csv");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gridcase-server"));
-    cmd.args(["report", "--period", "2026-11", "--area", "330604", "--format", "csv"])
-        .args(["--at", "2026-11-28T10:00:00+08:00", "--out"])
-        .arg(&out);
+    cmd.args([
+        "report", "--period", "2026-11", "--area", "330604", "--format", "csv",
+    ])
+    .args(["--at", "2026-11-28T10:00:00+08:00", "--out"])
+    .arg(&out);
     match db.location() {
         Location::Sqlite(dir) => cmd.arg("--data").arg(dir),
         Location::Postgres(url) => cmd.args(["--database", url]),

@@ -51,7 +51,9 @@ impl Rates for SqliteDb {
         let mut stmt = conn.prepare(&sql)?;
         let n = stmt.column_count();
         let row = stmt.query_row(params_from_iter(params), |r| {
-            (0..n).map(|i| r.get::<_, i64>(i)).collect::<rusqlite::Result<Vec<_>>>()
+            (0..n)
+                .map(|i| r.get::<_, i64>(i))
+                .collect::<rusqlite::Result<Vec<_>>>()
         })?;
         Ok(row)
     }
