@@ -179,8 +179,67 @@ fn the_report_command_writes_csv_with_chinese_headers(backend: Backend) {
     assert!(response[7].ends_with('%'), "{response:?}");
 }
 
+async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (u16, String) {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::get(uri);
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn the_admin_report_route_needs_the_admin_token(backend: Backend) {
+    gridcase_server::testing::run_async(move || admin_report_route(backend))
+}
+
+async fn admin_report_route(backend: Backend) {
+    use std::sync::Arc;
+    let db = TestDb::new(backend);
+    let store = Arc::new(db.open());
+    demo::fill(&store, 80, 3, NOW).unwrap();
+    let admin = store.create_admin_token().unwrap();
+    let app = gridcase_server::app(
+        gridcase_server::AppState::new(store.clone()).with_clock(Arc::new(|| NOW)),
+    );
+    let uri = "/admin/report?period=2026-11&area=330604";
+    assert_eq!(get(&app, uri, None).await.0, 401);
+    let (status, body) = get(&app, uri, Some(&admin)).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let query = ReportQuery {
+        period: "2026-11".into(),
+        area: "330604".into(),
+        ..ReportQuery::default()
+    };
+    // Through text both ways, as the response went (floats parse to the same nearest value).
+    let text = serde_json::to_string(&store.report(&query, NOW).unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json, expected);
+    let (status, csv) = get(&app, &format!("{uri}&format=csv"), Some(&admin)).await;
+    assert_eq!(status, 200);
+    assert!(csv.starts_with(CSV_HEADER), "{csv}");
+    for bad in [
+        "/admin/report?period=2026-13",
+        "/admin/report?period=2026-11&area=33x",
+        "/admin/report?period=2026-11&format=xlsx",
+        "/admin/report",
+    ] {
+        assert_eq!(get(&app, bad, Some(&admin)).await.0, 400, "{bad}");
+    }
+}
+
 gridcase_server::backend_tests!(
     sql_rates_equal_a_recomputation_from_the_documents,
     bad_report_queries_are_refused,
     the_report_command_writes_csv_with_chinese_headers,
+    the_admin_report_route_needs_the_admin_token,
 );

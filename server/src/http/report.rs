@@ -11,6 +11,7 @@ use super::admin::at_or_now;
 use super::auth::Admin;
 use super::{AppError, AppState};
 use crate::report::{ReportQuery, to_csv};
+use crate::store::StoreError;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ReportParams {
@@ -47,9 +48,22 @@ pub(super) async fn admin_report(
         category: p.category.filter(|c| !c.is_empty()),
     };
     let store = state.store.clone();
-    let report = tokio::task::spawn_blocking(move || store.report(&query, now)).await??;
+    let report = tokio::task::spawn_blocking(move || store.report(&query, now))
+        .await?
+        .map_err(|e| match e {
+            // A period or area the caller got wrong, not a fault of the server.
+            StoreError::Invalid(message) => AppError::BadRequest {
+                code: "bad_report",
+                message,
+            },
+            other => other.into(),
+        })?;
     Ok(if csv {
-        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&report)).into_response()
+        (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            to_csv(&report),
+        )
+            .into_response()
     } else {
         axum::Json(report).into_response()
     })
