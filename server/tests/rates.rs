@@ -237,6 +237,76 @@ async fn admin_report_route(backend: Backend) {
     }
 }
 
+/// BENCHMARKS.md, "Assessment rates": a month of 1,000,000 cases (plus 200,000 in the month
+/// before) on the embedded database, counted in one query. Run with `cargo test --release -p
+/// gridcase-server --test rates -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: 1.2 million rows"]
+fn a_month_of_a_million_cases_is_counted_in_under_a_second() {
+    let db = TestDb::new(Backend::Sqlite);
+    let store = db.open();
+    let Location::Sqlite(dir) = db.location() else {
+        unreachable!()
+    };
+    let path = dir.join(gridcase_server::db::sqlite::DB_FILE);
+    let month = Period::parse("2026-11").unwrap();
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO case_facts VALUES (?1, ?2, ?3, '供水', '区水务集团', ?4, ?5, ?6, ?7,
+                     ?8, ?9, 0, ?10, ?11, ?12, ?13, 0)",
+            )
+            .unwrap();
+        let mut x: u64 = 7;
+        for i in 0..1_200_000i64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = (x >> 33) as i64;
+            let span = month.to - month.from;
+            let at = if i < 1_000_000 {
+                month.from + r % span
+            } else {
+                month.from - 1 - r % span
+            };
+            let area = format!("3306041{:02}{:03}", 1 + r % 4, r % 20);
+            let step = |k: i64| (r % 5 >= k).then_some(at + k * 3_600_000);
+            insert
+                .execute(rusqlite::params![
+                    format!("c{i:08}"),
+                    at,
+                    area,
+                    step(1),
+                    step(1).map(|t| t + 8 * 3_600_000),
+                    step(2),
+                    step(2).map(|t| t + 2 * 86_400_000),
+                    step(3),
+                    step(4),
+                    i64::from(r % 97 == 0),
+                    i64::from(r % 5 >= 4),
+                    i64::from(r % 7 != 0),
+                    (r % 5 >= 4).then_some(r % 3),
+                ])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    let query = ReportQuery {
+        period: "2026-11".into(),
+        area: "330604".into(),
+        ..ReportQuery::default()
+    };
+    store.report(&query, NOW).unwrap(); // warm the page cache, as a running server has it
+    let started = std::time::Instant::now();
+    let report = store.report(&query, NOW).unwrap();
+    let took = started.elapsed();
+    println!("month report over {} cases: {took:?}", report.cases);
+    assert_eq!(report.cases, 1_000_000);
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+}
+
 gridcase_server::backend_tests!(
     sql_rates_equal_a_recomputation_from_the_documents,
     bad_report_queries_are_refused,
