@@ -152,6 +152,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write the assessment rates (响应率, 按时办结率, …) of a period as JSON or CSV.
     Report(ReportArgs),
+    /// Once after upgrading: compute the rates' facts of cases committed before they existed.
+    BackfillFacts {
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Enrol a user (or change an existing user's role and area).
     EnrolUser {
         #[command(flatten)]
@@ -473,6 +478,9 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             println!("{}", data.open()?.create_admin_token()?);
         }
         Command::Report(args) => args.run()?,
+        Command::BackfillFacts { data } => {
+            println!("{} cases", data.open()?.backfill_facts()?);
+        }
         Command::Overdue(args) => {
             let now = at_or_now(args.at.as_deref())?;
             let cases = args.data.open()?.overdue(now, u32::MAX)?;

@@ -134,6 +134,34 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Writes the facts row of every case committed before `case_facts` existed (one pass over
+    /// those documents, once after the upgrade; later commits keep the rows current). Returns
+    /// how many rows were written.
+    pub fn backfill_facts(&self) -> Result<u64> {
+        let (mut after, mut written) = (String::new(), 0u64);
+        loop {
+            let ids = self.db().cases_without_facts(&after, 500)?;
+            let Some(last) = ids.last() else {
+                return Ok(written);
+            };
+            after = last.clone();
+            for id in &ids {
+                let Some(doc) = self.load_doc(id)? else {
+                    continue;
+                };
+                let case = gridcase_core::doc::CaseDoc::from_automerge(doc)
+                    .and_then(|d| d.read())
+                    .map_err(|e| StoreError::Invalid(format!("case {id}: {e}")))?;
+                let trusted = self.trusted_times(id)?;
+                let facts =
+                    crate::rates::CaseFacts::of(&case, &trusted, self.policy(), self.calendar());
+                written += u64::from(self.db().fill_facts(&facts)?);
+            }
+        }
+    }
+}
+
 /// The CSV header row.
 pub const CSV_HEADER: &str = "统计周期,区域,承办单位,类别,指标,分子,分母,比率";
 

@@ -237,6 +237,38 @@ async fn admin_report_route(backend: Backend) {
     }
 }
 
+/// Empties `case_facts`, as a database upgraded from before it existed has it.
+fn clear_facts(db: &TestDb) {
+    match db.location() {
+        Location::Sqlite(dir) => {
+            let path = dir.join(gridcase_server::db::sqlite::DB_FILE);
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute("DELETE FROM case_facts", []).unwrap();
+        }
+        Location::Postgres(url) => {
+            let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+            client.batch_execute("DELETE FROM case_facts").unwrap();
+        }
+    }
+}
+
+fn backfill_gives_cases_from_before_the_upgrade_their_facts(backend: Backend) {
+    let db = TestDb::new(backend);
+    let store = db.open();
+    let made = demo::fill(&store, 150, 9, NOW).unwrap();
+    let query = &queries()[0];
+    let before = store.report(query, NOW).unwrap();
+    assert!(before.cases > 0);
+    clear_facts(&db);
+    assert_eq!(store.report(query, NOW).unwrap().cases, 0);
+    assert_eq!(
+        store.backfill_facts().unwrap(),
+        u64::from(made.cases_created)
+    );
+    assert_eq!(store.report(query, NOW).unwrap(), before);
+    assert_eq!(store.backfill_facts().unwrap(), 0);
+}
+
 /// BENCHMARKS.md, "Assessment rates": a month of 1,000,000 cases (plus 200,000 in the month
 /// before) on the embedded database, counted in one query. Run with `cargo test --release -p
 /// gridcase-server --test rates -- --ignored --nocapture`.
@@ -312,4 +344,5 @@ gridcase_server::backend_tests!(
     bad_report_queries_are_refused,
     the_report_command_writes_csv_with_chinese_headers,
     the_admin_report_route_needs_the_admin_token,
+    backfill_gives_cases_from_before_the_upgrade_their_facts,
 );

@@ -479,6 +479,11 @@ pub trait Rates {
     fn rate_counts(&self, filter: &crate::rates::FactFilter, now: Millis) -> Result<Vec<i64>>;
     /// Ids of the cases `filter` covers, in id order (for drill-down and tests).
     fn fact_case_ids(&self, filter: &crate::rates::FactFilter) -> Result<Vec<String>>;
+    /// Up to `limit` cases with a projection but no facts row (committed before the facts
+    /// existed), in id order after `after`.
+    fn cases_without_facts(&self, after: &str, limit: u32) -> Result<Vec<String>>;
+    /// Writes a facts row unless the case has one (a commit since the read wrote newer facts).
+    fn fill_facts(&self, facts: &crate::rates::CaseFacts) -> Result<bool>;
 }
 
 // ---- audit ----

@@ -13,13 +13,11 @@ fn placeholder(i: usize) -> String {
 
 /// Writes the facts row of a case (inside the commit's transaction).
 pub(super) fn upsert_facts(tx: &mut PgConn, f: &CaseFacts) -> Result<()> {
-    let flag = |b: bool| i64::from(b);
-    tx.execute(
-        "INSERT INTO case_facts (case_id, registered_at, area_code, category, unit,
-             dispatched_at, response_due_at, responded_at, handle_due_at, replied_at, closed_at,
-             returned, duplicate, followed_up, solved, satisfaction, supervised)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-         ON CONFLICT (case_id) DO UPDATE SET registered_at = excluded.registered_at,
+    write_facts(tx, f, UPDATE)?;
+    Ok(())
+}
+
+const UPDATE: &str = "DO UPDATE SET registered_at = excluded.registered_at,
              area_code = excluded.area_code, category = excluded.category,
              unit = excluded.unit, dispatched_at = excluded.dispatched_at,
              response_due_at = excluded.response_due_at, responded_at = excluded.responded_at,
@@ -27,7 +25,20 @@ pub(super) fn upsert_facts(tx: &mut PgConn, f: &CaseFacts) -> Result<()> {
              closed_at = excluded.closed_at, returned = excluded.returned,
              duplicate = excluded.duplicate, followed_up = excluded.followed_up,
              solved = excluded.solved, satisfaction = excluded.satisfaction,
-             supervised = excluded.supervised",
+             supervised = excluded.supervised";
+
+/// Inserts a facts row, `ON CONFLICT (case_id) {on_conflict}`; the number of rows written.
+fn write_facts(tx: &mut PgConn, f: &CaseFacts, on_conflict: &str) -> Result<u64> {
+    let flag = |b: bool| i64::from(b);
+    let sql = format!(
+        "INSERT INTO case_facts (case_id, registered_at, area_code, category, unit,
+             dispatched_at, response_due_at, responded_at, handle_due_at, replied_at, closed_at,
+             returned, duplicate, followed_up, solved, satisfaction, supervised)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (case_id) {on_conflict}"
+    );
+    let n = tx.execute(
+        &sql,
         &[
             &f.case_id,
             &f.registered_at,
@@ -48,7 +59,7 @@ pub(super) fn upsert_facts(tx: &mut PgConn, f: &CaseFacts) -> Result<()> {
             &flag(f.supervised),
         ],
     )?;
-    Ok(())
+    Ok(n)
 }
 
 fn refs(params: &[String]) -> Vec<&(dyn ToSql + Sync)> {
@@ -70,5 +81,21 @@ impl Rates for PgDb {
         let mut conn = self.conn()?;
         let rows = conn.client.query(&sql, &refs(&params))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn cases_without_facts(&self, after: &str, limit: u32) -> Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        let rows = conn.query(
+            "SELECT c.case_id FROM cases c WHERE c.case_id > $1
+               AND NOT EXISTS (SELECT 1 FROM case_facts f WHERE f.case_id = c.case_id)
+             ORDER BY c.case_id LIMIT $2",
+            &[&after, &i64::from(limit)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn fill_facts(&self, facts: &CaseFacts) -> Result<bool> {
+        let mut conn = self.conn()?;
+        Ok(write_facts(&mut conn, facts, "DO NOTHING")? == 1)
     }
 }

@@ -131,7 +131,7 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_at ON audit(at);
     "#,
     // 3: the facts the assessment rates count (see `crate::rates`), written with the case's
-    // projection. Cases committed before this step get their row at their next commit.
+    // projection. Cases committed before this step get their row from `backfill-facts`.
     r#"
     CREATE TABLE case_facts (
         case_id TEXT PRIMARY KEY COLLATE "C",

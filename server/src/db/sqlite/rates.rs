@@ -13,15 +13,21 @@ fn placeholder(i: usize) -> String {
 
 /// Writes the facts row of a case (inside the commit's transaction).
 pub(super) fn upsert_facts(tx: &Connection, f: &CaseFacts) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO case_facts (case_id, registered_at, area_code, category, unit,
+    write_facts(tx, f, "REPLACE")?;
+    Ok(())
+}
+
+/// `INSERT OR {conflict}` of a facts row; the number of rows written.
+fn write_facts(tx: &Connection, f: &CaseFacts, conflict: &str) -> Result<usize> {
+    let sql = format!(
+        "INSERT OR {conflict} INTO case_facts (case_id, registered_at, area_code, category, unit,
              dispatched_at, response_due_at, responded_at, handle_due_at, replied_at, closed_at,
              returned, duplicate, followed_up, solved, satisfaction, supervised)
          VALUES (:case_id, :registered_at, :area_code, :category, :unit, :dispatched_at,
              :response_due_at, :responded_at, :handle_due_at, :replied_at, :closed_at,
-             :returned, :duplicate, :followed_up, :solved, :satisfaction, :supervised)",
-    )?
-    .execute(named_params! {
+             :returned, :duplicate, :followed_up, :solved, :satisfaction, :supervised)"
+    );
+    let n = tx.prepare_cached(&sql)?.execute(named_params! {
         ":case_id": f.case_id,
         ":registered_at": f.registered_at,
         ":area_code": f.area_code,
@@ -40,7 +46,7 @@ pub(super) fn upsert_facts(tx: &Connection, f: &CaseFacts) -> Result<()> {
         ":satisfaction": f.satisfaction,
         ":supervised": f.supervised,
     })?;
-    Ok(())
+    Ok(n)
 }
 
 impl Rates for SqliteDb {
@@ -67,5 +73,22 @@ impl Rates for SqliteDb {
             .query_map(params_from_iter(params), |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(ids)
+    }
+
+    fn cases_without_facts(&self, after: &str, limit: u32) -> Result<Vec<String>> {
+        let conn = self.conn()?;
+        let ids = conn
+            .prepare_cached(
+                "SELECT c.case_id FROM cases c WHERE c.case_id > ?1
+                   AND NOT EXISTS (SELECT 1 FROM case_facts f WHERE f.case_id = c.case_id)
+                 ORDER BY c.case_id LIMIT ?2",
+            )?
+            .query_map(rusqlite::params![after, limit], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
+    fn fill_facts(&self, facts: &CaseFacts) -> Result<bool> {
+        self.write(|tx| Ok((write_facts(tx, facts, "IGNORE")? == 1, true)))
     }
 }

@@ -134,7 +134,7 @@ pub const MIGRATIONS: &[&str] = &[
           AND substr(area_code, 1, 2) <> '00';
     "#,
     // 6: the facts the assessment rates count (see `crate::rates`), written with the case's
-    // projection. Cases committed before this step get their row at their next commit.
+    // projection. Cases committed before this step get their row from `backfill-facts`.
     // Clustered by registration time, so a period's rows are read in sequence (a secondary
     // index would cost a lookup per case); `case_id` stays unique (`INSERT OR REPLACE`).
     r#"
