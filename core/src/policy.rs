@@ -223,6 +223,30 @@ pub struct PolicySet {
     /// Close of business, China time, for the `working_day_close` unit.
     pub working_day_close: NaiveTime,
     pub rules: Vec<Rule>,
+    /// The `[rates]` section: weights of the assessment rates (server `rates` module).
+    pub rates: RatesPolicy,
+}
+
+/// Weights of the assessment rates (domain.md, "Supervision, reporting, audit"; local
+/// definitions vary, so they are policy).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatesPolicy {
+    /// k in 满意率 = (satisfied + k × basically satisfied) ÷ valid follow-ups. domain.md: 1.
+    #[serde(default = "default_basic_weight")]
+    pub basically_satisfied_weight: f64,
+}
+
+fn default_basic_weight() -> f64 {
+    1.0
+}
+
+impl Default for RatesPolicy {
+    fn default() -> Self {
+        RatesPolicy {
+            basically_satisfied_weight: default_basic_weight(),
+        }
+    }
 }
 
 /// A policy file that cannot be used. `line` is 1-based; `None` when the parser gave no position.
@@ -247,6 +271,7 @@ struct RawPolicy {
     due_soon_fraction: Option<Spanned<f64>>,
     pause_during_extension: Option<bool>,
     working_day_close: Option<Spanned<String>>,
+    rates: Option<Spanned<RatesPolicy>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -391,11 +416,25 @@ impl PolicySet {
             }
             rules.push(rule);
         }
+        let rates = match raw.rates {
+            None => RatesPolicy::default(),
+            Some(spanned) => {
+                let k = spanned.get_ref().basically_satisfied_weight;
+                if !(0.0..=1.0).contains(&k) {
+                    return Err(at(
+                        spanned.span().start,
+                        format!("basically_satisfied_weight must be in 0..=1, got {k}"),
+                    ));
+                }
+                spanned.into_inner()
+            }
+        };
         Ok(PolicySet {
             due_soon_fraction,
             pause_during_extension: raw.pause_during_extension.unwrap_or(false),
             working_day_close,
             rules,
+            rates,
         })
     }
 
@@ -624,5 +663,15 @@ unit = "hours"
         // A rule with no amount at all.
         let message = err("[[rule]]\nstage = \"sign\"\nunit = \"hours\"\n");
         assert!(message.contains("amount"), "{message}");
+    }
+
+    #[test]
+    fn rates_weight_defaults_to_one_and_is_checked() {
+        assert_eq!(PolicySet::default().rates.basically_satisfied_weight, 1.0);
+        let p = PolicySet::from_toml("[rates]\nbasically_satisfied_weight = 0.8\n").unwrap();
+        assert_eq!(p.rates.basically_satisfied_weight, 0.8);
+        let e = PolicySet::from_toml("[rates]\nbasically_satisfied_weight = 2.0\n").unwrap_err();
+        assert!(e.message.contains("basically_satisfied_weight"), "{e}");
+        assert!(PolicySet::from_toml("[rates]\nk = 1\n").is_err());
     }
 }

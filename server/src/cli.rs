@@ -102,10 +102,61 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// 2026-11 (month), 2026-11-30 (day), 2026-W48 (ISO week), 2026-11-H1 / 2026-11-H2.
+    #[arg(long)]
+    pub period: String,
+    /// An area-code prefix (digits); default everywhere.
+    #[arg(long, default_value = "")]
+    pub area: String,
+    /// Only cases of this responsible unit.
+    #[arg(long)]
+    pub unit: Option<String>,
+    /// Only cases of this category.
+    #[arg(long)]
+    pub category: Option<String>,
+    #[arg(long, value_parser = ["json", "csv"], default_value = "json")]
+    pub format: String,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The instant to judge running clocks at (RFC 3339); default now.
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+impl ReportArgs {
+    fn run(&self) -> Result<(), BoxError> {
+        let now = at_or_now(self.at.as_deref())?;
+        let query = crate::report::ReportQuery {
+            period: self.period.clone(),
+            area: self.area.clone(),
+            unit: self.unit.clone(),
+            category: self.category.clone(),
+        };
+        let report = self.data.open()?.report(&query, now)?;
+        let text = match self.format.as_str() {
+            "csv" => crate::report::to_csv(&report),
+            _ => serde_json::to_string_pretty(&report)?,
+        };
+        std::fs::write(&self.out, text)?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server and the periodic deadline check.
     Serve(ServeArgs),
+    /// Write the assessment rates (响应率, 按时办结率, …) of a period as JSON or CSV.
+    Report(ReportArgs),
+    /// Once after upgrading: compute the rates' facts of cases committed before they existed.
+    BackfillFacts {
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Enrol a user (or change an existing user's role and area).
     EnrolUser {
         #[command(flatten)]
@@ -425,6 +476,10 @@ fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::AdminToken { data } => {
             println!("{}", data.open()?.create_admin_token()?);
+        }
+        Command::Report(args) => args.run()?,
+        Command::BackfillFacts { data } => {
+            println!("{} cases", data.open()?.backfill_facts()?);
         }
         Command::Overdue(args) => {
             let now = at_or_now(args.at.as_deref())?;

@@ -28,6 +28,8 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod projection;
+pub mod rates;
+pub mod report;
 pub mod store;
 pub mod sync;
 #[cfg(feature = "testing")]

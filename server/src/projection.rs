@@ -39,6 +39,8 @@ pub struct Projection {
     /// The clock stands still for a pending extension (policy `pause_during_extension`).
     pub paused: bool,
     pub needs_review: bool,
+    /// What the assessment rates count (table `case_facts`, `crate::rates`).
+    pub facts: crate::rates::CaseFacts,
 }
 
 /// Computes the projection row of `case`. Deadlines come from the deadline engine over the
@@ -73,5 +75,6 @@ pub fn project(
         calendar_version: calendar.version(),
         paused: policy.pause_during_extension && case.extension_pending,
         needs_review: case.needs_review,
+        facts: crate::rates::CaseFacts::of(case, trusted, policy, calendar),
     }
 }

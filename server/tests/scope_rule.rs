@@ -79,6 +79,10 @@ fn projection(id: &str, area_code: &str, assignee: &str) -> Projection {
         calendar_version: String::new(),
         paused: false,
         needs_review: false,
+        facts: gridcase_server::rates::CaseFacts {
+            case_id: id.into(),
+            ..Default::default()
+        },
     }
 }
 

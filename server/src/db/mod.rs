@@ -108,7 +108,7 @@ pub fn open(location: &Location, pool_size: u32) -> Result<Arc<dyn Database>> {
 
 /// A database the server can run on.
 pub trait Database:
-    Accounts + Documents + CaseLists + AuditLog + Send + Sync + std::fmt::Debug
+    Accounts + Documents + CaseLists + AuditLog + Rates + Send + Sync + std::fmt::Debug
 {
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
@@ -469,6 +469,21 @@ pub trait CaseLists {
     fn supervisions(&self, case_id: &str) -> Result<Vec<SupervisionRow>>;
     fn row_counts(&self) -> Result<RowCounts>;
     fn case_gauges(&self, now: Millis) -> Result<CaseGauges>;
+}
+
+// ---- assessment rates ----
+
+/// Counts over `case_facts` (the conditions and their SQL are `crate::rates`'s).
+pub trait Rates {
+    /// One count per `crate::rates::counted_conditions` entry over the cases `filter` covers.
+    fn rate_counts(&self, filter: &crate::rates::FactFilter, now: Millis) -> Result<Vec<i64>>;
+    /// Ids of the cases `filter` covers, in id order (for drill-down and tests).
+    fn fact_case_ids(&self, filter: &crate::rates::FactFilter) -> Result<Vec<String>>;
+    /// Up to `limit` cases with a projection but no facts row (committed before the facts
+    /// existed), in id order after `after`.
+    fn cases_without_facts(&self, after: &str, limit: u32) -> Result<Vec<String>>;
+    /// Writes a facts row unless the case has one (a commit since the read wrote newer facts).
+    fn fill_facts(&self, facts: &crate::rates::CaseFacts) -> Result<bool>;
 }
 
 // ---- audit ----

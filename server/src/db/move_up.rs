@@ -27,6 +27,7 @@ pub const TABLES: &[&str] = &[
     "changes",
     "docs",
     "cases",
+    "case_facts",
     "event_times",
     "device_docs",
     "supervisions",

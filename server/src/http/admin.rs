@@ -25,6 +25,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/cases/{id}", get(admin_case))
         .route("/admin/cases/{id}/reveal", post(admin_reveal))
         .route("/admin/audit", get(admin_audit))
+        .route("/admin/report", get(super::report::admin_report))
         .route("/admin/devices/{id}/revoke", post(admin_revoke_device))
         .route("/admin/users/{id}/revoke", post(admin_revoke_user))
 }
@@ -76,7 +77,12 @@ pub fn parse_instant(text: &str) -> Option<Millis> {
 }
 
 fn list_at(state: &AppState, params: &ListParams) -> Result<Millis, AppError> {
-    match &params.at {
+    at_or_now(state, params.at.as_deref())
+}
+
+/// `?at=` (RFC 3339 or milliseconds since the epoch), or the state's clock.
+pub(super) fn at_or_now(state: &AppState, at: Option<&str>) -> Result<Millis, AppError> {
+    match at {
         None => Ok((state.clock)()),
         Some(text) => parse_instant(text).ok_or_else(|| AppError::BadRequest {
             code: "bad_time",

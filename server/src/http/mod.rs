@@ -15,6 +15,7 @@ pub mod admin;
 pub mod auth;
 mod error;
 pub mod quota;
+mod report;
 pub mod serve;
 
 use std::sync::Arc;

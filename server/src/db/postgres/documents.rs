@@ -129,6 +129,7 @@ impl Documents for PgDb {
             )?;
             if let Some(p) = &w.projection {
                 upsert_projection(tx, p, last_seq, w.now)?;
+                super::rates::upsert_facts(tx, &p.facts)?;
             }
             Ok((Commit::Committed { last_seq }, true))
         })

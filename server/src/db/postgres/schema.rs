@@ -130,6 +130,30 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_user_at ON audit(user_id, at);
     CREATE INDEX audit_at ON audit(at);
     "#,
+    // 3: the facts the assessment rates count (see `crate::rates`), written with the case's
+    // projection. Cases committed before this step get their row from `backfill-facts`.
+    r#"
+    CREATE TABLE case_facts (
+        case_id TEXT PRIMARY KEY COLLATE "C",
+        registered_at BIGINT NOT NULL,
+        area_code TEXT NOT NULL,
+        category TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        dispatched_at BIGINT,
+        response_due_at BIGINT,
+        responded_at BIGINT,
+        handle_due_at BIGINT,
+        replied_at BIGINT,
+        closed_at BIGINT,
+        returned BIGINT NOT NULL,
+        duplicate BIGINT NOT NULL,
+        followed_up BIGINT NOT NULL,
+        solved BIGINT NOT NULL,
+        satisfaction BIGINT,
+        supervised BIGINT NOT NULL
+    );
+    CREATE INDEX case_facts_period ON case_facts(registered_at, area_code);
+    "#,
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -76,6 +76,7 @@ impl Documents for SqliteDb {
             }
             if let Some(p) = &w.projection {
                 upsert_projection(tx, p, last_seq, w.now)?;
+                super::rates::upsert_facts(tx, &p.facts)?;
             }
             if let Some(device) = &w.holder {
                 hold(tx, device, &w.doc_id)?;

@@ -10,6 +10,7 @@
 mod accounts;
 mod documents;
 mod lists;
+mod rates;
 pub mod schema;
 
 use std::path::{Path, PathBuf};

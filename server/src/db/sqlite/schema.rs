@@ -133,6 +133,33 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE length(area_code) = 12 AND area_code NOT GLOB '*[^0-9]*'
           AND substr(area_code, 1, 2) <> '00';
     "#,
+    // 6: the facts the assessment rates count (see `crate::rates`), written with the case's
+    // projection. Cases committed before this step get their row from `backfill-facts`.
+    // Clustered by registration time, so a period's rows are read in sequence (a secondary
+    // index would cost a lookup per case); `case_id` stays unique (`INSERT OR REPLACE`).
+    r#"
+    CREATE TABLE case_facts (
+        case_id TEXT NOT NULL,
+        registered_at INTEGER NOT NULL,
+        area_code TEXT NOT NULL,
+        category TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        dispatched_at INTEGER,
+        response_due_at INTEGER,
+        responded_at INTEGER,
+        handle_due_at INTEGER,
+        replied_at INTEGER,
+        closed_at INTEGER,
+        returned INTEGER NOT NULL,
+        duplicate INTEGER NOT NULL,
+        followed_up INTEGER NOT NULL,
+        solved INTEGER NOT NULL,
+        satisfaction INTEGER,
+        supervised INTEGER NOT NULL,
+        PRIMARY KEY (registered_at, case_id)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX case_facts_case ON case_facts(case_id);
+    "#,
 ];
 
 struct Sqlite<'a>(&'a mut Connection);

@@ -1,0 +1,101 @@
+//! `case_facts` in PostgreSQL: written with the projection, counted for the rates.
+
+use gridcase_core::model::Millis;
+use postgres::types::ToSql;
+
+use super::{PgConn, PgDb};
+use crate::db::{Rates, Result};
+use crate::rates::{CaseFacts, FactFilter, count_sql};
+
+fn placeholder(i: usize) -> String {
+    format!("${i}")
+}
+
+/// Writes the facts row of a case (inside the commit's transaction).
+pub(super) fn upsert_facts(tx: &mut PgConn, f: &CaseFacts) -> Result<()> {
+    write_facts(tx, f, UPDATE)?;
+    Ok(())
+}
+
+const UPDATE: &str = "DO UPDATE SET registered_at = excluded.registered_at,
+             area_code = excluded.area_code, category = excluded.category,
+             unit = excluded.unit, dispatched_at = excluded.dispatched_at,
+             response_due_at = excluded.response_due_at, responded_at = excluded.responded_at,
+             handle_due_at = excluded.handle_due_at, replied_at = excluded.replied_at,
+             closed_at = excluded.closed_at, returned = excluded.returned,
+             duplicate = excluded.duplicate, followed_up = excluded.followed_up,
+             solved = excluded.solved, satisfaction = excluded.satisfaction,
+             supervised = excluded.supervised";
+
+/// Inserts a facts row, `ON CONFLICT (case_id) {on_conflict}`; the number of rows written.
+fn write_facts(tx: &mut PgConn, f: &CaseFacts, on_conflict: &str) -> Result<u64> {
+    let flag = |b: bool| i64::from(b);
+    let sql = format!(
+        "INSERT INTO case_facts (case_id, registered_at, area_code, category, unit,
+             dispatched_at, response_due_at, responded_at, handle_due_at, replied_at, closed_at,
+             returned, duplicate, followed_up, solved, satisfaction, supervised)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (case_id) {on_conflict}"
+    );
+    let n = tx.execute(
+        &sql,
+        &[
+            &f.case_id,
+            &f.registered_at,
+            &f.area_code,
+            &f.category,
+            &f.unit,
+            &f.dispatched_at,
+            &f.response_due_at,
+            &f.responded_at,
+            &f.handle_due_at,
+            &f.replied_at,
+            &f.closed_at,
+            &flag(f.returned),
+            &flag(f.duplicate),
+            &flag(f.followed_up),
+            &flag(f.solved),
+            &f.satisfaction,
+            &flag(f.supervised),
+        ],
+    )?;
+    Ok(n)
+}
+
+fn refs(params: &[String]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+impl Rates for PgDb {
+    fn rate_counts(&self, filter: &FactFilter, now: Millis) -> Result<Vec<i64>> {
+        let (sql, params) = count_sql(filter, now, placeholder);
+        let mut conn = self.conn()?;
+        // Not cached: `now` and the period are inlined, so each report is its own statement.
+        let row = conn.client.query_one(&sql, &refs(&params))?;
+        Ok((0..row.len()).map(|i| row.get::<_, i64>(i)).collect())
+    }
+
+    fn fact_case_ids(&self, filter: &FactFilter) -> Result<Vec<String>> {
+        let (where_sql, params) = filter.sql(placeholder);
+        let sql = format!("SELECT case_id FROM case_facts WHERE {where_sql} ORDER BY case_id");
+        let mut conn = self.conn()?;
+        let rows = conn.client.query(&sql, &refs(&params))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn cases_without_facts(&self, after: &str, limit: u32) -> Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        let rows = conn.query(
+            "SELECT c.case_id FROM cases c WHERE c.case_id > $1
+               AND NOT EXISTS (SELECT 1 FROM case_facts f WHERE f.case_id = c.case_id)
+             ORDER BY c.case_id LIMIT $2",
+            &[&after, &i64::from(limit)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn fill_facts(&self, facts: &CaseFacts) -> Result<bool> {
+        let mut conn = self.conn()?;
+        Ok(write_facts(&mut conn, facts, "DO NOTHING")? == 1)
+    }
+}
