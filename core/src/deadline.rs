@@ -294,7 +294,7 @@ pub fn evaluate_input(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::lifecycle::Action;
     use crate::model::{Author, Channel, Location, Role, TimelineEvent};
@@ -566,7 +566,8 @@ mod tests {
         }
     }
 
-    fn case(status: Status, timeline: Vec<TimelineEvent>) -> Case {
+    /// A case in `status` with `timeline` (also the fixture of other modules' tests).
+    pub(crate) fn case(status: Status, timeline: Vec<TimelineEvent>) -> Case {
         Case {
             id: "c1".into(),
             schema_version: 1,

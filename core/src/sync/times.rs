@@ -209,47 +209,21 @@ mod tests {
             device: "d".into(),
             role: Role::GridWorker,
         };
+        let timeline = events
+            .iter()
+            .map(|id| TimelineEvent {
+                id: (*id).into(),
+                action: Action::Register,
+                from: Status::Draft,
+                author: author.clone(),
+                at: 100,
+                conflicted: false,
+            })
+            .collect();
         Case {
-            id: "c1".into(),
-            schema_version: 1,
-            number: "1".into(),
-            channel: Channel::Hotline,
-            case_type: CaseType::Inquiry,
-            category: "water".into(),
-            urgency: Urgency::General,
-            priority: false,
-            title: "t".into(),
-            description: String::new(),
-            location: Location {
-                address: String::new(),
-                area_code: "330604101201".into(),
-                gps: None,
-            },
-            responsible_unit: String::new(),
-            assignee: String::new(),
-            status: Status::Registered,
-            needs_review: false,
-            extension_pending: false,
-            extension_days: 0,
-            merged_into: None,
-            related: Vec::new(),
-            follow_up: None,
-            supervisions: Vec::new(),
-            timeline: events
-                .iter()
-                .map(|id| TimelineEvent {
-                    id: (*id).into(),
-                    action: Action::Register,
-                    from: Status::Draft,
-                    author: author.clone(),
-                    at: 100,
-                    conflicted: false,
-                })
-                .collect(),
-            notes: Vec::new(),
-            attachments: Vec::new(),
             created_by: author,
             created_at: 50,
+            ..crate::deadline::tests::case(Status::Registered, timeline)
         }
     }
 }
