@@ -81,6 +81,21 @@ impl TestServer {
     }
 }
 
+/// In a child server process (the crash and several-instances tests): serves `state` on an
+/// ephemeral 127.0.0.1 port and publishes the port in `dir/port`, written then renamed so the
+/// parent never reads half a number. Returns only by panicking, when the server stops.
+pub async fn serve_publishing_port(dir: &std::path::Path, state: AppState) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("child: bind 127.0.0.1");
+    let port = listener.local_addr().expect("child: local addr").port();
+    let tmp = dir.join("port.tmp");
+    std::fs::write(&tmp, port.to_string()).expect("child: write port");
+    std::fs::rename(&tmp, dir.join("port")).expect("child: publish port");
+    let served = spawn(listener, state).await;
+    panic!("child: the server stopped: {served:?}");
+}
+
 /// Serves `store` on an ephemeral 127.0.0.1 port from a runtime of its own, reading `clock`.
 fn serve(store: Arc<Store>, clock: Arc<AtomicI64>) -> (String, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -9,6 +9,7 @@
 //! `<GRIDCASE_CRASH_CHILD>/port`. Runs on both backends.
 
 use gridcase_tests::acks::{Acks, Recording};
+use gridcase_tests::serve_publishing_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -26,7 +27,7 @@ use gridcase_core::rules::SourcedRules;
 use gridcase_core::store::{Page, StoreKey};
 use gridcase_core::sync::times::with_trusted_times;
 use gridcase_server::db::Location;
-use gridcase_server::http::{AppState, spawn};
+use gridcase_server::http::AppState;
 use gridcase_server::store::Store;
 use gridcase_tests::{Backend, T0, TestDb, new_case};
 
@@ -63,15 +64,7 @@ fn crash_child_server() {
         .expect("child: runtime");
     let state = AppState::new(store).with_clock(Arc::new(|| T0));
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("child: bind 127.0.0.1");
-        let port = listener.local_addr().expect("child: local addr").port();
-        let tmp = dir.join("port.tmp");
-        std::fs::write(&tmp, port.to_string()).expect("child: write port");
-        std::fs::rename(&tmp, dir.join("port")).expect("child: publish port");
-        let served = spawn(listener, state).await;
-        panic!("child: the server stopped: {served:?}");
+        serve_publishing_port(&dir, state).await;
     });
 }
 

@@ -13,6 +13,7 @@
 //! ignored in a normal run). The children read their clock from a file the test moves.
 
 use gridcase_tests::acks::{Acks, Recording};
+use gridcase_tests::serve_publishing_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -28,7 +29,7 @@ use gridcase_core::rules::SourcedRules;
 use gridcase_core::store::StoreKey;
 use gridcase_server::db::Location;
 use gridcase_server::deadlines::supervise_overdue_stages;
-use gridcase_server::http::{AppState, spawn};
+use gridcase_server::http::AppState;
 use gridcase_server::leader::spawn_deadline_leader;
 use gridcase_server::store::Store;
 use gridcase_server::testing::PG_ENV;
@@ -123,15 +124,7 @@ fn instance_child_server() {
             clock,
             state.metrics.clone(),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("child: bind 127.0.0.1");
-        let port = listener.local_addr().expect("child: local addr").port();
-        let tmp = dir.join("port.tmp");
-        std::fs::write(&tmp, port.to_string()).expect("child: write port");
-        std::fs::rename(&tmp, dir.join("port")).expect("child: publish port");
-        let served = spawn(listener, state).await;
-        panic!("child: the server stopped: {served:?}");
+        serve_publishing_port(&dir, state).await;
     });
 }
 
