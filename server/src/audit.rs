@@ -24,6 +24,12 @@ pub const REVEAL: &str = "reveal";
 pub const REJECT: &str = "reject";
 pub const REVOKE: &str = "revoke";
 pub const ENROL: &str = "enrol";
+/// An admin account added, disabled or reset.
+pub const ADMIN: &str = "admin";
+/// A monthly random audit drawn (see `crate::audit_draw`).
+pub const AUDIT_DRAW: &str = "audit_draw";
+/// A drawn case's re-verification recorded.
+pub const AUDIT_VERIFY: &str = "audit_verify";
 
 /// Default and largest number of rows one audit query returns.
 pub const DEFAULT_AUDIT_LIMIT: u32 = 100;

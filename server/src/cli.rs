@@ -57,7 +57,7 @@ pub struct DataArg {
 
 impl DataArg {
     /// Opens the store these arguments name.
-    fn open(&self) -> Result<Store, BoxError> {
+    pub(crate) fn open(&self) -> Result<Store, BoxError> {
         let location = Location::from_args(self.data.clone(), self.database.as_deref())?;
         Ok(Store::connect(&location, 4, SourcedRules::shipped())?)
     }
@@ -232,11 +232,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create a new admin bearer token for /admin/ (replaces the previous one) and print it.
-    AdminToken {
-        #[command(flatten)]
-        data: DataArg,
+    /// Admin accounts for the /admin/ API: add (the first one starts a deployment), list,
+    /// disable, reset.
+    Admin {
+        #[command(subcommand)]
+        command: crate::admin_cli::AdminCommand,
     },
+    /// Draw the monthly random audit: N closed cases of a month inside a jurisdiction,
+    /// reproducibly, recorded in the audit log; a second draw needs --reason.
+    AuditDraw(crate::admin_cli::AuditDrawArgs),
+    /// Record a drawn case's re-verification result.
+    AuditVerify(crate::admin_cli::AuditVerifyArgs),
     /// List overdue cases (超期).
     Overdue(ListArgs),
     /// List cases due soon (预警).
@@ -273,9 +279,9 @@ pub enum Command {
     },
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn at_or_now(at: Option<&str>) -> Result<Millis, BoxError> {
+pub(crate) fn at_or_now(at: Option<&str>) -> Result<Millis, BoxError> {
     match at {
         None => Ok(now_millis()),
         Some(text) => parse_instant(text).ok_or_else(|| {
@@ -470,13 +476,14 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 from: instant(from)?,
                 to: instant(to)?,
                 limit,
+                within: None,
             };
             let rows = data.open()?.audit_log(&query)?;
             print_audit(&rows, json)?;
         }
-        Command::AdminToken { data } => {
-            println!("{}", data.open()?.create_admin_token()?);
-        }
+        Command::Admin { command } => command.run()?,
+        Command::AuditDraw(args) => args.run()?,
+        Command::AuditVerify(args) => args.run()?,
         Command::Report(args) => args.run()?,
         Command::BackfillFacts { data } => {
             println!("{} cases", data.open()?.backfill_facts()?);

@@ -9,14 +9,19 @@
 //! - [`sync`]: the sync protocol's server side (decode → check → commit, then the response);
 //! - [`documents`]: loading documents and planning commits; [`projection`]: the case row;
 //! - [`deadlines`]: due-soon and overdue lists and automatic supervision;
-//! - [`audit`]: the audit log's rows and queries;
+//! - [`audit`]: the audit log's rows and queries; [`admins`]: admin accounts, roles and
+//!   jurisdictions; [`audit_draw`]: the monthly random audit;
 //! - [`leader`]: one process runs the deadline check at a time; [`metrics`]: `/metrics`;
 //! - [`http`]: the axum router ([`http::app`]), its auth extractors and errors;
 //! - [`config`]: flags, environment and file, and [`config::serve`];
 //! - [`cli`]: the `gridcase-server` command; [`demo`]: realistic demo data;
 //! - `testing` (feature `testing`): a fresh database of either backend per test.
 
+mod admin_actions;
+mod admin_cli;
+pub mod admins;
 pub mod audit;
+pub mod audit_draw;
 mod case_locks;
 pub mod cli;
 pub mod config;

@@ -46,6 +46,12 @@ pub enum StoreError {
     Invalid(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The admin's role or jurisdiction does not allow it.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// It was done already and is not done twice (an audit draw, a recorded result).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A document kept changing under this request (other servers committing to it); the
     /// phone retries later.
     #[error("document {0} is busy")]
@@ -187,7 +193,7 @@ impl Store {
         Ok(self.db.schema_version()?)
     }
 
-    // ---- users, devices, admin token ----
+    // ---- users and devices (admin accounts: `crate::admins`) ----
 
     /// Enrols a user, or updates the role and jurisdiction of an existing one (and lifts a
     /// user's revocation, never a device's: their revoked devices stay revoked). A grid worker
@@ -308,26 +314,6 @@ impl Store {
         }))
     }
 
-    /// Creates a new admin bearer token, replacing any previous one, and returns it. Only its
-    /// hash is stored.
-    pub fn create_admin_token(&self) -> Result<String> {
-        let mut rng = rand::rng();
-        let secret: String = (0..48)
-            .map(|_| char::from(rng.sample(Alphanumeric)))
-            .collect();
-        let token = format!("admin.{secret}");
-        self.db
-            .set_setting(ADMIN_TOKEN_KEY, &sha256_hex(token.as_bytes()))?;
-        Ok(token)
-    }
-
-    pub fn check_admin_token(&self, token: &str) -> Result<bool> {
-        let hash = self.db.setting(ADMIN_TOKEN_KEY)?;
-        Ok(hash.is_some_and(|h| {
-            constant_time_eq(h.as_bytes(), sha256_hex(token.as_bytes()).as_bytes())
-        }))
-    }
-
     // ---- lists and details for the admin routes and the CLI ----
 
     /// The overdue scan of the deadline check: every overdue stage, from an index alone.
@@ -342,14 +328,41 @@ impl Store {
 
     /// Open cases past their due instant at `now`, most overdue first.
     pub fn overdue(&self, now: Millis, limit: u32) -> Result<Vec<CaseSummary>> {
-        Ok(self.db.overdue(now, limit)?)
+        self.overdue_within(&Jurisdiction::everywhere(), now, limit)
+    }
+
+    /// [`Store::overdue`] of the cases inside `within` (an admin's jurisdiction).
+    pub fn overdue_within(
+        &self,
+        within: &Jurisdiction,
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<CaseSummary>> {
+        Ok(self.db.overdue(within.as_prefix(), now, limit)?)
     }
 
     /// Cases that used at least the policy's share of their stage's time but are not overdue.
     pub fn due_soon(&self, now: Millis, limit: u32) -> Result<Vec<CaseSummary>> {
-        Ok(self
-            .db
-            .due_soon(now, self.policy().due_soon_fraction, limit)?)
+        self.due_soon_within(&Jurisdiction::everywhere(), now, limit)
+    }
+
+    /// [`Store::due_soon`] of the cases inside `within`.
+    pub fn due_soon_within(
+        &self,
+        within: &Jurisdiction,
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<CaseSummary>> {
+        let fraction = self.policy().due_soon_fraction;
+        Ok(self.db.due_soon(within.as_prefix(), now, fraction, limit)?)
+    }
+
+    /// The user as enrolled (role and jurisdiction), if known.
+    pub fn user(&self, id: &str) -> Result<Option<UserRecord>> {
+        if !db::is_storable(id) {
+            return Ok(None);
+        }
+        Ok(self.db.user(id)?)
     }
 
     pub fn case_summary(&self, case_id: &str) -> Result<Option<CaseSummary>> {
@@ -380,8 +393,6 @@ impl Store {
         Ok(self.row_counts()?.cases)
     }
 }
-
-const ADMIN_TOKEN_KEY: &str = "admin_token_hash";
 
 fn check_user_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()

@@ -22,6 +22,7 @@
 //! the caller re-reads and judges again. The change feed is gap-free: a change row's sequence
 //! number is only ever visible after every smaller one is (each backend documents how).
 
+mod admins;
 pub mod migrate;
 pub mod move_up;
 pub mod postgres;
@@ -33,6 +34,11 @@ use std::sync::Arc;
 
 use gridcase_core::model::Millis;
 use serde::Serialize;
+
+pub use admins::{
+    AdminAccounts, AdminRecord, AuditDraws, DrawCaseRow, DrawInsert, DrawRow, NewDraw,
+    Verification, VerifyOutcome,
+};
 
 use crate::projection::Projection;
 use gridcase_core::scope::{CaseScope, Scope};
@@ -108,7 +114,16 @@ pub fn open(location: &Location, pool_size: u32) -> Result<Arc<dyn Database>> {
 
 /// A database the server can run on.
 pub trait Database:
-    Accounts + Documents + CaseLists + AuditLog + Rates + Send + Sync + std::fmt::Debug
+    Accounts
+    + AdminAccounts
+    + AuditDraws
+    + Documents
+    + CaseLists
+    + AuditLog
+    + Rates
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
@@ -195,6 +210,7 @@ pub trait Accounts {
     /// Adds a device to an enrolled, unrevoked user, with its audit row.
     fn insert_device(&self, device: &NewDevice, audit: &AuditEntry) -> Result<DeviceInsert>;
     fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
+    fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
     /// Revokes a device; `audit` builds the row from the device's user. `false`: unknown.
     fn revoke_device(&self, device_id: &str, audit: &dyn Fn(&str) -> AuditEntry) -> Result<bool>;
     /// Revokes a user (and so their devices), with its audit row. `false`: unknown.
@@ -459,10 +475,18 @@ pub trait CaseLists {
     /// Every stage whose clock ran out before `now` (with `unsupervised`, only those without a
     /// supervision yet), from an index alone.
     fn overdue_stages(&self, now: Millis, unsupervised: bool) -> Result<Vec<OverdueStage>>;
-    /// Open cases past their due instant at `now`, most overdue first.
-    fn overdue(&self, now: Millis, limit: u32) -> Result<Vec<CaseSummary>>;
-    /// Cases that used at least `fraction` of their stage's time but are not overdue.
-    fn due_soon(&self, now: Millis, fraction: f64, limit: u32) -> Result<Vec<CaseSummary>>;
+    /// Open cases past their due instant at `now`, most overdue first, of the cases whose
+    /// valid area code starts with `within` ("" is every case).
+    fn overdue(&self, within: &str, now: Millis, limit: u32) -> Result<Vec<CaseSummary>>;
+    /// Cases that used at least `fraction` of their stage's time but are not overdue (of the
+    /// cases inside `within`, as for `overdue`).
+    fn due_soon(
+        &self,
+        within: &str,
+        now: Millis,
+        fraction: f64,
+        limit: u32,
+    ) -> Result<Vec<CaseSummary>>;
     fn case_summary(&self, case_id: &str) -> Result<Option<CaseSummary>>;
     /// Records a supervision without a document change; `false` if it existed.
     fn insert_supervision(&self, supervision: &NewSupervision) -> Result<bool>;
@@ -499,6 +523,9 @@ pub struct AuditEntry {
     pub doc_id: Option<String>,
     /// A small JSON object.
     pub detail: Option<String>,
+    /// The jurisdiction (area prefix) of a row that concerns no case or user: an admin
+    /// account's or an audit draw's.
+    pub area: Option<String>,
 }
 
 /// One audit row.
@@ -512,6 +539,7 @@ pub struct AuditRow {
     pub case_id: Option<String>,
     pub doc_id: Option<String>,
     pub detail: Option<String>,
+    pub area: Option<String>,
 }
 
 /// A filter over the audit log. Rows come newest first.
@@ -525,6 +553,9 @@ pub struct AuditQuery {
     pub to: Option<Millis>,
     /// 0 means the default.
     pub limit: u32,
+    /// Only rows inside this jurisdiction (digits; `None` or "" everywhere): rows of a case
+    /// whose area lies inside, of a user enrolled inside, or whose own `area` lies inside.
+    pub within: Option<String>,
 }
 
 pub trait AuditLog {
@@ -539,6 +570,11 @@ pub trait AuditLog {
 /// on either backend, without asking the database.
 pub fn is_storable(text: &str) -> bool {
     !text.contains('\0')
+}
+
+/// The candidate ids of a draw as stored (one per line).
+pub(crate) fn split_candidates(text: &str) -> Vec<String> {
+    text.lines().map(str::to_owned).collect()
 }
 
 /// Splits a heads blob into hashes.

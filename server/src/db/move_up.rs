@@ -32,6 +32,10 @@ pub const TABLES: &[&str] = &[
     "device_docs",
     "supervisions",
     "audit",
+    "admins",
+    "admin_tokens",
+    "audit_draws",
+    "audit_draw_cases",
 ];
 
 /// Rows copied per table, in [`TABLES`] order.
@@ -168,7 +172,9 @@ fn continue_counters(to: &mut postgres::Transaction<'_>) -> Result<()> {
          SELECT setval(pg_get_serial_sequence('supervisions', 'id'),
                        (SELECT coalesce(max(id), 0) + 1 FROM supervisions), false);
          SELECT setval(pg_get_serial_sequence('audit', 'id'),
-                       (SELECT coalesce(max(id), 0) + 1 FROM audit), false);",
+                       (SELECT coalesce(max(id), 0) + 1 FROM audit), false);
+         SELECT setval(pg_get_serial_sequence('audit_draws', 'id'),
+                       (SELECT coalesce(max(id), 0) + 1 FROM audit_draws), false);",
     )?;
     Ok(())
 }

@@ -1,11 +1,14 @@
-//! The admin routes (`/admin/…`): deadline lists, a case's detail, the audit log, reveals and
-//! revocations. Each handler takes an [`Admin`], so none can run without the admin token.
+//! The admin routes (`/admin/…`): deadline lists, a case's detail, the audit log, reveals,
+//! enrolments and revocations. Each handler takes an [`Admin`], so none runs without an
+//! authenticated admin, and acts through the store's `*_as` / `*_for_admin` methods
+//! (`crate::admin_actions`), which apply the admin's role and jurisdiction.
 
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use gridcase_core::area::Jurisdiction;
 use gridcase_core::doc::{CaseDoc, PersonalDoc, mask_phone, personal_doc_id};
 use gridcase_core::model::Millis;
 use gridcase_core::sync::times::with_trusted_times;
@@ -28,6 +31,14 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/report", get(super::report::admin_report))
         .route("/admin/devices/{id}/revoke", post(admin_revoke_device))
         .route("/admin/users/{id}/revoke", post(admin_revoke_user))
+        .route("/admin/users", post(super::people::enrol_user))
+        .route(
+            "/admin/users/{id}/devices",
+            post(super::people::enrol_device),
+        )
+        .route("/admin/sign-in", post(super::sign_in::sign_in))
+        .route("/admin/me", get(super::sign_in::me))
+        .merge(super::audit_draws::routes())
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,45 +103,54 @@ pub(super) fn at_or_now(state: &AppState, at: Option<&str>) -> Result<Millis, Ap
 }
 
 async fn admin_overdue(
-    _admin: Admin,
+    Admin(admin): Admin,
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    deadline_list(state, params, Store::overdue).await
+    deadline_list(state, params, admin.jurisdiction, Store::overdue_within).await
 }
 
 async fn admin_due_soon(
-    _admin: Admin,
+    Admin(admin): Admin,
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    deadline_list(state, params, Store::due_soon).await
+    deadline_list(state, params, admin.jurisdiction, Store::due_soon_within).await
 }
 
-/// One of the deadline lists (`list(store, at, limit)`) at `?at=`, for an admin.
+type CaseList =
+    fn(&Store, &Jurisdiction, Millis, u32) -> crate::store::Result<Vec<crate::store::CaseSummary>>;
+
+/// One of the deadline lists (`list(store, within, at, limit)`) at `?at=`, of the cases inside
+/// the admin's jurisdiction.
 async fn deadline_list(
     state: AppState,
     params: Result<Query<ListParams>, QueryRejection>,
-    list: fn(&Store, Millis, u32) -> crate::store::Result<Vec<crate::store::CaseSummary>>,
+    within: Jurisdiction,
+    list: CaseList,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Query(params) = params?;
     let at = list_at(&state, &params)?;
     let limit = parse_limit(params.limit.as_deref(), 1000, MAX_LIST_LIMIT)?;
     let store = state.store.clone();
-    let cases = tokio::task::spawn_blocking(move || list(&store, at, limit)).await??;
+    let cases = tokio::task::spawn_blocking(move || list(&store, &within, at, limit)).await??;
     Ok(Json(
         json!({"at": at, "count": cases.len(), "cases": cases}),
     ))
 }
 
 async fn admin_case(
-    _admin: Admin,
+    Admin(admin): Admin,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Path(id) = id?;
     let store = state.store.clone();
-    let detail = tokio::task::spawn_blocking(move || case_detail(&store, &id)).await??;
+    let detail = tokio::task::spawn_blocking(move || {
+        store.case_for_admin(&admin, &id)?;
+        case_detail(&store, &id)
+    })
+    .await??;
     Ok(Json(detail))
 }
 
@@ -145,7 +165,7 @@ struct AuditParams {
 
 /// `GET /admin/audit?case=&user=&from=&to=&limit=`: audit rows, newest first.
 async fn admin_audit(
-    _admin: Admin,
+    Admin(admin): Admin,
     State(state): State<AppState>,
     params: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
@@ -160,17 +180,21 @@ async fn admin_audit(
             audit::DEFAULT_AUDIT_LIMIT,
             audit::MAX_AUDIT_LIMIT,
         )?,
+        within: None,
     };
     let store = state.store.clone();
-    let rows = tokio::task::spawn_blocking(move || store.audit_log(&query)).await??;
+    let rows = tokio::task::spawn_blocking(move || store.audit_log_as(&admin, &query)).await??;
     Ok(Json(json!({"count": rows.len(), "rows": rows})))
 }
 
 /// The most bytes of JSON an admin POST body may have.
 const MAX_ADMIN_BODY: usize = 16 * 1024;
 
-/// Reads an optional small JSON object body: empty means `{}`.
-async fn admin_body(body: Body) -> Result<serde_json::Map<String, serde_json::Value>, AppError> {
+/// Reads an optional small JSON object body: empty means `{}`. A `by` field is refused: the
+/// audit log names the authenticated admin, never a name typed into a request.
+pub(super) async fn admin_body(
+    body: Body,
+) -> Result<serde_json::Map<String, serde_json::Value>, AppError> {
     let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
         .await
         .map_err(|_| AppError::TooLarge)?;
@@ -178,6 +202,10 @@ async fn admin_body(body: Body) -> Result<serde_json::Map<String, serde_json::Va
         return Ok(serde_json::Map::new());
     }
     match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(map)) if map.contains_key("by") => Err(AppError::BadRequest {
+            code: "bad_by",
+            message: "`by` is not taken: the audit log names the signed-in admin".into(),
+        }),
         Ok(serde_json::Value::Object(map)) => Ok(map),
         _ => Err(AppError::BadRequest {
             code: "bad_json",
@@ -187,7 +215,7 @@ async fn admin_body(body: Body) -> Result<serde_json::Map<String, serde_json::Va
 }
 
 /// A string field of an admin body; an absent or null field is `None`, another type an error.
-fn string_field(
+pub(super) fn string_field(
     map: &serde_json::Map<String, serde_json::Value>,
     name: &str,
 ) -> Result<Option<String>, AppError> {
@@ -201,22 +229,10 @@ fn string_field(
     }
 }
 
-/// The admin name for the audit log: `by` in the body, else `admin` (the admin token is one
-/// shared secret and names nobody).
-fn admin_name(map: &serde_json::Map<String, serde_json::Value>) -> Result<String, AppError> {
-    let by = string_field(map, "by")?.unwrap_or_else(|| "admin".into());
-    audit::check_by(&by)
-        .map(str::to_owned)
-        .map_err(|e| AppError::BadRequest {
-            code: "bad_by",
-            message: e.to_string(),
-        })
-}
-
-/// `POST /admin/cases/{id}/reveal` with `{"reason": "...", "by": "..."}`: the complainant
-/// unmasked, recorded in the audit log.
+/// `POST /admin/cases/{id}/reveal` with `{"reason": "..."}`: the complainant unmasked,
+/// recorded in the audit log under the admin's name.
 async fn admin_reveal(
-    _admin: Admin,
+    Admin(admin): Admin,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     body: Body,
@@ -236,12 +252,12 @@ async fn admin_reveal(
             message: e.to_string(),
         });
     }
-    let by = admin_name(&map)?;
     let now = (state.clock)();
     let store = state.store.clone();
     let case_id = id.clone();
     let complainant =
-        tokio::task::spawn_blocking(move || store.reveal(&case_id, &by, &reason, now)).await??;
+        tokio::task::spawn_blocking(move || store.reveal_as(&admin, &case_id, &reason, now))
+            .await??;
     Ok(Json(json!({
         "case_id": id,
         "complainant": complainant.map(|c| json!({
@@ -250,21 +266,20 @@ async fn admin_reveal(
     })))
 }
 
-/// `POST /admin/devices/{id}/revoke` (optional body `{"by": "..."}`).
+/// `POST /admin/devices/{id}/revoke` (body empty or `{}`).
 async fn admin_revoke_device(
-    _admin: Admin,
+    Admin(admin): Admin,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Path(id) = id?;
-    let by = admin_name(&admin_body(body).await?)?;
+    admin_body(body).await?;
     let now = (state.clock)();
     let store = state.store.clone();
     let device = id.clone();
     let found =
-        tokio::task::spawn_blocking(move || store.revoke_device_by(&device, Some(&by), now))
-            .await??;
+        tokio::task::spawn_blocking(move || store.revoke_device_as(&admin, &device, now)).await??;
     if !found {
         return Err(AppError::NotFound(format!(
             "device {}",
@@ -276,20 +291,20 @@ async fn admin_revoke_device(
     ))
 }
 
-/// `POST /admin/users/{id}/revoke` (optional body `{"by": "..."}`): all the user's devices.
+/// `POST /admin/users/{id}/revoke` (body empty or `{}`): all the user's devices.
 async fn admin_revoke_user(
-    _admin: Admin,
+    Admin(admin): Admin,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Path(id) = id?;
-    let by = admin_name(&admin_body(body).await?)?;
+    admin_body(body).await?;
     let now = (state.clock)();
     let store = state.store.clone();
     let user = id.clone();
     let found =
-        tokio::task::spawn_blocking(move || store.revoke_user_by(&user, Some(&by), now)).await??;
+        tokio::task::spawn_blocking(move || store.revoke_user_as(&admin, &user, now)).await??;
     if !found {
         return Err(AppError::NotFound(format!("user {}", audit::bounded(&id))));
     }

@@ -1,6 +1,7 @@
 //! Authentication as extractors: a handler that takes a [`Device`] runs only for an enrolled,
-//! unrevoked device's bearer token; one that takes an [`Admin`] only for the admin token. A
-//! handler cannot forget the check: without the argument it has no device to act for.
+//! unrevoked device's bearer token; one that takes an [`Admin`] only for an enabled admin
+//! account's token or session (`crate::admins`). A handler cannot forget the check: without
+//! the argument it has nobody to act for.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -8,6 +9,7 @@ use axum::http::{HeaderMap, header};
 use gridcase_core::revocation::{self, RevocationKey};
 
 use super::{AppError, AppState};
+use crate::admins::AdminCtx;
 use crate::store::{Auth, DeviceCtx};
 
 /// The device behind the request's bearer token. Refuses with 401 `unauthorized`, or 401
@@ -16,9 +18,10 @@ use crate::store::{Auth, DeviceCtx};
 #[derive(Debug, Clone)]
 pub struct Device(pub DeviceCtx);
 
-/// The request carries the admin token. Refuses with 401 `unauthorized`.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
+/// The admin behind the request's bearer token (an admin token or an unexpired session of an
+/// enabled admin): who acts, in which role, over which areas. Refuses with 401 `unauthorized`.
+#[derive(Debug, Clone)]
+pub struct Admin(pub AdminCtx);
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -60,11 +63,11 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
         let store = state.store.clone();
-        if tokio::task::spawn_blocking(move || store.check_admin_token(&token)).await?? {
-            Ok(Admin)
-        } else {
-            Err(AppError::Unauthorized)
-        }
+        let now = (state.clock)();
+        tokio::task::spawn_blocking(move || store.authenticate_admin(&token, now))
+            .await??
+            .map(Admin)
+            .ok_or(AppError::Unauthorized)
     }
 }
 

@@ -48,12 +48,32 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => AppError::NotFound(what),
+            StoreError::Forbidden(message) => AppError::Refused {
+                status: StatusCode::FORBIDDEN,
+                code: "forbidden",
+                message,
+            },
+            StoreError::Conflict(message) => AppError::Refused {
+                status: StatusCode::CONFLICT,
+                code: "conflict",
+                message,
+            },
             StoreError::Busy(what) => AppError::Refused {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "busy",
                 message: format!("{what} is busy; try again"),
             },
             other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl AppError {
+    /// A store error where [`StoreError::Invalid`] is the caller's mistake: 400 with `code`.
+    pub fn invalid_as(code: &'static str) -> impl Fn(StoreError) -> AppError {
+        move |e| match e {
+            StoreError::Invalid(message) => AppError::BadRequest { code, message },
+            other => other.into(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The HTTP API: `GET /health`, `GET /ready` (the database answers), `GET /metrics`
-//! (Prometheus), `POST /v1/sync` for devices, and `/admin/…` for the admin token.
+//! (Prometheus), `POST /v1/sync` for devices, and `/admin/…` for admin accounts.
 //! Database work runs in `spawn_blocking`; requests of different devices run at the same time
 //! (the store keeps a pool of connections and locks nothing wider than one case). A sync
 //! request passes the device's quota, then its body must arrive within the body timeout; a
@@ -12,11 +12,14 @@
 //! - [`quota`]: per-device quotas; [`serve`]: the accept loop with a header read timeout.
 
 pub mod admin;
+mod audit_draws;
 pub mod auth;
 mod error;
+mod people;
 pub mod quota;
 mod report;
 pub mod serve;
+pub mod sign_in;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +92,8 @@ pub struct AppState {
     pub heavy: Arc<Semaphore>,
     /// Permits to decode a sync body ([`DECODING_AT_ONCE`]).
     pub decoding: Arc<Semaphore>,
+    /// Failed admin sign-ins per name ([`sign_in::SignInLimiter`]).
+    pub sign_ins: Arc<sign_in::SignInLimiter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -115,6 +120,7 @@ impl AppState {
             quotas: Arc::new(Quotas::new(QuotaLimits::default())),
             heavy: Arc::new(Semaphore::new(DEFAULT_HEAVY_REQUESTS)),
             decoding: Arc::new(Semaphore::new(DECODING_AT_ONCE)),
+            sign_ins: Arc::default(),
         }
     }
 

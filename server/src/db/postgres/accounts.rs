@@ -10,8 +10,8 @@ use crate::db::{
 
 pub(super) fn write_audit(conn: &mut PgConn, e: &AuditEntry) -> Result<()> {
     conn.execute(
-        "INSERT INTO audit (at, user_id, device_id, kind, case_id, doc_id, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit (at, user_id, device_id, kind, case_id, doc_id, detail, area)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             &e.at,
             &e.user_id,
@@ -20,6 +20,7 @@ pub(super) fn write_audit(conn: &mut PgConn, e: &AuditEntry) -> Result<()> {
             &e.case_id,
             &e.doc_id,
             &e.detail,
+            &e.area,
         ],
     )?;
     Ok(())
@@ -89,6 +90,19 @@ impl Accounts for PgDb {
             user_revoked: r.get(3),
             role: r.get(4),
             jurisdiction: r.get(5),
+        }))
+    }
+
+    fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
+        let mut conn = self.conn()?;
+        let row = conn.query_opt(
+            "SELECT id, role, jurisdiction FROM users WHERE id = $1",
+            &[&user_id],
+        )?;
+        Ok(row.map(|r| UserRecord {
+            id: r.get(0),
+            role: r.get(1),
+            jurisdiction: r.get(2),
         }))
     }
 

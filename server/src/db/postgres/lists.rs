@@ -56,27 +56,35 @@ impl CaseLists for PgDb {
             .collect())
     }
 
-    fn overdue(&self, now: Millis, limit: u32) -> Result<Vec<CaseSummary>> {
+    fn overdue(&self, within: &str, now: Millis, limit: u32) -> Result<Vec<CaseSummary>> {
         let mut conn = self.conn()?;
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM cases
              WHERE due_at IS NOT NULL AND due_at < $1 AND NOT paused
+               AND ($3::text = '' OR scope_area LIKE $3 || '%')
              ORDER BY due_at, case_id LIMIT $2"
         );
-        let rows = conn.query(&sql, &[&now, &i64::from(limit)])?;
+        let rows = conn.query(&sql, &[&now, &i64::from(limit), &within])?;
         Ok(rows.iter().map(summary).collect())
     }
 
-    fn due_soon(&self, now: Millis, fraction: f64, limit: u32) -> Result<Vec<CaseSummary>> {
+    fn due_soon(
+        &self,
+        within: &str,
+        now: Millis,
+        fraction: f64,
+        limit: u32,
+    ) -> Result<Vec<CaseSummary>> {
         let mut conn = self.conn()?;
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM cases
              WHERE due_at IS NOT NULL AND due_at >= $1 AND NOT paused
                AND stage_started_at IS NOT NULL
                AND ($1 - stage_started_at) >= $2::float8 * (due_at - stage_started_at)
+               AND ($4::text = '' OR scope_area LIKE $4 || '%')
              ORDER BY due_at, case_id LIMIT $3"
         );
-        let rows = conn.query(&sql, &[&now, &fraction, &i64::from(limit)])?;
+        let rows = conn.query(&sql, &[&now, &fraction, &i64::from(limit), &within])?;
         Ok(rows.iter().map(summary).collect())
     }
 
@@ -167,12 +175,23 @@ impl AuditLog for PgDb {
 
     fn audit_log(&self, q: &AuditQuery, limit: u32) -> Result<Vec<AuditRow>> {
         let mut conn = self.conn()?;
+        let within = q.within.clone().unwrap_or_default();
         let rows = conn.query(
-            "SELECT id, at, user_id, device_id, kind, case_id, doc_id, detail FROM audit
+            "SELECT id, at, user_id, device_id, kind, case_id, doc_id, detail, area FROM audit
              WHERE ($1::text IS NULL OR case_id = $1) AND ($2::text IS NULL OR user_id = $2)
                AND ($3::bigint IS NULL OR at >= $3) AND ($4::bigint IS NULL OR at < $4)
+               AND ($6::text = '' OR area LIKE $6 || '%'
+                    OR case_id IN (SELECT case_id FROM cases WHERE scope_area LIKE $6 || '%')
+                    OR user_id IN (SELECT id FROM users WHERE jurisdiction LIKE $6 || '%'))
              ORDER BY at DESC, id DESC LIMIT $5",
-            &[&q.case_id, &q.user_id, &q.from, &q.to, &i64::from(limit)],
+            &[
+                &q.case_id,
+                &q.user_id,
+                &q.from,
+                &q.to,
+                &i64::from(limit),
+                &within,
+            ],
         )?;
         Ok(rows
             .iter()
@@ -185,6 +204,7 @@ impl AuditLog for PgDb {
                 case_id: r.get(5),
                 doc_id: r.get(6),
                 detail: r.get(7),
+                area: r.get(8),
             })
             .collect())
     }

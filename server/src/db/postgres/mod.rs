@@ -8,6 +8,7 @@
 //! `documents.rs` for why that keeps the feed gap-free.
 
 mod accounts;
+mod admins;
 mod documents;
 mod lists;
 mod rates;

@@ -154,6 +154,60 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX case_facts_period ON case_facts(registered_at, area_code);
     "#,
+    // 3: admin accounts and the monthly random audit, as SQLite's step 7 (the shared admin
+    // token becomes the account `admin`).
+    r#"
+    CREATE TABLE admins (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        jurisdiction TEXT NOT NULL,
+        password_hash TEXT,
+        disabled BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE admin_tokens (
+        token_hash TEXT PRIMARY KEY,
+        admin TEXT NOT NULL REFERENCES admins(name),
+        expires_at BIGINT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX admin_tokens_admin ON admin_tokens(admin);
+    INSERT INTO admins (name, role, jurisdiction, disabled, created_at)
+        SELECT 'admin', 'admin', '', FALSE, 0 FROM settings WHERE key = 'admin_token_hash';
+    INSERT INTO admin_tokens (token_hash, admin, expires_at, created_at)
+        SELECT value, 'admin', NULL, 0 FROM settings WHERE key = 'admin_token_hash';
+    DELETE FROM settings WHERE key = 'admin_token_hash';
+    ALTER TABLE audit DROP CONSTRAINT audit_kind_check;
+    ALTER TABLE audit ADD CONSTRAINT audit_kind_check CHECK (kind IN ('change', 'reveal',
+        'reject', 'revoke', 'enrol', 'admin', 'audit_draw', 'audit_verify'));
+    ALTER TABLE audit ADD COLUMN area TEXT;
+    CREATE INDEX audit_area_at ON audit(area, at);
+    CREATE TABLE audit_draws (
+        id BIGSERIAL PRIMARY KEY,
+        month TEXT NOT NULL,
+        area TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        n BIGINT NOT NULL,
+        nonce TEXT NOT NULL,
+        seed TEXT NOT NULL,
+        candidates_hash TEXT NOT NULL,
+        candidates TEXT NOT NULL,
+        reason TEXT,
+        by_admin TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        UNIQUE (month, area, sequence)
+    );
+    CREATE TABLE audit_draw_cases (
+        draw_id BIGINT NOT NULL REFERENCES audit_draws(id),
+        position BIGINT NOT NULL,
+        case_id TEXT COLLATE "C" NOT NULL,
+        result TEXT CHECK (result IN ('confirmed', 'failed')),
+        note TEXT,
+        verified_by TEXT,
+        verified_at BIGINT,
+        PRIMARY KEY (draw_id, case_id)
+    );
+    "#,
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -11,8 +11,8 @@ use gridcase_core::model::Millis;
 
 pub(super) fn write_audit(conn: &Connection, e: &AuditEntry) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO audit (at, user_id, device_id, kind, case_id, doc_id, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO audit (at, user_id, device_id, kind, case_id, doc_id, detail, area)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         e.at,
@@ -21,7 +21,8 @@ pub(super) fn write_audit(conn: &Connection, e: &AuditEntry) -> Result<()> {
         e.kind,
         e.case_id,
         e.doc_id,
-        e.detail
+        e.detail,
+        e.area
     ])?;
     Ok(())
 }
@@ -94,6 +95,23 @@ impl Accounts for SqliteDb {
                     jurisdiction: r.get(5)?,
                 })
             })
+            .optional()?)
+    }
+
+    fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT id, role, jurisdiction FROM users WHERE id = ?1",
+                [user_id],
+                |r| {
+                    Ok(UserRecord {
+                        id: r.get(0)?,
+                        role: r.get(1)?,
+                        jurisdiction: r.get(2)?,
+                    })
+                },
+            )
             .optional()?)
     }
 

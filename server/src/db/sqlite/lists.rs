@@ -57,32 +57,40 @@ impl CaseLists for SqliteDb {
         Ok(rows)
     }
 
-    fn overdue(&self, now: Millis, limit: u32) -> Result<Vec<CaseSummary>> {
+    fn overdue(&self, within: &str, now: Millis, limit: u32) -> Result<Vec<CaseSummary>> {
         let conn = self.conn()?;
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM cases
              WHERE due_at IS NOT NULL AND due_at < ?1 AND paused = 0
+               AND (?3 = '' OR scope_area LIKE ?3 || '%')
              ORDER BY due_at, case_id LIMIT ?2"
         );
         let rows = conn
             .prepare_cached(&sql)?
-            .query_map(params![now, limit], summary_from_row)?
+            .query_map(params![now, limit, within], summary_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
-    fn due_soon(&self, now: Millis, fraction: f64, limit: u32) -> Result<Vec<CaseSummary>> {
+    fn due_soon(
+        &self,
+        within: &str,
+        now: Millis,
+        fraction: f64,
+        limit: u32,
+    ) -> Result<Vec<CaseSummary>> {
         let conn = self.conn()?;
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM cases
              WHERE due_at IS NOT NULL AND due_at >= ?1 AND paused = 0
                AND stage_started_at IS NOT NULL
                AND (?1 - stage_started_at) >= ?2 * (due_at - stage_started_at)
+               AND (?4 = '' OR scope_area LIKE ?4 || '%')
              ORDER BY due_at, case_id LIMIT ?3"
         );
         let rows = conn
             .prepare_cached(&sql)?
-            .query_map(params![now, fraction, limit], summary_from_row)?
+            .query_map(params![now, fraction, limit, within], summary_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -170,25 +178,34 @@ impl AuditLog for SqliteDb {
 
     fn audit_log(&self, q: &AuditQuery, limit: u32) -> Result<Vec<AuditRow>> {
         let conn = self.conn()?;
+        let within = q.within.as_deref().unwrap_or("");
         let rows = conn
             .prepare_cached(
-                "SELECT id, at, user_id, device_id, kind, case_id, doc_id, detail FROM audit
+                "SELECT id, at, user_id, device_id, kind, case_id, doc_id, detail, area
+                 FROM audit
                  WHERE (?1 IS NULL OR case_id = ?1) AND (?2 IS NULL OR user_id = ?2)
                    AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)
+                   AND (?6 = '' OR area LIKE ?6 || '%'
+                        OR case_id IN (SELECT case_id FROM cases WHERE scope_area LIKE ?6 || '%')
+                        OR user_id IN (SELECT id FROM users WHERE jurisdiction LIKE ?6 || '%'))
                  ORDER BY at DESC, id DESC LIMIT ?5",
             )?
-            .query_map(params![q.case_id, q.user_id, q.from, q.to, limit], |r| {
-                Ok(AuditRow {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    user_id: r.get(2)?,
-                    device_id: r.get(3)?,
-                    kind: r.get(4)?,
-                    case_id: r.get(5)?,
-                    doc_id: r.get(6)?,
-                    detail: r.get(7)?,
-                })
-            })?
+            .query_map(
+                params![q.case_id, q.user_id, q.from, q.to, limit, within],
+                |r| {
+                    Ok(AuditRow {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        user_id: r.get(2)?,
+                        device_id: r.get(3)?,
+                        kind: r.get(4)?,
+                        case_id: r.get(5)?,
+                        doc_id: r.get(6)?,
+                        detail: r.get(7)?,
+                        area: r.get(8)?,
+                    })
+                },
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }

@@ -8,6 +8,7 @@
 //! construction (a reader sees every change up to the largest one it sees).
 
 mod accounts;
+mod admins;
 mod documents;
 mod lists;
 mod rates;

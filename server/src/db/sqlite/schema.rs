@@ -160,6 +160,79 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX case_facts_case ON case_facts(case_id);
     "#,
+    // 7: admin accounts (see `crate::admins`) and the monthly random audit (see
+    // `crate::audit_draw`). The shared admin token of earlier versions becomes the account
+    // `admin` (role admin, everywhere), so a deployment keeps working until it creates named
+    // admins and disables that one. The audit log gets the new kinds and an `area` column (the
+    // jurisdiction a row without a case belongs to); SQLite cannot change a CHECK, so the table
+    // is copied.
+    r#"
+    CREATE TABLE admins (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        jurisdiction TEXT NOT NULL,
+        password_hash TEXT,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE admin_tokens (
+        token_hash TEXT PRIMARY KEY,
+        admin TEXT NOT NULL REFERENCES admins(name),
+        expires_at INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX admin_tokens_admin ON admin_tokens(admin);
+    INSERT INTO admins (name, role, jurisdiction, disabled, created_at)
+        SELECT 'admin', 'admin', '', 0, 0 FROM settings WHERE key = 'admin_token_hash';
+    INSERT INTO admin_tokens (token_hash, admin, expires_at, created_at)
+        SELECT value, 'admin', NULL, 0 FROM settings WHERE key = 'admin_token_hash';
+    DELETE FROM settings WHERE key = 'admin_token_hash';
+    CREATE TABLE audit_v7 (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        user_id TEXT,
+        device_id TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('change', 'reveal', 'reject', 'revoke', 'enrol',
+            'admin', 'audit_draw', 'audit_verify')),
+        case_id TEXT,
+        doc_id TEXT,
+        detail TEXT,
+        area TEXT
+    );
+    INSERT INTO audit_v7 (id, at, user_id, device_id, kind, case_id, doc_id, detail)
+        SELECT id, at, user_id, device_id, kind, case_id, doc_id, detail FROM audit;
+    DROP TABLE audit;
+    ALTER TABLE audit_v7 RENAME TO audit;
+    CREATE INDEX audit_case_at ON audit(case_id, at);
+    CREATE INDEX audit_user_at ON audit(user_id, at);
+    CREATE INDEX audit_at ON audit(at);
+    CREATE INDEX audit_area_at ON audit(area, at);
+    CREATE TABLE audit_draws (
+        id INTEGER PRIMARY KEY,
+        month TEXT NOT NULL,
+        area TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        nonce TEXT NOT NULL,
+        seed TEXT NOT NULL,
+        candidates_hash TEXT NOT NULL,
+        candidates TEXT NOT NULL,
+        reason TEXT,
+        by_admin TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        UNIQUE (month, area, sequence)
+    );
+    CREATE TABLE audit_draw_cases (
+        draw_id INTEGER NOT NULL REFERENCES audit_draws(id),
+        position INTEGER NOT NULL,
+        case_id TEXT NOT NULL,
+        result TEXT CHECK (result IN ('confirmed', 'failed')),
+        note TEXT,
+        verified_by TEXT,
+        verified_at INTEGER,
+        PRIMARY KEY (draw_id, case_id)
+    );
+    "#,
 ];
 
 struct Sqlite<'a>(&'a mut Connection);
