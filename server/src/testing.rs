@@ -237,3 +237,17 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// Adds an admin account `name` with `role` over `area` (`*` for everywhere) and returns its
+/// bearer token.
+pub fn add_admin(store: &Store, name: &str, role: crate::admins::AdminRole, area: &str) -> String {
+    let jurisdiction = gridcase_core::area::Jurisdiction::parse_given(area).expect("area");
+    store
+        .add_admin(name, role, &jurisdiction, None, &mut rand::rng(), 0)
+        .expect("add admin")
+}
+
+/// The token of an `admin` over everywhere named `root` (added on first use).
+pub fn root_admin(store: &Store) -> String {
+    add_admin(store, "root", crate::admins::AdminRole::Admin, "*")
+}

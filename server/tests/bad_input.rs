@@ -46,7 +46,7 @@ impl Env {
     fn new(backend: Backend) -> Env {
         let db = TestDb::new(backend);
         let store = Arc::new(db.open());
-        let admin = store.create_admin_token().unwrap();
+        let admin = gridcase_server::testing::root_admin(&store);
         Env {
             store,
             clock: Arc::new(AtomicI64::new(T0)),

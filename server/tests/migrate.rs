@@ -63,11 +63,25 @@ fn a_schema_4_database_migrates_and_keeps_its_rows() {
     );
     assert_eq!(store.audit_count("enrol").unwrap(), 20);
     assert!(store.audit_count("change").unwrap() >= 16);
-    // Accounts: tokens still authenticate, the revoked device stays revoked, the admin token
-    // still opens the admin routes.
+    // Accounts: tokens still authenticate, the revoked device stays revoked, the shared admin
+    // token of schema 4 became the account `admin` (everywhere), and nothing else.
     assert_eq!(device(&store, "li").user_id, "li");
     assert_eq!(store.authenticate(&token("gone")).unwrap(), Auth::Revoked);
-    assert!(store.check_admin_token(&token("admin")).unwrap());
+    let admin = store
+        .authenticate_admin(&token("admin"), T0)
+        .unwrap()
+        .expect("the old admin token opens the admin account");
+    assert_eq!(admin.name, "admin");
+    assert_eq!(admin.role, gridcase_server::admins::AdminRole::Admin);
+    assert!(admin.jurisdiction.is_everywhere());
+    assert_eq!(store.admins().unwrap().len(), 1);
+    assert_eq!(store.db().setting("admin_token_hash").unwrap(), None);
+    assert!(
+        store
+            .authenticate_admin("admin.wrong", T0)
+            .unwrap()
+            .is_none()
+    );
     // Deadlines: the supervisions recorded at schema 4 are not repeated.
     let later = T0 + 40 * 86_400_000;
     let report = gridcase_server::run_deadline_check(&store, later).unwrap();

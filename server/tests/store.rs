@@ -151,15 +151,98 @@ fn re_enrolling_a_revoked_user_never_revives_their_devices(backend: Backend) {
     ));
 }
 
-fn admin_token_rotates(backend: Backend) {
+fn admin_accounts_authenticate_reset_and_disable(backend: Backend) {
+    use gridcase_server::admins::AdminRole;
     let db = TestDb::new(backend);
     let store = db.open();
-    assert!(!store.check_admin_token("admin.x").unwrap());
-    let first = store.create_admin_token().unwrap();
-    assert!(store.check_admin_token(&first).unwrap());
-    let second = store.create_admin_token().unwrap();
-    assert!(!store.check_admin_token(&first).unwrap());
-    assert!(store.check_admin_token(&second).unwrap());
+    assert!(store.authenticate_admin("admin.x", 0).unwrap().is_none());
+    let county = Jurisdiction::parse("330604").unwrap();
+    let mut rng = rand::rng();
+    let first = store
+        .add_admin(
+            "wang",
+            AdminRole::Supervisor,
+            &county,
+            Some("长长的口令 password"),
+            &mut rng,
+            5,
+        )
+        .unwrap();
+    let wang = store.authenticate_admin(&first, 6).unwrap().unwrap();
+    assert_eq!(
+        (wang.name.as_str(), wang.role),
+        ("wang", AdminRole::Supervisor)
+    );
+    assert_eq!(wang.jurisdiction, county);
+    // Names are unique; bad names and short passwords are refused.
+    let again = store.add_admin("wang", AdminRole::Admin, &county, None, &mut rng, 5);
+    assert!(matches!(again, Err(StoreError::Invalid(_))));
+    assert!(
+        store
+            .add_admin("a b", AdminRole::Admin, &county, None, &mut rng, 5)
+            .is_err()
+    );
+    assert!(
+        store
+            .add_admin("li", AdminRole::Admin, &county, Some("short"), &mut rng, 5)
+            .is_err()
+    );
+    // The password opens a session that expires; a wrong one opens nothing.
+    assert!(
+        store
+            .check_admin_password("wang", "wrong password!!")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .check_admin_password("nobody", "长长的口令 password")
+            .unwrap()
+            .is_none()
+    );
+    let ctx = store
+        .check_admin_password("wang", "长长的口令 password")
+        .unwrap()
+        .unwrap();
+    let (session, expires) = store.open_session(&ctx, &mut rng, 100).unwrap();
+    assert!(
+        store
+            .authenticate_admin(&session, expires - 1)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .authenticate_admin(&session, expires)
+            .unwrap()
+            .is_none()
+    );
+    // A reset replaces every token and session.
+    let second = store.reset_admin("wang", None, &mut rng, 200).unwrap();
+    assert!(store.authenticate_admin(&first, 201).unwrap().is_none());
+    assert!(store.authenticate_admin(&session, 201).unwrap().is_none());
+    assert!(store.authenticate_admin(&second, 201).unwrap().is_some());
+    // Disabled: nothing opens, not even the password.
+    store.disable_admin("wang", 300).unwrap();
+    assert!(store.authenticate_admin(&second, 301).unwrap().is_none());
+    assert!(
+        store
+            .check_admin_password("wang", "长长的口令 password")
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store.disable_admin("nobody", 1),
+        Err(StoreError::NotFound(_))
+    ));
+    let listed = store.admins().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].disabled && listed[0].password);
+    // Each change is in the audit log, inside the admin's jurisdiction.
+    assert_eq!(store.audit_count("admin").unwrap(), 3);
+    // Tokens are stored hashed: the token text is nowhere in the database.
+    let stored = format!("{:?}", store.db().admin("wang").unwrap());
+    assert!(!stored.contains(second.split_once('.').unwrap().1));
 }
 
 /// Instances starting at once with the same new rules publish them under one version; the
@@ -443,7 +526,7 @@ gridcase_server::backend_tests!(
     a_newer_schema_is_refused,
     tokens_authenticate_and_revocation_is_reported,
     re_enrolling_a_revoked_user_never_revives_their_devices,
-    admin_token_rotates,
+    admin_accounts_authenticate_reset_and_disable,
     rules_are_published_once_and_sent_only_to_older_phones,
     a_reader_never_holds_up_another_devices_commit,
     serve_runs_on_either_database,

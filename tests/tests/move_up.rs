@@ -47,7 +47,7 @@ fn phones_keep_syncing_after_moving_up_to_postgres() {
     }
     // A township on SQLite: two phones, cases, a supervision, an admin token.
     let mut old = TestServer::start(Backend::Sqlite);
-    let admin = old.store.create_admin_token().unwrap();
+    let admin = gridcase_server::testing::root_admin(&old.store);
     let li_token = old.enrol("li", Role::GridWorker, AREA);
     let zhao_token = old.enrol("zhao", Role::TownshipStaff, AREA);
     let mut li = TestPhone::new(&old, &li_token, 1);
@@ -98,7 +98,7 @@ fn phones_keep_syncing_after_moving_up_to_postgres() {
     let new = TestServer::start_with(Arc::new(pg.open()), pg);
     new.set_time(late + 1_000);
     assert_eq!(new.store.row_counts().unwrap(), before);
-    assert!(new.store.check_admin_token(&admin).unwrap());
+    assert!(new.store.authenticate_admin(&admin, 0).unwrap().is_some());
     for id in &supervised {
         assert_eq!(new.store.supervisions(id).unwrap().len(), 1, "{id}");
     }
