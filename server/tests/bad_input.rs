@@ -943,8 +943,10 @@ async fn reveal_needs_a_reason_and_is_audited(backend: Backend) {
         (Some("{\"reason\": \"x\""), "bad_json"),
         (Some(&long_reason), "bad_reason"),
         (Some("{\"reason\": \"a\\u0000b\"}"), "bad_reason"),
+        // The audit log names the authenticated admin; a typed name is refused.
         (Some("{\"reason\": \"ok\", \"by\": \"\"}"), "bad_by"),
-        (Some("{\"reason\": \"ok\", \"by\": 7}"), "bad_json"),
+        (Some("{\"reason\": \"ok\", \"by\": \"zhang\"}"), "bad_by"),
+        (Some("{\"reason\": \"ok\", \"by\": 7}"), "bad_by"),
     ];
     let before = env.counts();
     for (body, code) in bad {
@@ -970,7 +972,7 @@ async fn reveal_needs_a_reason_and_is_audited(backend: Backend) {
         "POST",
         path,
         token,
-        Some("{\"reason\": \"回访需要联系投诉人\", \"by\": \"zhang\"}"),
+        Some("{\"reason\": \"回访需要联系投诉人\"}"),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -980,7 +982,7 @@ async fn reveal_needs_a_reason_and_is_audited(backend: Backend) {
     let (_, bytes) = admin(&app, "GET", "/admin/audit?case=case-1&limit=1", token, None).await;
     let json: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(json["rows"][0]["kind"], "reveal");
-    assert_eq!(json["rows"][0]["user_id"], "zhang");
+    assert_eq!(json["rows"][0]["user_id"], "root", "the authenticated admin");
     assert!(
         json["rows"][0]["detail"]
             .as_str()
@@ -1012,6 +1014,8 @@ async fn the_audit_log_records_changes_rejections_revocations_and_enrolments(bac
     let token = Some(env.admin.as_str());
     let path = format!("/admin/devices/{}/revoke", other.device.to_uppercase());
     let (status, _) = admin(&app, "POST", &path, token, Some("{\"by\": \"zhang\"}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no typed admin name");
+    let (status, _) = admin(&app, "POST", &path, token, Some("{}")).await;
     assert_eq!(status, StatusCode::OK);
     let (status, bytes) = send(&app, Some(&other.token), vec![]).await;
     assert_error(status, &bytes, StatusCode::UNAUTHORIZED, "revoked");
@@ -1025,11 +1029,12 @@ async fn the_audit_log_records_changes_rejections_revocations_and_enrolments(bac
     let json: Value = serde_json::from_slice(&bytes).unwrap();
     let rows = json["rows"].as_array().unwrap();
     let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    // Newest first: two revocations, the rejection, the change, then the four enrolments.
+    // Newest first: two revocations, the rejection, the change, the four enrolments, then
+    // the admin account the test acts as.
     assert_eq!(
         kinds,
         [
-            "revoke", "revoke", "reject", "change", "enrol", "enrol", "enrol", "enrol"
+            "revoke", "revoke", "reject", "change", "enrol", "enrol", "enrol", "enrol", "admin"
         ]
     );
     let change = &rows[3];
@@ -1040,7 +1045,7 @@ async fn the_audit_log_records_changes_rejections_revocations_and_enrolments(bac
     let detail: Value = serde_json::from_str(change["detail"].as_str().unwrap()).unwrap();
     assert_eq!(detail["changes"], changes);
     assert_eq!(detail["hashes"].as_array().unwrap().len(), changes);
-    assert!(rows[1]["detail"].as_str().unwrap().contains("zhang"));
+    assert!(rows[1]["detail"].as_str().unwrap().contains("\"by\":\"root\""));
 
     // Filters: case, user, time window, limit.
     let (_, bytes) = admin(&app, "GET", "/admin/audit?case=case-1", token, None).await;
