@@ -982,7 +982,10 @@ async fn reveal_needs_a_reason_and_is_audited(backend: Backend) {
     let (_, bytes) = admin(&app, "GET", "/admin/audit?case=case-1&limit=1", token, None).await;
     let json: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(json["rows"][0]["kind"], "reveal");
-    assert_eq!(json["rows"][0]["user_id"], "root", "the authenticated admin");
+    assert_eq!(
+        json["rows"][0]["user_id"], "root",
+        "the authenticated admin"
+    );
     assert!(
         json["rows"][0]["detail"]
             .as_str()
@@ -1045,7 +1048,12 @@ async fn the_audit_log_records_changes_rejections_revocations_and_enrolments(bac
     let detail: Value = serde_json::from_str(change["detail"].as_str().unwrap()).unwrap();
     assert_eq!(detail["changes"], changes);
     assert_eq!(detail["hashes"].as_array().unwrap().len(), changes);
-    assert!(rows[1]["detail"].as_str().unwrap().contains("\"by\":\"root\""));
+    assert!(
+        rows[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"by\":\"root\"")
+    );
 
     // Filters: case, user, time window, limit.
     let (_, bytes) = admin(&app, "GET", "/admin/audit?case=case-1", token, None).await;

@@ -1,0 +1,394 @@
+//! Issue 11.5 end to end over the admin API, on both backends: each admin acts inside its role
+//! and jurisdiction (lists, case view, reveal, revoke, enrol, reports, audit log), the audit log
+//! names the authenticated admin, and a password sign-in opens a session with failed attempts
+//! rate limited.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use gridcase_core::model::Millis;
+use gridcase_server::admins::AdminRole;
+use gridcase_server::testing::{Backend, TestDb, add_admin};
+use gridcase_server::{AppState, Store, app, demo};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// 2026-11-28 10:00 China time.
+const NOW: Millis = 1_795_831_200_000;
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, json)
+}
+
+struct Env {
+    store: Arc<Store>,
+    app: axum::Router,
+    _db: TestDb,
+}
+
+fn env(backend: Backend) -> Env {
+    let db = TestDb::new(backend);
+    let store = Arc::new(db.open());
+    demo::fill(&store, 120, 5, NOW).unwrap();
+    let app = app(AppState::new(store.clone()).with_clock(Arc::new(|| NOW)));
+    Env {
+        store,
+        app,
+        _db: db,
+    }
+}
+
+fn ids(list: &Value) -> Vec<(String, String)> {
+    list["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["case_id"].as_str().unwrap().to_owned(),
+                c["area_code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A township admin sees and acts on its township only; the county admin on both.
+async fn a_township_admin_stays_inside_its_township(backend: Backend) {
+    let Env { store, app, _db } = env(backend);
+    let town = add_admin(&store, "town-a", AdminRole::Admin, "330604101");
+    let county = add_admin(&store, "county", AdminRole::Admin, "330604");
+    let (status, all) = call(&app, "GET", "/admin/overdue", Some(&county), None).await;
+    assert_eq!(status, 200);
+    let all = ids(&all);
+    let (_, mine) = call(&app, "GET", "/admin/overdue", Some(&town), None).await;
+    let mine = ids(&mine);
+    assert!(
+        !mine.is_empty() && mine.len() < all.len(),
+        "{} {}",
+        mine.len(),
+        all.len()
+    );
+    assert!(mine.iter().all(|(_, area)| area.starts_with("330604101")));
+    let expected: Vec<_> = all
+        .iter()
+        .filter(|(_, a)| a.starts_with("330604101"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        mine, expected,
+        "exactly the township's share of the county's list"
+    );
+    let (_, soon) = call(&app, "GET", "/admin/due-soon", Some(&town), None).await;
+    assert!(ids(&soon).iter().all(|(_, a)| a.starts_with("330604101")));
+
+    let outside = &all
+        .iter()
+        .find(|(_, a)| a.starts_with("330604102"))
+        .unwrap()
+        .0;
+    let inside = &mine[0].0;
+    let (status, _) = call(
+        &app,
+        "GET",
+        &format!("/admin/cases/{inside}"),
+        Some(&town),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &app,
+        "GET",
+        &format!("/admin/cases/{outside}"),
+        Some(&town),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    let reveal = json!({"reason": "回访"});
+    let path = format!("/admin/cases/{outside}/reveal");
+    let (status, _) = call(&app, "POST", &path, Some(&town), Some(reveal.clone())).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        store.audit_count("reveal").unwrap(),
+        0,
+        "a refused reveal reveals nothing"
+    );
+    let path = format!("/admin/cases/{inside}/reveal");
+    let (status, _) = call(&app, "POST", &path, Some(&town), Some(reveal)).await;
+    assert_eq!(status, 200);
+
+    // Users and devices: grid-102 works in the other township.
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/admin/users/grid-102/revoke",
+        Some(&town),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/admin/users/grid-101/revoke",
+        Some(&town),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let enrol = |user: &str, area: &str| json!({"id": user, "role": "grid_worker", "area": area});
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/admin/users",
+        Some(&town),
+        Some(enrol("x", "330604102")),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/admin/users",
+        Some(&town),
+        Some(enrol("x", "330604101")),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/admin/users",
+        Some(&town),
+        Some(enrol("grid-102", "330604101")),
+    )
+    .await;
+    assert_eq!(status, 403, "a user of another township is not taken over");
+    let (status, body) = call(&app, "POST", "/admin/users/x/devices", Some(&town), None).await;
+    assert_eq!(status, 201);
+    let token = body["token"].as_str().unwrap();
+    assert!(matches!(
+        store.authenticate(token).unwrap(),
+        gridcase_server::Auth::Device(_)
+    ));
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/admin/users/grid-102/devices",
+        Some(&town),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Reports: inside only; no area is the whole jurisdiction.
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/admin/report?period=2026-11&area=330604",
+        Some(&town),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = call(
+        &app,
+        "GET",
+        "/admin/report?period=2026-11",
+        Some(&town),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let query = gridcase_server::report::ReportQuery {
+        period: "2026-11".into(),
+        area: "330604101".into(),
+        ..Default::default()
+    };
+    let expected = serde_json::to_value(store.report(&query, NOW).unwrap()).unwrap();
+    assert_eq!(body["cases"], expected["cases"]);
+
+    // The audit log: the town admin's rows name it, and it sees none of the other township.
+    let (_, log) = call(&app, "GET", "/admin/audit?limit=10000", Some(&town), None).await;
+    let rows = log["rows"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["kind"] == "reveal" && r["user_id"] == "town-a")
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["user_id"] != "grid-102" && r["case_id"] != outside.as_str())
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["kind"] != "admin" || r["user_id"] == "town-a")
+    );
+    let (_, log) = call(&app, "GET", "/admin/audit?limit=10000", Some(&county), None).await;
+    assert!(
+        log["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["user_id"] == "grid-102")
+    );
+}
+
+/// The permission table over HTTP: a supervisor reveals but does not revoke; an auditor reads
+/// but neither reveals nor revokes; a disabled admin is refused.
+async fn roles_limit_what_an_admin_does(backend: Backend) {
+    let Env { store, app, _db } = env(backend);
+    let supervisor = add_admin(&store, "sup", AdminRole::Supervisor, "330604");
+    let auditor = add_admin(&store, "aud", AdminRole::Auditor, "330604");
+    let (_, list) = call(&app, "GET", "/admin/overdue", Some(&auditor), None).await;
+    let case = ids(&list)[0].0.clone();
+    let reveal = format!("/admin/cases/{case}/reveal");
+    let reason = Some(json!({"reason": "回访"}));
+    assert_eq!(
+        call(&app, "POST", &reveal, Some(&auditor), reason.clone())
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        call(&app, "POST", &reveal, Some(&supervisor), reason)
+            .await
+            .0,
+        200
+    );
+    for token in [&supervisor, &auditor] {
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/admin/users/grid-101/revoke",
+            Some(token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 403);
+        assert_eq!(
+            call(
+                &app,
+                "GET",
+                &format!("/admin/cases/{case}"),
+                Some(token),
+                None
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    let (status, me) = call(&app, "GET", "/admin/me", Some(&auditor), None).await;
+    assert_eq!((status, me["role"].as_str()), (200, Some("auditor")));
+    store.disable_admin("aud", NOW).unwrap();
+    assert_eq!(
+        call(&app, "GET", "/admin/me", Some(&auditor), None).await.0,
+        401
+    );
+}
+
+/// A password opens a session; wrong passwords are counted and the sixth try within the window
+/// is refused even with the right password.
+async fn sign_in_opens_a_session_and_limits_failures(backend: Backend) {
+    let Env { store, app, _db } = env(backend);
+    let county = gridcase_core::area::Jurisdiction::parse("330604").unwrap();
+    let password = "一个足够长的口令 2026";
+    store
+        .add_admin(
+            "li",
+            AdminRole::Supervisor,
+            &county,
+            Some(password),
+            &mut rand::rng(),
+            0,
+        )
+        .unwrap();
+    let sign_in = |pw: &str| json!({"name": "li", "password": pw});
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/admin/sign-in",
+        None,
+        Some(sign_in(password)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let session = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        body["expires_at"],
+        NOW + gridcase_server::admins::SESSION_MS
+    );
+    let (status, me) = call(&app, "GET", "/admin/me", Some(&session), None).await;
+    assert_eq!((status, me["name"].as_str()), (200, Some("li")));
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/admin/sign-in",
+        None,
+        Some(json!({"name": "nobody", "password": password})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    for _ in 0..gridcase_server::http::sign_in::MAX_FAILURES {
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/admin/sign-in",
+            None,
+            Some(sign_in("wrong wrong wrong")),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/admin/sign-in",
+        None,
+        Some(sign_in(password)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_sign_ins"))
+    );
+    // The session opened before still works; the lock is on signing in.
+    assert_eq!(
+        call(&app, "GET", "/admin/me", Some(&session), None).await.0,
+        200
+    );
+}
+
+gridcase_server::backend_tests!(async:
+    a_township_admin_stays_inside_its_township,
+    roles_limit_what_an_admin_does,
+    sign_in_opens_a_session_and_limits_failures,
+);
