@@ -920,6 +920,93 @@ async fn bad_admin_requests_get_json_errors(backend: Backend) {
     env.still_serves(&app).await;
 }
 
+/// The routes of admin accounts and audit draws: every bad body, id or token gets a JSON error
+/// and writes nothing.
+async fn bad_account_and_audit_draw_requests_get_json_errors(backend: Backend) {
+    let env = Env::new(backend);
+    let app = env.app();
+    let phone = env.phone("w1", Role::GridWorker, "330604101");
+    let token = Some(env.admin.as_str());
+    let long = "x".repeat(5000);
+    let checks: Vec<(&str, String, Option<String>, StatusCode, &str)> = vec![
+        // Sign-in: missing, wrong types, unknown name, no body, not JSON.
+        ("POST", "/admin/sign-in".into(), None, StatusCode::UNAUTHORIZED, "unauthorized"),
+        ("POST", "/admin/sign-in".into(), Some("{\"name\": 5}".into()), StatusCode::BAD_REQUEST, "bad_json"),
+        ("POST", "/admin/sign-in".into(), Some("[1]".into()), StatusCode::BAD_REQUEST, "bad_json"),
+        ("POST", "/admin/sign-in".into(), Some(format!("{{\"name\": \"{long}\", \"password\": \"p\"}}")), StatusCode::UNAUTHORIZED, "unauthorized"),
+        ("POST", "/admin/sign-in".into(), Some("{\"name\": \"a\\u0000b\", \"password\": \"p\"}".into()), StatusCode::UNAUTHORIZED, "unauthorized"),
+        ("GET", "/admin/sign-in".into(), None, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        // Enrolments.
+        ("POST", "/admin/users".into(), Some("{}".into()), StatusCode::BAD_REQUEST, "bad_json"),
+        ("POST", "/admin/users".into(), Some("{\"id\": \"u\", \"role\": \"king\", \"area\": \"33\"}".into()), StatusCode::BAD_REQUEST, "bad_role"),
+        ("POST", "/admin/users".into(), Some("{\"id\": \"u\", \"role\": \"system\", \"area\": \"33\"}".into()), StatusCode::BAD_REQUEST, "bad_role"),
+        ("POST", "/admin/users".into(), Some("{\"id\": \"u\", \"role\": \"grid_worker\", \"area\": \"\"}".into()), StatusCode::BAD_REQUEST, "bad_area"),
+        ("POST", "/admin/users".into(), Some("{\"id\": \"u\", \"role\": \"grid_worker\", \"area\": \"33x\"}".into()), StatusCode::BAD_REQUEST, "bad_area"),
+        ("POST", "/admin/users".into(), Some("{\"id\": \"a b\", \"role\": \"grid_worker\", \"area\": \"330604101\"}".into()), StatusCode::BAD_REQUEST, "bad_user"),
+        ("POST", "/admin/users".into(), Some("{\"id\": \"u\", \"role\": \"grid_worker\", \"area\": \"*\"}".into()), StatusCode::BAD_REQUEST, "bad_user"),
+        ("POST", "/admin/users".into(), Some("{\"id\": \"u\", \"role\": \"grid_worker\", \"area\": \"330604101\", \"by\": \"z\"}".into()), StatusCode::BAD_REQUEST, "bad_by"),
+        ("POST", "/admin/users/nobody/devices".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        ("POST", format!("/admin/users/{long}/devices"), None, StatusCode::NOT_FOUND, "not_found"),
+        ("POST", "/admin/users/%00/devices".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        // Audit draws.
+        ("POST", "/admin/audit-draws".into(), None, StatusCode::BAD_REQUEST, "bad_month"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-02\"}".into()), StatusCode::BAD_REQUEST, "bad_area"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-02\", \"area\": \"\"}".into()), StatusCode::BAD_REQUEST, "bad_area"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-13\", \"area\": \"33\"}".into()), StatusCode::BAD_REQUEST, "bad_draw"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-02-01\", \"area\": \"33\"}".into()), StatusCode::BAD_REQUEST, "bad_draw"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2099-01\", \"area\": \"33\"}".into()), StatusCode::BAD_REQUEST, "bad_draw"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-02\", \"area\": \"33\", \"n\": -1}".into()), StatusCode::BAD_REQUEST, "bad_n"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-02\", \"area\": \"33\", \"n\": 1.5}".into()), StatusCode::BAD_REQUEST, "bad_n"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-02\", \"area\": \"33\", \"n\": 99999999999}".into()), StatusCode::BAD_REQUEST, "bad_n"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-02\", \"area\": \"33\", \"n\": 100000}".into()), StatusCode::BAD_REQUEST, "bad_draw"),
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-02\", \"area\": \"33\", \"reason\": \" \"}".into()), StatusCode::BAD_REQUEST, "bad_draw"),
+        // No case closed in that month: nothing to draw, nothing recorded.
+        ("POST", "/admin/audit-draws".into(), Some("{\"month\": \"2025-02\", \"area\": \"33\"}".into()), StatusCode::BAD_REQUEST, "bad_draw"),
+        ("GET", "/admin/audit-draws/1".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/admin/audit-draws/0".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/admin/audit-draws/-1".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/admin/audit-draws/abc".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/admin/audit-draws/99999999999999999999999".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", format!("/admin/audit-draws/{long}"), None, StatusCode::NOT_FOUND, "not_found"),
+        ("POST", "/admin/audit-draws/1/results".into(), Some("{\"case\": \"c\", \"result\": \"confirmed\"}".into()), StatusCode::NOT_FOUND, "not_found"),
+        ("POST", "/admin/audit-draws/1/results".into(), Some("{\"result\": \"confirmed\"}".into()), StatusCode::BAD_REQUEST, "bad_case"),
+        ("POST", "/admin/audit-draws/1/results".into(), Some("{\"case\": \"c\"}".into()), StatusCode::BAD_REQUEST, "bad_result"),
+        ("POST", "/admin/audit-draws/1/results".into(), Some("not json".into()), StatusCode::BAD_REQUEST, "bad_json"),
+        ("DELETE", "/admin/audit-draws/1".into(), None, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    ];
+    let before = env.counts();
+    let audit_before = env.store.audit_log(&Default::default()).unwrap().len();
+    for (method, path, body, want, code) in checks {
+        let (status, bytes) = admin(&app, method, &path, token, body.as_deref()).await;
+        let json = assert_error(status, &bytes, want, code);
+        assert!(json["message"].as_str().unwrap().len() < 1000, "{path}");
+    }
+    // Every new route but sign-in needs an admin: none, a device's or a made-up token is 401.
+    for (method, path) in [
+        ("GET", "/admin/me"),
+        ("POST", "/admin/users"),
+        ("POST", "/admin/users/w1/devices"),
+        ("POST", "/admin/audit-draws"),
+        ("GET", "/admin/audit-draws/1"),
+        ("POST", "/admin/audit-draws/1/results"),
+    ] {
+        for bad in [
+            None,
+            Some(phone.token.as_str()),
+            Some("admin.nope"),
+            Some("session.x"),
+        ] {
+            let (status, bytes) = admin(&app, method, path, bad, Some("{}")).await;
+            assert_error(status, &bytes, StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+    }
+    assert_eq!(env.counts(), before);
+    let audit_after = env.store.audit_log(&Default::default()).unwrap().len();
+    assert_eq!(audit_after, audit_before, "nothing refused is recorded");
+    assert!(env.store.user("u").unwrap().is_none());
+    env.still_serves(&app).await;
+}
+
 async fn reveal_needs_a_reason_and_is_audited(backend: Backend) {
     let env = Env::new(backend);
     let app = env.app();
@@ -1258,6 +1345,7 @@ gridcase_server::backend_tests!(async:
     too_many_changes_or_pushes_are_refused,
     bad_tokens_are_401_and_revoked_ones_say_wipe,
     bad_admin_requests_get_json_errors,
+    bad_account_and_audit_draw_requests_get_json_errors,
     reveal_needs_a_reason_and_is_audited,
     the_audit_log_records_changes_rejections_revocations_and_enrolments,
     old_dependencies_do_not_reopen_a_case_that_left_the_scope,
