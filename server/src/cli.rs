@@ -754,6 +754,88 @@ mod tests {
         assert_eq!(store.audit_count("revoke").unwrap(), 0);
     }
 
+    /// Issue 11.5 and 11.3 from the command line: admin accounts, then a draw and a result
+    /// recorded for named admins, each under its role.
+    #[test]
+    fn admin_accounts_and_the_audit_draw_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let at = "2026-11-28T10:00:00+08:00";
+        run_args(&["demo", "--data", data, "--cases", "200", "--at", at]).unwrap();
+        let add = |name: &str, role: &str| {
+            run_args(&[
+                "admin", "add", "--data", data, "--name", name, "--role", role, "--area", "330604",
+            ])
+        };
+        add("zhang", "supervisor").unwrap();
+        add("qian", "auditor").unwrap();
+        assert!(add("zhang", "auditor").is_err(), "names are unique");
+        let err = add("sun", "king").unwrap_err().to_string();
+        assert!(err.contains("unknown role"), "{err}");
+        run_args(&["admin", "list", "--data", data]).unwrap();
+        let draw = |admin: &str, reason: Option<&str>| {
+            let mut args = vec![
+                "audit-draw",
+                "--data",
+                data,
+                "--admin",
+                admin,
+                "--month",
+                "2026-11",
+                "--area",
+                "330604",
+                "--n",
+                "3",
+                "--at",
+                "2026-12-03T10:00:00+08:00",
+            ];
+            args.extend(reason.map(|r| ["--reason", r]).into_iter().flatten());
+            run_args(&args).map_err(|e| e.to_string())
+        };
+        assert!(draw("qian", None).unwrap_err().contains("auditor may not"));
+        draw("zhang", None).unwrap();
+        assert!(draw("zhang", None).unwrap_err().contains("needs a reason"));
+        assert!(draw("nobody", None).is_err());
+        let store = Store::open(data).unwrap();
+        let drawn = store.db().draw(1).unwrap().unwrap();
+        assert!(crate::audit_draw::replay(&drawn));
+        assert_eq!(drawn.by, "zhang");
+        drop(store);
+        let case = drawn.cases[0].case_id.as_str();
+        let verify = |admin: &str| {
+            run_args(&[
+                "audit-verify",
+                "--data",
+                data,
+                "--admin",
+                admin,
+                "--draw",
+                "1",
+                "--case",
+                case,
+                "--result",
+                "confirmed",
+                "--note",
+                "回访属实",
+            ])
+        };
+        run_args(&["admin", "disable", "--data", data, "--name", "qian"]).unwrap();
+        assert!(verify("qian").is_err(), "a disabled admin does nothing");
+        run_args(&["admin", "reset", "--data", data, "--name", "qian"]).unwrap();
+        verify("qian").unwrap();
+        assert!(verify("qian").is_err(), "recorded once");
+        let store = Store::open(data).unwrap();
+        assert_eq!(store.audit_count("admin").unwrap(), 4);
+        assert_eq!(store.audit_count("audit_draw").unwrap(), 1);
+        assert_eq!(store.audit_count("audit_verify").unwrap(), 1);
+        assert_eq!(
+            store.db().draw(1).unwrap().unwrap().cases[0]
+                .result
+                .as_deref(),
+            Some("confirmed")
+        );
+    }
+
     /// Every admin command takes `--database` for PostgreSQL, as `serve` does.
     #[test]
     fn admin_commands_work_on_postgres() {
