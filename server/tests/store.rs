@@ -521,12 +521,88 @@ mod support {
     }
 }
 
+/// The admin-accounts step on both backends: a database one step before it, holding the shared
+/// admin token's hash and an audit row, comes out with the account `admin` opened by that token,
+/// the row kept, and the new audit kinds accepted.
+fn the_shared_admin_token_becomes_the_admin_account(backend: Backend) {
+    use sha2::Digest;
+    let db = TestDb::new(backend);
+    let token = "admin.legacy0123456789legacy0123456789legacy012345";
+    let hash: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let audit_row = "INSERT INTO audit (at, user_id, kind, case_id, detail)
+                     VALUES (7, 'zhang', 'reveal', 'c1', '{}')";
+    match db.location() {
+        Location::Sqlite(dir) => {
+            std::fs::create_dir_all(dir).unwrap();
+            let conn =
+                rusqlite::Connection::open(dir.join(gridcase_server::store::DB_FILE)).unwrap();
+            let steps = &gridcase_server::db::sqlite::schema::MIGRATIONS;
+            for step in &steps[..steps.len() - 1] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.pragma_update(None, "user_version", steps.len() - 1)
+                .unwrap();
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES ('admin_token_hash', ?1)",
+                [&hash],
+            )
+            .unwrap();
+            conn.execute_batch(audit_row).unwrap();
+        }
+        Location::Postgres(url) => {
+            let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+            let steps = &gridcase_server::db::postgres::schema::MIGRATIONS;
+            client
+                .batch_execute(
+                    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,
+                         applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                )
+                .unwrap();
+            for (i, step) in steps[..steps.len() - 1].iter().enumerate() {
+                client.batch_execute(step).unwrap();
+                client
+                    .execute(
+                        "INSERT INTO schema_version (version) VALUES ($1)",
+                        &[&(i as i32 + 1)],
+                    )
+                    .unwrap();
+            }
+            client
+                .execute(
+                    "INSERT INTO settings (key, value) VALUES ('admin_token_hash', $1)",
+                    &[&hash],
+                )
+                .unwrap();
+            client.batch_execute(audit_row).unwrap();
+        }
+    }
+    let store = db.open();
+    assert_eq!(store.schema_version().unwrap(), latest(backend));
+    let admin = store
+        .authenticate_admin(token, 0)
+        .unwrap()
+        .expect("migrated");
+    assert_eq!(admin.name, "admin");
+    assert!(admin.jurisdiction.is_everywhere());
+    assert_eq!(store.db().setting("admin_token_hash").unwrap(), None);
+    let rows = store.audit_log(&Default::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].kind.as_str(), rows[0].at), ("reveal", 7));
+    // The new kinds are accepted by the altered CHECK.
+    gridcase_server::testing::root_admin(&store);
+    assert_eq!(store.audit_count("admin").unwrap(), 1);
+}
+
 gridcase_server::backend_tests!(
     migrations_run_once_and_keep_data,
     a_newer_schema_is_refused,
     tokens_authenticate_and_revocation_is_reported,
     re_enrolling_a_revoked_user_never_revives_their_devices,
     admin_accounts_authenticate_reset_and_disable,
+    the_shared_admin_token_becomes_the_admin_account,
     rules_are_published_once_and_sent_only_to_older_phones,
     a_reader_never_holds_up_another_devices_commit,
     serve_runs_on_either_database,
