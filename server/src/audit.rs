@@ -2,9 +2,11 @@
 //! time). Rows are written in the same transaction as what they record, so an accepted change
 //! never lacks its row; a reveal is answered only once its row is committed.
 //!
-//! `user_id` is the user who acted (a change's author, the admin name of a reveal) or, for
-//! enrolments and revocations, the user they concern; `detail` is a small JSON object. This
-//! module builds the rows; the backends store them.
+//! `user_id` is the user who acted (a change's author, the admin account of a reveal, an audit
+//! draw or result, or an account change) or, for enrolments and revocations, the user they
+//! concern; `detail` is a small JSON object; `area` places a row that concerns no case or user
+//! (an admin account's, a draw's) in a jurisdiction. This module builds the rows; the backends
+//! store them.
 
 use automerge::ChangeHash;
 use gridcase_core::area::Jurisdiction;

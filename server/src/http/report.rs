@@ -1,5 +1,6 @@
 //! `GET /admin/report?period=&area=&unit=&category=&at=&format=json|csv`: the assessment rates
-//! of `crate::report`, behind the admin token, as JSON or as CSV with Chinese headers.
+//! of `crate::report`, for an admin inside its jurisdiction, as JSON or as CSV with Chinese
+//! headers.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
