@@ -135,7 +135,8 @@ pub enum VerifyOutcome {
 
 pub trait AuditDraws {
     /// Ids of the cases closed in `[from, to)` (trusted time) whose area code starts with
-    /// `area`, in id order.
+    /// `area`, in id order. (A case closed before `to` was registered before it: that bound
+    /// lets the scan use the facts' order by registration time.)
     fn closed_case_ids(&self, area: &str, from: Millis, to: Millis) -> Result<Vec<String>>;
     /// Records a draw, its cases and its audit row (`audit(id)`) atomically, unless one exists
     /// for the month and area and `draw.reason` is `None`.

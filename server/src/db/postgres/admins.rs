@@ -163,7 +163,8 @@ impl AuditDraws for PgDb {
     fn closed_case_ids(&self, area: &str, from: Millis, to: Millis) -> Result<Vec<String>> {
         let rows = self.conn()?.query(
             "SELECT case_id FROM case_facts
-             WHERE closed_at >= $2 AND closed_at < $3 AND area_code LIKE $1 || '%'
+             WHERE registered_at < $3 AND closed_at >= $2 AND closed_at < $3
+               AND area_code LIKE $1 || '%'
              ORDER BY case_id",
             &[&area, &from, &to],
         )?;

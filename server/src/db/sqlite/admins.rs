@@ -173,7 +173,8 @@ impl AuditDraws for SqliteDb {
         let ids = conn
             .prepare_cached(
                 "SELECT case_id FROM case_facts
-                 WHERE closed_at >= ?2 AND closed_at < ?3 AND area_code LIKE ?1 || '%'
+                 WHERE registered_at < ?3 AND closed_at >= ?2 AND closed_at < ?3
+                   AND area_code LIKE ?1 || '%'
                  ORDER BY case_id",
             )?
             .query_map(params![area, from, to], |r| r.get(0))?
