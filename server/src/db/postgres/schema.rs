@@ -154,6 +154,14 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX case_facts_period ON case_facts(registered_at, area_code);
     "#,
+    // 4: the case's type and channel in its facts row (the report's totals by type and
+    // channel, `crate::report`). The rows are derived data, so they are dropped rather than
+    // guessed: `backfill-facts` recomputes them from the documents after the upgrade.
+    r#"
+    DELETE FROM case_facts;
+    ALTER TABLE case_facts ADD COLUMN case_type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE case_facts ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -160,6 +160,14 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX case_facts_case ON case_facts(case_id);
     "#,
+    // 7: the case's type and channel in its facts row (the report's totals by type and
+    // channel, `crate::report`). The rows are derived data, so they are dropped rather than
+    // guessed: `backfill-facts` recomputes them from the documents after the upgrade.
+    r#"
+    DELETE FROM case_facts;
+    ALTER TABLE case_facts ADD COLUMN case_type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE case_facts ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 struct Sqlite<'a>(&'a mut Connection);
