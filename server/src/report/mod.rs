@@ -100,12 +100,15 @@ impl Store {
         filter.check().map_err(StoreError::Invalid)?;
         let db = self.db();
         let policy = &self.policy().reports;
-        let both = [period.clone(), previous.clone()];
-        let totals = queries::decode_totals(&db.fact_rows(&queries::totals(&filter, &both, now))?);
+        let totals = |p: &Period| -> Result<queries::Totals> {
+            let rows = db.fact_rows(&queries::totals(&filter, p, now))?;
+            Ok(queries::decode_totals(&rows))
+        };
+        let (this, before) = (totals(&period)?, totals(&previous)?);
         let periods = period.with_previous(policy.baseline_periods);
         let rows = db.fact_rows(&queries::cells(&filter, &periods))?;
         let (cells, recorded) = queries::decode_cells(&rows, &periods);
-        let rates = rates_from_counts(&totals.counts[0], self.policy());
+        let rates = rates_from_counts(&this.counts, self.policy());
         let list = |key: &str, order: ListOrder| -> Result<CaseList> {
             let cond = numerator_condition(key).expect("a rate of `crate::rates::RATES`");
             let query = queries::case_list(&filter, cond, order, policy.listed_cases, now);
@@ -135,20 +138,12 @@ impl Store {
             unit: query.unit.clone(),
             category: query.category.clone(),
             now,
-            cases: totals.cases[0],
-            previous_cases: totals.cases[1],
-            previous_rates: rates_from_counts(&totals.counts[1], self.policy()),
+            cases: this.cases,
+            previous_cases: before.cases,
+            previous_rates: rates_from_counts(&before.counts, self.policy()),
             rates,
-            by_type: tallies(
-                &totals.by_type,
-                CaseType::ALL.iter().map(|t| t.as_str()),
-                labels::case_type,
-            ),
-            by_channel: tallies(
-                &totals.by_channel,
-                Channel::ALL.iter().map(|c| c.as_str()),
-                labels::channel,
-            ),
+            by_type: tallies(&this.by_type, &before.by_type, labels::case_type),
+            by_channel: tallies(&this.by_channel, &before.by_channel, labels::channel),
             top_categories: top(categories, policy.top),
             top_areas: top(areas, policy.top),
             overdue,
@@ -159,31 +154,35 @@ impl Store {
     }
 }
 
-/// The known keys in their order with their names, then any other stored key.
-fn tallies<'a>(
-    counts: &BTreeMap<String, [i64; 2]>,
-    known: impl Iterator<Item = &'a str>,
+/// One line per key (in the query's order: the known values, then "" for any other), with
+/// the previous period beside.
+fn tallies(
+    this: &BTreeMap<String, i64>,
+    before: &BTreeMap<String, i64>,
     name: fn(&str) -> String,
 ) -> Vec<Tally> {
-    let known: Vec<&str> = known.collect();
-    let others = counts
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !known.contains(k));
-    known
-        .iter()
-        .copied()
-        .chain(others)
-        .map(|key| {
-            let [count, previous] = counts.get(key).copied().unwrap_or_default();
-            Tally {
-                key: key.to_owned(),
-                name: name(key),
-                count,
-                previous,
-            }
+    let mut keys: Vec<&String> = this.keys().chain(before.keys()).collect();
+    keys.sort_by_key(|k| (k.is_empty(), order_of(k)));
+    keys.dedup();
+    keys.into_iter()
+        .map(|key| Tally {
+            key: key.clone(),
+            name: if key.is_empty() {
+                "其他".into()
+            } else {
+                name(key)
+            },
+            count: this.get(key).copied().unwrap_or(0),
+            previous: before.get(key).copied().unwrap_or(0),
         })
         .collect()
+}
+
+/// A stored type's or channel's place in `CaseType::ALL` / `Channel::ALL`.
+fn order_of(key: &str) -> usize {
+    let types = CaseType::ALL.iter().position(|t| t.as_str() == key);
+    let channels = Channel::ALL.iter().position(|c| c.as_str() == key);
+    types.or(channels).unwrap_or(usize::MAX)
 }
 
 /// This and the previous period's cases per category and per place.

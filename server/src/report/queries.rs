@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use gridcase_core::model::Millis;
+use gridcase_core::model::{CaseType, Channel, Millis};
 
 use super::hotspots::{Cell, CellCounts};
 use super::period::{DAY_MS, Period};
@@ -21,61 +21,79 @@ fn over(base: &FactFilter, from: Millis, to: Millis) -> FactFilter {
     }
 }
 
-/// Per case type, channel and period (0: this one, 1: the one before): the number of cases and
-/// the counts of `crate::rates::counted_conditions`.
+/// Over `period`: the number of cases, the counts of `crate::rates::counted_conditions`, then
+/// the cases of each `CaseType::ALL` and each `Channel::ALL`. Conditional sums rather than a
+/// GROUP BY: SQLite would sort every row of the period to group them.
 pub fn totals(
     base: &FactFilter,
-    periods: &[Period; 2],
+    period: &Period,
     now: Millis,
 ) -> impl Fn(Placeholder) -> FactQuery {
-    let filter = over(base, periods[1].from, periods[0].to);
-    let current_from = periods[0].from;
+    let filter = over(base, period.from, period.to);
     move |ph| {
+        let is = |col: &str, value: &str| {
+            format!("COALESCE(SUM(CASE WHEN {col} = '{value}' THEN 1 ELSE 0 END), 0)")
+        };
+        let columns: Vec<String> = std::iter::once("COUNT(*)".to_owned())
+            .chain(count_columns(now))
+            .chain(CaseType::ALL.iter().map(|t| is("case_type", t.as_str())))
+            .chain(Channel::ALL.iter().map(|c| is("channel", c.as_str())))
+            .map(|c| format!("CAST({c} AS BIGINT)"))
+            .collect();
         let (where_sql, params) = filter.sql(ph);
-        let sql = format!(
-            "SELECT case_type, channel,
-                 CAST(CASE WHEN registered_at >= {current_from} THEN 0 ELSE 1 END AS BIGINT),
-                 CAST(COUNT(*) AS BIGINT), {}
-             FROM case_facts WHERE {where_sql} GROUP BY case_type, channel, 3",
-            count_columns(now).join(", ")
-        );
         FactQuery {
-            sql,
+            sql: format!(
+                "SELECT {} FROM case_facts WHERE {where_sql}",
+                columns.join(", ")
+            ),
             params,
-            texts: 2,
+            texts: 0,
         }
     }
 }
 
-/// Totals of one period and the one before, per type and channel, with the rates' counts.
+/// The totals of one period.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Totals {
-    /// Cases per period ([this, previous]).
-    pub cases: [i64; 2],
-    pub by_type: BTreeMap<String, [i64; 2]>,
-    pub by_channel: BTreeMap<String, [i64; 2]>,
-    /// `counted_conditions` counts per period.
-    pub counts: [Vec<i64>; 2],
+    pub cases: i64,
+    /// `counted_conditions` counts.
+    pub counts: Vec<i64>,
+    /// Cases per stored case type (`CaseType::as_str`); others under "".
+    pub by_type: BTreeMap<String, i64>,
+    /// Cases per stored channel.
+    pub by_channel: BTreeMap<String, i64>,
 }
 
 pub fn decode_totals(rows: &[FactRow]) -> Totals {
-    let n = counted_conditions().len();
-    let mut totals = Totals {
-        counts: [vec![0; n], vec![0; n]],
-        ..Totals::default()
-    };
-    for row in rows {
-        let number = |i: usize| row.numbers.get(i).copied().flatten().unwrap_or(0);
-        let period = usize::from(number(0) != 0);
-        let cases = number(1);
-        totals.cases[period] += cases;
-        totals.by_type.entry(row.texts[0].clone()).or_default()[period] += cases;
-        totals.by_channel.entry(row.texts[1].clone()).or_default()[period] += cases;
-        for (i, count) in totals.counts[period].iter_mut().enumerate() {
-            *count += number(2 + i);
+    let numbers: Vec<i64> = rows
+        .first()
+        .map(|r| r.numbers.iter().map(|n| n.unwrap_or(0)).collect())
+        .unwrap_or_default();
+    let mut next = numbers.into_iter();
+    let cases = next.next().unwrap_or(0);
+    let counts: Vec<i64> = counted_conditions()
+        .iter()
+        .map(|_| next.next().unwrap_or(0))
+        .collect();
+    let mut split = |keys: Vec<&str>| -> BTreeMap<String, i64> {
+        let mut map: BTreeMap<String, i64> = keys
+            .iter()
+            .map(|k| ((*k).to_owned(), next.next().unwrap_or(0)))
+            .collect();
+        let known: i64 = map.values().sum();
+        if cases > known {
+            map.insert(String::new(), cases - known);
         }
+        map
+    };
+    let by_type = split(CaseType::ALL.iter().map(|t| t.as_str()).collect());
+    let by_channel = split(Channel::ALL.iter().map(|c| c.as_str()).collect());
+    Totals {
+        cases,
+        counts,
+        by_type,
+        by_channel,
     }
-    totals
 }
 
 /// Per category, place and bucket: cases per day of `periods[0]` (bucket = day index ≥ 0) and
