@@ -19,7 +19,7 @@ use gridcase_core::model::{CaseType, Channel, Millis};
 use serde::Serialize;
 
 pub use self::csv::{CSV_HEADER, to_csv};
-use self::hotspots::{BaselinePeriod, HotSpots};
+use self::hotspots::HotSpots;
 pub use self::period::{DAY_MS, Period, PeriodKind, china_time};
 use self::queries::{ListOrder, ListedCase};
 pub use self::tables::{Cell, Table, tables};
@@ -107,7 +107,7 @@ impl Store {
         let (this, before) = (totals(&period)?, totals(&previous)?);
         let periods = period.with_previous(policy.baseline_periods);
         let rows = db.fact_rows(&queries::cells(&filter, &periods))?;
-        let (cells, recorded) = queries::decode_cells(&rows, &periods);
+        let (cells, baseline) = queries::decode_cells(&rows, &periods);
         let rates = rates_from_counts(&this.counts, self.policy());
         let list = |key: &str, order: ListOrder| -> Result<CaseList> {
             let cond = numerator_condition(key).expect("a rate of `crate::rates::RATES`");
@@ -123,14 +123,6 @@ impl Store {
         };
         let overdue = list("overdue", ListOrder::HandleDue)?;
         let supervised = list("supervised", ListOrder::Registered)?;
-        let baseline: Vec<BaselinePeriod> = periods[1..]
-            .iter()
-            .zip(&recorded)
-            .map(|(p, &recorded)| BaselinePeriod {
-                days: p.days(),
-                recorded,
-            })
-            .collect();
         let (categories, areas) = cell_totals(&cells);
         Ok(Report {
             previous_period: previous,

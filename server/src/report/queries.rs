@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use gridcase_core::model::{CaseType, Channel, Millis};
 
-use super::hotspots::{Cell, CellCounts};
+use super::hotspots::{BaselinePeriod, Cell, CellCounts};
 use super::period::{DAY_MS, Period};
 use crate::db::{FactQuery, FactRow, Placeholder};
 use crate::rates::{Cond, FactFilter, count_columns, counted_conditions};
@@ -125,11 +125,12 @@ pub fn cells(base: &FactFilter, periods: &[Period]) -> impl Fn(Placeholder) -> F
     }
 }
 
-/// Every cell's counts, and per earlier period whether anything was registered in it.
+/// Every cell's counts, and the earlier periods as a baseline (whether anything was registered
+/// in each).
 pub fn decode_cells(
     rows: &[FactRow],
     periods: &[Period],
-) -> (BTreeMap<Cell, CellCounts>, Vec<bool>) {
+) -> (BTreeMap<Cell, CellCounts>, Vec<BaselinePeriod>) {
     let days = periods[0].days() as usize;
     let earlier = periods.len() - 1;
     let mut recorded = vec![false; earlier];
@@ -153,7 +154,15 @@ pub fn decode_cells(
             recorded[(-bucket - 1) as usize] = true;
         }
     }
-    (cells, recorded)
+    let baseline = periods[1..]
+        .iter()
+        .zip(recorded)
+        .map(|(p, recorded)| BaselinePeriod {
+            days: p.days(),
+            recorded,
+        })
+        .collect();
+    (cells, baseline)
 }
 
 /// Which order a case list is in.
