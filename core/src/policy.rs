@@ -25,6 +25,9 @@ use toml::Spanned;
 
 use crate::model::{CaseType, Status, Urgency};
 
+mod reports;
+pub use reports::ReportsPolicy;
+
 /// The shipped default policy, see [`PolicySet::default`].
 pub const DEFAULT_POLICY: &str = include_str!("../data/default-policy.toml");
 
@@ -225,6 +228,8 @@ pub struct PolicySet {
     pub rules: Vec<Rule>,
     /// The `[rates]` section: weights of the assessment rates (server `rates` module).
     pub rates: RatesPolicy,
+    /// The `[reports]` section: list sizes and the hot-spot rule (server `report` module).
+    pub reports: ReportsPolicy,
 }
 
 /// Weights of the assessment rates (domain.md, "Supervision, reporting, audit"; local
@@ -272,6 +277,7 @@ struct RawPolicy {
     pause_during_extension: Option<bool>,
     working_day_close: Option<Spanned<String>>,
     rates: Option<Spanned<RatesPolicy>>,
+    reports: Option<Spanned<ReportsPolicy>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -429,12 +435,22 @@ impl PolicySet {
                 spanned.into_inner()
             }
         };
+        let reports = match raw.reports {
+            None => ReportsPolicy::default(),
+            Some(spanned) => {
+                let start = spanned.span().start;
+                let reports = spanned.into_inner();
+                reports.check().map_err(|message| at(start, message))?;
+                reports
+            }
+        };
         Ok(PolicySet {
             due_soon_fraction,
             pause_during_extension: raw.pause_during_extension.unwrap_or(false),
             working_day_close,
             rules,
             rates,
+            reports,
         })
     }
 
@@ -673,5 +689,19 @@ unit = "hours"
         let e = PolicySet::from_toml("[rates]\nbasically_satisfied_weight = 2.0\n").unwrap_err();
         assert!(e.message.contains("basically_satisfied_weight"), "{e}");
         assert!(PolicySet::from_toml("[rates]\nk = 1\n").is_err());
+    }
+
+    #[test]
+    fn reports_section_defaults_and_is_checked() {
+        let p = PolicySet::default();
+        assert_eq!(p.reports, ReportsPolicy::default());
+        let p = PolicySet::from_toml("[reports]\nbaseline_periods = 3\nburst_days = 2\n").unwrap();
+        assert_eq!((p.reports.baseline_periods, p.reports.burst_days), (3, 2));
+        assert_eq!(p.reports.top, ReportsPolicy::default().top);
+        let e = PolicySet::from_toml("\n[reports]\nbaseline_periods = 0\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("baseline_periods"), "{e}");
+        assert!(PolicySet::from_toml("[reports]\nhot_threshold = -1.0\n").is_err());
+        assert!(PolicySet::from_toml("[reports]\nwindow = 3\n").is_err());
     }
 }

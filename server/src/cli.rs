@@ -118,7 +118,8 @@ pub struct ReportArgs {
     /// Only cases of this category.
     #[arg(long)]
     pub category: Option<String>,
-    #[arg(long, value_parser = ["json", "csv"], default_value = "json")]
+    /// json (every figure), csv or xlsx (one section per sheet, Chinese headers).
+    #[arg(long, value_parser = ["json", "csv", "xlsx"], default_value = "json")]
     pub format: String,
     #[arg(long)]
     pub out: PathBuf,
@@ -137,11 +138,12 @@ impl ReportArgs {
             category: self.category.clone(),
         };
         let report = self.data.open()?.report(&query, now)?;
-        let text = match self.format.as_str() {
-            "csv" => crate::report::to_csv(&report),
-            _ => serde_json::to_string_pretty(&report)?,
+        let bytes = match self.format.as_str() {
+            "csv" => crate::report::to_csv(&report).into_bytes(),
+            "xlsx" => crate::report::to_xlsx(&report)?,
+            _ => serde_json::to_vec_pretty(&report)?,
         };
-        std::fs::write(&self.out, text)?;
+        std::fs::write(&self.out, bytes)?;
         Ok(())
     }
 }
@@ -150,7 +152,8 @@ impl ReportArgs {
 pub enum Command {
     /// Run the HTTP server and the periodic deadline check.
     Serve(ServeArgs),
-    /// Write the assessment rates (响应率, 按时办结率, …) of a period as JSON or CSV.
+    /// Write the report of a period (totals, rates, top lists, overdue and supervised cases, hot
+    /// spots, against the previous period) as JSON, CSV or XLSX.
     Report(ReportArgs),
     /// Once after upgrading: compute the rates' facts of cases committed before they existed.
     BackfillFacts {

@@ -37,6 +37,10 @@ pub struct CaseFacts {
     pub area_code: String,
     pub category: String,
     pub unit: String,
+    /// `CaseType::as_str` (咨询, 投诉, …): the report's totals by type.
+    pub case_type: String,
+    /// `Channel::as_str` (热线, 网格采集, …): the report's totals by channel.
+    pub channel: String,
     pub dispatched_at: Option<Millis>,
     pub response_due_at: Option<Millis>,
     pub responded_at: Option<Millis>,
@@ -344,7 +348,19 @@ pub fn count_sql(
     now: Millis,
     ph: fn(usize) -> String,
 ) -> (String, Vec<String>) {
-    let sums: Vec<String> = counted_conditions()
+    let (filter_sql, params) = filter.sql(ph);
+    (
+        format!(
+            "SELECT {} FROM case_facts WHERE {filter_sql}",
+            count_columns(now).join(", ")
+        ),
+        params,
+    )
+}
+
+/// One SQL aggregate per [`counted_conditions`] entry (a 64-bit count on both backends).
+pub fn count_columns(now: Millis) -> Vec<String> {
+    counted_conditions()
         .iter()
         .map(|c| {
             format!(
@@ -352,15 +368,17 @@ pub fn count_sql(
                 c.sql(now)
             )
         })
-        .collect();
-    let (filter_sql, params) = filter.sql(ph);
-    (
-        format!(
-            "SELECT {} FROM case_facts WHERE {filter_sql}",
-            sums.join(", ")
-        ),
-        params,
-    )
+        .collect()
+}
+
+/// The condition of the rate `key`'s first numerator term (the cases it counts), for lists
+/// that must agree with the rate: the overdue cases are those 超期率 counts.
+pub fn numerator_condition(key: &str) -> Option<&'static Cond> {
+    RATES
+        .iter()
+        .find(|r| r.key == key)
+        .and_then(|r| r.numerator.first())
+        .map(|(_, c)| c)
 }
 
 /// The counts of [`counted_conditions`] over `facts` (the recomputation's side).
@@ -448,6 +466,8 @@ impl CaseFacts {
             area_code: case.location.area_code.clone(),
             category: case.category.clone(),
             unit: case.responsible_unit.clone(),
+            case_type: case.case_type.as_str().to_owned(),
+            channel: case.channel.as_str().to_owned(),
             dispatched_at,
             response_due_at: stage_due(Status::Dispatched, dispatched_at),
             responded_at,

@@ -508,6 +508,28 @@ pub trait Rates {
     fn cases_without_facts(&self, after: &str, limit: u32) -> Result<Vec<String>>;
     /// Writes a facts row unless the case has one (a commit since the read wrote newer facts).
     fn fill_facts(&self, facts: &crate::rates::CaseFacts) -> Result<bool>;
+    /// Runs one of the report's read-only queries (`crate::report::queries`, which writes the
+    /// SQL once for both backends given their placeholder spelling).
+    fn fact_rows(&self, query: &dyn Fn(Placeholder) -> FactQuery) -> Result<Vec<FactRow>>;
+}
+
+/// How a backend spells its i-th (1-based) bound parameter (`?1`, `$1`).
+pub type Placeholder = fn(usize) -> String;
+
+/// A read-only query over `case_facts`: its SQL, its text parameters, and how many of its
+/// leading columns are text (the rest are integers or NULL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactQuery {
+    pub sql: String,
+    pub params: Vec<String>,
+    pub texts: usize,
+}
+
+/// A row of a [`FactQuery`]: its text columns, then its integer columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactRow {
+    pub texts: Vec<String>,
+    pub numbers: Vec<Option<i64>>,
 }
 
 // ---- audit ----

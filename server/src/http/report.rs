@@ -1,6 +1,6 @@
-//! `GET /admin/report?period=&area=&unit=&category=&at=&format=json|csv`: the assessment rates
-//! of `crate::report`, for an admin inside its jurisdiction, as JSON or as CSV with Chinese
-//! headers.
+//! `GET /admin/report?period=&area=&unit=&category=&at=&format=json|csv|xlsx`: the report of
+//! `crate::report`, for an admin inside its jurisdiction, as JSON, or as a CSV or XLSX download
+//! with Chinese headers (`report-<period>.csv|xlsx`).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::admin::at_or_now;
 use super::auth::Admin;
 use super::{AppError, AppState};
-use crate::report::{ReportQuery, to_csv};
+use crate::report::{Report, ReportQuery, XLSX_CONTENT_TYPE, to_csv, to_xlsx};
 use crate::store::StoreError;
 
 #[derive(Debug, Deserialize)]
@@ -32,16 +32,7 @@ pub(super) async fn admin_report(
 ) -> Result<Response, AppError> {
     let Query(p) = params?;
     let now = at_or_now(&state, p.at.as_deref())?;
-    let csv = match p.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => {
-            return Err(AppError::BadRequest {
-                code: "bad_format",
-                message: "`format` is json or csv".into(),
-            });
-        }
-    };
+    let format = Format::parse(p.format.as_deref())?;
     let query = ReportQuery {
         period: p.period,
         area: p.area,
@@ -63,13 +54,59 @@ pub(super) async fn admin_report(
         },
         other => other.into(),
     })?;
-    Ok(if csv {
-        (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            to_csv(&report),
-        )
-            .into_response()
-    } else {
-        axum::Json(report).into_response()
-    })
+    format.respond(&report)
+}
+
+/// What the caller asked the report as.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Json,
+    Csv,
+    Xlsx,
+}
+
+impl Format {
+    fn parse(format: Option<&str>) -> Result<Format, AppError> {
+        match format {
+            None | Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some("xlsx") => Ok(Format::Xlsx),
+            Some(_) => Err(AppError::BadRequest {
+                code: "bad_format",
+                message: "`format` is json, csv or xlsx".into(),
+            }),
+        }
+    }
+
+    fn respond(self, report: &Report) -> Result<Response, AppError> {
+        // The label is one of `Period::parse`'s forms: digits, `-`, `W`, `H`.
+        let download = |ext: &str| {
+            format!(
+                "attachment; filename=\"report-{}.{ext}\"",
+                report.period.label
+            )
+        };
+        Ok(match self {
+            Format::Json => axum::Json(report).into_response(),
+            Format::Csv => (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CONTENT_DISPOSITION, download("csv")),
+                ],
+                to_csv(report),
+            )
+                .into_response(),
+            Format::Xlsx => {
+                let bytes = to_xlsx(report).map_err(|e| AppError::Internal(e.to_string()))?;
+                (
+                    [
+                        (header::CONTENT_TYPE, XLSX_CONTENT_TYPE.to_owned()),
+                        (header::CONTENT_DISPOSITION, download("xlsx")),
+                    ],
+                    bytes,
+                )
+                    .into_response()
+            }
+        })
+    }
 }

@@ -4,7 +4,7 @@ use gridcase_core::model::Millis;
 use postgres::types::ToSql;
 
 use super::{PgConn, PgDb};
-use crate::db::{Rates, Result};
+use crate::db::{FactQuery, FactRow, Placeholder, Rates, Result};
 use crate::rates::{CaseFacts, FactFilter, count_sql};
 
 fn placeholder(i: usize) -> String {
@@ -19,7 +19,8 @@ pub(super) fn upsert_facts(tx: &mut PgConn, f: &CaseFacts) -> Result<()> {
 
 const UPDATE: &str = "DO UPDATE SET registered_at = excluded.registered_at,
              area_code = excluded.area_code, category = excluded.category,
-             unit = excluded.unit, dispatched_at = excluded.dispatched_at,
+             unit = excluded.unit, case_type = excluded.case_type,
+             channel = excluded.channel, dispatched_at = excluded.dispatched_at,
              response_due_at = excluded.response_due_at, responded_at = excluded.responded_at,
              handle_due_at = excluded.handle_due_at, replied_at = excluded.replied_at,
              closed_at = excluded.closed_at, returned = excluded.returned,
@@ -33,8 +34,10 @@ fn write_facts(tx: &mut PgConn, f: &CaseFacts, on_conflict: &str) -> Result<u64>
     let sql = format!(
         "INSERT INTO case_facts (case_id, registered_at, area_code, category, unit,
              dispatched_at, response_due_at, responded_at, handle_due_at, replied_at, closed_at,
-             returned, duplicate, followed_up, solved, satisfaction, supervised)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             returned, duplicate, followed_up, solved, satisfaction, supervised,
+             case_type, channel)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+             $18, $19)
          ON CONFLICT (case_id) {on_conflict}"
     );
     let n = tx.execute(
@@ -57,6 +60,8 @@ fn write_facts(tx: &mut PgConn, f: &CaseFacts, on_conflict: &str) -> Result<u64>
             &flag(f.solved),
             &f.satisfaction,
             &flag(f.supervised),
+            &f.case_type,
+            &f.channel,
         ],
     )?;
     Ok(n)
@@ -97,5 +102,22 @@ impl Rates for PgDb {
     fn fill_facts(&self, facts: &CaseFacts) -> Result<bool> {
         let mut conn = self.conn()?;
         Ok(write_facts(&mut conn, facts, "DO NOTHING")? == 1)
+    }
+
+    fn fact_rows(&self, query: &dyn Fn(Placeholder) -> FactQuery) -> Result<Vec<FactRow>> {
+        let query = query(placeholder);
+        let mut conn = self.conn()?;
+        let rows = conn.client.query(&query.sql, &refs(&query.params))?;
+        let row = |r: &postgres::Row| -> std::result::Result<FactRow, postgres::Error> {
+            Ok(FactRow {
+                texts: (0..query.texts)
+                    .map(|i| r.try_get(i))
+                    .collect::<Result<_, _>>()?,
+                numbers: (query.texts..r.len())
+                    .map(|i| r.try_get(i))
+                    .collect::<Result<_, _>>()?,
+            })
+        };
+        Ok(rows.iter().map(row).collect::<Result<Vec<_>, _>>()?)
     }
 }

@@ -154,7 +154,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX case_facts_period ON case_facts(registered_at, area_code);
     "#,
-    // 3: admin accounts and the monthly random audit, as SQLite's step 7 (the shared admin
+    // 4: admin accounts and the monthly random audit, as SQLite's step 7 (the shared admin
     // token becomes the account `admin`).
     r#"
     CREATE TABLE admins (
@@ -207,6 +207,14 @@ pub const MIGRATIONS: &[&str] = &[
         verified_at BIGINT,
         PRIMARY KEY (draw_id, case_id)
     );
+    "#,
+    // 5: the case's type and channel in its facts row (the report's totals by type and
+    // channel, `crate::report`). The rows are derived data, so they are dropped rather than
+    // guessed: `backfill-facts` recomputes them from the documents after the upgrade.
+    r#"
+    DELETE FROM case_facts;
+    ALTER TABLE case_facts ADD COLUMN case_type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE case_facts ADD COLUMN channel TEXT NOT NULL DEFAULT '';
     "#,
 ];
 

@@ -4,7 +4,7 @@ use gridcase_core::model::Millis;
 use rusqlite::{Connection, named_params, params_from_iter};
 
 use super::SqliteDb;
-use crate::db::{Rates, Result};
+use crate::db::{FactQuery, FactRow, Placeholder, Rates, Result};
 use crate::rates::{CaseFacts, FactFilter, count_sql};
 
 fn placeholder(i: usize) -> String {
@@ -21,9 +21,10 @@ pub(super) fn upsert_facts(tx: &Connection, f: &CaseFacts) -> Result<()> {
 fn write_facts(tx: &Connection, f: &CaseFacts, conflict: &str) -> Result<usize> {
     let sql = format!(
         "INSERT OR {conflict} INTO case_facts (case_id, registered_at, area_code, category, unit,
-             dispatched_at, response_due_at, responded_at, handle_due_at, replied_at, closed_at,
+             case_type, channel, dispatched_at, response_due_at, responded_at, handle_due_at, replied_at, closed_at,
              returned, duplicate, followed_up, solved, satisfaction, supervised)
-         VALUES (:case_id, :registered_at, :area_code, :category, :unit, :dispatched_at,
+         VALUES (:case_id, :registered_at, :area_code, :category, :unit, :case_type, :channel,
+             :dispatched_at,
              :response_due_at, :responded_at, :handle_due_at, :replied_at, :closed_at,
              :returned, :duplicate, :followed_up, :solved, :satisfaction, :supervised)"
     );
@@ -33,6 +34,8 @@ fn write_facts(tx: &Connection, f: &CaseFacts, conflict: &str) -> Result<usize> 
         ":area_code": f.area_code,
         ":category": f.category,
         ":unit": f.unit,
+        ":case_type": f.case_type,
+        ":channel": f.channel,
         ":dispatched_at": f.dispatched_at,
         ":response_due_at": f.response_due_at,
         ":responded_at": f.responded_at,
@@ -90,5 +93,25 @@ impl Rates for SqliteDb {
 
     fn fill_facts(&self, facts: &CaseFacts) -> Result<bool> {
         self.write(|tx| Ok((write_facts(tx, facts, "IGNORE")? == 1, true)))
+    }
+
+    fn fact_rows(&self, query: &dyn Fn(Placeholder) -> FactQuery) -> Result<Vec<FactRow>> {
+        let query = query(placeholder);
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&query.sql)?;
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map(params_from_iter(&query.params), |r| {
+                Ok(FactRow {
+                    texts: (0..query.texts)
+                        .map(|i| r.get(i))
+                        .collect::<rusqlite::Result<_>>()?,
+                    numbers: (query.texts..n)
+                        .map(|i| r.get(i))
+                        .collect::<rusqlite::Result<_>>()?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 }

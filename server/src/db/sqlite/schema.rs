@@ -233,6 +233,14 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (draw_id, case_id)
     );
     "#,
+    // 8: the case's type and channel in its facts row (the report's totals by type and
+    // channel, `crate::report`). The rows are derived data, so they are dropped rather than
+    // guessed: `backfill-facts` recomputes them from the documents after the upgrade.
+    r#"
+    DELETE FROM case_facts;
+    ALTER TABLE case_facts ADD COLUMN case_type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE case_facts ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 struct Sqlite<'a>(&'a mut Connection);

@@ -1,0 +1,249 @@
+//! The report's SQL over `case_facts`, written once for both backends (each gives its
+//! placeholder spelling), and the decoding of its rows. Every query groups in the database and
+//! returns at most a few rows per category, place, type or channel: no CRDT is loaded and no
+//! per-case row leaves the database except the capped lists of overdue and supervised cases.
+
+use std::collections::BTreeMap;
+
+use gridcase_core::model::{CaseType, Channel, Millis};
+
+use super::hotspots::{BaselinePeriod, Cell, CellCounts};
+use super::period::{DAY_MS, Period};
+use crate::db::{FactQuery, FactRow, Placeholder};
+use crate::rates::{Cond, FactFilter, count_columns, counted_conditions};
+
+/// The filter of `base` (area, unit, category) over `from..to`.
+fn over(base: &FactFilter, from: Millis, to: Millis) -> FactFilter {
+    FactFilter {
+        from,
+        to,
+        ..base.clone()
+    }
+}
+
+/// Over `period`: the number of cases, the counts of `crate::rates::counted_conditions`, then
+/// the cases of each `CaseType::ALL` and each `Channel::ALL`. Conditional sums rather than a
+/// GROUP BY: SQLite would sort every row of the period to group them.
+pub fn totals(
+    base: &FactFilter,
+    period: &Period,
+    now: Millis,
+) -> impl Fn(Placeholder) -> FactQuery {
+    let filter = over(base, period.from, period.to);
+    move |ph| {
+        let is = |col: &str, value: &str| {
+            format!("COALESCE(SUM(CASE WHEN {col} = '{value}' THEN 1 ELSE 0 END), 0)")
+        };
+        let columns: Vec<String> = std::iter::once("COUNT(*)".to_owned())
+            .chain(count_columns(now))
+            .chain(CaseType::ALL.iter().map(|t| is("case_type", t.as_str())))
+            .chain(Channel::ALL.iter().map(|c| is("channel", c.as_str())))
+            .map(|c| format!("CAST({c} AS BIGINT)"))
+            .collect();
+        let (where_sql, params) = filter.sql(ph);
+        FactQuery {
+            sql: format!(
+                "SELECT {} FROM case_facts WHERE {where_sql}",
+                columns.join(", ")
+            ),
+            params,
+            texts: 0,
+        }
+    }
+}
+
+/// The totals of one period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub cases: i64,
+    /// `counted_conditions` counts.
+    pub counts: Vec<i64>,
+    /// Cases per stored case type (`CaseType::as_str`); others under "".
+    pub by_type: BTreeMap<String, i64>,
+    /// Cases per stored channel.
+    pub by_channel: BTreeMap<String, i64>,
+}
+
+pub fn decode_totals(rows: &[FactRow]) -> Totals {
+    let numbers: Vec<i64> = rows
+        .first()
+        .map(|r| r.numbers.iter().map(|n| n.unwrap_or(0)).collect())
+        .unwrap_or_default();
+    let mut next = numbers.into_iter();
+    let cases = next.next().unwrap_or(0);
+    let counts: Vec<i64> = counted_conditions()
+        .iter()
+        .map(|_| next.next().unwrap_or(0))
+        .collect();
+    let mut split = |keys: Vec<&str>| -> BTreeMap<String, i64> {
+        let mut map: BTreeMap<String, i64> = keys
+            .iter()
+            .map(|k| ((*k).to_owned(), next.next().unwrap_or(0)))
+            .collect();
+        let known: i64 = map.values().sum();
+        if cases > known {
+            map.insert(String::new(), cases - known);
+        }
+        map
+    };
+    let by_type = split(CaseType::ALL.iter().map(|t| t.as_str()).collect());
+    let by_channel = split(Channel::ALL.iter().map(|c| c.as_str()).collect());
+    Totals {
+        cases,
+        counts,
+        by_type,
+        by_channel,
+    }
+}
+
+/// Per category, place and bucket: cases per day of `periods[0]` (bucket = day index ≥ 0) and
+/// per earlier period (bucket −k for `periods[k]`). `periods` are adjacent, newest first.
+pub fn cells(base: &FactFilter, periods: &[Period]) -> impl Fn(Placeholder) -> FactQuery {
+    let oldest = periods.last().map_or(periods[0].from, |p| p.from);
+    let filter = over(base, oldest, periods[0].to);
+    let current = periods[0].from;
+    let earlier: String = periods
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(k, p)| format!(" WHEN registered_at >= {} THEN -{k}", p.from))
+        .collect();
+    move |ph| {
+        let (where_sql, params) = filter.sql(ph);
+        let sql = format!(
+            "SELECT category, area_code,
+                 CAST(CASE WHEN registered_at >= {current}
+                     THEN (registered_at - {current}) / {DAY_MS}{earlier} END AS BIGINT),
+                 CAST(COUNT(*) AS BIGINT)
+             FROM case_facts WHERE {where_sql} GROUP BY category, area_code, 3"
+        );
+        FactQuery {
+            sql,
+            params,
+            texts: 2,
+        }
+    }
+}
+
+/// Every cell's counts, and the earlier periods as a baseline (whether anything was registered
+/// in each).
+pub fn decode_cells(
+    rows: &[FactRow],
+    periods: &[Period],
+) -> (BTreeMap<Cell, CellCounts>, Vec<BaselinePeriod>) {
+    let days = periods[0].days() as usize;
+    let earlier = periods.len() - 1;
+    let mut recorded = vec![false; earlier];
+    let mut cells: BTreeMap<Cell, CellCounts> = BTreeMap::new();
+    for row in rows {
+        let (Some(bucket), Some(count)) = (row.numbers[0], row.numbers[1]) else {
+            continue;
+        };
+        let counts = cells
+            .entry((row.texts[0].clone(), row.texts[1].clone()))
+            .or_insert_with(|| CellCounts {
+                days: vec![0; days],
+                baseline: vec![0; earlier],
+            });
+        if bucket >= 0 {
+            if let Some(day) = counts.days.get_mut(bucket as usize) {
+                *day += count;
+            }
+        } else if let Some(slot) = counts.baseline.get_mut((-bucket - 1) as usize) {
+            *slot += count;
+            recorded[(-bucket - 1) as usize] = true;
+        }
+    }
+    let baseline = periods[1..]
+        .iter()
+        .zip(recorded)
+        .map(|(p, recorded)| BaselinePeriod {
+            days: p.days(),
+            recorded,
+        })
+        .collect();
+    (cells, baseline)
+}
+
+/// Which order a case list is in.
+#[derive(Debug, Clone, Copy)]
+pub enum ListOrder {
+    /// Longest overdue first.
+    HandleDue,
+    /// Earliest registered first.
+    Registered,
+}
+
+/// Up to `limit` cases of the period meeting `cond`, with their number and status from the
+/// `cases` projection (no title, no complainant: nothing personal).
+pub fn case_list(
+    filter: &FactFilter,
+    cond: &'static Cond,
+    order: ListOrder,
+    limit: u32,
+    now: Millis,
+) -> impl Fn(Placeholder) -> FactQuery {
+    let filter = filter.clone();
+    let order = match order {
+        ListOrder::HandleDue => "handle_due_at, case_id",
+        ListOrder::Registered => "registered_at, case_id",
+    };
+    move |ph| {
+        let (where_sql, params) = filter.sql(ph);
+        let sql = format!(
+            "SELECT f.case_id, COALESCE(c.number, ''), f.area_code, f.category, f.unit,
+                 COALESCE(c.status, ''), f.registered_at, f.handle_due_at, f.replied_at
+             FROM (SELECT case_id, area_code, category, unit, registered_at, handle_due_at,
+                       replied_at
+                   FROM case_facts WHERE {where_sql} AND {}
+                   ORDER BY {order} LIMIT {limit}) f
+             LEFT JOIN cases c ON c.case_id = f.case_id
+             ORDER BY {}",
+            cond.sql(now),
+            order
+                .split(", ")
+                .map(|c| format!("f.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        FactQuery {
+            sql,
+            params,
+            texts: 6,
+        }
+    }
+}
+
+/// A case of a report's list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListedCase {
+    pub case_id: String,
+    pub number: String,
+    pub area: String,
+    pub category: String,
+    pub unit: String,
+    pub status: String,
+    pub registered_at: Millis,
+    pub handle_due_at: Option<Millis>,
+    pub replied_at: Option<Millis>,
+}
+
+pub fn decode_list(rows: Vec<FactRow>) -> Vec<ListedCase> {
+    rows.into_iter()
+        .map(|row| {
+            let mut t = row.texts.into_iter();
+            let mut text = || t.next().unwrap_or_default();
+            ListedCase {
+                case_id: text(),
+                number: text(),
+                area: text(),
+                category: text(),
+                unit: text(),
+                status: text(),
+                registered_at: row.numbers[0].unwrap_or(0),
+                handle_due_at: row.numbers[1],
+                replied_at: row.numbers[2],
+            }
+        })
+        .collect()
+}
