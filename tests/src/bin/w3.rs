@@ -198,6 +198,11 @@ impl Server {
         Server { child, url }
     }
 
+    /// CPU seconds (user + system) the process used so far.
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// Peak resident memory (VmHWM) in MiB.
     fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -217,13 +222,33 @@ impl Drop for Server {
     }
 }
 
+/// User + system CPU seconds from a `/proc/<pid>/stat` file (0 where it cannot be read).
+fn cpu_seconds_of(stat: &str) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // The command name may hold spaces; the fields after it are fixed: utime and stime are
+    // the 12th and 13th after the closing parenthesis.
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // USER_HZ is 100 on every Linux this runs on.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of the servers and of this client process so far.
+fn cpu_now(servers: &[Server]) -> (f64, f64) {
+    let server = servers.iter().map(Server::cpu_seconds).sum();
+    (server, cpu_seconds_of("/proc/self/stat"))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)] * 1000.0
 }
 
-/// Runs `threads` clients for `seconds`, each owning every `threads`-th device.
-fn level(devices: &mut [Device], threads: usize, seconds: u64) -> (f64, f64, f64) {
+/// Runs `threads` clients for `seconds`, each owning every `threads`-th device: syncs per
+/// second, p50 and p99 in ms, and the number of syncs.
+fn level(devices: &mut [Device], threads: usize, seconds: u64) -> (f64, f64, f64, usize) {
     let stop = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut groups: Vec<Vec<&mut Device>> = (0..threads).map(|_| Vec::new()).collect();
@@ -257,6 +282,7 @@ fn level(devices: &mut [Device], threads: usize, seconds: u64) -> (f64, f64, f64
         times.len() as f64 / secs,
         percentile(&times, 0.5),
         percentile(&times, 0.99),
+        times.len(),
     )
 }
 
@@ -306,11 +332,18 @@ fn main() {
         o.pushers,
         restore_started.elapsed().as_secs_f64()
     );
-    println!("| concurrency | syncs/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
+    println!("| concurrency | syncs/s | p50 ms | p99 ms | server CPU ms/sync | client CPU ms/sync |");
+    println!("|---|---|---|---|---|---|");
     for &threads in &o.levels {
-        let (rate, p50, p99) = level(&mut devices, threads, o.seconds);
-        println!("| {threads} | {rate:.0} | {p50:.1} | {p99:.1} |");
+        let (server_before, client_before) = cpu_now(&servers);
+        let (rate, p50, p99, syncs) = level(&mut devices, threads, o.seconds);
+        let (server_after, client_after) = cpu_now(&servers);
+        let per_sync = |cpu: f64| cpu * 1000.0 / syncs.max(1) as f64;
+        println!(
+            "| {threads} | {rate:.0} | {p50:.1} | {p99:.1} | {:.2} | {:.2} |",
+            per_sync(server_after - server_before),
+            per_sync(client_after - client_before)
+        );
     }
     let rss: Vec<String> = servers
         .iter()
