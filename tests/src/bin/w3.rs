@@ -72,6 +72,8 @@ struct Device {
     transport: HttpTransport,
     cursor: u64,
     restore: Option<RestoreToken>,
+    /// The rules version it holds: like a phone, it gets the server's rules once.
+    rules_version: u64,
     /// (case id, pushes not yet sent); empty for a device that only asks.
     pushes: Option<(String, Vec<Vec<Vec<u8>>>)>,
     syncs: u64,
@@ -85,6 +87,7 @@ impl Device {
             cursor: self.cursor,
             restore: self.restore.clone(),
             page_size: 500,
+            rules_version: self.rules_version,
             ..Default::default()
         };
         if let Some((case_id, pushes)) = &mut self.pushes
@@ -104,6 +107,9 @@ impl Device {
         let response = decode_response(&answer).expect("a decodable answer");
         for result in &response.results {
             assert!(matches!(result, PushResult::Accepted { .. }), "{result:?}");
+        }
+        if let Some(rules) = &response.rules {
+            self.rules_version = rules.version;
         }
         self.restore = response.restore.clone();
         if response.restore.is_none() {
@@ -313,6 +319,7 @@ fn main() {
             transport: HttpTransport::new(&servers[i % servers.len()].url, &token),
             cursor: 0,
             restore: None,
+            rules_version: 0,
             pushes,
             syncs: 1,
         })
