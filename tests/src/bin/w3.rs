@@ -236,7 +236,12 @@ fn cpu_seconds_of(stat: &str) -> f64 {
     let fields: Vec<&str> = text
         .rsplit_once(')')
         .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // USER_HZ is 100 on every Linux this runs on.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -339,7 +344,9 @@ fn main() {
         o.pushers,
         restore_started.elapsed().as_secs_f64()
     );
-    println!("| concurrency | syncs/s | p50 ms | p99 ms | server CPU ms/sync | client CPU ms/sync |");
+    println!(
+        "| concurrency | syncs/s | p50 ms | p99 ms | server CPU ms/sync | client CPU ms/sync |"
+    );
     println!("|---|---|---|---|---|---|");
     for &threads in &o.levels {
         let (server_before, client_before) = cpu_now(&servers);

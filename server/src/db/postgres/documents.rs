@@ -353,27 +353,19 @@ impl ReadView for PgRead {
             .is_some())
     }
 
-    fn device_times(&mut self, device: &str) -> Result<Option<(Millis, Option<Millis>)>> {
-        Ok(self
-            .conn
-            .query_opt(
-                "SELECT created_at, last_seen FROM devices WHERE id = $1",
-                &[&device],
-            )?
-            .map(|r| (r.get(0), r.get(1))))
-    }
-
     fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>> {
         Ok(self
             .conn
             .query_opt(
-                "SELECT served_scope, clock_offset_ms, last_seen FROM devices WHERE id = $1",
+                "SELECT served_scope, clock_offset_ms, last_seen, created_at FROM devices
+                 WHERE id = $1",
                 &[&device],
             )?
             .map(|r| DeviceState {
                 served_scope: r.get(0),
                 clock_offset: r.get(1),
                 last_seen: r.get(2),
+                created_at: r.get(3),
             }))
     }
 

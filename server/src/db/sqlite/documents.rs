@@ -300,25 +300,19 @@ impl ReadView for SqliteRead {
             .is_some())
     }
 
-    fn device_times(&mut self, device: &str) -> Result<Option<(Millis, Option<Millis>)>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT created_at, last_seen FROM devices WHERE id = ?1")?
-            .query_row([device], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
-    }
-
     fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT served_scope, clock_offset_ms, last_seen FROM devices WHERE id = ?1",
+                "SELECT served_scope, clock_offset_ms, last_seen, created_at FROM devices
+                 WHERE id = ?1",
             )?
             .query_row([device], |r| {
                 Ok(DeviceState {
                     served_scope: r.get(0)?,
                     clock_offset: r.get(1)?,
                     last_seen: r.get(2)?,
+                    created_at: r.get(3)?,
                 })
             })
             .optional()?)
