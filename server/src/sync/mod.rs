@@ -281,6 +281,7 @@ mod tests {
             served_scope: Some("s".into()),
             clock_offset: Some(0),
             last_seen: Some(100_000 - LAST_SEEN_GRANULARITY + 1),
+            created_at: 0,
         };
         assert!(!needs_record(&record, Some(&stored)));
         assert!(needs_record(&record, None));
