@@ -326,14 +326,15 @@ async fn sync(
         drop(decoding);
         let (version, request, ops) = decoded?;
         if needs_permit && ops > HEAVY_OPS {
-            return Ok(Step::Heavy(answer, version, request));
+            return Ok(Step::Heavy(Box::new((answer, version, request))));
         }
         answer.encode(version, &request).map(Step::Answered)
     })
     .await??;
     let encoded = match step {
         Step::Answered(encoded) => encoded,
-        Step::Heavy(answer, version, request) => {
+        Step::Heavy(heavy) => {
+            let (answer, version, request) = *heavy;
             permit = Some(heavy_permit(&state).await?);
             tokio::task::spawn_blocking(move || answer.encode(version, &request)).await??
         }
@@ -369,7 +370,7 @@ impl Answer {
 /// Where a decoded request stands: answered, or heavy and waiting for a permit.
 enum Step {
     Answered(Vec<u8>),
-    Heavy(Answer, u16, SyncRequest),
+    Heavy(Box<(Answer, u16, SyncRequest)>),
 }
 
 async fn heavy_permit(state: &AppState) -> Result<OwnedSemaphorePermit, AppError> {
