@@ -327,9 +327,10 @@ pub struct FeedRow {
     pub bytes: Option<Vec<u8>>,
 }
 
-/// A device's row as the last recorded sync left it.
+/// A device's row as the last recorded sync left it, and when it was enrolled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceState {
+    pub created_at: Millis,
     pub served_scope: Option<String>,
     pub clock_offset: Option<Millis>,
     pub last_seen: Option<Millis>,
@@ -392,11 +393,9 @@ pub trait ReadView {
     fn case_scope(&mut self, case_id: &str) -> Result<Option<CaseScope>>;
     fn trusted_times(&mut self, case_id: &str) -> Result<HashMap<String, Millis>>;
     fn holds(&mut self, device: &str, doc_id: &str) -> Result<bool>;
-    /// What the last recorded sync wrote about the device (`None`: unknown device).
+    /// What the last recorded sync wrote about the device, and its enrolment: all a sync
+    /// needs of the device row, in one read (`None`: unknown device).
     fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>>;
-    /// When the device was enrolled and when it last synced (`None`: never), for the causal
-    /// floor of its trusted times (`gridcase_core::sync::causal_floor`).
-    fn device_times(&mut self, device: &str) -> Result<Option<(Millis, Option<Millis>)>>;
     /// Feed rows after `after` of documents in `scope`, in sequence order, at most `limit`.
     fn feed(
         &mut self,

@@ -317,28 +317,66 @@ async fn sync(
     }
     let now = (state.clock)();
     let decoding = permit_of(&state.decoding).await?;
-    let body_len = bytes.len();
-    let (version, request, ops) =
-        tokio::task::spawn_blocking(move || decode_checked(&bytes, &quotas, &id, now)).await??;
-    drop(decoding);
-    if permit.is_none() && ops > HEAVY_OPS {
-        permit = Some(heavy_permit(&state).await?);
-    }
-    let store = state.store.clone();
-    let metrics = state.metrics.clone();
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AppError> {
-        let response = store.sync(&device, &request, now)?;
-        let encoded = wire::encode_response_for(version, &response);
-        metrics.sync_answered(body_len, &response, encoded.len());
-        Ok(encoded)
+    let answer = Answer {
+        store: state.store.clone(),
+        metrics: state.metrics.clone(),
+        device,
+        body_len: bytes.len(),
+        now,
+    };
+    // One blocking task decodes and, unless the request turns out heavy, answers it: each
+    // hop between the async workers and the blocking pool costs a context switch or two.
+    let needs_permit = permit.is_none();
+    let step = tokio::task::spawn_blocking(move || {
+        let decoded = decode_checked(&bytes, &quotas, &id, now);
+        drop(decoding);
+        let (version, request, ops) = decoded?;
+        if needs_permit && ops > HEAVY_OPS {
+            return Ok(Step::Heavy(Box::new((answer, version, request))));
+        }
+        answer.encode(version, &request).map(Step::Answered)
     })
     .await??;
+    let encoded = match step {
+        Step::Answered(encoded) => encoded,
+        Step::Heavy(heavy) => {
+            let (answer, version, request) = *heavy;
+            permit = Some(heavy_permit(&state).await?);
+            tokio::task::spawn_blocking(move || answer.encode(version, &request)).await??
+        }
+    };
     drop(permit);
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         encoded,
     )
         .into_response())
+}
+
+/// What answering a decoded sync request needs, moved onto a blocking thread.
+struct Answer {
+    store: Arc<Store>,
+    metrics: Metrics,
+    device: crate::store::DeviceCtx,
+    body_len: usize,
+    now: Millis,
+}
+
+impl Answer {
+    /// Runs the sync and encodes its response in the request's protocol version.
+    fn encode(self, version: u16, request: &SyncRequest) -> Result<Vec<u8>, AppError> {
+        let response = self.store.sync(&self.device, request, self.now)?;
+        let encoded = wire::encode_response_for(version, &response);
+        self.metrics
+            .sync_answered(self.body_len, &response, encoded.len());
+        Ok(encoded)
+    }
+}
+
+/// Where a decoded request stands: answered, or heavy and waiting for a permit.
+enum Step {
+    Answered(Vec<u8>),
+    Heavy(Box<(Answer, u16, SyncRequest)>),
 }
 
 async fn heavy_permit(state: &AppState) -> Result<OwnedSemaphorePermit, AppError> {

@@ -108,8 +108,21 @@ pub fn page_bytes(requested: u32) -> usize {
     .unwrap_or(usize::MAX)
 }
 
+/// What the pushes of one request came to.
+struct Pushes {
+    /// One result per push, in request order.
+    results: Vec<PushResult>,
+    /// Accepted documents with the heads of what the device sent.
+    accepted: Vec<(String, Vec<ChangeHash>)>,
+    /// Documents the device holds as of its pushes.
+    holds: Vec<String>,
+}
+
 impl Store {
     /// Handles one sync request from an authenticated device at server time `now`.
+    ///
+    /// A sync that pushes nothing reads one snapshot and, unless something about the device
+    /// changed, writes nothing: its cost follows what changed since its cursor.
     pub fn sync(
         &self,
         device: &DeviceCtx,
@@ -117,43 +130,31 @@ impl Store {
         now: Millis,
     ) -> Result<SyncResponse> {
         let offset = clock_offset(request.device_time, now);
-        let clock = self.device_clock(&device.device_id, offset, now)?;
-        let scope = device.scope();
+        let pushes = self.push_all(device, request, offset, now)?;
         let mut record = SyncRecord {
             device_id: device.device_id.clone(),
             clock_offset: offset,
             last_seen: now,
             served_scope: device.scope_key(),
+            holds_added: pushes.holds,
             ..Default::default()
         };
-
-        // Case documents first, so a case and its personal data pushed together find the case.
-        let mut order: Vec<usize> = (0..request.pushes.len()).collect();
-        order.sort_by_key(|&i| split_doc_id(&request.pushes[i].doc_id).1);
-        let mut results: Vec<Option<PushResult>> = vec![None; request.pushes.len()];
-        let mut accepted: Vec<(String, Vec<ChangeHash>)> = Vec::new();
-        for i in order {
-            let push = &request.pushes[i];
-            let pushed = self.push_doc(device, push, clock, now)?;
-            if let Some(heads) = pushed.sent_heads {
-                accepted.push((push.doc_id.clone(), heads));
-            }
-            record.holds_added.extend(pushed.holds);
-            results[i] = Some(pushed.result);
-        }
+        let accepted = pushes.accepted;
+        let scope = device.scope();
 
         let mut view = self.db().read()?;
         let stored = view.device_state(&device.device_id)?;
         let served = stored.as_ref().and_then(|s| s.served_scope.as_deref());
         let scope_changed = served.is_some_and(|s| s != record.served_scope);
-        let changed_after = eviction_horizon(request, scope_changed, view.feed_head()?);
+        let head = view.feed_head()?;
+        let changed_after = eviction_horizon(request, scope_changed, head);
         let mut responder = respond::Responder {
             view: &mut *view,
             device,
             scope: &scope,
             holds: Vec::new(),
         };
-        let mut page = responder.page(request, scope_changed)?;
+        let mut page = responder.page(request, scope_changed, head)?;
         responder.after_pushes(&accepted, &mut page.docs)?;
         let catch_up = responder.catch_up(&request.catch_up)?;
         let times = responder.times(&accepted, &page.docs, &catch_up)?;
@@ -172,7 +173,7 @@ impl Store {
         Ok(SyncResponse {
             server_time: now,
             identity: device.identity(),
-            results: results.into_iter().flatten().collect(),
+            results: pushes.results,
             docs: page.docs,
             catch_up,
             evict,
@@ -184,11 +185,46 @@ impl Store {
         })
     }
 
+    /// Judges and commits the request's pushes, case documents first (so a case and its
+    /// personal data pushed together find the case). The device's clock is read only when
+    /// there is something to push: only pushed events get times floored by it.
+    fn push_all(
+        &self,
+        device: &DeviceCtx,
+        request: &SyncRequest,
+        offset: Millis,
+        now: Millis,
+    ) -> Result<Pushes> {
+        let mut pushes = Pushes {
+            results: Vec::new(),
+            accepted: Vec::new(),
+            holds: Vec::new(),
+        };
+        if request.pushes.is_empty() {
+            return Ok(pushes);
+        }
+        let clock = self.device_clock(&device.device_id, offset, now)?;
+        let mut order: Vec<usize> = (0..request.pushes.len()).collect();
+        order.sort_by_key(|&i| split_doc_id(&request.pushes[i].doc_id).1);
+        let mut results: Vec<Option<PushResult>> = vec![None; request.pushes.len()];
+        for i in order {
+            let push = &request.pushes[i];
+            let pushed = self.push_doc(device, push, clock, now)?;
+            if let Some(heads) = pushed.sent_heads {
+                pushes.accepted.push((push.doc_id.clone(), heads));
+            }
+            pushes.holds.extend(pushed.holds);
+            results[i] = Some(pushed.result);
+        }
+        pushes.results = results.into_iter().flatten().collect();
+        Ok(pushes)
+    }
+
     /// The device's clock as this request shows it: the measured offset and the causal floor
     /// of what it pushes now (its enrolment, or its previous sync).
     fn device_clock(&self, device: &str, offset: Millis, now: Millis) -> Result<DeviceClock> {
-        let times = self.db().read()?.device_times(device)?;
-        let floor = times.map_or(now, |(enrolled, last)| causal_floor(enrolled, last));
+        let stored = self.db().read()?.device_state(device)?;
+        let floor = stored.map_or(now, |s| causal_floor(s.created_at, s.last_seen));
         Ok(DeviceClock { offset, floor })
     }
 }
@@ -245,6 +281,7 @@ mod tests {
             served_scope: Some("s".into()),
             clock_offset: Some(0),
             last_seen: Some(100_000 - LAST_SEEN_GRANULARITY + 1),
+            created_at: 0,
         };
         assert!(!needs_record(&record, Some(&stored)));
         assert!(needs_record(&record, None));

@@ -54,8 +54,8 @@ pub(crate) struct Responder<'a> {
 impl Responder<'_> {
     /// The page the request asks for: a restore (first sync, a resumed restore, or a device
     /// whose scope changed) or the feed after its cursor.
-    pub fn page(&mut self, request: &SyncRequest, scope_changed: bool) -> Result<Page> {
-        let head = self.view.feed_head()?;
+    /// `head` is the snapshot's feed head.
+    pub fn page(&mut self, request: &SyncRequest, scope_changed: bool, head: Seq) -> Result<Page> {
         let size = PageLimit {
             docs: page_size(request.page_size) as usize,
             bytes: page_bytes(request.page_bytes),

@@ -72,6 +72,8 @@ struct Device {
     transport: HttpTransport,
     cursor: u64,
     restore: Option<RestoreToken>,
+    /// The rules version it holds: like a phone, it gets the server's rules once.
+    rules_version: u64,
     /// (case id, pushes not yet sent); empty for a device that only asks.
     pushes: Option<(String, Vec<Vec<Vec<u8>>>)>,
     syncs: u64,
@@ -85,6 +87,7 @@ impl Device {
             cursor: self.cursor,
             restore: self.restore.clone(),
             page_size: 500,
+            rules_version: self.rules_version,
             ..Default::default()
         };
         if let Some((case_id, pushes)) = &mut self.pushes
@@ -104,6 +107,9 @@ impl Device {
         let response = decode_response(&answer).expect("a decodable answer");
         for result in &response.results {
             assert!(matches!(result, PushResult::Accepted { .. }), "{result:?}");
+        }
+        if let Some(rules) = &response.rules {
+            self.rules_version = rules.version;
         }
         self.restore = response.restore.clone();
         if response.restore.is_none() {
@@ -177,9 +183,15 @@ impl Server {
             binary.exists(),
             "build it first: cargo build --release -p gridcase-server"
         );
+        // 32 devices stand in for thousands: each syncs far more often than a phone's
+        // per-device quota (600 requests a minute) allows, so the bench lifts it.
+        let config = std::env::temp_dir().join(format!("w3-{}-{port}.toml", std::process::id()));
+        std::fs::write(&config, "[quota]\nrequests = 100000000\n").unwrap();
         let mut command = Command::new(binary);
         command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--config")
+            .arg(&config)
             .args(["--check-every", "60s"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -196,6 +208,11 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         Server { child, url }
+    }
+
+    /// CPU seconds (user + system) the process used so far.
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(&format!("/proc/{}/stat", self.child.id()))
     }
 
     /// Peak resident memory (VmHWM) in MiB.
@@ -217,13 +234,38 @@ impl Drop for Server {
     }
 }
 
+/// User + system CPU seconds from a `/proc/<pid>/stat` file (0 where it cannot be read).
+fn cpu_seconds_of(stat: &str) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // The command name may hold spaces; the fields after it are fixed: utime and stime are
+    // the 12th and 13th after the closing parenthesis.
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on every Linux this runs on.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of the servers and of this client process so far.
+fn cpu_now(servers: &[Server]) -> (f64, f64) {
+    let server = servers.iter().map(Server::cpu_seconds).sum();
+    (server, cpu_seconds_of("/proc/self/stat"))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)] * 1000.0
 }
 
-/// Runs `threads` clients for `seconds`, each owning every `threads`-th device.
-fn level(devices: &mut [Device], threads: usize, seconds: u64) -> (f64, f64, f64) {
+/// Runs `threads` clients for `seconds`, each owning every `threads`-th device: syncs per
+/// second, p50 and p99 in ms, and the number of syncs.
+fn level(devices: &mut [Device], threads: usize, seconds: u64) -> (f64, f64, f64, usize) {
     let stop = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut groups: Vec<Vec<&mut Device>> = (0..threads).map(|_| Vec::new()).collect();
@@ -257,6 +299,7 @@ fn level(devices: &mut [Device], threads: usize, seconds: u64) -> (f64, f64, f64
         times.len() as f64 / secs,
         percentile(&times, 0.5),
         percentile(&times, 0.99),
+        times.len(),
     )
 }
 
@@ -287,6 +330,7 @@ fn main() {
             transport: HttpTransport::new(&servers[i % servers.len()].url, &token),
             cursor: 0,
             restore: None,
+            rules_version: 0,
             pushes,
             syncs: 1,
         })
@@ -306,11 +350,20 @@ fn main() {
         o.pushers,
         restore_started.elapsed().as_secs_f64()
     );
-    println!("| concurrency | syncs/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
+    println!(
+        "| concurrency | syncs/s | p50 ms | p99 ms | server CPU ms/sync | client CPU ms/sync |"
+    );
+    println!("|---|---|---|---|---|---|");
     for &threads in &o.levels {
-        let (rate, p50, p99) = level(&mut devices, threads, o.seconds);
-        println!("| {threads} | {rate:.0} | {p50:.1} | {p99:.1} |");
+        let (server_before, client_before) = cpu_now(&servers);
+        let (rate, p50, p99, syncs) = level(&mut devices, threads, o.seconds);
+        let (server_after, client_after) = cpu_now(&servers);
+        let per_sync = |cpu: f64| cpu * 1000.0 / syncs.max(1) as f64;
+        println!(
+            "| {threads} | {rate:.0} | {p50:.1} | {p99:.1} | {:.2} | {:.2} |",
+            per_sync(server_after - server_before),
+            per_sync(client_after - client_before)
+        );
     }
     let rss: Vec<String> = servers
         .iter()

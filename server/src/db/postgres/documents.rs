@@ -50,10 +50,12 @@ impl Drop for Turn {
     }
 }
 
-/// The advisory lock key of a case: stable across processes and versions.
-fn turn_key(case_id: &str) -> i64 {
+/// The advisory lock key of a case in a schema: the same in every process. Advisory locks
+/// are database-wide, so the schema is part of the key: the same case id in two schemas of
+/// one database (two test databases, two deployments) gets two locks.
+fn turn_key(schema: &str, case_id: &str) -> i64 {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("gridcase case {case_id}").as_bytes());
+    let digest = Sha256::digest(format!("gridcase case {schema}\0{case_id}").as_bytes());
     let mut key = [0u8; 8];
     key.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(key)
@@ -64,7 +66,7 @@ impl Documents for PgDb {
     /// push holding a turn may wait for a data connection, never the other way round.
     fn case_turn(&self, case_id: &str) -> Result<CaseTurn<'_>> {
         let mut conn = self.turn_conn()?;
-        let key = turn_key(case_id);
+        let key = turn_key(&self.schema, case_id);
         conn.execute("SELECT pg_advisory_lock($1)", &[&key])?;
         Ok(CaseTurn::holding(Turn { conn, key }))
     }
@@ -353,27 +355,19 @@ impl ReadView for PgRead {
             .is_some())
     }
 
-    fn device_times(&mut self, device: &str) -> Result<Option<(Millis, Option<Millis>)>> {
-        Ok(self
-            .conn
-            .query_opt(
-                "SELECT created_at, last_seen FROM devices WHERE id = $1",
-                &[&device],
-            )?
-            .map(|r| (r.get(0), r.get(1))))
-    }
-
     fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>> {
         Ok(self
             .conn
             .query_opt(
-                "SELECT served_scope, clock_offset_ms, last_seen FROM devices WHERE id = $1",
+                "SELECT served_scope, clock_offset_ms, last_seen, created_at FROM devices
+                 WHERE id = $1",
                 &[&device],
             )?
             .map(|r| DeviceState {
                 served_scope: r.get(0),
                 clock_offset: r.get(1),
                 last_seen: r.get(2),
+                created_at: r.get(3),
             }))
     }
 
@@ -472,5 +466,19 @@ impl ReadView for PgRead {
             .into_iter()
             .map(|r| r.get(0))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cases_lock_key_depends_on_its_schema() {
+        assert_eq!(turn_key("public", "c1"), turn_key("public", "c1"));
+        assert_ne!(turn_key("public", "c1"), turn_key("public", "c2"));
+        assert_ne!(turn_key("public", "c1"), turn_key("test_a", "c1"));
+        // The separator keeps (schema, case) pairs apart that concatenate alike.
+        assert_ne!(turn_key("ab", "c"), turn_key("a", "bc"));
     }
 }

@@ -103,6 +103,9 @@ pub struct PgDb {
     turns: Option<r2d2::Pool<Manager>>,
     /// For the deadline check lease's own connection.
     config: postgres::Config,
+    /// The schema this database lives in: advisory locks are database-wide, so a case's lock
+    /// key includes it (two schemas in one database, as in tests, never contend).
+    schema: String,
 }
 
 /// The blocking client closes its connections on its own small runtime, which must not happen
@@ -137,10 +140,12 @@ impl PgDb {
         let manager = Manager {
             config: config.clone(),
         };
-        {
+        let schema = {
             let mut conn = r2d2::ManageConnection::connect(&manager)?;
             schema::migrate(&mut conn)?;
-        }
+            conn.query_one("SELECT current_schema()::text", &[])?
+                .get::<_, String>(0)
+        };
         // Connections are not tested on checkout (a round trip per use); a broken one is
         // dropped when it comes back (`has_broken`).
         let pool = r2d2::Pool::builder()
@@ -161,6 +166,7 @@ impl PgDb {
             pool: Some(pool),
             turns: Some(turns),
             config,
+            schema,
         })
     }
 

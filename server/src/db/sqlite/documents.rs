@@ -300,25 +300,19 @@ impl ReadView for SqliteRead {
             .is_some())
     }
 
-    fn device_times(&mut self, device: &str) -> Result<Option<(Millis, Option<Millis>)>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT created_at, last_seen FROM devices WHERE id = ?1")?
-            .query_row([device], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
-    }
-
     fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT served_scope, clock_offset_ms, last_seen FROM devices WHERE id = ?1",
+                "SELECT served_scope, clock_offset_ms, last_seen, created_at FROM devices
+                 WHERE id = ?1",
             )?
             .query_row([device], |r| {
                 Ok(DeviceState {
                     served_scope: r.get(0)?,
                     clock_offset: r.get(1)?,
                     last_seen: r.get(2)?,
+                    created_at: r.get(3)?,
                 })
             })
             .optional()?)
@@ -408,23 +402,7 @@ impl ReadView for SqliteRead {
         scope: &Scope,
         changed_after: Seq,
     ) -> Result<Vec<String>> {
-        // Two statements, so each is planned for its shape: from the device's holdings, or
-        // from the cases changed since (index `cases_last_seq`).
-        let sql = if changed_after > 0 {
-            format!(
-                "SELECT dd.doc_id FROM cases k JOIN docs d ON d.case_id = k.case_id
-                 JOIN device_docs dd ON dd.doc_id = d.doc_id AND dd.device_id = :device
-                 WHERE k.last_seq > :after AND NOT {} ORDER BY dd.doc_id",
-                scope_sql()
-            )
-        } else {
-            format!(
-                "SELECT dd.doc_id FROM device_docs dd JOIN docs d ON d.doc_id = dd.doc_id
-                 JOIN cases k ON k.case_id = d.case_id
-                 WHERE dd.device_id = :device AND :after = 0 AND NOT {} ORDER BY dd.doc_id",
-                scope_sql()
-            )
-        };
+        let sql = held_outside_sql(changed_after > 0);
         let (prefix, user, pii) = scope.params();
         Ok(self
             .conn
@@ -435,5 +413,59 @@ impl ReadView for SqliteRead {
                 |r| r.get(0),
             )?
             .collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// The statement of [`ReadView::held_outside`]: two, so each is planned for its shape: from the
+/// cases changed since the device's cursor (index `cases_last_seq`), or from all the device's
+/// holdings. `CROSS JOIN` pins the first order: without statistics SQLite would start from the
+/// device's holdings and so read all of them on every sync
+/// (`held_outside_reads_only_the_changed_cases`).
+fn held_outside_sql(since_cursor: bool) -> String {
+    if since_cursor {
+        format!(
+            "SELECT dd.doc_id FROM cases k CROSS JOIN docs d ON d.case_id = k.case_id
+             CROSS JOIN device_docs dd ON dd.doc_id = d.doc_id AND dd.device_id = :device
+             WHERE k.last_seq > :after AND NOT {} ORDER BY dd.doc_id",
+            scope_sql()
+        )
+    } else {
+        format!(
+            "SELECT dd.doc_id FROM device_docs dd JOIN docs d ON d.doc_id = dd.doc_id
+             JOIN cases k ON k.case_id = d.case_id
+             WHERE dd.device_id = :device AND :after = 0 AND NOT {} ORDER BY dd.doc_id",
+            scope_sql()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query plan of `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let count = statement.parameter_count();
+        let nulls = vec![rusqlite::types::Null; count];
+        statement
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn held_outside_reads_only_the_changed_cases() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let steps = plan(&conn, &held_outside_sql(true));
+        assert!(
+            steps[0].contains("k USING INDEX cases_last_seq"),
+            "starts from the changed cases: {steps:?}"
+        );
+        assert!(!steps.iter().any(|s| s.starts_with("SCAN")), "{steps:?}");
+        let steps = plan(&conn, &held_outside_sql(false));
+        assert!(steps[0].contains("dd USING PRIMARY KEY"), "{steps:?}");
     }
 }
