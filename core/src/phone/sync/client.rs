@@ -124,6 +124,7 @@ impl SyncClient {
             bytes_sent: 0,
             bytes_received: 0,
             remaining: 0,
+            part_bytes: 0,
         };
         SyncClient {
             page_size,
@@ -269,6 +270,7 @@ impl SyncClient {
     pub fn applied(&mut self, outcome: SyncOutcome, cancelled: bool) -> Step {
         self.summary.pages += 1;
         self.progress.cases_received += outcome.received.len() as u64;
+        self.progress.part_bytes += outcome.part_bytes;
         self.progress.remaining = outcome.remaining;
         self.summary.rejected.extend(outcome.rejected);
         self.summary.kept_pending.extend(outcome.kept_pending);
