@@ -2,6 +2,7 @@
 //! mid-exchange while the app keeps working, encryption at rest, and the change listener.
 
 mod answers;
+mod parts;
 mod encryption;
 mod rules;
 mod stall;
