@@ -1258,7 +1258,8 @@ async fn forged_part_claims_restart_the_part_and_store_nothing(backend: Backend)
     phone.new_case("big", "330604101201", T0);
     phone.edit("big", |doc, author| {
         for n in 0..12 {
-            doc.add_note(&varied_text(n, 1_000), author, T0 + 1).unwrap();
+            doc.add_note(&varied_text(n, 1_000), author, T0 + 1)
+                .unwrap();
         }
     });
     sync_ok(&app, &phone, &phone.request(&["big"])).await;
@@ -1271,11 +1272,17 @@ async fn forged_part_claims_restart_the_part_and_store_nothing(backend: Backend)
         ..Default::default()
     };
     let first = sync_ok(&app, &restorer, &ask(None)).await;
-    let part = first.part.expect("a case larger than the page comes in parts");
+    let part = first
+        .part
+        .expect("a case larger than the page comes in parts");
     assert!(first.docs.is_empty());
     assert_eq!((part.offset, part.bytes.len()), (0, 4_096));
     assert!(part.total > 20_000, "{} bytes", part.total);
-    assert_eq!(first.restore.as_ref().unwrap().after, "", "not past the case yet");
+    assert_eq!(
+        first.restore.as_ref().unwrap().after,
+        "",
+        "not past the case yet"
+    );
     let before = env.counts();
     let honest = StagedSnapshot {
         doc_id: "big".into(),

@@ -252,7 +252,11 @@ fn a_case_larger_than_the_link_carries_restores_in_parts() {
     assert!(snapshot > 100_000, "the case is {snapshot} bytes");
     let mut next = 0;
     for (doc_id, offset, len) in parts {
-        assert_eq!((doc_id.as_str(), *offset), ("big-0001", next as u64), "{parts:?}");
+        assert_eq!(
+            (doc_id.as_str(), *offset),
+            ("big-0001", next as u64),
+            "{parts:?}"
+        );
         next += len;
     }
     assert!(parts.len() > 10, "{} parts", parts.len());

@@ -60,7 +60,8 @@ pub fn parts(conn: &Connection, doc_id: &str) -> Result<Vec<Vec<u8>>, StoreError
 
 /// Forgets everything staged.
 pub fn discard(conn: &Connection) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM staged_parts")?.execute([])?;
+    conn.prepare_cached("DELETE FROM staged_parts")?
+        .execute([])?;
     Ok(())
 }
 
@@ -98,7 +99,9 @@ mod tests {
             stage(store.conn(), &first).unwrap();
         }
         let mut store = Store::open(&path, None).unwrap();
-        let held = staged(store.conn()).unwrap().expect("staged across a reopen");
+        let held = staged(store.conn())
+            .unwrap()
+            .expect("staged across a reopen");
         assert_eq!(held.total, 5_000);
         assert_eq!(held.snapshot.have, 2_000);
         let second = next_part("c1", &snapshot, Some(&held.snapshot), 2_000);

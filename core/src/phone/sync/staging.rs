@@ -11,7 +11,7 @@ use crate::phone::PhoneError;
 use crate::phone::error::bad;
 use crate::store::staging;
 use crate::sync::parts::{self, Receive};
-use crate::sync::{DocUpdate, Payload, SyncResponse, StagedSnapshot};
+use crate::sync::{DocUpdate, Payload, StagedSnapshot, SyncResponse};
 
 /// What taking the part did.
 #[derive(Debug)]
@@ -51,11 +51,7 @@ pub fn take_part(conn: &Connection, response: &mut SyncResponse) -> Result<Taken
     if !part.is_last() {
         return Ok(Taken::Bytes(bytes));
     }
-    let assembled = parts::assemble(
-        staging::parts(conn, &part.doc_id)?,
-        part.total,
-        &part.hash,
-    );
+    let assembled = parts::assemble(staging::parts(conn, &part.doc_id)?, part.total, &part.hash);
     staging::discard(conn)?;
     match assembled {
         Ok(snapshot) => {

@@ -2,8 +2,8 @@
 //! mid-exchange while the app keeps working, encryption at rest, and the change listener.
 
 mod answers;
-mod parts;
 mod encryption;
+mod parts;
 mod rules;
 mod stall;
 

@@ -26,7 +26,11 @@ fn large_case(id: &str, seed: u64) -> Vec<u8> {
 
 /// A restore page carrying `part`; the restore token moves past the document with its last.
 fn page_with(part: SnapshotPart) -> SyncResponse {
-    let after = if part.is_last() { part.doc_id.clone() } else { String::new() };
+    let after = if part.is_last() {
+        part.doc_id.clone()
+    } else {
+        String::new()
+    };
     SyncResponse {
         restore: Some(RestoreToken { upto: 9, after }),
         remaining: 1,
@@ -54,7 +58,10 @@ fn parts_are_staged_across_a_restart_and_the_assembled_case_is_stored() {
     let outcome = next_page(&phone, &snapshot, 10_000).unwrap();
     assert_eq!(outcome.part_bytes, 10_000);
     assert!(outcome.more && outcome.received.is_empty());
-    assert!(loaded(&phone, "c1").is_none(), "not loaded before every part arrived");
+    assert!(
+        loaded(&phone, "c1").is_none(),
+        "not loaded before every part arrived"
+    );
     // The app restarts: what was staged is still there, and the next request says so.
     drop(phone);
     let phone = Phone::open(&path, TOKEN, NONCE, None).unwrap();
@@ -76,7 +83,11 @@ fn parts_are_staged_across_a_restart_and_the_assembled_case_is_stored() {
     // Each part was fetched once: the page count is the snapshot's length over the budget.
     assert_eq!(pages, snapshot.len().div_ceil(10_000));
     assert_eq!(part_bytes, snapshot.len() as u64);
-    assert_eq!(staged(&phone), None, "the staging is emptied once assembled");
+    assert_eq!(
+        staged(&phone),
+        None,
+        "the staging is emptied once assembled"
+    );
     assert_eq!(phone.summary("c1").unwrap().unwrap().title, "噪音");
     assert_eq!(loaded(&phone, "c1").unwrap().doc.save(), snapshot);
 }
