@@ -237,7 +237,9 @@ fn a_case_larger_than_the_link_carries_restores_in_parts() {
         },
     );
     let mut wang = phone_behind(&server, &link, "wang", Role::TownshipStaff, 2);
+    let started = Instant::now();
     sync_until_done(&mut wang, Duration::from_secs(120));
+    let took = started.elapsed();
     assert_eq!(wang.cases_in(AREA), li.cases_in(AREA));
     assert_eq!(wang.cases_in(AREA).len(), 6);
     let got = wang.phone.phone.get_case("big-0001").unwrap().case;
@@ -275,7 +277,7 @@ fn a_case_larger_than_the_link_carries_restores_in_parts() {
     );
     eprintln!(
         "restore of a {snapshot}-byte case and 5 others through a 10 KB-cut link: \
-         {restore_bytes} bytes down ({direct_bytes} direct), {} parts, {cuts} cuts",
+         {took:?}, {restore_bytes} bytes down ({direct_bytes} direct), {} parts, {cuts} cuts",
         parts.len()
     );
 }
