@@ -361,6 +361,24 @@ mod tests {
         assert_eq!(summary.progress.phase, SyncPhase::Done);
     }
 
+    /// Parts of a large document count in bytes while no document is received yet.
+    #[test]
+    fn progress_counts_the_bytes_of_parts() {
+        let mut client = SyncClient::new(50);
+        client.start();
+        for _ in 0..3 {
+            client.request_built(SyncRequest::default());
+            client.exchanged(Ok(answer(true)));
+            let part = SyncOutcome {
+                part_bytes: 4_096,
+                ..page(true, 0)
+            };
+            client.applied(part, false);
+        }
+        assert_eq!(client.progress().part_bytes, 3 * 4_096);
+        assert_eq!(client.progress().cases_received, 0);
+    }
+
     #[test]
     fn a_cancel_stops_between_pages() {
         let mut client = SyncClient::new(1);
