@@ -451,6 +451,9 @@ pub struct ProgressRecord {
     pub bytes_received: u64,
     /// Documents still to come in later pages.
     pub remaining: u64,
+    /// Bytes of cases too large for one page received in parts so far (each part is kept:
+    /// it is not downloaded again after a dropped connection).
+    pub part_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -764,6 +767,7 @@ impl From<SyncProgress> for ProgressRecord {
             bytes_sent: p.bytes_sent,
             bytes_received: p.bytes_received,
             remaining: p.remaining,
+            part_bytes: p.part_bytes,
         }
     }
 }

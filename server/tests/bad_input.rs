@@ -19,7 +19,9 @@ use gridcase_core::model::{
     Author, CaseType, Channel, Complainant, Location, Millis, NewCase, Role, Urgency,
 };
 use gridcase_core::sync::wire::{MAGIC, PROTOCOL_VERSION, decode_response, encode_request};
-use gridcase_core::sync::{CatchUp, DocPush, PushResult, RejectCode, SyncRequest, SyncResponse};
+use gridcase_core::sync::{
+    CatchUp, DocPush, PushResult, RejectCode, StagedSnapshot, SyncRequest, SyncResponse,
+};
 use gridcase_server::store::RowCounts;
 use gridcase_server::sync::{
     MAX_CATCH_UPS_PER_REQUEST, MAX_CHANGES_PER_PUSH, MAX_DOC_ID_LEN, MAX_PUSHES_PER_REQUEST,
@@ -1331,7 +1333,131 @@ async fn nul_in_stored_text_is_malformed(backend: Backend) {
     env.still_serves(&app).await;
 }
 
+/// `len` CJK characters from a seeded generator: text that does not compress away.
+fn varied_text(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from_u32(0x4e00 + ((x >> 33) % 3000) as u32).unwrap_or('一')
+        })
+        .collect()
+}
+
+/// A restore of a case larger than the page, in parts (protocol 3), with forged `staged`
+/// claims: an offset past the end or far beyond it, a megabyte hash, a huge document id, the
+/// hash of another snapshot. Each starts the part at byte 0 (nothing is allocated after the
+/// claim, nothing stored); an honest claim resumes exactly after it, and the device holds the
+/// case only once its last part went out. A phone that does not ask for parts gets it whole.
+async fn forged_part_claims_restart_the_part_and_store_nothing(backend: Backend) {
+    let env = Env::new(backend);
+    let app = env.app();
+    let mut phone = env.phone("w1", Role::GridWorker, "330604101");
+    phone.new_case("big", "330604101201", T0);
+    phone.edit("big", |doc, author| {
+        for n in 0..12 {
+            doc.add_note(&varied_text(n, 1_000), author, T0 + 1)
+                .unwrap();
+        }
+    });
+    sync_ok(&app, &phone, &phone.request(&["big"])).await;
+    let restorer = env.phone("t1", Role::TownshipStaff, "330604101");
+    let ask = |staged: Option<StagedSnapshot>| SyncRequest {
+        device_time: T0,
+        page_bytes: 4_096,
+        accept_parts: true,
+        staged,
+        ..Default::default()
+    };
+    let first = sync_ok(&app, &restorer, &ask(None)).await;
+    let part = first
+        .part
+        .expect("a case larger than the page comes in parts");
+    assert!(first.docs.is_empty());
+    assert_eq!((part.offset, part.bytes.len()), (0, 4_096));
+    assert!(part.total > 20_000, "{} bytes", part.total);
+    assert_eq!(
+        first.restore.as_ref().unwrap().after,
+        "",
+        "not past the case yet"
+    );
+    let before = env.counts();
+    let honest = StagedSnapshot {
+        doc_id: "big".into(),
+        hash: part.hash.clone(),
+        have: 4_096,
+    };
+    for forged in [
+        StagedSnapshot {
+            have: part.total,
+            ..honest.clone()
+        },
+        StagedSnapshot {
+            have: u64::MAX,
+            ..honest.clone()
+        },
+        StagedSnapshot {
+            hash: vec![0xab; 1024 * 1024],
+            ..honest.clone()
+        },
+        StagedSnapshot {
+            doc_id: "x".repeat(100_000),
+            ..honest.clone()
+        },
+        StagedSnapshot {
+            hash: vec![1; 32],
+            ..honest.clone()
+        },
+    ] {
+        let mut request = ask(Some(forged));
+        request.restore = first.restore.clone();
+        let answer = sync_ok(&app, &restorer, &request).await;
+        let again = answer.part.expect("the part again");
+        assert_eq!((again.offset, again.bytes.len()), (0, 4_096));
+        assert_eq!(again.hash, part.hash);
+    }
+    assert_eq!(env.counts(), before, "forged claims store nothing");
+    // The honest claim resumes after it, to the last part; then the case is held.
+    let mut staged = honest;
+    let mut received = part.bytes.clone();
+    let mut restore = first.restore.clone();
+    loop {
+        let mut request = ask(Some(staged.clone()));
+        request.restore = restore.clone();
+        let answer = sync_ok(&app, &restorer, &request).await;
+        let next = answer.part.expect("the next part");
+        assert_eq!(next.offset, staged.have);
+        received.extend_from_slice(&next.bytes);
+        staged.have += next.bytes.len() as u64;
+        restore = answer.restore;
+        if next.is_last() {
+            break;
+        }
+        assert_eq!(restore.as_ref().unwrap().after, "");
+    }
+    assert_eq!(received.len() as u64, part.total);
+    assert!(automerge::AutoCommit::load(&received).is_ok());
+    // A phone that does not ask for parts (protocol 2) gets the case whole, as before.
+    let old = env.phone("t2", Role::TownshipStaff, "330604101");
+    let whole = sync_ok(
+        &app,
+        &old,
+        &SyncRequest {
+            device_time: T0,
+            page_bytes: 4_096,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(whole.part.is_none());
+    assert_eq!(whole.docs.len(), 1);
+    env.still_serves(&app).await;
+}
+
 gridcase_server::backend_tests!(async:
+    forged_part_claims_restart_the_part_and_store_nothing,
     nul_in_stored_text_is_malformed,
     replayed_old_changes_do_not_reopen_a_case_that_left_the_scope,
     undecodable_sync_bodies_are_refused_and_store_nothing,

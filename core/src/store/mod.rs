@@ -12,6 +12,8 @@
 //! - `meta` ([`meta`]): device token and id, the actor nonce, the identity learnt from the
 //!   server, the sync position, the last sync time and error, the last measured clock offset.
 //! - `event_times` ([`times`]): the trusted times the server vouched for, per case and event.
+//! - `staged_parts` ([`staging`]): the parts received so far of a restore document sent in
+//!   parts, until the last one arrives and the document is stored whole.
 //!
 //! Two connections share the file: the app's (edits and reads) and the sync's. Writes take the
 //! write lock when they begin ([`Store::write`], `BEGIN IMMEDIATE`), so two writers queue on
@@ -27,6 +29,7 @@ pub mod meta;
 pub mod projection;
 pub mod queries;
 pub mod schema;
+pub mod staging;
 pub mod times;
 
 use std::path::Path;
@@ -140,6 +143,7 @@ impl Store {
             "cases",
             "refetch",
             "event_times",
+            "staged_parts",
             "meta",
         ] {
             tx.execute(&format!("DELETE FROM {table}"), [])?;

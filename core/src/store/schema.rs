@@ -123,6 +123,25 @@ pub const MIGRATIONS: &[Migration] = &[
         ",
         reproject: false,
     },
+    // v5: the parts received so far of a restore document too large for one page (protocol 3),
+    // so a cut or a restart resumes after the last part stored.
+    Migration {
+        name: "staged snapshot parts",
+        sql: "
+            CREATE TABLE staged_parts (
+                doc_id TEXT NOT NULL,
+                -- SHA-256 of the whole snapshot, as the server announced it
+                hash   BLOB NOT NULL,
+                -- the whole snapshot's length
+                total  INTEGER NOT NULL,
+                -- where this part starts in the snapshot
+                offset INTEGER NOT NULL,
+                bytes  BLOB NOT NULL,
+                PRIMARY KEY (doc_id, offset)
+            ) WITHOUT ROWID;
+        ",
+        reproject: false,
+    },
 ];
 
 /// The schema version this code writes.

@@ -11,9 +11,11 @@
 //! sends an Automerge sync message for that document instead and the server answers in kind.
 
 pub mod limits;
+pub mod parts;
 pub mod times;
 pub mod wire;
 
+pub use parts::{SnapshotPart, StagedSnapshot};
 pub use times::{CREATED_KEY, CaseTimes, DeviceClock, EventTime, causal_floor, trusted_time};
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +49,12 @@ pub struct SyncRequest {
     /// About how many bytes of documents the page may carry (0: the server's default); the
     /// phone shrinks it on a link that cuts connections. At least one document is always sent.
     pub page_bytes: u32,
+    /// The phone takes a restore's snapshot larger than `page_bytes` in parts ([`parts`];
+    /// protocol 3). Without it such a snapshot is sent whole, as before.
+    pub accept_parts: bool,
+    /// The snapshot the phone has received part of: the next part continues after it
+    /// (protocol 3).
+    pub staged: Option<StagedSnapshot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +111,10 @@ pub struct SyncResponse {
     /// The server's deadline rules, when they are newer than the request's `rules_version`
     /// (protocol 2).
     pub rules: Option<RulesUpdate>,
+    /// Part of the next restore document, when it is larger than the page's budget and the
+    /// phone accepts parts (protocol 3). A page with a part carries no other document; the
+    /// restore token moves past the document only with its last part.
+    pub part: Option<SnapshotPart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,21 +8,30 @@ use serde::de::DeserializeOwned;
 use super::{SyncRequest, SyncResponse};
 
 pub const MAGIC: &[u8; 4] = b"GCSY";
-/// Version 2 added fields at the end of both messages, nothing else: the trusted times and the
-/// deadline rules to the response (`SyncResponse::times`, `rules`), the rules version and the
-/// page's byte budget to the request (`SyncRequest::rules_version`, `page_bytes`).
-pub const PROTOCOL_VERSION: u16 = 2;
-/// The oldest version still read and answered. A version-1 message is a version-2 message
-/// without the trailing fields, so decoding one appends their empty values; a version-1 phone
-/// is answered with a version-1 header over the version-2 body, whose trailing fields it does
-/// not read (postcard ignores trailing bytes).
+/// Each version added fields at the end of both messages, nothing else. Version 2: the trusted
+/// times and the deadline rules to the response (`SyncResponse::times`, `rules`), the rules
+/// version and the page's byte budget to the request (`SyncRequest::rules_version`,
+/// `page_bytes`). Version 3: snapshots in parts (`SyncRequest::accept_parts`, `staged`;
+/// `SyncResponse::part`; see [`super::parts`]).
+pub const PROTOCOL_VERSION: u16 = 3;
+/// The oldest version still read and answered. An older message is a newer one without the
+/// trailing fields, so decoding one appends their empty values; an older phone is answered with
+/// its own version in the header over the current body, whose trailing fields it does not read
+/// (postcard ignores trailing bytes). An older phone never asks for parts, so its answer holds
+/// none.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
-/// What a version-1 response lacks at its end: an empty `times` (a postcard length of 0) and
-/// no `rules` (`None`).
-const V1_RESPONSE_TAIL: &[u8] = &[0, 0];
-/// What a version-1 request lacks at its end: `rules_version` 0 and `page_bytes` 0 (the
-/// server's default).
-const V1_REQUEST_TAIL: &[u8] = &[0, 0];
+/// What a version-`n` response lacks at its end, for `n` = 1, 2: after version 1, an empty
+/// `times` (a postcard length of 0) and no `rules` (`None`); after version 2, no `part`.
+const RESPONSE_TAILS: [&[u8]; 2] = [&[0, 0], &[0]];
+/// What a version-`n` request lacks at its end, for `n` = 1, 2: after version 1,
+/// `rules_version` 0 and `page_bytes` 0 (the server's default); after version 2,
+/// `accept_parts` false and no `staged`.
+const REQUEST_TAILS: [&[u8]; 2] = [&[0, 0], &[0, 0]];
+const _: () = assert!(
+    RESPONSE_TAILS.len() + 1 == PROTOCOL_VERSION as usize
+        && REQUEST_TAILS.len() + 1 == PROTOCOL_VERSION as usize,
+    "a new protocol version needs the tails its older peers lack"
+);
 /// A decoded message may not exceed this, whatever its compressed size: it bounds what a
 /// forged body can make the server allocate.
 pub const MAX_DECODED_BYTES: usize = 64 * 1024 * 1024;
@@ -74,8 +83,9 @@ fn encode<T: Serialize>(message: &T, version: u16) -> Vec<u8> {
     out
 }
 
-/// Decodes a message of any supported version; `v1_tail` completes a version-1 body.
-fn decode<T: DeserializeOwned>(bytes: &[u8], v1_tail: &[u8]) -> Result<(u16, T), WireError> {
+/// Decodes a message of any supported version; `tails[n - 1]` is what version `n` lacks of
+/// version `n + 1`, appended to complete an older body.
+fn decode<T: DeserializeOwned>(bytes: &[u8], tails: &[&[u8]]) -> Result<(u16, T), WireError> {
     if bytes.len() < 4 {
         return Err(if MAGIC.starts_with(bytes) {
             WireError::Truncated
@@ -95,8 +105,8 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], v1_tail: &[u8]) -> Result<(u16, T),
     }
     let mut plain = zstd::bulk::decompress(&bytes[6..], MAX_DECODED_BYTES)
         .map_err(|_| WireError::Decompress)?;
-    if version == 1 {
-        plain.extend_from_slice(v1_tail);
+    for tail in tails.iter().skip(usize::from(version) - 1) {
+        plain.extend_from_slice(tail);
     }
     let message = postcard::from_bytes(&plain).map_err(|e| WireError::Decode(e.to_string()))?;
     Ok((version, message))
@@ -113,7 +123,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
 /// The request and the protocol version it came in, to answer in the same version.
 pub fn decode_request_versioned(bytes: &[u8]) -> Result<(u16, SyncRequest), WireError> {
     CHANGE_BUDGET.with(|b| b.set(Some(MAX_CHANGES_PER_REQUEST)));
-    let decoded = decode(bytes, V1_REQUEST_TAIL);
+    let decoded = decode(bytes, &REQUEST_TAILS);
     let exhausted = CHANGE_BUDGET.with(|b| b.replace(None)) == Some(0);
     match decoded {
         // postcard drops a visitor's message; say which bound was hit.
@@ -182,7 +192,7 @@ pub fn encode_response_for(version: u16, response: &SyncResponse) -> Vec<u8> {
 }
 
 pub fn decode_response(bytes: &[u8]) -> Result<SyncResponse, WireError> {
-    decode(bytes, V1_RESPONSE_TAIL).map(|(_, response)| response)
+    decode(bytes, &RESPONSE_TAILS).map(|(_, response)| response)
 }
 
 #[cfg(test)]
@@ -250,6 +260,12 @@ mod tests {
                         .collect(),
                     catch_up: vec![],
                     rules_version: cursor / 7,
+                    accept_parts: cursor % 2 == 0,
+                    staged: (cursor % 3 == 0).then(|| StagedSnapshot {
+                        doc_id: "c1".into(),
+                        hash: vec![1; 32],
+                        have: cursor,
+                    }),
                 },
             )
     }
@@ -357,19 +373,45 @@ mod tests {
         }
     }
 
-    /// Golden bytes: the version-2 body of a response with one trusted time. A change to the
+    /// Golden bytes: the version-3 body of a response with one trusted time. A change to the
     /// layout fails here, as a reminder to bump the protocol version.
     #[test]
-    fn version_2_response_layout_is_pinned() {
+    fn version_3_response_layout_is_pinned() {
         let plain = postcard::to_allocvec(&with_times()).unwrap();
         assert_eq!(
             plain,
             [
                 10, 0, 0, 0, 0, 0, 0, 0, 0, 42, 0, 0, 1, 1, b'c', 1, 7, b'c', b'r', b'e', b'a',
-                b't', b'e', b'd', 14, 0
+                b't', b'e', b'd', 14, 0, 0
             ]
         );
-        assert_eq!(&encode_response(&with_times())[4..6], &[0, 2]);
+        assert_eq!(&encode_response(&with_times())[4..6], &[0, 3]);
+        let part = SyncResponse {
+            part: Some(SnapshotPart {
+                doc_id: "c".into(),
+                hash: vec![7; 2],
+                total: 300,
+                offset: 1,
+                bytes: vec![9],
+            }),
+            ..Default::default()
+        };
+        let plain = postcard::to_allocvec(&part).unwrap();
+        assert_eq!(
+            plain[plain.len() - 11..],
+            [1, 1, b'c', 2, 7, 7, 0xac, 2, 1, 1, 9]
+        );
+        let request = SyncRequest {
+            accept_parts: true,
+            staged: Some(StagedSnapshot {
+                doc_id: "c".into(),
+                hash: vec![7],
+                have: 5,
+            }),
+            ..Default::default()
+        };
+        let plain = postcard::to_allocvec(&request).unwrap();
+        assert_eq!(plain[plain.len() - 7..], [1, 1, 1, b'c', 1, 7, 5]);
     }
 
     /// A version-1 phone and a version-2 server understand each other both ways.
@@ -410,6 +452,70 @@ mod tests {
             decode_response(&framed),
             Err(WireError::Decode(_))
         ));
+    }
+
+    /// A version-2 phone (no parts) and a version-3 server understand each other both ways.
+    #[test]
+    fn version_2_peers_are_understood() {
+        let old_request = V2Request {
+            device_time: 3,
+            cursor: 9,
+            restore: None,
+            page_size: 50,
+            pushes: vec![],
+            catch_up: vec![],
+            rules_version: 4,
+            page_bytes: 2048,
+        };
+        let mut v2 = b"GCSY\x00\x02".to_vec();
+        let body = postcard::to_allocvec(&old_request).unwrap();
+        v2.extend_from_slice(&zstd::bulk::compress(&body, 1).unwrap());
+        let (version, request) = decode_request_versioned(&v2).unwrap();
+        assert_eq!(version, 2);
+        assert_eq!((request.rules_version, request.page_bytes), (4, 2048));
+        assert!(!request.accept_parts && request.staged.is_none());
+        // Answered in version 2: the phone reads everything but the part it never asked for.
+        let answer = encode_response_for(2, &with_times());
+        assert_eq!(&answer[4..6], &[0, 2]);
+        let plain = zstd::bulk::decompress(&answer[6..], MAX_DECODED_BYTES).unwrap();
+        let old: V2Response = postcard::from_bytes(&plain).unwrap();
+        assert_eq!((old.cursor, old.times.len()), (42, 1));
+        // A version-2 server's response decodes with no part.
+        let mut framed = b"GCSY\x00\x02".to_vec();
+        let old_plain = postcard::to_allocvec(&old).unwrap();
+        framed.extend_from_slice(&zstd::bulk::compress(&old_plain, 1).unwrap());
+        let decoded = decode_response(&framed).unwrap();
+        assert_eq!(decoded.times, with_times().times);
+        assert!(decoded.part.is_none());
+    }
+
+    /// `SyncRequest` as protocol 2 had it.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct V2Request {
+        device_time: Millis,
+        cursor: u64,
+        restore: Option<RestoreToken>,
+        page_size: u32,
+        pushes: Vec<DocPush>,
+        catch_up: Vec<CatchUp>,
+        rules_version: u64,
+        page_bytes: u32,
+    }
+
+    /// `SyncResponse` as protocol 2 had it.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct V2Response {
+        server_time: Millis,
+        identity: Identity,
+        results: Vec<PushResult>,
+        docs: Vec<DocUpdate>,
+        catch_up: Vec<CatchUp>,
+        evict: Vec<DocId>,
+        cursor: u64,
+        restore: Option<RestoreToken>,
+        remaining: u64,
+        times: Vec<CaseTimes>,
+        rules: Option<crate::rules::RulesUpdate>,
     }
 
     /// `SyncRequest` as protocol 1 had it.

@@ -153,6 +153,9 @@ impl Store {
             device,
             scope: &scope,
             holds: Vec::new(),
+            accept_parts: request.accept_parts,
+            staged: request.staged.clone(),
+            part: None,
         };
         let mut page = responder.page(request, scope_changed, head)?;
         responder.after_pushes(&accepted, &mut page.docs)?;
@@ -160,6 +163,7 @@ impl Store {
         let times = responder.times(&accepted, &page.docs, &catch_up)?;
         let evict = responder.evictions(changed_after)?;
         let holds = std::mem::take(&mut responder.holds);
+        let part = responder.part.take();
         drop(view);
 
         record.holds_added.extend(holds);
@@ -182,6 +186,7 @@ impl Store {
             remaining: page.remaining,
             times,
             rules: self.rules_for(request.rules_version),
+            part,
         })
     }
 

@@ -10,7 +10,8 @@ use automerge::ChangeHash;
 use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{personal_doc_id, split_doc_id};
 use gridcase_core::sync::{
-    CaseTimes, CatchUp, DocUpdate, Payload, RestoreToken, SyncRequest, limits,
+    CaseTimes, CatchUp, DocUpdate, Payload, RestoreToken, SnapshotPart, StagedSnapshot,
+    SyncRequest, limits,
 };
 
 use super::{FEED_ROW_CAP, page_bytes, page_size};
@@ -18,6 +19,8 @@ use crate::db::{ReadView, Seq, blob_to_heads};
 use crate::documents::{hashes, load, load_in};
 use crate::store::{DeviceCtx, Result};
 use gridcase_core::scope::Scope;
+
+mod parts;
 
 /// How much one page may hold: documents, and bytes of them (uncompressed; the first document
 /// goes in whatever its size, so a page never comes back empty).
@@ -49,6 +52,12 @@ pub(crate) struct Responder<'a> {
     pub scope: &'a Scope,
     /// Documents sent whole or caught up: the device holds them once the sync is recorded.
     pub holds: Vec<String>,
+    /// The device takes a restore document larger than the page in parts ([`parts`]).
+    pub accept_parts: bool,
+    /// What the device holds of such a document already.
+    pub staged: Option<StagedSnapshot>,
+    /// The part this response sends, if any.
+    pub part: Option<SnapshotPart>,
 }
 
 impl Responder<'_> {
@@ -97,6 +106,15 @@ impl Responder<'_> {
                 break;
             }
             if let Some(update) = self.snapshot(id)? {
+                if self.goes_in_parts(&update, size.bytes) {
+                    if docs.is_empty() {
+                        return self.part_page(token, update, size.bytes, cursor);
+                    }
+                    // It starts the next page, in parts.
+                    self.holds.pop();
+                    more = true;
+                    break;
+                }
                 bytes += update_bytes(&update);
                 docs.push(update);
             }
@@ -327,6 +345,9 @@ impl Responder<'_> {
             }
         }
         let sent = docs.iter().map(|d| &d.doc_id);
+        // A document sent in parts is the phone's with its last part.
+        let completed = self.part.iter().filter(|p| p.is_last()).map(|p| &p.doc_id);
+        let sent = sent.chain(completed);
         cases.extend(
             sent.chain(catch_up.iter().map(|c| &c.doc_id))
                 .map(|id| split_doc_id(id).0.to_owned()),

@@ -124,6 +124,7 @@ impl SyncClient {
             bytes_sent: 0,
             bytes_received: 0,
             remaining: 0,
+            part_bytes: 0,
         };
         SyncClient {
             page_size,
@@ -269,6 +270,7 @@ impl SyncClient {
     pub fn applied(&mut self, outcome: SyncOutcome, cancelled: bool) -> Step {
         self.summary.pages += 1;
         self.progress.cases_received += outcome.received.len() as u64;
+        self.progress.part_bytes += outcome.part_bytes;
         self.progress.remaining = outcome.remaining;
         self.summary.rejected.extend(outcome.rejected);
         self.summary.kept_pending.extend(outcome.kept_pending);
@@ -357,6 +359,24 @@ mod tests {
         assert!(!summary.cancelled);
         assert_eq!(summary.progress.cases_received, 5);
         assert_eq!(summary.progress.phase, SyncPhase::Done);
+    }
+
+    /// Parts of a large document count in bytes while no document is received yet.
+    #[test]
+    fn progress_counts_the_bytes_of_parts() {
+        let mut client = SyncClient::new(50);
+        client.start();
+        for _ in 0..3 {
+            client.request_built(SyncRequest::default());
+            client.exchanged(Ok(answer(true)));
+            let part = SyncOutcome {
+                part_bytes: 4_096,
+                ..page(true, 0)
+            };
+            client.applied(part, false);
+        }
+        assert_eq!(client.progress().part_bytes, 3 * 4_096);
+        assert_eq!(client.progress().cases_received, 0);
     }
 
     #[test]

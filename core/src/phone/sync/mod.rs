@@ -14,6 +14,7 @@
 pub mod apply;
 pub mod client;
 pub mod request;
+mod staging;
 mod write;
 
 use std::sync::TryLockError;
@@ -46,6 +47,8 @@ pub struct SyncOutcome {
     pub remaining: u64,
     /// The server's deadline rules of this version arrived and every list row was recomputed.
     pub rules_version: Option<u64>,
+    /// Bytes of a document too large for one page, received as a part and staged.
+    pub part_bytes: u64,
 }
 
 impl SyncOutcome {
@@ -86,6 +89,9 @@ pub struct SyncProgress {
     pub bytes_received: u64,
     /// Documents still to come in later pages (as the server last said).
     pub remaining: u64,
+    /// Bytes of documents too large for one page received in parts (uncompressed, staged
+    /// durably: a part counted here is not fetched again).
+    pub part_bytes: u64,
 }
 
 /// The end of a [`Phone::sync`].
@@ -216,6 +222,7 @@ impl Phone {
         let actor = self.actor();
         let tx = store.read()?;
         let position = meta::sync_position(&tx)?;
+        let staged = staging::staged(&tx)?;
         let outbox = if with_pushes {
             let mut outbox = Outbox::default();
             for doc_id in docs::pushable_docs(&tx)? {
@@ -236,9 +243,10 @@ impl Phone {
             None
         };
         drop(tx);
-        Ok(request::plan_request(
-            &position, now, page_size, push_bytes, outbox,
-        ))
+        let (mut request, pushes_left) =
+            request::plan_request(&position, now, page_size, push_bytes, outbox);
+        request.staged = staged;
+        Ok((request, pushes_left))
     }
 
     /// Loads, plans and writes one page in one write transaction, then tells the listeners.
@@ -252,6 +260,13 @@ impl Phone {
         self.check()?;
         let result = (|| -> Result<SyncOutcome, PhoneError> {
             let tx = store.write()?;
+            let part_bytes = match staging::take_part(&tx, &mut response)? {
+                staging::Taken::Bytes(bytes) => bytes,
+                staging::Taken::Corrupt(e) => {
+                    tx.commit()?; // the discarded staging only: nothing else was written
+                    return Err(e);
+                }
+            };
             // Read after the write lock is held: a rules change commits before or after us.
             let actor = self.actor();
             let newer_rules = write::take_newer_rules(&tx, response.rules.take())?;
@@ -263,6 +278,7 @@ impl Phone {
             let held = write::load_held(&tx, whole, state_only, &actor)?;
             let plan = apply::plan_page(response, sent, held, &actor)?;
             let mut outcome = write::write_plan(&tx, plan, &rules, &actor, now)?;
+            outcome.part_bytes = part_bytes;
             if let Some((version, _)) = &newer_rules {
                 super::reproject_rows(&tx, &actor, &rules, now)?;
                 outcome.rules_version = Some(*version);

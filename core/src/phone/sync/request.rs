@@ -48,6 +48,9 @@ pub fn plan_request(
         pushes: Vec::new(),
         catch_up: Vec::new(),
         rules_version: position.rules_version,
+        // This phone stages parts; the shell adds what it holds (`staged`).
+        accept_parts: true,
+        staged: None,
     };
     let Some(outbox) = outbox else {
         return (request, false);

@@ -3,6 +3,7 @@
 
 mod answers;
 mod encryption;
+mod parts;
 mod rules;
 mod stall;
 
