@@ -133,7 +133,8 @@ pub fn insert_snapshot(
     server_heads: &[ChangeHash],
     now: Millis,
 ) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
+    conn.prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?
+        .execute([doc_id])?;
     conn.prepare_cached(
         "INSERT INTO docs (doc_id, snapshot, change_count, server_heads, pending, updated_at)
          VALUES (?1, ?2, 0, ?3, 0, ?4)
