@@ -141,9 +141,12 @@ pub fn refresh(
     rules: &Rules,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let before = queries::get(conn, &case.id)?;
+    // A new row (all of a restore) has no earlier state to keep.
+    let Some(before) = queries::get(conn, &case.id)? else {
+        return upsert(conn, case, rules, now);
+    };
     upsert(conn, case, rules, now)?;
-    if let (Some(before), Some(after)) = (before, queries::get(conn, &case.id)?) {
+    if let Some(after) = queries::get(conn, &case.id)? {
         let unchanged = CaseSummary {
             updated_at: before.updated_at,
             ..after
