@@ -1,7 +1,7 @@
 //! The documents: a snapshot plus appended change rows each, the sync bookkeeping beside them
 //! (`server_heads`, `pending`, a rejection), and the `refetch` list of documents to catch up on.
 
-use automerge::{ActorId, AutoCommit, Change, ChangeHash, ReadDoc};
+use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
