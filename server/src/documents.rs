@@ -17,17 +17,11 @@ use crate::projection::project;
 use crate::store::{Result, Store, StoreError};
 use gridcase_core::sync::{CREATED_KEY, DeviceClock, trusted_time};
 
-/// Once this many change rows have accumulated past a document's snapshot, the next commit saves
-/// a fresh snapshot (loading is then one `load` plus few changes).
-pub const COMPACT_AFTER: usize = 32;
-
 /// A document as the server holds it, with what a commit of it must know.
 pub struct Loaded {
     pub doc: AutoCommit,
     /// The stored version a commit expects.
     pub version: Expected,
-    /// Change rows after the stored snapshot.
-    pub since_snapshot: usize,
 }
 
 impl Loaded {
@@ -36,7 +30,6 @@ impl Loaded {
         Loaded {
             doc: AutoCommit::new(),
             version: Expected::Absent,
-            since_snapshot: 0,
         }
     }
 
@@ -52,7 +45,6 @@ pub fn load(doc_id: &str, stored: StoredDoc) -> Result<Loaded> {
     } else {
         AutoCommit::load(&stored.snapshot)?
     };
-    let since_snapshot = stored.changes.len();
     let changes = stored
         .changes
         .into_iter()
@@ -67,7 +59,6 @@ pub fn load(doc_id: &str, stored: StoredDoc) -> Result<Loaded> {
     Ok(Loaded {
         doc,
         version: Expected::At(stored.last_seq),
-        since_snapshot,
     })
 }
 
@@ -110,11 +101,12 @@ pub struct NewState<'a> {
 pub fn plan_commit(store: &Store, s: NewState<'_>) -> DocWrite {
     let (case_id, is_pii) = split_doc_id(s.doc_id);
     let heads = s.doc.get_heads();
-    // Snapshots are kept uncompressed: a restore sends them as they are when nothing came
-    // after them, and the response is compressed as a whole.
-    let compact =
-        !s.base.is_stored() || s.base.since_snapshot + s.new_changes.len() > COMPACT_AFTER;
-    let snapshot = compact.then(|| s.doc.save_nocompress());
+    // Every commit saves the document's snapshot, uncompressed: a restore then sends each
+    // document as stored, with no Automerge work (the response is compressed as a whole). A
+    // save per commit is far cheaper than a load and save per document per restore: W1's
+    // restore of the demo's cases, half of them supervised after their last save, spent most
+    // of the server's time there (BENCHMARKS.md).
+    let snapshot = Some(s.doc.save_nocompress());
     let mut new_times = Vec::new();
     let projection = s.case.map(|case| {
         let mut trusted = s.trusted.clone();

@@ -30,9 +30,16 @@ pub fn heads_from_blob(doc_id: &str, blob: &[u8]) -> Result<Vec<ChangeHash>, Sto
         .collect())
 }
 
-/// Whether `doc` holds every one of `heads`.
+/// Whether `doc` holds every one of `heads`: look-ups in its change graph.
+/// (`get_change_by_hash` rebuilds the change from the document's operations; called for every
+/// received document, it was the largest single cost of a restore on the phone.)
 pub fn holds_all(doc: &mut AutoCommit, heads: &[ChangeHash]) -> bool {
-    heads.iter().all(|h| doc.get_change_by_hash(h).is_some())
+    if !doc.get_missing_deps(&[]).is_empty() {
+        // Changes wait for missing dependencies: a head among them is not held, although
+        // `get_missing_deps` would not name it.
+        return heads.iter().all(|h| doc.get_change_by_hash(h).is_some());
+    }
+    doc.get_missing_deps(heads).is_empty()
 }
 
 // ----- documents -----
@@ -133,7 +140,8 @@ pub fn insert_snapshot(
     server_heads: &[ChangeHash],
     now: Millis,
 ) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
+    conn.prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?
+        .execute([doc_id])?;
     conn.prepare_cached(
         "INSERT INTO docs (doc_id, snapshot, change_count, server_heads, pending, updated_at)
          VALUES (?1, ?2, 0, ?3, 0, ?4)
@@ -158,7 +166,7 @@ pub fn persist(
 ) -> Result<bool, StoreError> {
     let server_heads: Vec<ChangeHash> = server_heads
         .iter()
-        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .filter(|h| holds_all(doc, std::slice::from_ref(h)))
         .copied()
         .collect();
     let pending = !doc.get_changes(&server_heads).is_empty();

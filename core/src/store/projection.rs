@@ -64,7 +64,7 @@ pub fn upsert(
     now: Millis,
 ) -> Result<(), StoreError> {
     let due = due_columns(&super::times::vouched(conn, case)?, rules);
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO cases (case_id, number, title, status, case_type, urgency, priority,
             area_code, assignee, responsible_unit, created_by, stage, due_at, needs_review,
             updated_at, has_pending, stage_started_at, deadline_paused, due_provisional,
@@ -82,40 +82,40 @@ pub fn upsert(
             deadline_paused = excluded.deadline_paused,
             due_provisional = excluded.due_provisional,
             calendar_version = excluded.calendar_version",
-        params![
-            case.id,
-            case.number,
-            case.title,
-            case.status.as_str(),
-            case.case_type.as_str(),
-            case.urgency.as_str(),
-            case.priority,
-            case.location.area_code,
-            case.assignee,
-            case.responsible_unit,
-            case.created_by.user,
-            due.stage,
-            due.due_at,
-            case.needs_review,
-            now,
-            due.stage_started_at,
-            due.paused,
-            due.provisional,
-            due.calendar_version,
-        ],
-    )?;
+    )?
+    .execute(params![
+        case.id,
+        case.number,
+        case.title,
+        case.status.as_str(),
+        case.case_type.as_str(),
+        case.urgency.as_str(),
+        case.priority,
+        case.location.area_code,
+        case.assignee,
+        case.responsible_unit,
+        case.created_by.user,
+        due.stage,
+        due.due_at,
+        case.needs_review,
+        now,
+        due.stage_started_at,
+        due.paused,
+        due.provisional,
+        due.calendar_version,
+    ])?;
     refresh_has_pending(conn, &case.id)
 }
 
 /// Recomputes `has_pending` of a case from its two documents (the case and its `#pii`).
 pub fn refresh_has_pending(conn: &Connection, doc_id: &str) -> Result<(), StoreError> {
     let (case_id, _) = split_doc_id(doc_id);
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE cases SET has_pending = EXISTS (
             SELECT 1 FROM docs WHERE doc_id IN (?1, ?1 || '#pii') AND pending = 1)
          WHERE case_id = ?1",
-        [case_id],
-    )?;
+    )?
+    .execute([case_id])?;
     Ok(())
 }
 
@@ -141,9 +141,12 @@ pub fn refresh(
     rules: &Rules,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let before = queries::get(conn, &case.id)?;
+    // A new row (all of a restore) has no earlier state to keep.
+    let Some(before) = queries::get(conn, &case.id)? else {
+        return upsert(conn, case, rules, now);
+    };
     upsert(conn, case, rules, now)?;
-    if let (Some(before), Some(after)) = (before, queries::get(conn, &case.id)?) {
+    if let Some(after) = queries::get(conn, &case.id)? {
         let unchanged = CaseSummary {
             updated_at: before.updated_at,
             ..after

@@ -625,3 +625,26 @@ fn the_upgrade_to_trusted_times_restores_once() {
     assert_eq!(store.schema_version().unwrap(), schema::latest_version());
     assert_eq!(meta::sync_position(store.conn()).unwrap().cursor, 0);
 }
+
+#[test]
+fn holds_all_answers_from_the_change_graph_and_not_for_queued_changes() {
+    use automerge::transaction::Transactable;
+    let mut doc = automerge::AutoCommit::new();
+    doc.put(automerge::ROOT, "a", 1).unwrap();
+    doc.commit();
+    let first = doc.get_heads();
+    doc.put(automerge::ROOT, "a", 2).unwrap();
+    doc.commit();
+    let second = doc.get_heads();
+    assert!(holds_all(&mut doc, &first));
+    assert!(holds_all(&mut doc, &second));
+    assert!(holds_all(&mut doc, &[]));
+    assert!(!holds_all(&mut doc, &[automerge::ChangeHash([7; 32])]));
+    // A change whose dependency is missing waits in the queue: not held.
+    let changes = doc.get_changes(&[]);
+    let mut partial = automerge::AutoCommit::new();
+    partial.apply_changes(vec![changes[1].clone()]).unwrap();
+    assert!(!holds_all(&mut partial, &second));
+    partial.apply_changes(vec![changes[0].clone()]).unwrap();
+    assert!(holds_all(&mut partial, &second));
+}
