@@ -250,7 +250,7 @@ async fn admin_downloads(backend: Backend) {
     let db = TestDb::new(backend);
     let store = Arc::new(db.open());
     demo::fill(&store, 80, 3, NOW).unwrap();
-    let admin = store.create_admin_token().unwrap();
+    let admin = gridcase_server::testing::root_admin(&store);
     let app = gridcase_server::app(
         gridcase_server::AppState::new(store.clone()).with_clock(Arc::new(|| NOW)),
     );
