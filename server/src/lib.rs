@@ -29,6 +29,7 @@ pub mod db;
 pub mod deadlines;
 pub mod demo;
 pub mod documents;
+pub mod fact_days;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -309,10 +309,16 @@ impl FactFilter {
     /// The WHERE clause over `case_facts`, with `ph(i)` spelling the i-th (1-based) parameter,
     /// and the parameters in order.
     pub fn sql(&self, ph: fn(usize) -> String) -> (String, Vec<String>) {
-        let mut sql = format!(
+        let period = format!(
             "registered_at >= {} AND registered_at < {}",
             self.from, self.to
         );
+        self.sql_over(period, ph)
+    }
+
+    /// [`FactFilter::sql`] with the period spelt as `period` (the rollup's days, say).
+    pub fn sql_over(&self, period: String, ph: fn(usize) -> String) -> (String, Vec<String>) {
+        let mut sql = period;
         let mut params = Vec::new();
         if !self.area.is_empty() {
             params.push(self.area.clone());

@@ -507,6 +507,9 @@ pub trait Rates {
     fn cases_without_facts(&self, after: &str, limit: u32) -> Result<Vec<String>>;
     /// Writes a facts row unless the case has one (a commit since the read wrote newer facts).
     fn fill_facts(&self, facts: &crate::rates::CaseFacts) -> Result<bool>;
+    /// Empties the per-day rollup and fills it again from `case_facts` (`crate::fact_days`),
+    /// for facts written around the store (a benchmark's bulk insert).
+    fn rebuild_fact_days(&self) -> Result<()>;
     /// Runs one of the report's read-only queries (`crate::report::queries`, which writes the
     /// SQL once for both backends given their placeholder spelling).
     fn fact_rows(&self, query: &dyn Fn(Placeholder) -> FactQuery) -> Result<Vec<FactRow>>;

@@ -28,6 +28,7 @@ pub const TABLES: &[&str] = &[
     "docs",
     "cases",
     "case_facts",
+    "case_fact_days",
     "event_times",
     "device_docs",
     "supervisions",

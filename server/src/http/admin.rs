@@ -6,8 +6,8 @@
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use axum::http::Method;
 use gridcase_core::area::Jurisdiction;
 use gridcase_core::doc::{CaseDoc, PersonalDoc, mask_phone, personal_doc_id};
 use gridcase_core::model::Millis;
@@ -15,30 +15,31 @@ use gridcase_core::sync::times::with_trusted_times;
 use serde::Deserialize;
 use serde_json::json;
 
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+
 use super::auth::Admin;
+use super::routes::Routes;
 use super::{AppError, AppState};
 use crate::audit::{self, AuditQuery};
 use crate::store::Store;
 
 /// The admin routes.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/overdue", get(admin_overdue))
-        .route("/admin/due-soon", get(admin_due_soon))
-        .route("/admin/cases/{id}", get(admin_case))
-        .route("/admin/cases/{id}/reveal", post(admin_reveal))
-        .route("/admin/audit", get(admin_audit))
-        .route("/admin/report", get(super::report::admin_report))
-        .route("/admin/devices/{id}/revoke", post(admin_revoke_device))
-        .route("/admin/users/{id}/revoke", post(admin_revoke_user))
-        .route("/admin/users", post(super::people::enrol_user))
-        .route(
-            "/admin/users/{id}/devices",
-            post(super::people::enrol_device),
-        )
-        .route("/admin/sign-in", post(super::sign_in::sign_in))
-        .route("/admin/me", get(super::sign_in::me))
-        .merge(super::audit_draws::routes())
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes
+        .add(GET, "/admin/overdue", admin_overdue)
+        .add(GET, "/admin/due-soon", admin_due_soon)
+        .add(GET, "/admin/cases/{id}", admin_case)
+        .add(POST, "/admin/cases/{id}/reveal", admin_reveal)
+        .add(GET, "/admin/audit", admin_audit)
+        .add(GET, "/admin/report", super::report::admin_report)
+        .add(POST, "/admin/devices/{id}/revoke", admin_revoke_device)
+        .add(POST, "/admin/users/{id}/revoke", admin_revoke_user)
+        .add(POST, "/admin/users", super::people::enrol_user)
+        .add(POST, "/admin/users/{id}/devices", super::people::enrol_device)
+        .add(POST, "/admin/sign-in", super::sign_in::sign_in)
+        .add(GET, "/admin/me", super::sign_in::me)
+        .with(super::audit_draws::routes)
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,23 +8,23 @@
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use axum::http::{Method, StatusCode};
 use gridcase_core::area::Jurisdiction;
 use serde_json::json;
 
 use super::admin::{admin_body, string_field};
 use super::auth::Admin;
+use super::routes::Routes;
 use super::{AppError, AppState};
 use crate::audit_draw::{self, DEFAULT_DRAW_SIZE, DrawRequest};
 use crate::db::DrawRow;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/audit-draws", post(draw))
-        .route("/admin/audit-draws/{id}", get(show))
-        .route("/admin/audit-draws/{id}/results", post(result))
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes
+        .add(Method::POST, "/admin/audit-draws", draw)
+        .add(Method::GET, "/admin/audit-draws/{id}", show)
+        .add(Method::POST, "/admin/audit-draws/{id}/results", result)
 }
 
 fn bad(code: &'static str, message: &str) -> AppError {

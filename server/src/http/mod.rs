@@ -18,6 +18,7 @@ mod error;
 mod people;
 pub mod quota;
 mod report;
+pub mod routes;
 pub mod serve;
 pub mod sign_in;
 
@@ -28,9 +29,8 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use gridcase_core::model::Millis;
 use gridcase_core::sync::SyncRequest;
 use gridcase_core::sync::wire;
@@ -43,6 +43,7 @@ use tower_http::trace::TraceLayer;
 pub use admin::{MAX_LIST_LIMIT, case_detail, parse_instant};
 use auth::Device;
 use quota::{QuotaLimits, Quotas};
+use routes::Routes;
 
 use crate::metrics::{Metrics, track_requests};
 use crate::store::Store;
@@ -142,16 +143,29 @@ impl AppState {
 
 pub use error::AppError;
 
+/// Every route, each added once through [`Routes::add`] (see [`routes`] for why): the router
+/// is built from it and the OpenAPI document is checked against it.
+fn all_routes() -> Routes {
+    Routes::new()
+        .add(Method::GET, "/health", health)
+        .add(Method::GET, "/ready", ready)
+        .add(Method::GET, "/metrics", metrics)
+        .add(Method::POST, "/v1/sync", sync)
+        .add(Method::GET, "/admin/openapi.json", openapi)
+        .with(admin::routes)
+}
+
+/// The method and path of every route [`app`] answers.
+pub fn route_list() -> Vec<(Method, &'static str)> {
+    all_routes().list().to_vec()
+}
+
 /// The router, testable without sockets.
 pub fn app(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     let timeout = state.request_timeout;
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/v1/sync", post(sync))
-        .merge(admin::routes())
+    all_routes()
+        .into_router()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
@@ -189,6 +203,16 @@ pub fn spawn_with(
         let forever = std::future::pending();
         serve::serve_until(listener, router, header_timeout, forever, Duration::ZERO).await
     })
+}
+
+/// `GET /admin/openapi.json`: the OpenAPI document of this API. No token needed: it describes
+/// the routes (as the public source does), no data, and a console reads it before signing in.
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        routes::OPENAPI_JSON,
+    )
+        .into_response()
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 pub use self::csv::{CSV_HEADER, to_csv};
 use self::hotspots::HotSpots;
-pub use self::period::{DAY_MS, Period, PeriodKind, china_time};
+pub use self::period::{CST_OFFSET_MS, DAY_MS, Period, PeriodKind, china_time};
 use self::queries::{ListOrder, ListedCase};
 pub use self::tables::{Cell, Table, tables};
 pub use self::xlsx::{XLSX_CONTENT_TYPE, to_xlsx};
@@ -101,8 +101,9 @@ impl Store {
         let db = self.db();
         let policy = &self.policy().reports;
         let totals = |p: &Period| -> Result<queries::Totals> {
-            let rows = db.fact_rows(&queries::totals(&filter, p, now))?;
-            Ok(queries::decode_totals(&rows))
+            let mut totals = queries::decode_totals(&db.fact_rows(&queries::totals(&filter, p))?);
+            totals.add_deltas(&db.fact_rows(&queries::running_deltas(&filter, p, now))?);
+            Ok(totals)
         };
         let (this, before) = (totals(&period)?, totals(&previous)?);
         let periods = period.with_previous(policy.baseline_periods);

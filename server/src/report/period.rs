@@ -6,7 +6,7 @@ use gridcase_core::model::Millis;
 use serde::Serialize;
 
 /// China Standard Time (no daylight saving): periods start at local midnight.
-const CST_OFFSET_MS: Millis = 8 * 3_600_000;
+pub const CST_OFFSET_MS: Millis = 8 * 3_600_000;
 
 /// One day in milliseconds (China time has no daylight saving, so every day is this long).
 pub const DAY_MS: Millis = 86_400_000;

@@ -1,4 +1,4 @@
-//! The report's SQL over `case_facts`, written once for both backends (each gives its
+//! The report's SQL over `case_facts` and its per-day rollup `case_fact_days`, written once for both backends (each gives its
 //! placeholder spelling), and the decoding of its rows. Every query groups in the database and
 //! returns at most a few rows per category, place, type or channel: no CRDT is loaded and no
 //! per-case row leaves the database except the capped lists of overdue and supervised cases.
@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use gridcase_core::model::{CaseType, Channel, Millis};
 
 use super::hotspots::{BaselinePeriod, Cell, CellCounts};
-use super::period::{DAY_MS, Period};
+use super::period::Period;
 use crate::db::{FactQuery, FactRow, Placeholder};
-use crate::rates::{Cond, FactFilter, count_columns, counted_conditions};
+use crate::fact_days::{self, day_of, summed, where_days};
+use crate::rates::{Cond, FactFilter, counted_conditions};
 
 /// The filter of `base` (area, unit, category) over `from..to`.
 fn over(base: &FactFilter, from: Millis, to: Millis) -> FactFilter {
@@ -21,31 +22,44 @@ fn over(base: &FactFilter, from: Millis, to: Millis) -> FactFilter {
     }
 }
 
-/// Over `period`: the number of cases, the counts of `crate::rates::counted_conditions`, then
-/// the cases of each `CaseType::ALL` and each `Channel::ALL`. Conditional sums rather than a
-/// GROUP BY: SQLite would sort every row of the period to group them.
-pub fn totals(
+/// Over `period`, from the per-day rollup (`crate::fact_days`): the number of cases, the
+/// counts of `crate::rates::counted_conditions` once every clock has run out (add
+/// [`running_deltas`] for `now`), then the cases of each `CaseType::ALL` and `Channel::ALL`.
+pub fn totals(base: &FactFilter, period: &Period) -> impl Fn(Placeholder) -> FactQuery {
+    let filter = base.clone();
+    let days = (day_of(period.from), day_of(period.to));
+    move |ph| {
+        let is = |col: &str, value: &str| format!("CASE WHEN {col} = '{value}' THEN cases ELSE 0 END");
+        let columns = summed(
+            std::iter::once("cases".to_owned())
+                .chain(fact_days::slots())
+                .chain(CaseType::ALL.iter().map(|t| is("case_type", t.as_str())))
+                .chain(Channel::ALL.iter().map(|c| is("channel", c.as_str()))),
+        );
+        let (where_sql, params) = where_days(&filter, days, ph);
+        FactQuery {
+            sql: format!(
+                "SELECT {} FROM case_fact_days WHERE {where_sql}",
+                columns.join(", ")
+            ),
+            params,
+            texts: 0,
+        }
+    }
+}
+
+/// What [`totals`]' condition counts are off by at `now`: the cases of `period` whose stages
+/// still run (`crate::fact_days::running_deltas`).
+pub fn running_deltas(
     base: &FactFilter,
     period: &Period,
     now: Millis,
 ) -> impl Fn(Placeholder) -> FactQuery {
     let filter = over(base, period.from, period.to);
     move |ph| {
-        let is = |col: &str, value: &str| {
-            format!("COALESCE(SUM(CASE WHEN {col} = '{value}' THEN 1 ELSE 0 END), 0)")
-        };
-        let columns: Vec<String> = std::iter::once("COUNT(*)".to_owned())
-            .chain(count_columns(now))
-            .chain(CaseType::ALL.iter().map(|t| is("case_type", t.as_str())))
-            .chain(Channel::ALL.iter().map(|c| is("channel", c.as_str())))
-            .map(|c| format!("CAST({c} AS BIGINT)"))
-            .collect();
-        let (where_sql, params) = filter.sql(ph);
+        let (sql, params) = fact_days::running_deltas(&filter, now, ph);
         FactQuery {
-            sql: format!(
-                "SELECT {} FROM case_facts WHERE {where_sql}",
-                columns.join(", ")
-            ),
+            sql,
             params,
             texts: 0,
         }
@@ -96,26 +110,37 @@ pub fn decode_totals(rows: &[FactRow]) -> Totals {
     }
 }
 
+impl Totals {
+    /// Adds the row of [`running_deltas`] to the condition counts.
+    pub fn add_deltas(&mut self, rows: &[FactRow]) {
+        let Some(row) = rows.first() else { return };
+        for (count, delta) in self.counts.iter_mut().zip(&row.numbers) {
+            *count += delta.unwrap_or(0);
+        }
+    }
+}
+
 /// Per category, place and bucket: cases per day of `periods[0]` (bucket = day index ≥ 0) and
 /// per earlier period (bucket −k for `periods[k]`). `periods` are adjacent, newest first.
 pub fn cells(base: &FactFilter, periods: &[Period]) -> impl Fn(Placeholder) -> FactQuery {
     let oldest = periods.last().map_or(periods[0].from, |p| p.from);
-    let filter = over(base, oldest, periods[0].to);
-    let current = periods[0].from;
+    let days = (day_of(oldest), day_of(periods[0].to));
+    let current = day_of(periods[0].from);
     let earlier: String = periods
         .iter()
         .enumerate()
         .skip(1)
-        .map(|(k, p)| format!(" WHEN registered_at >= {} THEN -{k}", p.from))
+        .map(|(k, p)| format!(" WHEN day >= {} THEN -{k}", day_of(p.from)))
         .collect();
+    let filter = base.clone();
     move |ph| {
-        let (where_sql, params) = filter.sql(ph);
+        let (where_sql, params) = where_days(&filter, days, ph);
         let sql = format!(
             "SELECT category, area_code,
-                 CAST(CASE WHEN registered_at >= {current}
-                     THEN (registered_at - {current}) / {DAY_MS}{earlier} END AS BIGINT),
-                 CAST(COUNT(*) AS BIGINT)
-             FROM case_facts WHERE {where_sql} GROUP BY category, area_code, 3"
+                 CAST(CASE WHEN day >= {current} THEN day - {current}{earlier} END AS BIGINT),
+                 CAST(SUM(cases) AS BIGINT)
+             FROM case_fact_days WHERE {where_sql}
+             GROUP BY category, area_code, 3 HAVING SUM(cases) > 0"
         );
         FactQuery {
             sql,

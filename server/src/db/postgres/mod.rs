@@ -143,6 +143,7 @@ impl PgDb {
         let schema = {
             let mut conn = r2d2::ManageConnection::connect(&manager)?;
             schema::migrate(&mut conn)?;
+            rates::refresh_fact_days(&mut conn, false)?;
             conn.query_one("SELECT current_schema()::text", &[])?
                 .get::<_, String>(0)
         };

@@ -4,6 +4,7 @@ use gridcase_core::model::Millis;
 use postgres::types::ToSql;
 
 use super::{PgConn, PgDb};
+use crate::fact_days;
 use crate::db::{FactQuery, FactRow, Placeholder, Rates, Result};
 use crate::rates::{CaseFacts, FactFilter, count_sql};
 
@@ -11,10 +12,61 @@ fn placeholder(i: usize) -> String {
     format!("${i}")
 }
 
-/// Writes the facts row of a case (inside the commit's transaction).
+/// Writes the facts row of a case and moves it in the rollup (inside the commit's
+/// transaction).
 pub(super) fn upsert_facts(tx: &mut PgConn, f: &CaseFacts) -> Result<()> {
+    tx.execute(&fact_days::subtract_sql(placeholder), &[&f.case_id])?;
     write_facts(tx, f, UPDATE)?;
+    add_to_days(tx, f)
+}
+
+fn add_to_days(tx: &mut PgConn, f: &CaseFacts) -> Result<()> {
+    tx.execute(&fact_days::add_sql(placeholder), &[&f.case_id])?;
     Ok(())
+}
+
+/// Rebuilds the rollup unless it was filled by the SQL of this server's conditions (see
+/// `crate::fact_days`); `true` if it was rebuilt. A database without facts is left as it is
+/// (moving up copies into an empty database only). Servers starting together wait on the
+/// table lock and find the rollup rebuilt.
+pub(super) fn refresh_fact_days(conn: &mut PgConn, force: bool) -> Result<bool> {
+    conn.batch("BEGIN")?;
+    let result = (|| {
+        conn.batch("LOCK TABLE case_fact_days IN EXCLUSIVE MODE")?;
+        let stored: Option<String> = conn
+            .query_opt(
+                "SELECT value FROM settings WHERE key = $1",
+                &[&fact_days::FINGERPRINT_KEY],
+            )?
+            .map(|r| r.get(0));
+        let fingerprint = fact_days::fingerprint();
+        let any_facts: bool = conn
+            .query_one("SELECT EXISTS (SELECT 1 FROM case_facts)", &[])?
+            .get(0);
+        let current = stored.as_deref() == Some(fingerprint.as_str());
+        if !force && (current || (stored.is_none() && !any_facts)) {
+            return Ok(false);
+        }
+        for sql in fact_days::rebuild_sql() {
+            conn.batch(&sql)?;
+        }
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&fact_days::FINGERPRINT_KEY, &fingerprint],
+        )?;
+        Ok(true)
+    })();
+    match result {
+        Ok(rebuilt) => {
+            conn.batch("COMMIT")?;
+            Ok(rebuilt)
+        }
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 const UPDATE: &str = "DO UPDATE SET registered_at = excluded.registered_at,
@@ -100,8 +152,19 @@ impl Rates for PgDb {
     }
 
     fn fill_facts(&self, facts: &CaseFacts) -> Result<bool> {
+        self.write(|tx| {
+            let written = write_facts(tx, facts, "DO NOTHING")? == 1;
+            if written {
+                add_to_days(tx, facts)?;
+            }
+            Ok((written, true))
+        })
+    }
+
+    fn rebuild_fact_days(&self) -> Result<()> {
         let mut conn = self.conn()?;
-        Ok(write_facts(&mut conn, facts, "DO NOTHING")? == 1)
+        refresh_fact_days(&mut conn, true)?;
+        Ok(())
     }
 
     fn fact_rows(&self, query: &dyn Fn(Placeholder) -> FactQuery) -> Result<Vec<FactRow>> {

@@ -216,6 +216,44 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE case_facts ADD COLUMN case_type TEXT NOT NULL DEFAULT '';
     ALTER TABLE case_facts ADD COLUMN channel TEXT NOT NULL DEFAULT '';
     "#,
+    // 6 (schema version 5: the first string above holds steps 1 and 2): the per-day rollup of
+    // `case_facts` and its two indexes, as SQLite's step 9 (`crate::fact_days`).
+    r#"
+    CREATE TABLE case_fact_days (
+        day BIGINT NOT NULL,
+        area_code TEXT NOT NULL,
+        category TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        case_type TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        cases BIGINT NOT NULL,
+        c0 BIGINT NOT NULL,
+        c1 BIGINT NOT NULL,
+        c2 BIGINT NOT NULL,
+        c3 BIGINT NOT NULL,
+        c4 BIGINT NOT NULL,
+        c5 BIGINT NOT NULL,
+        c6 BIGINT NOT NULL,
+        c7 BIGINT NOT NULL,
+        c8 BIGINT NOT NULL,
+        c9 BIGINT NOT NULL,
+        c10 BIGINT NOT NULL,
+        c11 BIGINT NOT NULL,
+        c12 BIGINT NOT NULL,
+        c13 BIGINT NOT NULL,
+        c14 BIGINT NOT NULL,
+        c15 BIGINT NOT NULL,
+        c16 BIGINT NOT NULL,
+        c17 BIGINT NOT NULL,
+        c18 BIGINT NOT NULL,
+        PRIMARY KEY (day, area_code, category, unit, case_type, channel)
+    );
+    CREATE INDEX case_facts_running ON case_facts((CASE WHEN handle_due_at IS NOT NULL AND replied_at IS NULL
+        AND (response_due_at IS NULL OR responded_at IS NOT NULL OR response_due_at <= handle_due_at)
+        THEN handle_due_at WHEN response_due_at IS NOT NULL AND responded_at IS NULL
+        THEN response_due_at END));
+    CREATE INDEX case_facts_supervised ON case_facts(registered_at) WHERE supervised = 1;
+    "#,
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -96,6 +96,7 @@ impl SqliteDb {
                 tracing::warn!(mode, "SQLite did not switch to WAL");
             }
             schema::migrate(&mut conn)?;
+            rates::refresh_fact_days(&conn, false)?;
         }
         // Connections are not tested on checkout (a round trip per use); a broken one is
         // dropped when it comes back (`has_broken`).

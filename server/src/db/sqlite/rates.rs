@@ -1,9 +1,10 @@
 //! `case_facts` in SQLite: written with the projection, counted for the rates.
 
 use gridcase_core::model::Millis;
-use rusqlite::{Connection, named_params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, named_params, params_from_iter};
 
 use super::SqliteDb;
+use crate::fact_days;
 use crate::db::{FactQuery, FactRow, Placeholder, Rates, Result};
 use crate::rates::{CaseFacts, FactFilter, count_sql};
 
@@ -11,10 +12,58 @@ fn placeholder(i: usize) -> String {
     format!("?{i}")
 }
 
-/// Writes the facts row of a case (inside the commit's transaction).
+/// Writes the facts row of a case and moves it in the rollup (inside the commit's
+/// transaction).
 pub(super) fn upsert_facts(tx: &Connection, f: &CaseFacts) -> Result<()> {
+    tx.prepare_cached(&fact_days::subtract_sql(placeholder))?
+        .execute([&f.case_id])?;
     write_facts(tx, f, "REPLACE")?;
+    add_to_days(tx, f)
+}
+
+fn add_to_days(tx: &Connection, f: &CaseFacts) -> Result<()> {
+    tx.prepare_cached(&fact_days::add_sql(placeholder))?
+        .execute([&f.case_id])?;
     Ok(())
+}
+
+/// Rebuilds the rollup unless it was filled by the SQL of this server's conditions (see
+/// `crate::fact_days`); `true` if it was rebuilt. A database without facts is left as it is.
+pub(super) fn refresh_fact_days(conn: &Connection, force: bool) -> Result<bool> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let stored: Option<String> = conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                [fact_days::FINGERPRINT_KEY],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let fingerprint = fact_days::fingerprint();
+        let any_facts: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM case_facts)", [], |r| r.get(0))?;
+        if !force && (stored.as_deref() == Some(fingerprint.as_str()) || (stored.is_none() && !any_facts)) {
+            return Ok(false);
+        }
+        for sql in fact_days::rebuild_sql() {
+            conn.execute(&sql, [])?;
+        }
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [fact_days::FINGERPRINT_KEY, &fingerprint],
+        )?;
+        Ok(true)
+    })();
+    match result {
+        Ok(rebuilt) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(rebuilt)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// `INSERT OR {conflict}` of a facts row; the number of rows written.
@@ -92,7 +141,20 @@ impl Rates for SqliteDb {
     }
 
     fn fill_facts(&self, facts: &CaseFacts) -> Result<bool> {
-        self.write(|tx| Ok((write_facts(tx, facts, "IGNORE")? == 1, true)))
+        self.write(|tx| {
+            let written = write_facts(tx, facts, "IGNORE")? == 1;
+            if written {
+                add_to_days(tx, facts)?;
+            }
+            Ok((written, true))
+        })
+    }
+
+    fn rebuild_fact_days(&self) -> Result<()> {
+        let conn = self.conn()?;
+        let _writer = self.lock_writer();
+        refresh_fact_days(&conn, true)?;
+        Ok(())
     }
 
     fn fact_rows(&self, query: &dyn Fn(Placeholder) -> FactQuery) -> Result<Vec<FactRow>> {

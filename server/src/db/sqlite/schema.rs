@@ -241,6 +241,49 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE case_facts ADD COLUMN case_type TEXT NOT NULL DEFAULT '';
     ALTER TABLE case_facts ADD COLUMN channel TEXT NOT NULL DEFAULT '';
     "#,
+    // 9: the per-day rollup of `case_facts` a report reads instead of every case
+    // (`crate::fact_days`): one row per China-time day, place, category, unit, type and channel,
+    // with the cases and, per counted condition, how many meet it once every clock has run out.
+    // The server fills it from `case_facts` when it opens the database (the fingerprint in
+    // `settings` is missing), then keeps it in each facts write's transaction. The expression
+    // index finds the cases whose stages still run (the only ones `now` changes); the partial
+    // one, the supervised cases of a period.
+    r#"
+    CREATE TABLE case_fact_days (
+        day INTEGER NOT NULL,
+        area_code TEXT NOT NULL,
+        category TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        case_type TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        cases INTEGER NOT NULL,
+        c0 INTEGER NOT NULL,
+        c1 INTEGER NOT NULL,
+        c2 INTEGER NOT NULL,
+        c3 INTEGER NOT NULL,
+        c4 INTEGER NOT NULL,
+        c5 INTEGER NOT NULL,
+        c6 INTEGER NOT NULL,
+        c7 INTEGER NOT NULL,
+        c8 INTEGER NOT NULL,
+        c9 INTEGER NOT NULL,
+        c10 INTEGER NOT NULL,
+        c11 INTEGER NOT NULL,
+        c12 INTEGER NOT NULL,
+        c13 INTEGER NOT NULL,
+        c14 INTEGER NOT NULL,
+        c15 INTEGER NOT NULL,
+        c16 INTEGER NOT NULL,
+        c17 INTEGER NOT NULL,
+        c18 INTEGER NOT NULL,
+        PRIMARY KEY (day, area_code, category, unit, case_type, channel)
+    ) WITHOUT ROWID;
+    CREATE INDEX case_facts_running ON case_facts((CASE WHEN handle_due_at IS NOT NULL AND replied_at IS NULL
+        AND (response_due_at IS NULL OR responded_at IS NOT NULL OR response_due_at <= handle_due_at)
+        THEN handle_due_at WHEN response_due_at IS NOT NULL AND responded_at IS NULL
+        THEN response_due_at END));
+    CREATE INDEX case_facts_supervised ON case_facts(registered_at) WHERE supervised = 1;
+    "#,
 ];
 
 struct Sqlite<'a>(&'a mut Connection);
