@@ -187,7 +187,9 @@ pub enum Command {
         data: DataArg,
         #[arg(long)]
         device: String,
-        /// The admin doing it, for the audit log.
+        /// The admin doing it: an enabled admin account (`admin add`) allowed to, whose
+        /// jurisdiction covers the device's user; recorded. Without it the audit row names no
+        /// admin (whoever runs the command has the database).
         #[arg(long)]
         by: Option<String>,
     },
@@ -197,7 +199,8 @@ pub enum Command {
         data: DataArg,
         #[arg(long)]
         user: String,
-        /// The admin doing it, for the audit log.
+        /// The admin doing it: an enabled admin account allowed to, whose jurisdiction covers
+        /// the user; recorded. Without it the audit row names no admin.
         #[arg(long)]
         by: Option<String>,
     },
@@ -210,7 +213,8 @@ pub enum Command {
         /// Why the personal data is needed (recorded).
         #[arg(long)]
         reason: String,
-        /// The admin asking (recorded).
+        /// The admin asking: an enabled admin account whose role may reveal and whose
+        /// jurisdiction covers the case (recorded).
         #[arg(long)]
         by: String,
     },
@@ -429,19 +433,25 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             println!("{token}");
         }
         Command::RevokeDevice { data, device, by } => {
-            if !data
-                .open()?
-                .revoke_device_by(&device, by.as_deref(), now_millis())?
-            {
+            let store = data.open()?;
+            let now = now_millis();
+            let revoked = match by {
+                Some(by) => store.revoke_device_as(&store.admin_ctx(&by)?, &device, now)?,
+                None => store.revoke_device_by(&device, None, now)?,
+            };
+            if !revoked {
                 return Err(format!("no device {device}").into());
             }
             println!("device {device} revoked");
         }
         Command::RevokeUser { data, user, by } => {
-            if !data
-                .open()?
-                .revoke_user_by(&user, by.as_deref(), now_millis())?
-            {
+            let store = data.open()?;
+            let now = now_millis();
+            let revoked = match by {
+                Some(by) => store.revoke_user_as(&store.admin_ctx(&by)?, &user, now)?,
+                None => store.revoke_user_by(&user, None, now)?,
+            };
+            if !revoked {
                 return Err(format!("no user {user}").into());
             }
             println!("user {user} revoked");
@@ -452,7 +462,9 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             reason,
             by,
         } => {
-            let complainant = data.open()?.reveal(&case_id, &by, &reason, now_millis())?;
+            let store = data.open()?;
+            let admin = store.admin_ctx(&by)?;
+            let complainant = store.reveal_as(&admin, &case_id, &reason, now_millis())?;
             let value = serde_json::json!({
                 "case_id": case_id,
                 "complainant": complainant.map(|c| serde_json::json!({
@@ -722,7 +734,18 @@ mod tests {
         .unwrap();
         let store = Store::open(data).unwrap();
         let case_id = store.overdue(i64::MAX, 1).unwrap()[0].case_id.clone();
+        crate::testing::add_admin(&store, "z", crate::admins::AdminRole::Supervisor, "*");
+        crate::testing::add_admin(&store, "gone", crate::admins::AdminRole::Admin, "*");
+        crate::testing::add_admin(&store, "reader", crate::admins::AdminRole::Auditor, "*");
+        store.disable_admin("gone", 0).unwrap();
         drop(store);
+        // `--by` names an enabled admin account allowed to act, not any text.
+        for by in ["nobody", "gone", "reader"] {
+            let reveal = ["reveal", "--data", data, "--case", &case_id, "--reason", "r"];
+            assert!(run_args(&[&reveal[..], &["--by", by]].concat()).is_err(), "{by}");
+            let revoke = ["revoke-user", "--data", data, "--user", "nobody", "--by", by];
+            assert!(run_args(&revoke).is_err(), "{by}");
+        }
         assert!(
             run_args(&[
                 "reveal", "--data", data, "--case", &case_id, "--reason", " ", "--by", "z"

@@ -236,7 +236,38 @@ async fn re_verification_results_are_recorded_once_and_audited(backend: Backend)
     assert_eq!(store.audit_count("audit_verify").unwrap(), 2);
 }
 
+/// Two admins drawing the same month and area at the same moment: one draw is recorded (201)
+/// and the other is told it exists (409), never a server error; two redraws at once are both
+/// recorded, one after the other.
+async fn simultaneous_draws_give_one_draw_and_one_conflict(backend: Backend) {
+    let db = TestDb::new(backend);
+    let store = Arc::new(db.open());
+    demo::fill(&store, 200, 7, NOW).unwrap();
+    let app = app(AppState::new(store.clone()).with_clock(Arc::new(|| LATER)));
+    let root = gridcase_server::testing::root_admin(&store);
+    for area in ["330604101", "330604", "3306", "33"] {
+        let request = json!({"month": "2026-11", "area": area, "n": 2});
+        let (a, b) = tokio::join!(
+            call(&app, "/admin/audit-draws", &root, Some(request.clone())),
+            call(&app, "/admin/audit-draws", &root, Some(request.clone())),
+        );
+        let mut statuses = [a.0, b.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "{area}: {} / {}", a.1, b.1);
+    }
+    let redraw = json!({"month": "2026-11", "area": "330604101", "n": 2, "reason": "复核抽样"});
+    let (a, b) = tokio::join!(
+        call(&app, "/admin/audit-draws", &root, Some(redraw.clone())),
+        call(&app, "/admin/audit-draws", &root, Some(redraw.clone())),
+    );
+    assert_eq!((a.0, b.0), (201, 201), "{} / {}", a.1, b.1);
+    let mut sequences = [a.1["sequence"].as_i64(), b.1["sequence"].as_i64()];
+    sequences.sort_unstable();
+    assert_eq!(sequences, [Some(1), Some(2)]);
+}
+
 gridcase_server::backend_tests!(async:
     a_draw_is_reproducible_audited_and_not_redrawn_silently,
     re_verification_results_are_recorded_once_and_audited,
+    simultaneous_draws_give_one_draw_and_one_conflict,
 );

@@ -140,6 +140,10 @@ impl AdminAccounts for PgDb {
     }
 }
 
+/// The first key of the draws' advisory locks (the second is the month and area's hash); the
+/// two-key space does not meet the migrations' one-key lock.
+const DRAW_LOCK: i32 = 0x6764_7261; // "gdra"
+
 fn draw_cases(conn: &mut PgConn, id: i64) -> Result<Vec<DrawCaseRow>> {
     let rows = conn.query(
         "SELECT position, case_id, result, note, verified_by, verified_at
@@ -171,14 +175,20 @@ impl AuditDraws for PgDb {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// The month and area's newest draw is locked (`FOR UPDATE`) while the next is decided; two
-    /// first draws at once meet the unique (month, area, sequence) and one fails.
+    /// Draws of one month and area are decided one at a time: a transaction lock on the pair
+    /// (a row lock cannot cover a first draw, which has no row yet), so the second of two
+    /// simultaneous first draws finds the first (a conflict) instead of breaking the unique
+    /// (month, area, sequence).
     fn insert_draw(&self, d: &NewDraw, audit: &dyn Fn(i64) -> AuditEntry) -> Result<DrawInsert> {
         self.write(|tx| {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))",
+                &[&DRAW_LOCK, &d.month, &d.area],
+            )?;
             let last = tx
                 .query_opt(
                     "SELECT id, sequence FROM audit_draws WHERE month = $1 AND area = $2
-                     ORDER BY sequence DESC LIMIT 1 FOR UPDATE",
+                     ORDER BY sequence DESC LIMIT 1",
                     &[&d.month, &d.area],
                 )?
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
