@@ -741,9 +741,22 @@ mod tests {
         drop(store);
         // `--by` names an enabled admin account allowed to act, not any text.
         for by in ["nobody", "gone", "reader"] {
-            let reveal = ["reveal", "--data", data, "--case", &case_id, "--reason", "r"];
-            assert!(run_args(&[&reveal[..], &["--by", by]].concat()).is_err(), "{by}");
-            let revoke = ["revoke-user", "--data", data, "--user", "nobody", "--by", by];
+            let reveal = [
+                "reveal", "--data", data, "--case", &case_id, "--reason", "r",
+            ];
+            assert!(
+                run_args(&[&reveal[..], &["--by", by]].concat()).is_err(),
+                "{by}"
+            );
+            let revoke = [
+                "revoke-user",
+                "--data",
+                data,
+                "--user",
+                "nobody",
+                "--by",
+                by,
+            ];
             assert!(run_args(&revoke).is_err(), "{by}");
         }
         assert!(

@@ -142,7 +142,11 @@ pub fn day_of(at: Millis) -> i64 {
 }
 
 /// The WHERE clause over `case_fact_days` for `filter`'s days, area, unit and category.
-pub fn where_days(filter: &FactFilter, (from, to): (i64, i64), ph: Placeholder) -> (String, Vec<String>) {
+pub fn where_days(
+    filter: &FactFilter,
+    (from, to): (i64, i64),
+    ph: Placeholder,
+) -> (String, Vec<String>) {
     filter.sql_over(format!("day >= {from} AND day < {to}"), ph)
 }
 

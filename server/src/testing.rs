@@ -251,3 +251,36 @@ pub fn add_admin(store: &Store, name: &str, role: crate::admins::AdminRole, area
 pub fn root_admin(store: &Store) -> String {
     add_admin(store, "root", crate::admins::AdminRole::Admin, "*")
 }
+
+/// An admin API over a fresh database: what the admin-route tests start from.
+#[derive(Debug)]
+pub struct AdminApp {
+    pub store: Arc<Store>,
+    /// A root admin's bearer token (`root`, role admin, everywhere).
+    pub token: String,
+    /// The router, its clock pinned at the demo's `now`.
+    pub app: axum::Router,
+    /// Keeps the database until the test ends.
+    pub db: TestDb,
+}
+
+/// A fresh `backend` database holding `cases` demo cases (`crate::demo::fill` with `seed`,
+/// made at `now`), a root admin, and the router with its clock at `now`.
+pub fn admin_app(
+    backend: Backend,
+    cases: u32,
+    seed: u64,
+    now: gridcase_core::model::Millis,
+) -> AdminApp {
+    let db = TestDb::new(backend);
+    let store = Arc::new(db.open());
+    crate::demo::fill(&store, cases, seed, now).expect("demo data");
+    let token = root_admin(&store);
+    let state = crate::AppState::new(store.clone()).with_clock(Arc::new(move || now));
+    AdminApp {
+        app: crate::app(state),
+        store,
+        token,
+        db,
+    }
+}

@@ -3,14 +3,11 @@
 //! names the authenticated admin, and a password sign-in opens a session with failed attempts
 //! rate limited.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, header};
 use gridcase_core::model::Millis;
 use gridcase_server::admins::AdminRole;
-use gridcase_server::testing::{Backend, TestDb, add_admin};
-use gridcase_server::{AppState, Store, app, demo};
+use gridcase_server::testing::{AdminApp, Backend, add_admin, admin_app};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -44,24 +41,6 @@ async fn call(
     (status, json)
 }
 
-struct Env {
-    store: Arc<Store>,
-    app: axum::Router,
-    _db: TestDb,
-}
-
-fn env(backend: Backend) -> Env {
-    let db = TestDb::new(backend);
-    let store = Arc::new(db.open());
-    demo::fill(&store, 120, 5, NOW).unwrap();
-    let app = app(AppState::new(store.clone()).with_clock(Arc::new(|| NOW)));
-    Env {
-        store,
-        app,
-        _db: db,
-    }
-}
-
 fn ids(list: &Value) -> Vec<(String, String)> {
     list["cases"]
         .as_array()
@@ -78,7 +57,12 @@ fn ids(list: &Value) -> Vec<(String, String)> {
 
 /// A township admin sees and acts on its township only; the county admin on both.
 async fn a_township_admin_stays_inside_its_township(backend: Backend) {
-    let Env { store, app, _db } = env(backend);
+    let AdminApp {
+        store,
+        app,
+        db: _db,
+        ..
+    } = admin_app(backend, 120, 5, NOW);
     let town = add_admin(&store, "town-a", AdminRole::Admin, "330604101");
     let county = add_admin(&store, "county", AdminRole::Admin, "330604");
     let (status, all) = call(&app, "GET", "/admin/overdue", Some(&county), None).await;
@@ -261,7 +245,12 @@ async fn a_township_admin_stays_inside_its_township(backend: Backend) {
 /// The permission table over HTTP: a supervisor reveals but does not revoke; an auditor reads
 /// but neither reveals nor revokes; a disabled admin is refused.
 async fn roles_limit_what_an_admin_does(backend: Backend) {
-    let Env { store, app, _db } = env(backend);
+    let AdminApp {
+        store,
+        app,
+        db: _db,
+        ..
+    } = admin_app(backend, 120, 5, NOW);
     let supervisor = add_admin(&store, "sup", AdminRole::Supervisor, "330604");
     let auditor = add_admin(&store, "aud", AdminRole::Auditor, "330604");
     let (_, list) = call(&app, "GET", "/admin/overdue", Some(&auditor), None).await;
@@ -315,7 +304,12 @@ async fn roles_limit_what_an_admin_does(backend: Backend) {
 /// A password opens a session; wrong passwords are counted and the sixth try within the window
 /// is refused even with the right password.
 async fn sign_in_opens_a_session_and_limits_failures(backend: Backend) {
-    let Env { store, app, _db } = env(backend);
+    let AdminApp {
+        store,
+        app,
+        db: _db,
+        ..
+    } = admin_app(backend, 120, 5, NOW);
     let county = gridcase_core::area::Jurisdiction::parse("330604").unwrap();
     let password = "一个足够长的口令 2026";
     store

@@ -43,7 +43,11 @@ async fn served_document(app: &axum::Router) -> Value {
         .body(Body::empty())
         .unwrap();
     let response = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(response.status(), 200, "the document is served without a token");
+    assert_eq!(
+        response.status(),
+        200,
+        "the document is served without a token"
+    );
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
@@ -56,7 +60,9 @@ async fn the_openapi_document_matches_the_routes_both_ways() {
     let app = app(AppState::new(Arc::new(db.open())));
     let doc = served_document(&app).await;
     assert!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
         "OpenAPI 3.1, got {}",
         doc["openapi"]
     );
@@ -98,8 +104,7 @@ async fn the_openapi_document_matches_the_routes_both_ways() {
 /// The test above would notice a route missing from either side.
 #[test]
 fn a_missing_route_is_named() {
-    let mut doc: Value =
-        serde_json::from_str(gridcase_server::http::routes::OPENAPI_JSON).unwrap();
+    let mut doc: Value = serde_json::from_str(gridcase_server::http::routes::OPENAPI_JSON).unwrap();
     doc["paths"]
         .as_object_mut()
         .unwrap()

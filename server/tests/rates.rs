@@ -411,14 +411,12 @@ fn the_admin_report_route_needs_the_admin_token(backend: Backend) {
 }
 
 async fn admin_report_route(backend: Backend) {
-    use std::sync::Arc;
-    let db = TestDb::new(backend);
-    let store = Arc::new(db.open());
-    demo::fill(&store, 80, 3, NOW).unwrap();
-    let admin = gridcase_server::testing::root_admin(&store);
-    let app = gridcase_server::app(
-        gridcase_server::AppState::new(store.clone()).with_clock(Arc::new(|| NOW)),
-    );
+    let gridcase_server::testing::AdminApp {
+        store,
+        token: admin,
+        app,
+        db: _db,
+    } = gridcase_server::testing::admin_app(backend, 80, 3, NOW);
     let uri = "/admin/report?period=2026-11&area=330604";
     assert_eq!(get(&app, uri, None).await.0, 401);
     let (status, body) = get(&app, uri, Some(&admin)).await;
@@ -544,7 +542,10 @@ fn a_month_of_a_million_cases_is_counted_in_under_a_second() {
     // The rows went around the store, so the rollup is filled as an upgraded server fills it.
     let started = std::time::Instant::now();
     store.db().rebuild_fact_days().unwrap();
-    println!("rollup rebuilt from 1.2 million facts: {:?}", started.elapsed());
+    println!(
+        "rollup rebuilt from 1.2 million facts: {:?}",
+        started.elapsed()
+    );
     let query = ReportQuery {
         period: "2026-11".into(),
         area: "330604".into(),
@@ -573,7 +574,12 @@ fn a_month_of_a_million_cases_is_counted_in_under_a_second() {
         drop(store.db().rate_counts(&filter, NOW).unwrap())
     });
     time("totals from the rollup", &|| {
-        drop(store.db().fact_rows(&queries::totals(&filter, &month)).unwrap())
+        drop(
+            store
+                .db()
+                .fact_rows(&queries::totals(&filter, &month))
+                .unwrap(),
+        )
     });
     time("running cases' deltas", &|| {
         let deltas = queries::running_deltas(&filter, &month, NOW);
@@ -593,7 +599,13 @@ fn a_month_of_a_million_cases_is_counted_in_under_a_second() {
         drop(store.db().fact_rows(&list).unwrap())
     });
     let supervised = gridcase_server::rates::numerator_condition("supervised").unwrap();
-    let list = queries::case_list(&filter, supervised, queries::ListOrder::Registered, 100, NOW);
+    let list = queries::case_list(
+        &filter,
+        supervised,
+        queries::ListOrder::Registered,
+        100,
+        NOW,
+    );
     time("supervised list", &|| {
         drop(store.db().fact_rows(&list).unwrap())
     });

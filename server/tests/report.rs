@@ -246,14 +246,12 @@ fn the_admin_report_route_sends_xlsx_and_csv_downloads(backend: Backend) {
 }
 
 async fn admin_downloads(backend: Backend) {
-    use std::sync::Arc;
-    let db = TestDb::new(backend);
-    let store = Arc::new(db.open());
-    demo::fill(&store, 80, 3, NOW).unwrap();
-    let admin = gridcase_server::testing::root_admin(&store);
-    let app = gridcase_server::app(
-        gridcase_server::AppState::new(store.clone()).with_clock(Arc::new(|| NOW)),
-    );
+    let gridcase_server::testing::AdminApp {
+        store,
+        token: admin,
+        app,
+        db: _db,
+    } = gridcase_server::testing::admin_app(backend, 80, 3, NOW);
     let report = store.report(&month_query(), NOW).unwrap();
     let header =
         |r: &axum::response::Response, name: &str| r.headers()[name].to_str().unwrap().to_owned();

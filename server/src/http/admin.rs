@@ -3,10 +3,10 @@
 //! authenticated admin, and acts through the store's `*_as` / `*_for_admin` methods
 //! (`crate::admin_actions`), which apply the admin's role and jurisdiction.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::Json;
 use axum::http::Method;
 use gridcase_core::area::Jurisdiction;
 use gridcase_core::doc::{CaseDoc, PersonalDoc, mask_phone, personal_doc_id};
@@ -36,7 +36,11 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .add(POST, "/admin/devices/{id}/revoke", admin_revoke_device)
         .add(POST, "/admin/users/{id}/revoke", admin_revoke_user)
         .add(POST, "/admin/users", super::people::enrol_user)
-        .add(POST, "/admin/users/{id}/devices", super::people::enrol_device)
+        .add(
+            POST,
+            "/admin/users/{id}/devices",
+            super::people::enrol_device,
+        )
         .add(POST, "/admin/sign-in", super::sign_in::sign_in)
         .add(GET, "/admin/me", super::sign_in::me)
         .with(super::audit_draws::routes)

@@ -5,10 +5,10 @@
 //!   `replays`: whether the drawn cases follow from the recorded inputs;
 //! - `POST /admin/audit-draws/{id}/results` `{"case", "result": "confirmed"|"failed", "note"}`.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::Json;
 use axum::http::{Method, StatusCode};
 use gridcase_core::area::Jurisdiction;
 use serde_json::json;

@@ -29,7 +29,8 @@ pub fn totals(base: &FactFilter, period: &Period) -> impl Fn(Placeholder) -> Fac
     let filter = base.clone();
     let days = (day_of(period.from), day_of(period.to));
     move |ph| {
-        let is = |col: &str, value: &str| format!("CASE WHEN {col} = '{value}' THEN cases ELSE 0 END");
+        let is =
+            |col: &str, value: &str| format!("CASE WHEN {col} = '{value}' THEN cases ELSE 0 END");
         let columns = summed(
             std::iter::once("cases".to_owned())
                 .chain(fact_days::slots())

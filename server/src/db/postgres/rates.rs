@@ -4,8 +4,8 @@ use gridcase_core::model::Millis;
 use postgres::types::ToSql;
 
 use super::{PgConn, PgDb};
-use crate::fact_days;
 use crate::db::{FactQuery, FactRow, Placeholder, Rates, Result};
+use crate::fact_days;
 use crate::rates::{CaseFacts, FactFilter, count_sql};
 
 fn placeholder(i: usize) -> String {

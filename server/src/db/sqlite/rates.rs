@@ -4,8 +4,8 @@ use gridcase_core::model::Millis;
 use rusqlite::{Connection, OptionalExtension, named_params, params_from_iter};
 
 use super::SqliteDb;
-use crate::fact_days;
 use crate::db::{FactQuery, FactRow, Placeholder, Rates, Result};
+use crate::fact_days;
 use crate::rates::{CaseFacts, FactFilter, count_sql};
 
 fn placeholder(i: usize) -> String {
@@ -40,8 +40,11 @@ pub(super) fn refresh_fact_days(conn: &Connection, force: bool) -> Result<bool> 
             )
             .optional()?;
         let fingerprint = fact_days::fingerprint();
-        let any_facts: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM case_facts)", [], |r| r.get(0))?;
-        if !force && (stored.as_deref() == Some(fingerprint.as_str()) || (stored.is_none() && !any_facts)) {
+        let any_facts: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM case_facts)", [], |r| r.get(0))?;
+        if !force
+            && (stored.as_deref() == Some(fingerprint.as_str()) || (stored.is_none() && !any_facts))
+        {
             return Ok(false);
         }
         for sql in fact_days::rebuild_sql() {
