@@ -22,6 +22,7 @@
 //! the caller re-reads and judges again. The change feed is gap-free: a change row's sequence
 //! number is only ever visible after every smaller one is (each backend documents how).
 
+mod admin_sql;
 mod admins;
 pub mod migrate;
 pub mod move_up;

@@ -5,13 +5,22 @@ use postgres::Row;
 
 use super::accounts::write_audit;
 use super::{PgConn, PgDb};
+use crate::db::admin_sql::{self as sql, spell};
 use crate::db::{
     AdminAccounts, AdminRecord, AuditDraws, AuditEntry, DrawCaseRow, DrawInsert, DrawRow, NewDraw,
     Result, Verification, VerifyOutcome,
 };
 
-const ADMIN_COLUMNS: &str =
-    "a.name, a.role, a.jurisdiction, a.password_hash, a.disabled, a.created_at";
+/// PostgreSQL's spelling: `$N`, and `FOR UPDATE` on a row about to be updated.
+const DIALECT: sql::Dialect = sql::Dialect {
+    placeholder: |i| format!("${i}"),
+    row_lock: "FOR UPDATE",
+};
+
+/// `statement` in PostgreSQL's spelling.
+fn pg(statement: &str) -> String {
+    spell(statement, DIALECT.placeholder)
+}
 
 fn admin_row(r: &Row) -> AdminRecord {
     AdminRecord {
@@ -31,11 +40,7 @@ fn insert_token(
     expires: Option<Millis>,
     now: Millis,
 ) -> Result<()> {
-    conn.execute(
-        "INSERT INTO admin_tokens (token_hash, admin, expires_at, created_at)
-         VALUES ($1, $2, $3, $4)",
-        &[&hash, &name, &expires, &now],
-    )?;
+    conn.execute(&pg(sql::INSERT_TOKEN), &[&hash, &name, &expires, &now])?;
     Ok(())
 }
 
@@ -43,13 +48,13 @@ impl AdminAccounts for PgDb {
     fn insert_admin(&self, a: &AdminRecord, token_hash: &str, audit: &AuditEntry) -> Result<bool> {
         self.write(|tx| {
             let n = tx.execute(
-                "INSERT INTO admins (name, role, jurisdiction, password_hash, disabled, created_at)
-                 VALUES ($1, $2, $3, $4, FALSE, $5) ON CONFLICT (name) DO NOTHING",
+                &pg(sql::INSERT_ADMIN),
                 &[
                     &a.name,
                     &a.role,
                     &a.jurisdiction,
                     &a.password_hash,
+                    &false,
                     &a.created_at,
                 ],
             )?;
@@ -63,43 +68,35 @@ impl AdminAccounts for PgDb {
     }
 
     fn admin(&self, name: &str) -> Result<Option<AdminRecord>> {
-        let sql = format!("SELECT {ADMIN_COLUMNS} FROM admins a WHERE a.name = $1");
         Ok(self
             .conn()?
-            .query_opt(&sql, &[&name])?
+            .query_opt(&pg(&sql::admin_by_name()), &[&name])?
             .as_ref()
             .map(admin_row))
     }
 
     fn admins(&self) -> Result<Vec<AdminRecord>> {
-        let sql = format!("SELECT {ADMIN_COLUMNS} FROM admins a ORDER BY a.name");
         Ok(self
             .conn()?
-            .query(&sql, &[])?
+            .query(&sql::all_admins(), &[])?
             .iter()
             .map(admin_row)
             .collect())
     }
 
     fn admin_by_token(&self, token_hash: &str, now: Millis) -> Result<Option<AdminRecord>> {
-        let sql = format!(
-            "SELECT {ADMIN_COLUMNS} FROM admin_tokens t JOIN admins a ON a.name = t.admin
-             WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)"
-        );
+        let sql = pg(&sql::admin_by_token());
         let row = self.conn()?.query_opt(&sql, &[&token_hash, &now])?;
         Ok(row.as_ref().map(admin_row))
     }
 
     fn disable_admin(&self, name: &str, audit: &AuditEntry) -> Result<bool> {
         self.write(|tx| {
-            let n = tx.execute(
-                "UPDATE admins SET disabled = TRUE WHERE name = $1",
-                &[&name],
-            )?;
+            let n = tx.execute(&pg(sql::SET_DISABLED), &[&name, &true])?;
             if n == 0 {
                 return Ok((false, false));
             }
-            tx.execute("DELETE FROM admin_tokens WHERE admin = $1", &[&name])?;
+            tx.execute(&pg(sql::DELETE_TOKENS), &[&name])?;
             write_audit(tx, audit)?;
             Ok((true, true))
         })
@@ -113,15 +110,11 @@ impl AdminAccounts for PgDb {
         audit: &AuditEntry,
     ) -> Result<bool> {
         self.write(|tx| {
-            let n = tx.execute(
-                "UPDATE admins SET disabled = FALSE,
-                     password_hash = coalesce($2, password_hash) WHERE name = $1",
-                &[&name, &password_hash],
-            )?;
+            let n = tx.execute(&pg(sql::RESET_ADMIN), &[&name, &password_hash, &false])?;
             if n == 0 {
                 return Ok((false, false));
             }
-            tx.execute("DELETE FROM admin_tokens WHERE admin = $1", &[&name])?;
+            tx.execute(&pg(sql::DELETE_TOKENS), &[&name])?;
             insert_token(tx, name, token_hash, None, audit.at)?;
             write_audit(tx, audit)?;
             Ok((true, true))
@@ -130,10 +123,7 @@ impl AdminAccounts for PgDb {
 
     fn add_session(&self, name: &str, hash: &str, expires_at: Millis, now: Millis) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                "DELETE FROM admin_tokens WHERE admin = $1 AND expires_at <= $2",
-                &[&name, &now],
-            )?;
+            tx.execute(&pg(sql::DELETE_EXPIRED_TOKENS), &[&name, &now])?;
             insert_token(tx, name, hash, Some(expires_at), now)?;
             Ok(((), true))
         })
@@ -145,11 +135,7 @@ impl AdminAccounts for PgDb {
 const DRAW_LOCK: i32 = 0x6764_7261; // "gdra"
 
 fn draw_cases(conn: &mut PgConn, id: i64) -> Result<Vec<DrawCaseRow>> {
-    let rows = conn.query(
-        "SELECT position, case_id, result, note, verified_by, verified_at
-         FROM audit_draw_cases WHERE draw_id = $1 ORDER BY position",
-        &[&id],
-    )?;
+    let rows = conn.query(&pg(sql::DRAW_CASES), &[&id])?;
     Ok(rows
         .iter()
         .map(|r| DrawCaseRow {
@@ -165,13 +151,9 @@ fn draw_cases(conn: &mut PgConn, id: i64) -> Result<Vec<DrawCaseRow>> {
 
 impl AuditDraws for PgDb {
     fn closed_case_ids(&self, area: &str, from: Millis, to: Millis) -> Result<Vec<String>> {
-        let rows = self.conn()?.query(
-            "SELECT case_id FROM case_facts
-             WHERE registered_at < $3 AND closed_at >= $2 AND closed_at < $3
-               AND area_code LIKE $1 || '%'
-             ORDER BY case_id",
-            &[&area, &from, &to],
-        )?;
+        let rows = self
+            .conn()?
+            .query(&pg(sql::CLOSED_CASE_IDS), &[&area, &from, &to])?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -186,11 +168,7 @@ impl AuditDraws for PgDb {
                 &[&DRAW_LOCK, &d.month, &d.area],
             )?;
             let last = tx
-                .query_opt(
-                    "SELECT id, sequence FROM audit_draws WHERE month = $1 AND area = $2
-                     ORDER BY sequence DESC LIMIT 1",
-                    &[&d.month, &d.area],
-                )?
+                .query_opt(&pg(sql::LAST_DRAW), &[&d.month, &d.area])?
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
             if let (Some((id, _)), None) = (last, &d.reason) {
                 return Ok((DrawInsert::Exists { id }, false));
@@ -198,9 +176,7 @@ impl AuditDraws for PgDb {
             let sequence = last.map_or(0, |(_, s)| s + 1);
             let id: i64 = tx
                 .query_one(
-                    "INSERT INTO audit_draws (month, area, sequence, n, nonce, seed,
-                         candidates_hash, candidates, reason, by_admin, at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                    &pg(sql::INSERT_DRAW),
                     &[
                         &d.month,
                         &d.area,
@@ -218,8 +194,7 @@ impl AuditDraws for PgDb {
                 .get(0);
             for (position, case_id) in d.drawn.iter().enumerate() {
                 tx.execute(
-                    "INSERT INTO audit_draw_cases (draw_id, position, case_id)
-                     VALUES ($1, $2, $3)",
+                    &pg(sql::INSERT_DRAW_CASE),
                     &[&id, &(position as i64), case_id],
                 )?;
             }
@@ -230,12 +205,7 @@ impl AuditDraws for PgDb {
 
     fn draw(&self, id: i64) -> Result<Option<DrawRow>> {
         let mut conn = self.conn()?;
-        let Some(r) = conn.query_opt(
-            "SELECT month, area, sequence, n, nonce, seed, candidates_hash, candidates,
-                 reason, by_admin, at FROM audit_draws WHERE id = $1",
-            &[&id],
-        )?
-        else {
+        let Some(r) = conn.query_opt(&pg(sql::DRAW), &[&id])? else {
             return Ok(None);
         };
         let candidates: String = r.get(7);
@@ -260,8 +230,7 @@ impl AuditDraws for PgDb {
         self.write(|tx| {
             let result = tx
                 .query_opt(
-                    "SELECT result FROM audit_draw_cases WHERE draw_id = $1 AND case_id = $2
-                     FOR UPDATE",
+                    &pg(&sql::drawn_case_result(DIALECT)),
                     &[&v.draw_id, &v.case_id],
                 )?
                 .map(|r| r.get::<_, Option<String>>(0));
@@ -271,8 +240,7 @@ impl AuditDraws for PgDb {
                 Some(None) => {}
             }
             tx.execute(
-                "UPDATE audit_draw_cases SET result = $3, note = $4, verified_by = $5,
-                     verified_at = $6 WHERE draw_id = $1 AND case_id = $2",
+                &pg(sql::RECORD_RESULT),
                 &[&v.draw_id, &v.case_id, &v.result, &v.note, &v.by, &v.at],
             )?;
             write_audit(tx, audit)?;

@@ -4,13 +4,19 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteDb;
 use super::accounts::write_audit;
+use crate::db::admin_sql as sql;
 use crate::db::{
     AdminAccounts, AdminRecord, AuditDraws, AuditEntry, DrawCaseRow, DrawInsert, DrawRow, NewDraw,
     Result, Verification, VerifyOutcome,
 };
 use gridcase_core::model::Millis;
 
-const ADMIN_COLUMNS: &str = "name, role, jurisdiction, password_hash, disabled, created_at";
+/// SQLite's spelling: `?N` as written; no row locks (the write transaction excludes other
+/// writers).
+const DIALECT: sql::Dialect = sql::Dialect {
+    placeholder: |i| format!("?{i}"),
+    row_lock: "",
+};
 
 fn admin_row(r: &Row<'_>) -> rusqlite::Result<AdminRecord> {
     Ok(AdminRecord {
@@ -24,9 +30,8 @@ fn admin_row(r: &Row<'_>) -> rusqlite::Result<AdminRecord> {
 }
 
 fn admin_in(conn: &Connection, name: &str) -> Result<Option<AdminRecord>> {
-    let sql = format!("SELECT {ADMIN_COLUMNS} FROM admins WHERE name = ?1");
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(&sql::admin_by_name())?
         .query_row([name], admin_row)
         .optional()?)
 }
@@ -38,11 +43,7 @@ fn insert_token(
     expires: Option<Millis>,
     now: Millis,
 ) -> Result<()> {
-    conn.execute(
-        "INSERT INTO admin_tokens (token_hash, admin, expires_at, created_at)
-         VALUES (?1, ?2, ?3, ?4)",
-        params![hash, name, expires, now],
-    )?;
+    conn.execute(sql::INSERT_TOKEN, params![hash, name, expires, now])?;
     Ok(())
 }
 
@@ -50,13 +51,13 @@ impl AdminAccounts for SqliteDb {
     fn insert_admin(&self, a: &AdminRecord, token_hash: &str, audit: &AuditEntry) -> Result<bool> {
         self.write(|tx| {
             let n = tx.execute(
-                "INSERT INTO admins (name, role, jurisdiction, password_hash, disabled, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5) ON CONFLICT(name) DO NOTHING",
+                sql::INSERT_ADMIN,
                 params![
                     a.name,
                     a.role,
                     a.jurisdiction,
                     a.password_hash,
+                    false,
                     a.created_at
                 ],
             )?;
@@ -75,9 +76,8 @@ impl AdminAccounts for SqliteDb {
 
     fn admins(&self) -> Result<Vec<AdminRecord>> {
         let conn = self.conn()?;
-        let sql = format!("SELECT {ADMIN_COLUMNS} FROM admins ORDER BY name");
         let rows = conn
-            .prepare_cached(&sql)?
+            .prepare_cached(&sql::all_admins())?
             .query_map([], admin_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -85,28 +85,19 @@ impl AdminAccounts for SqliteDb {
 
     fn admin_by_token(&self, token_hash: &str, now: Millis) -> Result<Option<AdminRecord>> {
         let conn = self.conn()?;
-        let sql = format!(
-            "SELECT {} FROM admin_tokens t JOIN admins a ON a.name = t.admin
-             WHERE t.token_hash = ?1 AND (t.expires_at IS NULL OR t.expires_at > ?2)",
-            ADMIN_COLUMNS
-                .split(", ")
-                .map(|c| format!("a.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         Ok(conn
-            .prepare_cached(&sql)?
+            .prepare_cached(&sql::admin_by_token())?
             .query_row(params![token_hash, now], admin_row)
             .optional()?)
     }
 
     fn disable_admin(&self, name: &str, audit: &AuditEntry) -> Result<bool> {
         self.write(|tx| {
-            let n = tx.execute("UPDATE admins SET disabled = 1 WHERE name = ?1", [name])?;
+            let n = tx.execute(sql::SET_DISABLED, params![name, true])?;
             if n == 0 {
                 return Ok((false, false));
             }
-            tx.execute("DELETE FROM admin_tokens WHERE admin = ?1", [name])?;
+            tx.execute(sql::DELETE_TOKENS, [name])?;
             write_audit(tx, audit)?;
             Ok((true, true))
         })
@@ -120,15 +111,11 @@ impl AdminAccounts for SqliteDb {
         audit: &AuditEntry,
     ) -> Result<bool> {
         self.write(|tx| {
-            let n = tx.execute(
-                "UPDATE admins SET disabled = 0,
-                     password_hash = coalesce(?2, password_hash) WHERE name = ?1",
-                params![name, password_hash],
-            )?;
+            let n = tx.execute(sql::RESET_ADMIN, params![name, password_hash, false])?;
             if n == 0 {
                 return Ok((false, false));
             }
-            tx.execute("DELETE FROM admin_tokens WHERE admin = ?1", [name])?;
+            tx.execute(sql::DELETE_TOKENS, [name])?;
             insert_token(tx, name, token_hash, None, audit.at)?;
             write_audit(tx, audit)?;
             Ok((true, true))
@@ -137,10 +124,7 @@ impl AdminAccounts for SqliteDb {
 
     fn add_session(&self, name: &str, hash: &str, expires_at: Millis, now: Millis) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                "DELETE FROM admin_tokens WHERE admin = ?1 AND expires_at <= ?2",
-                params![name, now],
-            )?;
+            tx.execute(sql::DELETE_EXPIRED_TOKENS, params![name, now])?;
             insert_token(tx, name, hash, Some(expires_at), now)?;
             Ok(((), true))
         })
@@ -149,10 +133,7 @@ impl AdminAccounts for SqliteDb {
 
 fn draw_cases(conn: &Connection, id: i64) -> Result<Vec<DrawCaseRow>> {
     let rows = conn
-        .prepare_cached(
-            "SELECT position, case_id, result, note, verified_by, verified_at
-             FROM audit_draw_cases WHERE draw_id = ?1 ORDER BY position",
-        )?
+        .prepare_cached(sql::DRAW_CASES)?
         .query_map([id], |r| {
             Ok(DrawCaseRow {
                 position: r.get(0)?,
@@ -171,12 +152,7 @@ impl AuditDraws for SqliteDb {
     fn closed_case_ids(&self, area: &str, from: Millis, to: Millis) -> Result<Vec<String>> {
         let conn = self.conn()?;
         let ids = conn
-            .prepare_cached(
-                "SELECT case_id FROM case_facts
-                 WHERE registered_at < ?3 AND closed_at >= ?2 AND closed_at < ?3
-                   AND area_code LIKE ?1 || '%'
-                 ORDER BY case_id",
-            )?
+            .prepare_cached(sql::CLOSED_CASE_IDS)?
             .query_map(params![area, from, to], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(ids)
@@ -185,21 +161,16 @@ impl AuditDraws for SqliteDb {
     fn insert_draw(&self, d: &NewDraw, audit: &dyn Fn(i64) -> AuditEntry) -> Result<DrawInsert> {
         self.write(|tx| {
             let last: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT id, sequence FROM audit_draws WHERE month = ?1 AND area = ?2
-                     ORDER BY sequence DESC LIMIT 1",
-                    params![d.month, d.area],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .query_row(sql::LAST_DRAW, params![d.month, d.area], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
             if let (Some((id, _)), None) = (last, &d.reason) {
                 return Ok((DrawInsert::Exists { id }, false));
             }
             let sequence = last.map_or(0, |(_, s)| s + 1);
-            tx.execute(
-                "INSERT INTO audit_draws (month, area, sequence, n, nonce, seed, candidates_hash,
-                     candidates, reason, by_admin, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            let id: i64 = tx.query_row(
+                sql::INSERT_DRAW,
                 params![
                     d.month,
                     d.area,
@@ -213,14 +184,10 @@ impl AuditDraws for SqliteDb {
                     d.by,
                     d.at
                 ],
+                |r| r.get(0),
             )?;
-            let id = tx.last_insert_rowid();
             for (position, case_id) in d.drawn.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO audit_draw_cases (draw_id, position, case_id)
-                     VALUES (?1, ?2, ?3)",
-                    params![id, position as i64, case_id],
-                )?;
+                tx.execute(sql::INSERT_DRAW_CASE, params![id, position as i64, case_id])?;
             }
             write_audit(tx, &audit(id))?;
             Ok((DrawInsert::Inserted { id, sequence }, true))
@@ -230,10 +197,7 @@ impl AuditDraws for SqliteDb {
     fn draw(&self, id: i64) -> Result<Option<DrawRow>> {
         let conn = self.conn()?;
         let row = conn
-            .prepare_cached(
-                "SELECT month, area, sequence, n, nonce, seed, candidates_hash, candidates,
-                     reason, by_admin, at FROM audit_draws WHERE id = ?1",
-            )?
+            .prepare_cached(sql::DRAW)?
             .query_row([id], |r| {
                 let candidates: String = r.get(7)?;
                 Ok(DrawRow {
@@ -264,7 +228,7 @@ impl AuditDraws for SqliteDb {
         self.write(|tx| {
             let result: Option<Option<String>> = tx
                 .query_row(
-                    "SELECT result FROM audit_draw_cases WHERE draw_id = ?1 AND case_id = ?2",
+                    &sql::drawn_case_result(DIALECT),
                     params![v.draw_id, v.case_id],
                     |r| r.get(0),
                 )
@@ -275,8 +239,7 @@ impl AuditDraws for SqliteDb {
                 Some(None) => {}
             }
             tx.execute(
-                "UPDATE audit_draw_cases SET result = ?3, note = ?4, verified_by = ?5,
-                     verified_at = ?6 WHERE draw_id = ?1 AND case_id = ?2",
+                sql::RECORD_RESULT,
                 params![v.draw_id, v.case_id, v.result, v.note, v.by, v.at],
             )?;
             write_audit(tx, audit)?;
