@@ -444,23 +444,65 @@ async fn admin_report_route(backend: Backend) {
     }
 }
 
-/// Empties `case_facts` and its rollup, as a database upgraded from before they existed has
-/// them.
-fn clear_facts(db: &TestDb) {
+/// Runs `sql` on the test's database, around the store.
+fn execute(db: &TestDb, sql: &str) {
     match db.location() {
         Location::Sqlite(dir) => {
             let path = dir.join(gridcase_server::db::sqlite::DB_FILE);
             let conn = rusqlite::Connection::open(path).unwrap();
-            conn.execute_batch("DELETE FROM case_facts; DELETE FROM case_fact_days")
-                .unwrap();
+            conn.execute_batch(sql).unwrap();
         }
         Location::Postgres(url) => {
             let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
-            client
-                .batch_execute("DELETE FROM case_facts; DELETE FROM case_fact_days")
-                .unwrap();
+            client.batch_execute(sql).unwrap();
         }
     }
+}
+
+/// Empties `case_facts` and its rollup, as a database upgraded from before they existed has
+/// them.
+fn clear_facts(db: &TestDb) {
+    execute(db, "DELETE FROM case_facts; DELETE FROM case_fact_days");
+}
+
+/// A database from before the rollup (its facts written, the rollup step not applied) gets the
+/// step and a filled rollup when a server opens it; so does one whose rollup was filled for
+/// other conditions (its fingerprint differs).
+fn an_upgraded_database_gets_its_rollup_on_opening(backend: Backend) {
+    let db = TestDb::new(backend);
+    let store = db.open();
+    demo::fill(&store, 150, 9, NOW).unwrap();
+    let expected: Vec<_> = queries()
+        .iter()
+        .map(|q| store.report(q, NOW).unwrap())
+        .collect();
+    drop(store);
+    let back_a_step = match backend {
+        Backend::Sqlite => "PRAGMA user_version = 8;",
+        Backend::Postgres => "DELETE FROM schema_version WHERE version = 5;",
+    };
+    execute(
+        &db,
+        &format!(
+            "DROP TABLE case_fact_days; DROP INDEX case_facts_running;
+             DROP INDEX case_facts_supervised; DELETE FROM settings WHERE key = 'case_fact_days';
+             {back_a_step}"
+        ),
+    );
+    let store = db.open();
+    let reports: Vec<_> = queries()
+        .iter()
+        .map(|q| store.report(q, NOW).unwrap())
+        .collect();
+    assert_eq!(reports, expected);
+    drop(store);
+    execute(
+        &db,
+        "UPDATE settings SET value = 'older conditions' WHERE key = 'case_fact_days';
+         UPDATE case_fact_days SET c0 = c0 + 5, cases = cases + 1;",
+    );
+    let store = db.open();
+    assert_eq!(store.report(&queries()[0], NOW).unwrap(), expected[0]);
 }
 
 fn backfill_gives_cases_from_before_the_upgrade_their_facts(backend: Backend) {
@@ -620,4 +662,5 @@ gridcase_server::backend_tests!(
     the_report_command_writes_csv_with_chinese_headers,
     the_admin_report_route_needs_the_admin_token,
     backfill_gives_cases_from_before_the_upgrade_their_facts,
+    an_upgraded_database_gets_its_rollup_on_opening,
 );
