@@ -34,7 +34,8 @@ pub const SETTLED: Millis = Millis::MAX;
 /// The `settings` key holding the fingerprint of the SQL the rollup was filled with.
 pub const FINGERPRINT_KEY: &str = "case_fact_days";
 
-/// The China-time day index of `registered_at` (periods start at China midnight, UTC+8).
+/// The China-time day index of `registered_at` (periods start at China midnight, UTC+8): the
+/// SQL of [`day_of`].
 const DAY: &str = "(registered_at + 28800000) / 86400000";
 
 /// The rollup's key columns besides `day`.
@@ -64,20 +65,21 @@ fn settled_flags() -> Vec<String> {
         .collect()
 }
 
-fn slot_names() -> Vec<String> {
+/// The condition columns' names, `c0` to `c{SLOTS - 1}`.
+pub fn slots() -> Vec<String> {
     (0..SLOTS).map(|i| format!("c{i}")).collect()
 }
 
 /// Subtracts the stored facts row of the case (parameter 1) from its rollup row; run before
 /// the facts row changes. Nothing happens for a case without a row.
 pub fn subtract_sql(ph: Placeholder) -> String {
-    let sets: Vec<String> = slot_names()
+    let sets: Vec<String> = slots()
         .iter()
         .map(|c| format!("{c} = case_fact_days.{c} - o.{c}"))
         .collect();
     let flags: Vec<String> = settled_flags()
         .iter()
-        .zip(slot_names())
+        .zip(slots())
         .map(|(f, c)| format!("{f} AS {c}"))
         .collect();
     let key_match: Vec<String> = std::iter::once("day")
@@ -99,14 +101,14 @@ pub fn subtract_sql(ph: Placeholder) -> String {
 /// row is written.
 pub fn add_sql(ph: Placeholder) -> String {
     let sets: Vec<String> = std::iter::once("cases".to_owned())
-        .chain(slot_names())
+        .chain(slots())
         .map(|c| format!("{c} = case_fact_days.{c} + excluded.{c}"))
         .collect();
     format!(
         "INSERT INTO case_fact_days (day, {KEY}, cases, {})
          SELECT {DAY}, {KEY}, 1, {} FROM case_facts WHERE case_id = {}
          ON CONFLICT (day, {KEY}) DO UPDATE SET {}",
-        slot_names().join(", "),
+        slots().join(", "),
         settled_flags().join(", "),
         ph(1),
         sets.join(", ")
@@ -124,7 +126,7 @@ pub fn rebuild_sql() -> [String; 2] {
         format!(
             "INSERT INTO case_fact_days (day, {KEY}, cases, {})
              SELECT {DAY}, {KEY}, COUNT(*), {} FROM case_facts GROUP BY {DAY}, {KEY}",
-            slot_names().join(", "),
+            slots().join(", "),
             sums.join(", ")
         ),
     ]
@@ -156,11 +158,6 @@ pub fn summed(columns: impl IntoIterator<Item = String>) -> Vec<String> {
         .into_iter()
         .map(|c| format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)"))
         .collect()
-}
-
-/// The condition columns' names, for sums over the rollup.
-pub fn slots() -> Vec<String> {
-    slot_names()
 }
 
 /// Per counted condition, its count at `now` minus its count at [`SETTLED`] over the cases of
@@ -202,6 +199,16 @@ mod tests {
             "the counted conditions changed in number: add a schema step giving \
              case_fact_days one column c<i> per condition, and change SLOTS"
         );
+    }
+
+    #[test]
+    fn the_sql_day_is_the_rust_day() {
+        let offset = crate::report::CST_OFFSET_MS;
+        assert_eq!(DAY, format!("(registered_at + {offset}) / {DAY_MS}"));
+        // 2026-11-01 00:00 China time starts a day; a millisecond before ends the one before.
+        let november = crate::report::Period::parse("2026-11").unwrap().from;
+        assert_eq!(day_of(november), day_of(november - 1) + 1);
+        assert_eq!(day_of(november), day_of(november + DAY_MS - 1));
     }
 
     #[test]
