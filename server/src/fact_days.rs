@@ -137,6 +137,16 @@ pub fn fingerprint() -> String {
     crate::store::sha256_hex(rebuild_sql()[1].as_bytes())
 }
 
+/// Whether a database whose stored fingerprint is `stored` needs its rollup rebuilt: it was
+/// filled for other conditions, or the database has facts and no fingerprint (upgraded from
+/// before the rollup). An empty database is left alone (moving up copies into an empty one).
+pub fn needs_rebuild(stored: Option<&str>, any_facts: bool) -> bool {
+    match stored {
+        Some(stored) => stored != fingerprint(),
+        None => any_facts,
+    }
+}
+
 /// The rollup's day of an instant: its China-time day index ([`DAY`] in Rust). A period's
 /// bounds are China midnights, so its cases are those of days `day_of(from)..day_of(to)`.
 pub fn day_of(at: Millis) -> i64 {

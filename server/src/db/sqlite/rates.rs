@@ -39,12 +39,9 @@ pub(super) fn refresh_fact_days(conn: &Connection, force: bool) -> Result<bool> 
                 |r| r.get(0),
             )
             .optional()?;
-        let fingerprint = fact_days::fingerprint();
         let any_facts: bool =
             conn.query_row("SELECT EXISTS (SELECT 1 FROM case_facts)", [], |r| r.get(0))?;
-        if !force
-            && (stored.as_deref() == Some(fingerprint.as_str()) || (stored.is_none() && !any_facts))
-        {
+        if !force && !fact_days::needs_rebuild(stored.as_deref(), any_facts) {
             return Ok(false);
         }
         for sql in fact_days::rebuild_sql() {
@@ -53,7 +50,7 @@ pub(super) fn refresh_fact_days(conn: &Connection, force: bool) -> Result<bool> 
         conn.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [fact_days::FINGERPRINT_KEY, &fingerprint],
+            [fact_days::FINGERPRINT_KEY, &fact_days::fingerprint()],
         )?;
         Ok(true)
     })();
