@@ -49,6 +49,13 @@ pub const RUNNING_UNTIL: &str = "(CASE WHEN handle_due_at IS NOT NULL AND replie
      THEN handle_due_at WHEN response_due_at IS NOT NULL AND responded_at IS NULL \
      THEN response_due_at END)";
 
+/// A case late in handling: a handle deadline, and no reply or a reply after it. Every case
+/// 超期率 counts is one (`overdue_cases_are_late_in_handling`), so the overdue list adds this
+/// to its condition, spelt as the partial index `case_facts_late` (SQLite step 9, PostgreSQL
+/// step "6") is, and reads that index instead of the period's every row.
+pub const LATE_HANDLING: &str =
+    "handle_due_at IS NOT NULL AND (replied_at IS NULL OR replied_at > handle_due_at)";
+
 /// The Rust twin of [`RUNNING_UNTIL`].
 pub fn running_until(f: &CaseFacts) -> Option<Millis> {
     let pending = |due: Option<Millis>, done: Option<Millis>| due.filter(|_| done.is_none());
@@ -232,6 +239,10 @@ mod tests {
                 .expect("a step creates the index");
             let squeezed = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
             assert!(squeezed(step).contains(&squeezed(RUNNING_UNTIL)), "{step}");
+            assert!(
+                squeezed(step).contains(&format!("WHERE {LATE_HANDLING};")),
+                "{step}"
+            );
         }
     }
 
@@ -266,7 +277,8 @@ mod tests {
 
     proptest! {
         /// A case not running at `now` counts the same at `now` as after every deadline, so
-        /// the rollup plus the running cases' deltas are the rates at `now`.
+        /// the rollup plus the running cases' deltas are the rates at `now`; and every case
+        /// 超期率 counts is late in handling ([`LATE_HANDLING`], the overdue list's index).
         #[test]
         fn running_cases_are_the_only_ones_now_changes(
             dispatched in time(), response_due in time(), responded in time(),
@@ -289,6 +301,11 @@ mod tests {
                 satisfaction,
                 ..CaseFacts::default()
             };
+            let overdue = crate::rates::numerator_condition("overdue").unwrap();
+            if overdue.holds(&f, now) {
+                let late = f.handle_due_at.is_some_and(|due| f.replied_at.is_none_or(|r| r > due));
+                prop_assert!(late, "an overdue case is late in handling: {:?}", f);
+            }
             if running_until(&f).is_none_or(|until| until <= now) {
                 for c in counted_conditions() {
                     prop_assert_eq!(c.holds(&f, now), c.holds(&f, SETTLED), "{:?}", c);

@@ -485,7 +485,8 @@ fn an_upgraded_database_gets_its_rollup_on_opening(backend: Backend) {
         &db,
         &format!(
             "DROP TABLE case_fact_days; DROP INDEX case_facts_running;
-             DROP INDEX case_facts_supervised; DELETE FROM settings WHERE key = 'case_fact_days';
+             DROP INDEX case_facts_supervised; DROP INDEX case_facts_late;
+             DELETE FROM settings WHERE key = 'case_fact_days';
              {back_a_step}"
         ),
     );

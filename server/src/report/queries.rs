@@ -10,7 +10,7 @@ use gridcase_core::model::{CaseType, Channel, Millis};
 use super::hotspots::{BaselinePeriod, Cell, CellCounts};
 use super::period::Period;
 use crate::db::{FactQuery, FactRow, Placeholder};
-use crate::fact_days::{self, day_of, summed, where_days};
+use crate::fact_days::{self, LATE_HANDLING, day_of, summed, where_days};
 use crate::rates::{Cond, FactFilter, counted_conditions};
 
 /// The filter of `base` (area, unit, category) over `from..to`.
@@ -194,7 +194,7 @@ pub fn decode_cells(
 /// Which order a case list is in.
 #[derive(Debug, Clone, Copy)]
 pub enum ListOrder {
-    /// Longest overdue first.
+    /// Longest overdue first; only for cases late in handling (`fact_days::LATE_HANDLING`).
     HandleDue,
     /// Earliest registered first.
     Registered,
@@ -210,9 +210,11 @@ pub fn case_list(
     now: Millis,
 ) -> impl Fn(Placeholder) -> FactQuery {
     let filter = filter.clone();
-    let order = match order {
-        ListOrder::HandleDue => "handle_due_at, case_id",
-        ListOrder::Registered => "registered_at, case_id",
+    // A list by handle deadline is of cases late in handling (the overdue ones): saying so
+    // lets the planner read the partial index of those cases.
+    let (order, late) = match order {
+        ListOrder::HandleDue => ("handle_due_at, case_id", format!(" AND {LATE_HANDLING}")),
+        ListOrder::Registered => ("registered_at, case_id", String::new()),
     };
     move |ph| {
         let (where_sql, params) = filter.sql(ph);
@@ -221,7 +223,7 @@ pub fn case_list(
                  COALESCE(c.status, ''), f.registered_at, f.handle_due_at, f.replied_at
              FROM (SELECT case_id, area_code, category, unit, registered_at, handle_due_at,
                        replied_at
-                   FROM case_facts WHERE {where_sql} AND {}
+                   FROM case_facts WHERE {where_sql} AND {}{late}
                    ORDER BY {order} LIMIT {limit}) f
              LEFT JOIN cases c ON c.case_id = f.case_id
              ORDER BY {}",

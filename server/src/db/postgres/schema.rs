@@ -217,7 +217,7 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE case_facts ADD COLUMN channel TEXT NOT NULL DEFAULT '';
     "#,
     // 6 (schema version 5: the first string above holds steps 1 and 2): the per-day rollup of
-    // `case_facts` and its two indexes, as SQLite's step 9 (`crate::fact_days`).
+    // `case_facts` and its indexes, as SQLite's step 9 (`crate::fact_days`).
     r#"
     CREATE TABLE case_fact_days (
         day BIGINT NOT NULL,
@@ -253,6 +253,9 @@ pub const MIGRATIONS: &[&str] = &[
         THEN handle_due_at WHEN response_due_at IS NOT NULL AND responded_at IS NULL
         THEN response_due_at END));
     CREATE INDEX case_facts_supervised ON case_facts(registered_at) WHERE supervised = 1;
+    CREATE INDEX case_facts_late ON case_facts(registered_at, handle_due_at, replied_at,
+        area_code, category, unit)
+        WHERE handle_due_at IS NOT NULL AND (replied_at IS NULL OR replied_at > handle_due_at);
     "#,
 ];
 

@@ -247,7 +247,8 @@ pub const MIGRATIONS: &[&str] = &[
     // The server fills it from `case_facts` when it opens the database (the fingerprint in
     // `settings` is missing), then keeps it in each facts write's transaction. The expression
     // index finds the cases whose stages still run (the only ones `now` changes); the partial
-    // one, the supervised cases of a period.
+    // ones, the supervised cases and the cases late in handling (the overdue list) of a
+    // period.
     r#"
     CREATE TABLE case_fact_days (
         day INTEGER NOT NULL,
@@ -283,6 +284,9 @@ pub const MIGRATIONS: &[&str] = &[
         THEN handle_due_at WHEN response_due_at IS NOT NULL AND responded_at IS NULL
         THEN response_due_at END));
     CREATE INDEX case_facts_supervised ON case_facts(registered_at) WHERE supervised = 1;
+    CREATE INDEX case_facts_late ON case_facts(registered_at, handle_due_at, replied_at,
+        area_code, category, unit)
+        WHERE handle_due_at IS NOT NULL AND (replied_at IS NULL OR replied_at > handle_due_at);
     "#,
 ];
 
