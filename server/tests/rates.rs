@@ -523,9 +523,64 @@ fn backfill_gives_cases_from_before_the_upgrade_their_facts(backend: Backend) {
     assert_eq!(store.backfill_facts().unwrap(), 0);
 }
 
+/// A generated case of the benchmark: its facts row's columns.
+struct BenchCase {
+    id: String,
+    at: Millis,
+    area: String,
+    /// Dispatched, response due, responded, handle due, replied, closed.
+    times: [Option<Millis>; 6],
+    duplicate: i64,
+    followed_up: i64,
+    solved: i64,
+    satisfaction: Option<i64>,
+    category: &'static str,
+    case_type: &'static str,
+    channel: &'static str,
+}
+
+/// 1,000,000 cases registered in `month` and 200,000 in the month before, over 80 places, 5
+/// categories, 3 types and 3 channels, each stopped at one of 5 steps (deterministic).
+fn bench_cases(month: &Period) -> impl Iterator<Item = BenchCase> + '_ {
+    let mut x: u64 = 7;
+    (0..1_200_000i64).map(move |i| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let r = (x >> 33) as i64;
+        let span = month.to - month.from;
+        let at = if i < 1_000_000 {
+            month.from + r % span
+        } else {
+            month.from - 1 - r % span
+        };
+        let step = |k: i64| (r % 5 >= k).then_some(at + k * 3_600_000);
+        BenchCase {
+            id: format!("c{i:08}"),
+            at,
+            area: format!("3306041{:02}{:03}", 1 + r % 4, r % 20),
+            times: [
+                step(1),
+                step(1).map(|t| t + 8 * 3_600_000),
+                step(2),
+                step(2).map(|t| t + 2 * 86_400_000),
+                step(3),
+                step(4),
+            ],
+            duplicate: i64::from(r % 97 == 0),
+            followed_up: i64::from(r % 5 >= 4),
+            solved: i64::from(r % 7 != 0),
+            satisfaction: (r % 5 >= 4).then_some(r % 3),
+            category: ["供水", "噪音", "停车", "环境卫生", "道路"][(r % 5) as usize],
+            case_type: ["complaint", "help", "inquiry"][(r % 3) as usize],
+            channel: ["hotline", "grid", "web"][(r % 7 % 3) as usize],
+        }
+    })
+}
+
 /// BENCHMARKS.md, "Assessment rates": a month of 1,000,000 cases (plus 200,000 in the month
-/// before) on the embedded database, counted in one query. Run with `cargo test --release -p
-/// gridcase-server --test rates -- --ignored --nocapture`.
+/// before) on the embedded database. Run with `cargo test -p gridcase-server --test rates --
+/// --ignored --nocapture`.
 #[test]
 #[ignore = "a benchmark: 1.2 million rows"]
 fn a_month_of_a_million_cases_is_counted_in_under_a_second() {
@@ -545,44 +600,88 @@ fn a_month_of_a_million_cases_is_counted_in_under_a_second() {
                      ?8, ?9, 0, ?10, ?11, ?12, ?13, 0, ?15, ?16)",
             )
             .unwrap();
-        let mut x: u64 = 7;
-        for i in 0..1_200_000i64 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let r = (x >> 33) as i64;
-            let span = month.to - month.from;
-            let at = if i < 1_000_000 {
-                month.from + r % span
-            } else {
-                month.from - 1 - r % span
-            };
-            let area = format!("3306041{:02}{:03}", 1 + r % 4, r % 20);
-            let step = |k: i64| (r % 5 >= k).then_some(at + k * 3_600_000);
+        for c in bench_cases(&month) {
+            let [
+                dispatched,
+                response_due,
+                responded,
+                handle_due,
+                replied,
+                closed,
+            ] = c.times;
             insert
                 .execute(rusqlite::params![
-                    format!("c{i:08}"),
-                    at,
-                    area,
-                    step(1),
-                    step(1).map(|t| t + 8 * 3_600_000),
-                    step(2),
-                    step(2).map(|t| t + 2 * 86_400_000),
-                    step(3),
-                    step(4),
-                    i64::from(r % 97 == 0),
-                    i64::from(r % 5 >= 4),
-                    i64::from(r % 7 != 0),
-                    (r % 5 >= 4).then_some(r % 3),
-                    ["供水", "噪音", "停车", "环境卫生", "道路"][(r % 5) as usize],
-                    ["complaint", "help", "inquiry"][(r % 3) as usize],
-                    ["hotline", "grid", "web"][(r % 7 % 3) as usize],
+                    c.id,
+                    c.at,
+                    c.area,
+                    dispatched,
+                    response_due,
+                    responded,
+                    handle_due,
+                    replied,
+                    closed,
+                    c.duplicate,
+                    c.followed_up,
+                    c.solved,
+                    c.satisfaction,
+                    c.category,
+                    c.case_type,
+                    c.channel,
                 ])
                 .unwrap();
         }
     }
     tx.commit().unwrap();
-    // The rows went around the store, so the rollup is filled as an upgraded server fills it.
+    time_the_month_report(&store, &month);
+}
+
+/// The same benchmark on PostgreSQL (`GRIDCASE_TEST_PG`): `cargo test -p gridcase-server
+/// --test rates postgres_month -- --ignored --nocapture`. Not held to the 1 s target (the
+/// issue sets it for the embedded database); it prints its times.
+#[test]
+#[ignore = "a benchmark: 1.2 million rows"]
+fn a_postgres_month_of_a_million_cases() {
+    let db = TestDb::new(Backend::Postgres);
+    let store = db.open();
+    let Location::Postgres(url) = db.location() else {
+        unreachable!()
+    };
+    let month = Period::parse("2026-11").unwrap();
+    let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    let mut copy = client.copy_in("COPY case_facts FROM STDIN").unwrap();
+    let text = |v: Option<Millis>| v.map_or("\\N".to_owned(), |v| v.to_string());
+    for c in bench_cases(&month) {
+        let times: Vec<String> = c.times.into_iter().map(text).collect();
+        let line = format!(
+            "{}\t{}\t{}\t{}\t区水务集团\t{}\t0\t{}\t{}\t{}\t{}\t0\t{}\t{}\n",
+            c.id,
+            c.at,
+            c.area,
+            c.category,
+            times.join("\t"),
+            c.duplicate,
+            c.followed_up,
+            c.solved,
+            text(c.satisfaction),
+            c.case_type,
+            c.channel,
+        );
+        std::io::Write::write_all(&mut copy, line.as_bytes()).unwrap();
+    }
+    copy.finish().unwrap();
+    client.batch_execute("ANALYZE case_facts").unwrap();
+    time_the_month_report_without_target(&store, &month);
+}
+
+fn time_the_month_report(store: &Store, month: &Period) {
+    let took = time_the_month_report_without_target(store, month);
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+}
+
+/// Fills the rollup (the facts went around the store, as an upgraded server finds them), then
+/// times the month report at `NOW` and prints its parts; returns the report's time.
+fn time_the_month_report_without_target(store: &Store, month: &Period) -> std::time::Duration {
+    let month = month.clone();
     let started = std::time::Instant::now();
     store.db().rebuild_fact_days().unwrap();
     println!(
@@ -653,7 +752,7 @@ fn a_month_of_a_million_cases_is_counted_in_under_a_second() {
         drop(store.db().fact_rows(&list).unwrap())
     });
     assert_eq!(report.cases, 1_000_000);
-    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    took
 }
 
 gridcase_server::backend_tests!(
