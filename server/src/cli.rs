@@ -126,6 +126,14 @@ pub struct ReportArgs {
     /// The instant to judge running clocks at (RFC 3339); default now.
     #[arg(long)]
     pub at: Option<String>,
+    /// Put the listed cases' complainant phones in the report, unmasked, for this admin
+    /// account (its role may reveal, its jurisdiction covers the cases); each reveal is
+    /// recorded with `--reason`.
+    #[arg(long, requires = "reason")]
+    pub reveal_phones_by: Option<String>,
+    /// Why the phones are needed (recorded); with `--reveal-phones-by`.
+    #[arg(long, requires = "reveal_phones_by")]
+    pub reason: Option<String>,
 }
 
 impl ReportArgs {
@@ -137,7 +145,11 @@ impl ReportArgs {
             unit: self.unit.clone(),
             category: self.category.clone(),
         };
-        let report = self.data.open()?.report(&query, now)?;
+        let store = self.data.open()?;
+        let mut report = store.report(&query, now)?;
+        if let (Some(by), Some(reason)) = (&self.reveal_phones_by, &self.reason) {
+            store.reveal_report_phones(&store.admin_ctx(by)?, &mut report, reason, now)?;
+        }
         let bytes = match self.format.as_str() {
             "csv" => crate::report::to_csv(&report).into_bytes(),
             "xlsx" => crate::report::to_xlsx(&report)?,

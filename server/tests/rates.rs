@@ -386,6 +386,40 @@ fn the_report_command_writes_csv_with_chinese_headers(backend: Backend) {
         "{text}"
     );
     assert!(text.contains("\n区域,330604\n"), "{text}");
+    assert!(!text.contains("来电人电话"), "no phones unless asked");
+    // The listed cases' phones, for a named admin that may reveal, with a reason.
+    gridcase_server::testing::root_admin(&store);
+    let with = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gridcase-server"));
+        cmd.args(["report", "--period", "2026-11", "--area", "330604"])
+            .args([
+                "--format",
+                "csv",
+                "--at",
+                "2026-11-28T10:00:00+08:00",
+                "--out",
+            ])
+            .arg(&out)
+            .args(extra);
+        match db.location() {
+            Location::Sqlite(dir) => cmd.arg("--data").arg(dir),
+            Location::Postgres(url) => cmd.args(["--database", url]),
+        };
+        cmd.output().unwrap().status.success()
+    };
+    assert!(
+        !with(&["--reveal-phones-by", "root"]),
+        "a reason is required"
+    );
+    assert!(!with(&["--reveal-phones-by", "nobody", "--reason", "核查"]));
+    assert_eq!(store.audit_count("reveal").unwrap(), 0);
+    assert!(with(&["--reveal-phones-by", "root", "--reason", "核查"]));
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("来电人电话")
+    );
+    assert!(store.audit_count("reveal").unwrap() > 0);
 }
 
 async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (u16, String) {

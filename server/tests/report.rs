@@ -282,8 +282,89 @@ async fn admin_downloads(backend: Backend) {
     assert_eq!(bad.status(), 400);
 }
 
+fn asked_phones_are_unmasked_and_each_reveal_audited(backend: Backend) {
+    gridcase_server::testing::run_async(move || asked_phones(backend))
+}
+
+/// Issue 11.4: a report holds no complainant field unless an admin whose role may reveal asks
+/// for the listed cases' phones with a reason; then each phone is the complainant's, unmasked,
+/// in JSON and in the exports, and each case's reveal is in the audit log. Others are refused.
+async fn asked_phones(backend: Backend) {
+    use gridcase_core::doc::{PersonalDoc, personal_doc_id};
+    let gridcase_server::testing::AdminApp {
+        store,
+        token,
+        app,
+        db: _db,
+    } = gridcase_server::testing::admin_app(backend, 120, 3, NOW);
+    let auditor = gridcase_server::testing::add_admin(
+        &store,
+        "aud",
+        gridcase_server::admins::AdminRole::Auditor,
+        "*",
+    );
+    let read = |response: axum::response::Response| async move {
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let base = "/admin/report?period=2026-11&area=3306";
+    let (status, plain) = read(get(&app, base, &token).await).await;
+    assert_eq!(status, 200);
+    assert!(!plain.contains("\"phone\""), "no phone unless asked");
+    let asked = format!("{base}&phones=reveal&reason=%E6%9C%88%E6%8A%A5%E6%A0%B8%E6%9F%A5");
+    let (status, body) = read(get(&app, &asked, &token).await).await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut revealed = std::collections::BTreeSet::new();
+    for list in ["overdue", "supervised"] {
+        for case in report[list]["cases"].as_array().unwrap() {
+            let id = case["case_id"].as_str().unwrap();
+            let doc = store.load_doc(&personal_doc_id(id)).unwrap();
+            let expected = doc.map(|d| PersonalDoc::from_automerge(d).read().phone);
+            assert_eq!(
+                case["phone"].as_str(),
+                Some(expected.unwrap_or_default().as_str())
+            );
+            revealed.insert(id.to_owned());
+        }
+    }
+    assert!(!revealed.is_empty(), "the demo month lists cases");
+    assert_eq!(store.audit_count("reveal").unwrap(), revealed.len() as u64);
+    // The CSV export carries them as they are.
+    let (status, csv) = read(get(&app, &format!("{asked}&format=csv"), &token).await).await;
+    assert_eq!(status, 200);
+    assert!(csv.contains("来电人电话"));
+    let some_phone = report["overdue"]["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(report["supervised"]["cases"].as_array().unwrap())
+        .filter_map(|c| c["phone"].as_str())
+        .find(|p| !p.is_empty())
+        .expect("a listed case has a complainant's phone");
+    assert!(csv.contains(some_phone));
+    // Refused: a role that may not reveal, a missing or blank reason; nothing recorded.
+    let before = store.audit_count("reveal").unwrap();
+    assert_eq!(get(&app, &asked, &auditor).await.status(), 403);
+    let no_reason = format!("{base}&phones=reveal");
+    assert_eq!(get(&app, &no_reason, &token).await.status(), 400);
+    let blank = format!("{base}&phones=reveal&reason=%20");
+    assert_eq!(get(&app, &blank, &token).await.status(), 400);
+    assert_eq!(
+        get(&app, &format!("{base}&phones=all"), &token)
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(store.audit_count("reveal").unwrap(), before);
+}
+
 gridcase_server::backend_tests!(
     hot_spots_are_found_where_the_generated_data_put_them,
     the_report_command_writes_an_xlsx_that_reads_back,
     the_admin_report_route_sends_xlsx_and_csv_downloads,
+    asked_phones_are_unmasked_and_each_reveal_audited,
 );

@@ -215,6 +215,33 @@ fn top(counts: BTreeMap<String, [i64; 2]>, n: u32) -> Vec<Tally> {
 }
 
 impl Store {
+    /// Puts each listed case's complainant phone, unmasked, into `report`: for an admin whose
+    /// role may reveal and whose jurisdiction covers the case, each case's reveal recorded in
+    /// the audit log with `reason` (as `Store::reveal_as`, once per case). Returns how many
+    /// cases were revealed.
+    pub fn reveal_report_phones(
+        &self,
+        admin: &crate::admins::AdminCtx,
+        report: &mut Report,
+        reason: &str,
+        now: Millis,
+    ) -> Result<usize> {
+        admin.require(crate::admins::Action::Reveal)?;
+        let mut phones: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for list in [&mut report.overdue, &mut report.supervised] {
+            for case in &mut list.cases {
+                if !phones.contains_key(&case.case_id) {
+                    let complainant = self.reveal_as(admin, &case.case_id, reason, now)?;
+                    // "" when the case has no complainant's phone: asked, and none.
+                    let phone = complainant.map(|c| c.phone).unwrap_or_default();
+                    phones.insert(case.case_id.clone(), Some(phone));
+                }
+                case.phone = phones[&case.case_id].clone();
+            }
+        }
+        Ok(phones.len())
+    }
+
     /// Writes the facts row of every case committed before `case_facts` existed (one pass over
     /// those documents, once after the upgrade; later commits keep the rows current). Returns
     /// how many rows were written.

@@ -254,6 +254,11 @@ pub struct ListedCase {
     pub registered_at: Millis,
     pub handle_due_at: Option<Millis>,
     pub replied_at: Option<Millis>,
+    /// The complainant's phone, unmasked: only in a report whose admin asked for it with a
+    /// reason, each case's reveal audited (`Store::reveal_report_phones`). Reports otherwise
+    /// hold no complainant field at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 pub fn decode_list(rows: Vec<FactRow>) -> Vec<ListedCase> {
@@ -271,6 +276,7 @@ pub fn decode_list(rows: Vec<FactRow>) -> Vec<ListedCase> {
                 registered_at: row.numbers[0].unwrap_or(0),
                 handle_due_at: row.numbers[1],
                 replied_at: row.numbers[2],
+                phone: None,
             }
         })
         .collect()
