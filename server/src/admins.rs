@@ -366,6 +366,11 @@ impl Store {
         Ok((token, expires))
     }
 
+    /// Ends a signed-in session (signing out); bearer tokens are not ended this way.
+    pub fn end_session(&self, token: &str) -> Result<bool> {
+        Ok(self.db().end_session(&sha256_hex(token.as_bytes()))?)
+    }
+
     /// The admin named `name`, for the CLI (which acts for a named, enabled admin).
     pub fn admin_ctx(&self, name: &str) -> Result<AdminCtx> {
         let record = self.known_admin(name)?;

@@ -9,11 +9,13 @@
 //!
 //! - [`auth`]: the [`auth::Device`] and [`auth::Admin`] extractors;
 //! - [`admin`]: the admin handlers; [`error`]: [`AppError`], the one error answer;
-//! - [`quota`]: per-device quotas; [`serve`]: the accept loop with a header read timeout.
+//! - [`quota`]: per-device quotas; [`serve`]: the accept loop with a header read timeout;
+//! - [`console`]: the admin console under `/console` (its files, cookie sessions, its reads).
 
 pub mod admin;
 mod audit_draws;
 pub mod auth;
+pub mod console;
 mod error;
 mod people;
 pub mod quota;
@@ -94,6 +96,9 @@ pub struct AppState {
     pub decoding: Arc<Semaphore>,
     /// Failed admin sign-ins per name ([`sign_in::SignInLimiter`]).
     pub sign_ins: Arc<sign_in::SignInLimiter>,
+    /// The console's session cookie is marked `Secure` (behind TLS; `secure_cookie` in the
+    /// config file).
+    pub secure_cookie: bool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -121,6 +126,7 @@ impl AppState {
             heavy: Arc::new(Semaphore::new(DEFAULT_HEAVY_REQUESTS)),
             decoding: Arc::new(Semaphore::new(DECODING_AT_ONCE)),
             sign_ins: Arc::default(),
+            secure_cookie: false,
         }
     }
 
@@ -152,6 +158,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/sync", post(sync))
         .merge(admin::routes())
+        .merge(console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
@@ -161,6 +168,7 @@ pub fn app(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_response(console::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             track_requests,
