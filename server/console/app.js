@@ -61,7 +61,7 @@ async function route() {
     else if (page === 'audit') await audit(main, params);
     else if (page === 'reports') await reports(main);
     else if (page === 'people') people(main);
-    else await overview(main);
+    else await overview(main, params);
     document.title = `${main.querySelector('h1')?.textContent ?? ''} · gridcase 管理台`;
   } catch (error) {
     if (error.status === 401) return signInForm();

@@ -10,7 +10,7 @@ const COLOURS = ['#1d4e89', '#c0392b', '#2e8540', '#b86e00', '#6a3d9a'];
  * Each line has a legend entry; a table with the same figures follows for screen readers.
  */
 export function lineChart({ title, labels, series }) {
-  const W = 560, H = 220, L = 44, R = 12, T = 12, B = 28;
+  const W = 560, H = 220, L = 44, R = 30, T = 12, B = 28;
   const x = (i) => L + (labels.length < 2 ? 0 : (i * (W - L - R)) / (labels.length - 1));
   const y = (v) => T + (1 - v) * (H - T - B);
   const grid = [0, 0.25, 0.5, 0.75, 1].map((v) => [
@@ -38,6 +38,9 @@ export function lineChart({ title, labels, series }) {
 
 /** Counts as horizontal bars: `rows` is [{name, count}]. */
 export function barChart({ title, rows }) {
+  if (!rows.length) {
+    return h('figure', { class: 'figure' }, h('figcaption', {}, title), h('p', { class: 'muted' }, '本期暂无案件。'));
+  }
   const max = Math.max(1, ...rows.map((r) => r.count));
   const W = 560, row = 26, L = 150, H = Math.max(row, rows.length * row) + 4;
   const bars = rows.map((r, i) => {

@@ -13,6 +13,8 @@ export function failed(main, error) {
 
 const TREND_RATES = ['response', 'on_time', 'completion', 'satisfaction'];
 
+const monthLabel = (data) => data.month.period.label;
+
 function stat(title, value, note, href) {
   const body = [h('div', { class: 'stat-title' }, title), h('div', { class: 'stat-value' }, value),
     note ? h('div', { class: 'stat-note' }, note) : null];
@@ -39,7 +41,7 @@ function ratesTable(report) {
   });
   return h('table', { class: 'data' },
     h('caption', {}, `${report.period.label} 考核指标（上期 ${report.previous_period.label}）`),
-    h('thead', {}, h('tr', {}, ['指标', '分子', '分母', '比率', '上期', '增减'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, ['指标', '分子', '分母', '比率', '上期', '增减'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : undefined }, t)))),
     h('tbody', {}, rows));
 }
 
@@ -54,9 +56,18 @@ function hotSpots(spots) {
     bursts.length ? h('ul', { class: 'plain' }, bursts) : h('p', { class: 'muted' }, '没有同一地点的集中爆发。'));
 }
 
-export async function overview(main) {
+/** The last twelve months' labels (China time), newest first. */
+function recentMonths(at) {
+  const d = new Date(at + 8 * 3_600_000);
+  return Array.from({ length: 12 }, (_, i) => {
+    const m = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() - i, 1));
+    return m.toISOString().slice(0, 7);
+  });
+}
+
+export async function overview(main, params = {}) {
   const started = performance.now();
-  const data = await api('/console/api/overview');
+  const data = await api(`/console/api/overview${query({ month: params.month })}`);
   const m = data.month;
   const trend = lineChart({
     title: '考核指标趋势（近六个月）',
@@ -67,14 +78,18 @@ export async function overview(main) {
     })),
   });
   const top = barChart({ title: `${m.period.label} 类别排行`, rows: m.top_categories.slice(0, 8) });
+  const months = h('select', { name: 'month', id: 'month' },
+    recentMonths(data.at).map((m) => h('option', { value: m, selected: m === monthLabel(data) }, m)));
+  months.addEventListener('change', () => { location.hash = `#/overview${query({ month: months.value })}`; });
   fill(main,
-    h('h1', {}, '总览'),
+    h('div', { class: 'title-row' }, h('h1', {}, '总览'),
+      h('label', { class: 'inline' }, '统计月份', months)),
     h('p', { class: 'muted' }, `辖区 ${data.jurisdiction === '*' ? '全部' : data.jurisdiction} · 截至 ${chinaTime(data.at)}`),
     h('div', { class: 'stats' },
       stat('今日新增', data.today_cases, data.today),
       stat('临期件', countText(data.due_soon), '即将超过时限', '#/list/due_soon'),
       stat('超期件', countText(data.overdue), '已超过时限', '#/list/overdue'),
-      stat('本月受理', m.cases, `上月 ${m.previous_cases}`)),
+      stat(`${m.period.label} 受理`, m.cases, `上月 ${m.previous_cases}`)),
     h('div', { class: 'grid2' },
       h('section', { class: 'card' }, trend),
       h('section', { class: 'card' }, top)),
@@ -150,13 +165,14 @@ export async function audit(main, params) {
     location.hash = `#/audit${query(Object.fromEntries(new FormData(form)))}`;
   });
   const day = (d) => (d ? `${d}T00:00:00+08:00` : undefined);
-  const data = await api(`/admin/audit${query({ user: params.user, case: params.case, from: day(params.from), to: day(params.to), limit: 200 })}`);
+  const data = await api(`/admin/audit${query({ user: params.user, case: params.case, from: day(params.from), to: day(params.to), limit: 50 })}`);
   fill(main, h('h1', {}, '审计日志'), form,
     data.rows.length ? auditTable(data.rows, `最近 ${data.count} 条`) : h('p', { class: 'muted' }, '没有记录。'));
 }
 
 export async function reports(main) {
-  const month = new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 7);
+  // The month just ended: a monthly report (月通报) is of a finished month.
+  const month = recentMonths(Date.now())[1];
   const form = h('form', { class: 'filters', 'aria-label': '报表' },
     h('label', {}, '统计周期', h('input', { name: 'period', value: month, required: true, 'aria-describedby': 'period-help' })),
     h('label', {}, '区域代码前缀', h('input', { name: 'area', inputmode: 'numeric' })),

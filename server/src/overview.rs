@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::admins::{Action, AdminCtx};
 use crate::rates::{FactFilter, Rate, rates_from_counts};
 use crate::report::queries::{decode_totals, totals};
-use crate::report::{Period, Report, ReportQuery};
+use crate::report::{Period, PeriodKind, Report, ReportQuery};
 use crate::store::{CaseSummary, Result, Store, StoreError};
 
 /// Months shown in the rates' trend (this one included).
@@ -74,11 +74,25 @@ fn capped(cases: &[CaseSummary]) -> CappedCount {
 }
 
 impl Store {
-    /// The overview for `admin` at `at` (see the module doc).
-    pub fn overview_for(&self, admin: &AdminCtx, at: Millis) -> Result<Overview> {
+    /// The overview for `admin` at `at` (see the module doc), with the rates, trend and hot
+    /// spots of `month` (`2026-11`; default the month of `at`: early in a month, the desk
+    /// looks back at the month before).
+    pub fn overview_for(
+        &self,
+        admin: &AdminCtx,
+        at: Millis,
+        month: Option<&str>,
+    ) -> Result<Overview> {
         admin.require(Action::View)?;
         let area = admin.jurisdiction.as_prefix().to_owned();
-        let (day, month) = china_day_and_month(at);
+        let (day, this_month) = china_day_and_month(at);
+        let month = month.map_or(this_month, str::to_owned);
+        if !matches!(Period::parse(&month), Ok(p) if p.kind == PeriodKind::Month) {
+            return Err(StoreError::Invalid(format!(
+                "`{}` is not a month such as 2026-11",
+                crate::audit::bounded(&month)
+            )));
+        }
         let filter = FactFilter {
             from: 0,
             to: 0,

@@ -449,6 +449,18 @@ async fn the_overview_and_lists_agree_with_the_admin_api(backend: Backend) {
     assert_eq!(trend[5]["rates"], report["rates"]);
     let day = get("/admin/report?period=2026-11-28".into()).await.json;
     assert_eq!(o["today_cases"], day["cases"]);
+    let october = get("/console/api/overview?month=2026-10".into()).await.json;
+    let report = get("/admin/report?period=2026-10".into()).await.json;
+    assert_eq!(october["month"]["rates"], report["rates"]);
+    assert_eq!(october["trend"][5]["period"], "2026-10");
+    assert_eq!(
+        october["overdue"], o["overdue"],
+        "the lists are of now, whatever the month"
+    );
+    for bad in ["2026-13", "2026-11-28", "2026-W48", "x"] {
+        let answer = get(format!("/console/api/overview?month={bad}")).await;
+        assert_eq!(answer.status, 400, "{bad}");
+    }
 
     // Paging walks the whole list in order; a filter keeps only its matches.
     let all: Vec<&str> = overdue["cases"]

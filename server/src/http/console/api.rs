@@ -1,4 +1,4 @@
-//! The console's own reads: `GET /console/api/overview?at=` (`crate::overview`) and
+//! The console's own reads: `GET /console/api/overview?at=&month=` (`crate::overview`) and
 //! `GET /console/api/cases?list=overdue|due_soon&area=&category=&unit=&page=&size=&at=`, a page
 //! of a deadline list. Filters are area codes, categories and units, never personal data.
 
@@ -14,8 +14,10 @@ use crate::overview::{DeadlineList, ListFilter, ListPage, Overview};
 use crate::store::StoreError;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct AtParam {
+pub(super) struct OverviewParams {
     at: Option<String>,
+    /// The month of the rates, trend and hot spots (`2026-11`); default the current one.
+    month: Option<String>,
 }
 
 /// A filter or period the caller got wrong is theirs, not the server's.
@@ -32,14 +34,16 @@ fn bad_request(e: StoreError) -> AppError {
 pub(super) async fn overview(
     Admin(admin): Admin,
     State(state): State<AppState>,
-    params: Result<Query<AtParam>, QueryRejection>,
+    params: Result<Query<OverviewParams>, QueryRejection>,
 ) -> Result<Json<Overview>, AppError> {
     let Query(params) = params?;
     let at = at_or_now(&state, params.at.as_deref())?;
     let store = state.store.clone();
-    let overview = tokio::task::spawn_blocking(move || store.overview_for(&admin, at))
-        .await?
-        .map_err(bad_request)?;
+    let month = params.month.filter(|m| !m.is_empty());
+    let overview =
+        tokio::task::spawn_blocking(move || store.overview_for(&admin, at, month.as_deref()))
+            .await?
+            .map_err(bad_request)?;
     Ok(Json(overview))
 }
 
