@@ -8,6 +8,26 @@ import { ROLE, label } from './labels.js';
 import { audit, failed, list, overview, people, reports } from './views.js';
 
 const main = document.getElementById('main');
+let live = null;
+let renders = 0;
+let rendering = false;
+let latest = 0;
+
+/** Pages that redraw by themselves when cases change (not the case or a form being filled). */
+const LIVE_PAGES = new Set(['overview', 'list']);
+
+/** Listens for "cases changed" from the server and redraws a live page. */
+function listen() {
+  live?.close();
+  live = new EventSource('/console/api/events');
+  const badge = document.getElementById('live');
+  live.addEventListener('open', () => { badge.hidden = false; });
+  live.addEventListener('error', () => { badge.hidden = true; });
+  live.addEventListener('cases', () => {
+    const [page = 'overview'] = parseHash().parts;
+    if (LIVE_PAGES.has(page) && !rendering) route({ quiet: true });
+  });
+}
 
 function signInForm() {
   const error = h('div', { 'aria-live': 'assertive' });
@@ -26,6 +46,9 @@ function signInForm() {
       fill(error, h('p', { class: 'error', role: 'alert' }, explain(e)));
     }
   });
+  live?.close();
+  live = null;
+  document.getElementById('live').hidden = true;
   document.getElementById('top').hidden = true;
   fill(main, form);
   form.querySelector('input').focus();
@@ -36,6 +59,7 @@ function signedIn(who) {
   const area = who.jurisdiction === '*' ? '全部辖区' : who.jurisdiction;
   fill(document.getElementById('who'), `${who.name} · ${label(ROLE, who.role)} · ${area}`);
   document.getElementById('top').hidden = false;
+  listen();
   route();
 }
 
@@ -45,8 +69,10 @@ function parseHash() {
   return { parts: path.split('/').filter(Boolean), params: Object.fromEntries(new URLSearchParams(q)) };
 }
 
-async function route() {
+async function route({ quiet = false } = {}) {
   if (document.getElementById('top').hidden) return;
+  rendering = true;
+  const mine = ++latest;
   const { parts, params } = parseHash();
   const [page = 'overview', arg] = parts;
   const current = page === 'list' ? arg : page;
@@ -54,18 +80,29 @@ async function route() {
     if (a.dataset.page === current) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  fill(main, h('p', { class: 'loading' }, '正在加载…'));
+  // A live redraw keeps the page in place until the new one is ready.
+  const target = quiet ? h('div') : main;
+  if (!quiet) fill(main, h('p', { class: 'loading' }, '正在加载…'));
   try {
-    if (page === 'list' && (arg === 'overdue' || arg === 'due_soon')) await list(main, arg, params);
-    else if (page === 'case' && arg) await casePage(main, decodeURIComponent(arg));
-    else if (page === 'audit') await audit(main, params);
-    else if (page === 'reports') await reports(main);
-    else if (page === 'people') people(main);
-    else await overview(main, params);
+    if (page === 'list' && (arg === 'overdue' || arg === 'due_soon')) await list(target, arg, params);
+    else if (page === 'case' && arg) await casePage(target, decodeURIComponent(arg));
+    else if (page === 'audit') await audit(target, params);
+    else if (page === 'reports') await reports(target);
+    else if (page === 'people') people(target);
+    else await overview(target, params);
+    if (mine !== latest) return; // the admin moved on meanwhile
+    if (quiet) {
+      main.replaceChildren(...target.childNodes);
+      Object.assign(main.dataset, target.dataset);
+    }
+    renders += 1;
+    main.dataset.renders = String(renders);
     document.title = `${main.querySelector('h1')?.textContent ?? ''} · gridcase 管理台`;
   } catch (error) {
-    if (error.status === 401) return signInForm();
-    failed(main, error);
+    if (error.status === 401) signInForm();
+    else if (!quiet) failed(main, error);
+  } finally {
+    rendering = false;
   }
 }
 

@@ -588,6 +588,70 @@ async fn the_cookie_is_secure_when_configured(backend: Backend) {
     );
 }
 
+/// The next chunk of an event stream, if one comes within `wait`.
+async fn next_chunk(
+    stream: &mut axum::body::BodyDataStream,
+    wait: std::time::Duration,
+) -> Option<Option<String>> {
+    use futures_util::StreamExt;
+    match tokio::time::timeout(wait, stream.next()).await {
+        Ok(Some(Ok(bytes))) => Some(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Ok(_) => Some(None),
+        Err(_) => None,
+    }
+}
+
+async fn an_open_page_hears_that_cases_changed_until_signed_out(backend: Backend) {
+    let Env { store, _db, .. } = env(backend);
+    let mut state = AppState::new(store.clone()).with_clock(Arc::new(|| NOW));
+    state.live_poll = std::time::Duration::from_millis(20);
+    let app = app(state);
+    let (cookie, csrf) = sign_in(&app).await;
+    let req = Request::builder()
+        .uri("/console/api/events")
+        .header(header::COOKIE, format!("gridcase_session={cookie}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = response.into_body().into_data_stream();
+    let quiet = std::time::Duration::from_millis(300);
+    assert_eq!(
+        next_chunk(&mut stream, quiet).await,
+        None,
+        "nothing changed, nothing said"
+    );
+    let more = store.clone();
+    tokio::task::spawn_blocking(move || demo::fill(&more, 125, 5, NOW).unwrap())
+        .await
+        .unwrap();
+    let said = next_chunk(&mut stream, std::time::Duration::from_secs(10)).await;
+    assert_eq!(said, Some(Some("event: cases\ndata: changed\n\n".into())));
+    let end = Ask {
+        cookie: Some(&cookie),
+        csrf: Some(&csrf),
+        ..Ask::default()
+    };
+    assert_eq!(
+        send(&app, "POST", "/console/session/end", end).await.status,
+        200
+    );
+    let after = next_chunk(&mut stream, std::time::Duration::from_secs(10)).await;
+    assert_eq!(after, Some(None), "the stream ends with the session");
+    assert_eq!(
+        send(&app, "GET", "/console/api/events", Ask::default())
+            .await
+            .status,
+        401
+    );
+}
+
 gridcase_server::backend_tests!(async:
     the_console_is_served_with_strict_headers,
     a_cookie_session_signs_in_and_out,
@@ -595,4 +659,5 @@ gridcase_server::backend_tests!(async:
     cookie_changes_need_the_csrf_token_bearer_clients_do_not,
     the_overview_and_lists_agree_with_the_admin_api,
     the_cookie_is_secure_when_configured,
+    an_open_page_hears_that_cases_changed_until_signed_out,
 );

@@ -4,6 +4,7 @@
 // violations) and saved as a screenshot in screenshots/.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
@@ -105,6 +106,16 @@ test('sign in and see the overview', async () => {
   await page.getByRole('table', { name: new RegExp(`^${previous} 考核指标`) }).waitFor();
   await shot('overview');
   await accessible('overview');
+});
+
+test('the overview redraws by itself when cases change', async () => {
+  await page.locator('#live').waitFor({ state: 'visible' });
+  const before = Number(await page.locator('main').getAttribute('data-renders'));
+  await page.evaluate(() => { window.notReloaded = true; });
+  // Ten more demo cases, written by another process into the server's database.
+  execFileSync(process.env.GRIDCASE_SERVER_BIN, ['demo', '--data', process.env.GRIDCASE_DATA, '--cases', '410', '--seed', '7']);
+  await page.waitForFunction((n) => Number(document.querySelector('main').dataset.renders) > n, before, { timeout: 20_000 });
+  assert.equal(await page.evaluate(() => window.notReloaded), true, 'redrawn in place, not reloaded');
 });
 
 test('the overdue list filters and pages', async () => {

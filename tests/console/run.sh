@@ -59,6 +59,7 @@ cd "$HERE"
 npm ci --no-audit --no-fund > /dev/null
 GRIDCASE_URL="$URL" GRIDCASE_ADMIN=desk GRIDCASE_PASSWORD="$ADMIN_PASSWORD" \
     GRIDCASE_DEVICE_TOKEN="$DEVICE_TOKEN" GRIDCASE_CHROMIUM="$CHROMIUM" \
+    GRIDCASE_SERVER_BIN="$BIN" GRIDCASE_DATA="$DATA" \
     node --test --test-concurrency=1 console.test.mjs || {
         echo "--- server log ---" >&2
         tail -n 50 "$WORK/server.log" >&2

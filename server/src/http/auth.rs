@@ -30,6 +30,11 @@ pub fn csrf_token(session_token: &str) -> String {
     sha256_hex(format!("gridcase console csrf\n{session_token}").as_bytes())
 }
 
+/// The token an [`Admin`] was found by: the bearer token, else the session cookie's.
+pub fn request_token(headers: &HeaderMap) -> Option<String> {
+    bearer(headers).or_else(|| session_cookie(headers))
+}
+
 /// The session token in the request's cookie, if it has one that looks like a session.
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers

@@ -99,6 +99,8 @@ pub struct AppState {
     /// The console's session cookie is marked `Secure` (behind TLS; `secure_cookie` in the
     /// config file).
     pub secure_cookie: bool,
+    /// How often an open console page's event stream looks for changed cases.
+    pub live_poll: Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -127,6 +129,7 @@ impl AppState {
             decoding: Arc::new(Semaphore::new(DECODING_AT_ONCE)),
             sign_ins: Arc::default(),
             secure_cookie: false,
+            live_poll: console::LIVE_POLL,
         }
     }
 

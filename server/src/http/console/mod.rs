@@ -3,6 +3,7 @@
 //! modules and CSS in `server/console/`.
 //!
 //! - [`session`]: signing in to a session cookie, its CSRF token, signing out;
+//! - [`live`]: server-sent events that tell an open page that cases changed;
 //! - [`api`]: the console's own reads (overview, paged deadline lists). Everything else the
 //!   console does goes through the admin API (`/admin/…`) with the session cookie, under the
 //!   same role and jurisdiction rules as a bearer token, plus the CSRF check on changes
@@ -12,7 +13,10 @@
 //! inline script or style, nothing from elsewhere, no framing) and `nosniff`.
 
 mod api;
+mod live;
 mod session;
+
+pub use live::LIVE_POLL;
 
 use axum::Router;
 use axum::extract::Path;
@@ -94,6 +98,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/session/end", post(session::sign_out))
         .route("/console/api/overview", get(api::overview))
         .route("/console/api/cases", get(api::cases))
+        .route("/console/api/events", get(live::events))
 }
 
 async fn index() -> Response {
