@@ -225,9 +225,12 @@ export function people(main) {
     }),
     actionForm('登记设备', [h('label', {}, '用户名', h('input', { name: 'user', required: true, autocomplete: 'off' }))],
       '生成设备令牌', async (v) => {
-        const r = await api(`/admin/users/${encodeURIComponent(v.user)}/devices`, { method: 'POST', body: {} });
-        return h('div', {}, h('p', { class: 'ok' }, `设备 ${r.device} 已登记。令牌只显示这一次：`),
-          h('code', { class: 'token' }, r.token));
+        const r = await api('/console/api/devices', { method: 'POST', body: { user: v.user, server: location.origin } });
+        const qr = h('img', { class: 'qr', alt: `设备 ${r.device} 的登记二维码`, width: 240, height: 240,
+          src: `data:image/svg+xml;base64,${btoa(r.qr_svg)}` });
+        return h('div', { class: 'enrolled' },
+          h('p', { class: 'ok' }, `设备 ${r.device} 已登记。请用手机应用扫描二维码；二维码和令牌只显示这一次。`),
+          qr, h('code', { class: 'token' }, r.token));
       }),
     actionForm('吊销设备', [h('label', {}, '设备编号', h('input', { name: 'device', required: true, autocomplete: 'off' }))],
       '吊销', async (v) => {

@@ -652,6 +652,96 @@ async fn an_open_page_hears_that_cases_changed_until_signed_out(backend: Backend
     );
 }
 
+async fn a_device_is_enrolled_with_its_token_once_as_a_qr_code(backend: Backend) {
+    let Env { store, app, _db } = env(backend);
+    let county = Jurisdiction::parse_given("330604").unwrap();
+    store
+        .add_admin(
+            "boss",
+            AdminRole::Admin,
+            &county,
+            Some(PASSWORD),
+            &mut rand::rng(),
+            0,
+        )
+        .unwrap();
+    let body = json!({"name": "boss", "password": PASSWORD});
+    let answer = send(
+        &app,
+        "POST",
+        "/console/session",
+        Ask {
+            body: Some(body),
+            ..Ask::default()
+        },
+    )
+    .await;
+    let set = answer.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let cookie = set
+        .strip_prefix("gridcase_session=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = answer.json["csrf"].as_str().unwrap().to_owned();
+    let enrol = |user: &str, server: &str| json!({"user": user, "server": server});
+    let ask = |body| Ask {
+        cookie: Some(&cookie),
+        csrf: Some(&csrf),
+        body: Some(body),
+        ..Ask::default()
+    };
+    let made = send(
+        &app,
+        "POST",
+        "/console/api/devices",
+        ask(enrol("grid-101", "http://127.0.0.1:8080")),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    assert_eq!(made.headers[header::CACHE_CONTROL], "no-store");
+    let token = made.json["token"].as_str().unwrap();
+    assert!(made.json["qr_svg"].as_str().unwrap().starts_with("<?xml"));
+    assert!(
+        matches!(store.authenticate(token).unwrap(), gridcase_server::Auth::Device(d) if d.user_id == "grid-101")
+    );
+    let bad = send(
+        &app,
+        "POST",
+        "/console/api/devices",
+        ask(enrol("grid-101", "javascript:alert(1)")),
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.json["error"].as_str()),
+        (400, Some("bad_server"))
+    );
+    let unknown = send(
+        &app,
+        "POST",
+        "/console/api/devices",
+        ask(enrol("nobody", "http://x")),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    // A supervisor may not enrol phones.
+    let (desk, desk_csrf) = sign_in(&app).await;
+    let ask = Ask {
+        cookie: Some(&desk),
+        csrf: Some(&desk_csrf),
+        body: Some(enrol("grid-101", "http://x")),
+        ..Ask::default()
+    };
+    assert_eq!(
+        send(&app, "POST", "/console/api/devices", ask).await.status,
+        403
+    );
+}
+
 gridcase_server::backend_tests!(async:
     the_console_is_served_with_strict_headers,
     a_cookie_session_signs_in_and_out,
@@ -660,4 +750,5 @@ gridcase_server::backend_tests!(async:
     the_overview_and_lists_agree_with_the_admin_api,
     the_cookie_is_secure_when_configured,
     an_open_page_hears_that_cases_changed_until_signed_out,
+    a_device_is_enrolled_with_its_token_once_as_a_qr_code,
 );

@@ -56,10 +56,10 @@ async function shot(name) {
 }
 
 /** A sync attempt with the device's token, as its phone would start one. */
-async function syncStatus() {
+async function syncStatus(token = DEVICE_TOKEN) {
   const response = await fetch(`${BASE}/v1/sync`, {
     method: 'POST',
-    headers: { Authorization: `Bearer ${DEVICE_TOKEN}`, 'Content-Type': 'application/octet-stream' },
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/octet-stream' },
     body: new Uint8Array(0),
   });
   return { status: response.status, body: await response.json().catch(() => null) };
@@ -200,6 +200,15 @@ test('revoke a device; its phone is refused at its next sync', async () => {
   await page.getByLabel('设备编号').fill(device);
   await page.getByRole('form', { name: '吊销设备' }).getByRole('button', { name: '吊销' }).click();
   await page.getByText(`设备 ${device} 已吊销`).waitFor();
+  // A new phone for a demo grid worker: its token once, as a QR code too; the token syncs.
+  await page.getByRole('form', { name: '登记设备' }).getByLabel('用户名').fill('grid-101');
+  await page.getByRole('button', { name: '生成设备令牌' }).click();
+  const qr = page.getByRole('img', { name: /的登记二维码$/ });
+  await qr.waitFor();
+  assert.ok((await qr.evaluate((img) => img.naturalWidth)) >= 240, 'the QR code is drawn');
+  const token = await page.locator('code.token').innerText();
+  const enrolled = await syncStatus(token);
+  assert.notEqual(enrolled.status, 401, `the new device's token is taken: ${JSON.stringify(enrolled)}`);
   await shot('people');
   await accessible('people');
   const afterwards = await syncStatus();

@@ -3,6 +3,7 @@
 //! modules and CSS in `server/console/`.
 //!
 //! - [`session`]: signing in to a session cookie, its CSRF token, signing out;
+//! - [`devices`]: enrolling a device with its token shown once as a QR code;
 //! - [`live`]: server-sent events that tell an open page that cases changed;
 //! - [`api`]: the console's own reads (overview, paged deadline lists). Everything else the
 //!   console does goes through the admin API (`/admin/…`) with the session cookie, under the
@@ -13,6 +14,7 @@
 //! inline script or style, nothing from elsewhere, no framing) and `nosniff`.
 
 mod api;
+mod devices;
 mod live;
 mod session;
 
@@ -99,6 +101,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/api/overview", get(api::overview))
         .route("/console/api/cases", get(api::cases))
         .route("/console/api/events", get(live::events))
+        .route("/console/api/devices", post(devices::enrol))
 }
 
 async fn index() -> Response {
