@@ -3,6 +3,7 @@
 
 import { api, explain, setCsrf } from './api.js';
 import { casePage } from './case.js';
+import { draws } from './draws.js';
 import { fill, h } from './dom.js';
 import { ROLE, label } from './labels.js';
 import { audit, failed, list, overview, people, reports } from './views.js';
@@ -89,6 +90,7 @@ async function route({ quiet = false } = {}) {
     else if (page === 'audit') await audit(target, params);
     else if (page === 'reports') await reports(target);
     else if (page === 'people') people(target);
+    else if (page === 'draws') await draws(target, params);
     else await overview(target, params);
     if (mine !== latest) return; // the admin moved on meanwhile
     if (quiet) {

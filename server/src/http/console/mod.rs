@@ -77,6 +77,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../../console/dom.js"),
     ),
     (
+        "draws.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../console/draws.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_str!("../../../console/favicon.svg"),
