@@ -65,6 +65,31 @@ function complainantCard(id, complainant, onAudit) {
     form);
 }
 
+const LEVELS = { 1: '督办', 2: '升级督办', 3: '挂牌督办' };
+const FINISHED = new Set(['closed', 'merged', 'not_accepted']);
+
+/** Issue a supervision or escalate (the server allows it to admins and supervisors). */
+function superviseCard(id, current, reload) {
+  const level = h('select', { name: 'level', id: 'supervise-level' },
+    Object.entries(LEVELS).map(([n, text]) => h('option', { value: n, selected: Number(n) === Math.min(3, current + 1) }, `${n} 级 · ${text}`)));
+  const reason = h('textarea', { name: 'reason', id: 'supervise-reason', required: true, rows: 2, maxlength: 500 });
+  const result = h('div', { 'aria-live': 'polite' });
+  const form = h('form', { class: 'stack', 'aria-label': '督办' },
+    h('label', { for: 'supervise-level' }, '督办级别'), level,
+    h('label', { for: 'supervise-reason' }, '督办意见'), reason,
+    h('button', { type: 'submit' }, '发出督办'), result);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      await api(`/admin/cases/${encodeURIComponent(id)}/supervise`, { method: 'POST', body: { level: Number(level.value), reason: reason.value } });
+      await reload();
+    } catch (error) {
+      fill(result, h('p', { class: 'error', role: 'alert' }, explain(error)));
+    }
+  });
+  return h('section', { class: 'card' }, h('h2', {}, '发出督办'), form);
+}
+
 export async function casePage(main, id) {
   const detail = await api(`/admin/cases/${encodeURIComponent(id)}`);
   const c = detail.case;
@@ -99,6 +124,7 @@ export async function casePage(main, id) {
       complainantCard(id, detail.complainant, loadAudit)),
     h('section', { class: 'card' }, h('h2', {}, '诉求内容'), h('p', { class: 'description' }, c.description || '—')),
     h('section', { class: 'card' }, h('h2', {}, '办理过程'), timeline(c.timeline)),
+    FINISHED.has(c.status) ? null : superviseCard(id, Math.max(0, ...c.supervisions.map((v) => v.level)), () => casePage(main, id)),
     detail.supervisions.length ? h('section', { class: 'card' }, h('h2', {}, '督办'),
       h('ul', { class: 'plain' }, detail.supervisions.map((v) =>
         h('li', {}, `${chinaTime(v.created_at)} · ${v.level} 级督办 · ${label(STAGE, v.stage)} · ${v.reason}`)))) : null,

@@ -742,6 +742,90 @@ async fn a_device_is_enrolled_with_its_token_once_as_a_qr_code(backend: Backend)
     );
 }
 
+async fn a_supervisor_supervises_and_escalates_an_auditor_may_not(backend: Backend) {
+    let Env { store, app, _db } = env(backend);
+    let (cookie, csrf) = sign_in(&app).await;
+    let overdue = send(
+        &app,
+        "GET",
+        "/admin/overdue",
+        Ask {
+            cookie: Some(&cookie),
+            ..Ask::default()
+        },
+    )
+    .await;
+    let case = overdue.json["cases"][0]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/admin/cases/{case}/supervise");
+    let ask = |body: Value| Ask {
+        cookie: Some(&cookie),
+        csrf: Some(&csrf),
+        body: Some(body),
+        ..Ask::default()
+    };
+    let done = send(
+        &app,
+        "POST",
+        &path,
+        ask(json!({"level": 2, "reason": "请三日内办结"})),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let detail = send(
+        &app,
+        "GET",
+        &format!("/admin/cases/{case}"),
+        Ask {
+            cookie: Some(&cookie),
+            ..Ask::default()
+        },
+    )
+    .await;
+    let events = detail.json["case"]["timeline"].as_array().unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(
+        last["action"],
+        json!({"kind": "supervise", "level": 2, "reason": "请三日内办结"})
+    );
+    assert_eq!(last["author"]["user"], "desk");
+    for (body, code) in [
+        (json!({"level": 4, "reason": "x"}), "bad_supervision"),
+        (json!({"level": "high", "reason": "x"}), "bad_level"),
+        (json!({"level": 1, "reason": "  "}), "bad_supervision"),
+    ] {
+        let refused = send(&app, "POST", &path, ask(body.clone())).await;
+        assert_eq!(
+            (refused.status, refused.json["error"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+    }
+    let auditor = add_admin(&store, "checker", AdminRole::Auditor, "330604");
+    let ask = Ask {
+        bearer: Some(&auditor),
+        body: Some(json!({"reason": "x"})),
+        ..Ask::default()
+    };
+    assert_eq!(send(&app, "POST", &path, ask).await.status, 403);
+    let unchanged = send(
+        &app,
+        "GET",
+        &format!("/admin/cases/{case}"),
+        Ask {
+            cookie: Some(&cookie),
+            ..Ask::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        unchanged.json["case"]["timeline"].as_array().unwrap().len(),
+        events.len()
+    );
+}
+
 gridcase_server::backend_tests!(async:
     the_console_is_served_with_strict_headers,
     a_cookie_session_signs_in_and_out,
@@ -751,4 +835,5 @@ gridcase_server::backend_tests!(async:
     the_cookie_is_secure_when_configured,
     an_open_page_hears_that_cases_changed_until_signed_out,
     a_device_is_enrolled_with_its_token_once_as_a_qr_code,
+    a_supervisor_supervises_and_escalates_an_auditor_may_not,
 );

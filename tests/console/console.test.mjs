@@ -170,6 +170,11 @@ test('open a case and reveal the phone with a reason; the audit row appears', as
   assert.equal(await row.count(), 1);
   assert.match(await row.innerText(), new RegExp(ADMIN));
   assert.match(await row.innerText(), /回访核实办理结果/);
+  // Escalate: the admin's supervision joins the timeline.
+  await page.getByLabel('督办级别').selectOption('2');
+  await page.getByLabel('督办意见').fill('请三日内办结并回复');
+  await page.getByRole('button', { name: '发出督办' }).click();
+  await page.locator('ol.timeline li').filter({ hasText: `督办 · ${ADMIN}` }).filter({ hasText: '请三日内办结并回复' }).waitFor();
   await shot('case');
   await accessible('case');
 });

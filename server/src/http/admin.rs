@@ -1,5 +1,5 @@
 //! The admin routes (`/admin/…`): deadline lists, a case's detail, the audit log, reveals,
-//! enrolments and revocations. Each handler takes an [`Admin`], so none runs without an
+//! supervisions, enrolments and revocations. Each handler takes an [`Admin`], so none runs without an
 //! authenticated admin, and acts through the store's `*_as` / `*_for_admin` methods
 //! (`crate::admin_actions`), which apply the admin's role and jurisdiction.
 
@@ -27,6 +27,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/due-soon", get(admin_due_soon))
         .route("/admin/cases/{id}", get(admin_case))
         .route("/admin/cases/{id}/reveal", post(admin_reveal))
+        .route("/admin/cases/{id}/supervise", post(admin_supervise))
         .route("/admin/audit", get(admin_audit))
         .route("/admin/report", get(super::report::admin_report))
         .route("/admin/devices/{id}/revoke", post(admin_revoke_device))
@@ -264,6 +265,38 @@ async fn admin_reveal(
             "name": c.name, "phone": c.phone, "anonymous": c.anonymous
         })),
     })))
+}
+
+/// `POST /admin/cases/{id}/supervise` with `{"level": 1|2|3, "reason": "..."}`: a supervision
+/// (督办; a higher level escalates) by the admin, in the case's timeline.
+async fn admin_supervise(
+    Admin(admin): Admin,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Path(id) = id?;
+    let map = admin_body(body).await?;
+    let reason = string_field(&map, "reason")?.unwrap_or_default();
+    let level = match map.get("level") {
+        None | Some(serde_json::Value::Null) => 1,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or_else(|| AppError::BadRequest {
+                code: "bad_level",
+                message: "`level` is 1, 2 or 3".into(),
+            })?,
+    };
+    let now = (state.clock)();
+    let store = state.store.clone();
+    let case_id = id.clone();
+    tokio::task::spawn_blocking(move || store.supervise_as(&admin, &case_id, level, &reason, now))
+        .await?
+        .map_err(AppError::invalid_as("bad_supervision"))?;
+    Ok(Json(
+        json!({"case_id": id, "level": level, "supervised": true}),
+    ))
 }
 
 /// `POST /admin/devices/{id}/revoke` (body empty or `{}`).
