@@ -85,7 +85,7 @@ async function route({ quiet = false } = {}) {
   const target = quiet ? h('div') : main;
   if (!quiet) fill(main, h('p', { class: 'loading' }, '正在加载…'));
   try {
-    if (page === 'list' && (arg === 'overdue' || arg === 'due_soon')) await list(target, arg, params);
+    if (page === 'list' && ['overdue', 'due_soon', 'supervised'].includes(arg)) await list(target, arg, params);
     else if (page === 'case' && arg) await casePage(target, decodeURIComponent(arg));
     else if (page === 'audit') await audit(target, params);
     else if (page === 'reports') await reports(target);

@@ -105,7 +105,7 @@ function select(name, text, choices, value) {
 }
 
 export async function list(main, kind, params) {
-  const title = kind === 'overdue' ? '超期件' : '临期件';
+  const title = { overdue: '超期件', due_soon: '临期件', supervised: '督办件' }[kind];
   const page = await api(`/console/api/cases${query({ list: kind, ...params, size: 20 })}`);
   const form = h('form', { class: 'filters', 'aria-label': '筛选' },
     h('label', {}, '区域代码前缀', h('input', { name: 'area', value: params.area ?? '', inputmode: 'numeric', pattern: '[0-9]*', maxlength: 12 })),

@@ -10,7 +10,7 @@ use gridcase_core::model::{Author, Complainant, Millis, Role};
 use crate::admins::{Action, AdminCtx};
 use crate::audit::{self, AuditQuery, AuditRow};
 use crate::db::{self, Commit, NewSupervision};
-use crate::deadlines::Supervisor;
+use crate::deadlines::SupervisionEvent;
 use crate::documents::load;
 use crate::store::{CaseSummary, Result, Store, StoreError};
 
@@ -86,17 +86,18 @@ impl Store {
                 row = None;
             }
         }
-        let action = LifecycleAction::Supervise {
-            level,
-            reason: reason.to_owned(),
-        };
-        let by = Supervisor {
+        let mut event = SupervisionEvent {
+            action: LifecycleAction::Supervise {
+                level,
+                reason: reason.to_owned(),
+            },
             author: Author {
                 user: admin.name.clone(),
                 device: "console".into(),
                 role: Role::Admin,
             },
             writer: &admin.name,
+            row,
         };
         let _local = self.locks.lock(case_id);
         let _turn = self.db().case_turn(case_id)?;
@@ -107,18 +108,10 @@ impl Store {
             let stored = stored
                 .ok_or_else(|| StoreError::NotFound(format!("case {}", audit::bounded(case_id))))?;
             let base = load(case_id, stored)?;
-            match self.supervision_commit(
-                case_id,
-                &base,
-                &trusted,
-                &action,
-                &by,
-                row.clone(),
-                now,
-            )? {
+            match self.supervision_commit(case_id, &base, &trusted, &event, now)? {
                 Some(Commit::Committed { .. }) => return Ok(()),
                 // The stage's row came meanwhile: the event alone.
-                Some(Commit::Duplicate) => row = None,
+                Some(Commit::Duplicate) => event.row = None,
                 Some(Commit::Conflict) => {}
                 None => {
                     return Err(StoreError::Invalid(

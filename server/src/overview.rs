@@ -10,8 +10,9 @@ use gridcase_core::model::Millis;
 use serde::Serialize;
 
 use crate::admins::{Action, AdminCtx};
+use crate::rates::numerator_condition;
 use crate::rates::{FactFilter, Rate, rates_from_counts};
-use crate::report::queries::{decode_totals, totals};
+use crate::report::queries::{ListOrder, case_list, decode_list, decode_totals, totals};
 use crate::report::{Period, PeriodKind, Report, ReportQuery};
 use crate::store::{CaseSummary, Result, Store, StoreError};
 
@@ -167,6 +168,7 @@ impl Store {
         let all = match filter.list {
             DeadlineList::Overdue => self.overdue_within(&within, at, LIST_CAP)?,
             DeadlineList::DueSoon => self.due_soon_within(&within, at, LIST_CAP)?,
+            DeadlineList::Supervised => self.open_supervised(&within, at)?,
         };
         let capped = all.len() >= LIST_CAP as usize;
         let mut categories: Vec<String> = all.iter().map(|c| c.category.clone()).collect();
@@ -187,12 +189,20 @@ impl Store {
         let size = filter.size.clamp(1, MAX_PAGE_SIZE) as usize;
         let pages = matching.len().div_ceil(size).max(1);
         let page = (filter.page.max(1) as usize).min(pages);
-        let cases = matching
+        let mut cases: Vec<CaseSummary> = matching
             .iter()
             .skip((page - 1) * size)
             .take(size)
             .cloned()
             .collect();
+        if filter.list == DeadlineList::Supervised {
+            // The facts carry no title or stage: the page's rows get their full summary.
+            for case in &mut cases {
+                if let Some(full) = self.case_summary(&case.case_id)? {
+                    *case = full;
+                }
+            }
+        }
         Ok(ListPage {
             at,
             total: matching.len(),
@@ -206,6 +216,44 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Open cases with a supervision (督办) inside `within`, earliest registered first, up to
+    /// [`LIST_CAP`] (from `case_facts`, as the report's supervised list; titles and stages are
+    /// filled in for the page shown).
+    fn open_supervised(&self, within: &Jurisdiction, at: Millis) -> Result<Vec<CaseSummary>> {
+        let filter = FactFilter {
+            from: 0,
+            to: at + 1,
+            area: within.as_prefix().to_owned(),
+            unit: None,
+            category: None,
+        };
+        let cond = numerator_condition("supervised").expect("a rate of `crate::rates::RATES`");
+        let query = case_list(&filter, cond, ListOrder::Registered, LIST_CAP, at);
+        let finished = ["closed", "merged", "not_accepted"];
+        Ok(decode_list(self.db().fact_rows(&query)?)
+            .into_iter()
+            .filter(|c| !finished.contains(&c.status.as_str()))
+            .map(|c| CaseSummary {
+                case_id: c.case_id,
+                number: c.number,
+                title: String::new(),
+                category: c.category,
+                status: c.status,
+                urgency: String::new(),
+                area_code: c.area,
+                assignee: String::new(),
+                responsible_unit: c.unit,
+                stage: None,
+                stage_started_at: None,
+                due_at: c.handle_due_at,
+                due_provisional: false,
+                calendar_version: String::new(),
+            })
+            .collect())
+    }
+}
+
 /// The most cases on one page of a console list.
 pub const MAX_PAGE_SIZE: u32 = 200;
 
@@ -214,6 +262,8 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 pub enum DeadlineList {
     Overdue,
     DueSoon,
+    /// Open cases with a supervision (督办件).
+    Supervised,
 }
 
 /// What a console list page asks for.

@@ -398,7 +398,7 @@ async fn cookie_changes_need_the_csrf_token_bearer_clients_do_not(backend: Backe
 
 async fn the_overview_and_lists_agree_with_the_admin_api(backend: Backend) {
     let Env { app, _db, .. } = env(backend);
-    let (cookie, _) = sign_in(&app).await;
+    let (cookie, csrf) = sign_in(&app).await;
     let get = |uri: String| {
         let app = app.clone();
         let cookie = cookie.clone();
@@ -520,6 +520,48 @@ async fn the_overview_and_lists_agree_with_the_admin_api(backend: Backend) {
             .iter()
             .all(|c| c["area_code"].as_str().unwrap().starts_with("330604101"))
     );
+
+    // The supervised list: open cases with a supervision, each with its full summary.
+    let first = overdue["cases"][0]["case_id"].as_str().unwrap();
+    let ask = Ask {
+        cookie: Some(&cookie),
+        csrf: Some(&csrf),
+        body: Some(json!({"level": 1, "reason": "请尽快办理"})),
+        ..Ask::default()
+    };
+    let done = send(
+        &app,
+        "POST",
+        &format!("/admin/cases/{first}/supervise"),
+        ask,
+    )
+    .await;
+    assert_eq!(done.status, 200);
+    let supervised = get("/console/api/cases?list=supervised&size=200".into())
+        .await
+        .json;
+    let rows = supervised["cases"].as_array().unwrap();
+    assert!(
+        !rows.is_empty(),
+        "the deadline check supervised the demo's overdue cases"
+    );
+    assert_eq!(supervised["total"].as_u64().unwrap() as usize, rows.len());
+    for row in rows {
+        let id = row["case_id"].as_str().unwrap();
+        let detail = get(format!("/admin/cases/{id}")).await.json;
+        assert_eq!(
+            row, &detail["summary"],
+            "the page's rows are the projection's"
+        );
+        assert!(
+            !detail["supervisions"].as_array().unwrap().is_empty()
+                || !detail["case"]["supervisions"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty()
+        );
+        assert!(!["closed", "merged", "not_accepted"].contains(&row["status"].as_str().unwrap()));
+    }
 
     // Bad input and outside the jurisdiction.
     assert_eq!(

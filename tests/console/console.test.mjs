@@ -146,6 +146,17 @@ test('the due-soon list', async () => {
   await accessible('due-soon list');
 });
 
+test('the supervised list', async () => {
+  await page.getByRole('link', { name: '督办件' }).click();
+  await page.getByRole('heading', { name: '督办件' }).waitFor();
+  await page.locator('table.data tbody tr').first().waitFor();
+  const titles = await page.locator('table.data tbody tr td:nth-child(2)').allInnerTexts();
+  assert.ok(titles.every((t) => t.length > 0), 'rows carry their titles');
+  const statuses = await page.locator('table.data tbody tr td:nth-child(6)').allInnerTexts();
+  assert.ok(!statuses.includes('已办结'), 'open cases only');
+  await accessible('supervised list');
+});
+
 let caseId;
 
 test('open a case and reveal the phone with a reason; the audit row appears', async () => {

@@ -1,5 +1,5 @@
 //! The console's own reads: `GET /console/api/overview?at=&month=` (`crate::overview`) and
-//! `GET /console/api/cases?list=overdue|due_soon&area=&category=&unit=&page=&size=&at=`, a page
+//! `GET /console/api/cases?list=overdue|due_soon|supervised&area=&category=&unit=&page=&size=&at=`, a page
 //! of a deadline list. Filters are area codes, categories and units, never personal data.
 
 use axum::Json;
@@ -68,10 +68,11 @@ pub(super) async fn cases(
     let list = match p.list.as_str() {
         "overdue" => DeadlineList::Overdue,
         "due_soon" => DeadlineList::DueSoon,
+        "supervised" => DeadlineList::Supervised,
         _ => {
             return Err(AppError::BadRequest {
                 code: "bad_list",
-                message: "`list` is overdue or due_soon".into(),
+                message: "`list` is overdue, due_soon or supervised".into(),
             });
         }
     };
