@@ -105,6 +105,11 @@ test('sign in and see the overview', async () => {
   await page.getByLabel('统计月份').selectOption(previous);
   await page.getByRole('table', { name: new RegExp(`^${previous} 考核指标`) }).waitFor();
   await shot('overview');
+  // A tablet held upright: one column, nothing wider than the screen.
+  await page.setViewportSize({ width: 820, height: 1180 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 820), 'no sideways scrolling');
+  await shot('overview-tablet');
+  await page.setViewportSize({ width: 1366, height: 768 });
   await accessible('overview');
 });
 
