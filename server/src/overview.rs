@@ -111,9 +111,22 @@ impl Store {
             },
             at,
         )?;
-        let mut trend = Vec::new();
         let current = Period::parse(&month).map_err(StoreError::Invalid)?;
-        for period in current.with_previous(TREND_MONTHS - 1).into_iter().rev() {
+        // The report counted this month and the one before: only the older months are counted
+        // here (each is a scan of its month's rows).
+        let mut trend = vec![
+            TrendPoint {
+                period: report.period.label.clone(),
+                cases: report.cases,
+                rates: report.rates.clone(),
+            },
+            TrendPoint {
+                period: report.previous_period.label.clone(),
+                cases: report.previous_cases,
+                rates: report.previous_rates.clone(),
+            },
+        ];
+        for period in current.with_previous(TREND_MONTHS - 1).into_iter().skip(2) {
             let (cases, rates) = self.period_totals(&filter, &period, at)?;
             trend.push(TrendPoint {
                 period: period.label,
@@ -121,6 +134,7 @@ impl Store {
                 rates,
             });
         }
+        trend.reverse();
         let within = &admin.jurisdiction;
         Ok(Overview {
             at,

@@ -447,6 +447,12 @@ async fn the_overview_and_lists_agree_with_the_admin_api(backend: Backend) {
         ]
     );
     assert_eq!(trend[5]["rates"], report["rates"]);
+    assert_eq!(trend[4]["rates"], report["previous_rates"]);
+    let august = get("/admin/report?period=2026-08".into()).await.json;
+    assert_eq!(
+        trend[1]["rates"], august["previous_rates"],
+        "older months counted alike"
+    );
     let day = get("/admin/report?period=2026-11-28".into()).await.json;
     assert_eq!(o["today_cases"], day["cases"]);
     let october = get("/console/api/overview?month=2026-10".into()).await.json;
