@@ -164,10 +164,21 @@ export async function audit(main, params) {
     event.preventDefault();
     location.hash = `#/audit${query(Object.fromEntries(new FormData(form)))}`;
   });
-  const day = (d) => (d ? `${d}T00:00:00+08:00` : undefined);
-  const data = await api(`/admin/audit${query({ user: params.user, case: params.case, from: day(params.from), to: day(params.to), limit: 50 })}`);
+  // China-time midnights: `from` the start of its day, `to` the end of its day (exclusive).
+  const midnight = (d) => (d ? new Date(`${d}T00:00:00+08:00`).getTime() : undefined);
+  const end = params.to ? midnight(params.to) + 86_400_000 : undefined;
+  const before = params.before ? Number(params.before) : undefined;
+  const to = [end, before].filter((t) => t !== undefined && !Number.isNaN(t));
+  const data = await api(`/admin/audit${query({ user: params.user, case: params.case, from: midnight(params.from),
+    to: to.length ? Math.min(...to) : undefined, limit: 50 })}`);
+  const oldest = data.rows.at(-1)?.at;
+  const more = data.count === 50 && oldest !== undefined
+    ? h('nav', { class: 'pager', 'aria-label': '分页' },
+      h('a', { href: `#/audit${query({ ...params, before: oldest })}` }, '更早的记录'))
+    : null;
   fill(main, h('h1', {}, '审计日志'), form,
-    data.rows.length ? auditTable(data.rows, `最近 ${data.count} 条`) : h('p', { class: 'muted' }, '没有记录。'));
+    data.rows.length ? auditTable(data.rows, `${before ? '更早的' : '最近'} ${data.count} 条`) : h('p', { class: 'muted' }, '没有记录。'),
+    more);
 }
 
 export async function reports(main) {

@@ -281,6 +281,14 @@ test('the audit log shows the reveal and the revocation', async () => {
   await page.getByRole('heading', { name: '审计日志' }).waitFor();
   const kind = (text) => page.locator('table.data tbody tr td:nth-child(2)').filter({ hasText: text });
   await kind('吊销').first().waitFor();
+  // Fifty rows a page; older ones behind a link.
+  assert.equal(await page.locator('table.data tbody tr').count(), 50);
+  const first = await page.locator('table.data tbody').innerText();
+  await page.getByRole('link', { name: '更早的记录' }).click();
+  await page.getByRole('table', { name: /^更早的/ }).waitFor();
+  assert.notEqual(await page.locator('table.data tbody').innerText(), first, 'another page of rows');
+  await page.getByRole('link', { name: '审计日志' }).click();
+  await page.getByRole('table', { name: /^最近/ }).waitFor();
   await page.getByLabel('人员').fill(ADMIN);
   await page.getByRole('button', { name: '筛选' }).click();
   await page.waitForFunction(() => location.hash.includes('user='));
