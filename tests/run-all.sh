@@ -19,5 +19,7 @@ cargo test --workspace --doc
 
 bash bindings/tests/run-kotlin.sh
 bash bindings/tests/run-python.sh
-# The admin console in Debian's chromium (playwright-core and axe-core: npm ci in tests/console).
+# The admin console: its vendored ECharts is the pinned npm package's file, byte for byte; then
+# the browser tests in Debian's chromium (playwright-core and axe-core: npm ci in tests/console).
+bash server/console/vendor/check.sh
 bash tests/console/run.sh

@@ -99,11 +99,13 @@ test('sign in and see the overview', async () => {
   assert.ok(session?.httpOnly && session.sameSite === 'Strict', 'an HttpOnly, SameSite=Strict cookie');
   assert.equal(await page.evaluate(() => document.cookie), '', 'scripts cannot read the session');
   assert.match(await page.locator('.stat').nth(2).innerText(), /超期件\s*\d+/);
-  assert.ok(await page.locator('svg.chart path').count() > 0, 'the trend chart is drawn');
+  await page.locator('.echart[data-drawn] svg path').first().waitFor({ state: 'attached' });
+  assert.equal(await page.locator('.echart[data-drawn]').count(), 2, 'the trend and top-categories charts are drawn');
   // The month before (the demo's cases lie in the 30 days before now).
   const previous = await page.locator('select[name=month] option').nth(1).getAttribute('value');
   await page.getByLabel('统计月份').selectOption(previous);
   await page.getByRole('table', { name: new RegExp(`^${previous} 考核指标`) }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('.echart[data-drawn]').length === 2);
   await shot('overview');
   // A tablet held upright: one column, nothing wider than the screen.
   await page.setViewportSize({ width: 820, height: 1180 });

@@ -82,6 +82,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../../console/draws.js"),
     ),
     (
+        "echarts.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../console/vendor/echarts.min.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_str!("../../../console/favicon.svg"),
