@@ -2,7 +2,7 @@
 # The README's test command: installs what the tests need (once), then runs the Rust tests of
 # every crate (unit, property and end-to-end against a real server on 127.0.0.1, the server and
 # end-to-end tests on SQLite and on PostgreSQL) and the Kotlin and Python binding tests against a
-# real server.
+# real server, then the admin console's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +19,7 @@ cargo test --workspace --doc
 
 bash bindings/tests/run-kotlin.sh
 bash bindings/tests/run-python.sh
+# The admin console: its vendored ECharts is the pinned npm package's file, byte for byte; then
+# the browser tests in Debian's chromium (playwright-core and axe-core: npm ci in tests/console).
+bash server/console/vendor/check.sh
+bash tests/console/run.sh

@@ -4,11 +4,14 @@
 //! call these, never the unchecked store methods.
 
 use gridcase_core::area::Jurisdiction;
-use gridcase_core::model::{Complainant, Millis, Role};
+use gridcase_core::lifecycle::Action as LifecycleAction;
+use gridcase_core::model::{Author, Complainant, Millis, Role};
 
 use crate::admins::{Action, AdminCtx};
 use crate::audit::{self, AuditQuery, AuditRow};
-use crate::db;
+use crate::db::{self, Commit, NewSupervision};
+use crate::deadlines::SupervisionEvent;
+use crate::documents::load;
 use crate::store::{CaseSummary, Result, Store, StoreError};
 
 impl Store {
@@ -40,6 +43,84 @@ impl Store {
         admin.require(Action::Reveal)?;
         self.case_for_admin(admin, case_id)?;
         self.reveal(case_id, &admin.name, reason, now)
+    }
+
+    /// A supervision (督办) by the admin on an open case inside the jurisdiction: a `Supervise`
+    /// event (level 1 to 3; a higher level escalates) authored by the admin, in the case's
+    /// timeline as the phones receive it, committed like the deadline check's. The supervisions
+    /// table keeps one row per stage: this one's when the stage has none yet.
+    pub fn supervise_as(
+        &self,
+        admin: &AdminCtx,
+        case_id: &str,
+        level: u8,
+        reason: &str,
+        now: Millis,
+    ) -> Result<()> {
+        admin.require(Action::Supervise)?;
+        let summary = self.case_for_admin(admin, case_id)?;
+        if reason.trim().is_empty() {
+            return Err(StoreError::Invalid("a supervision needs a reason".into()));
+        }
+        audit::check_reason(reason)?;
+        if !(1..=3).contains(&level) {
+            return Err(StoreError::Invalid("level is 1, 2 or 3".into()));
+        }
+        let mut row = match (summary.stage, summary.stage_started_at) {
+            (Some(stage), Some(started)) => Some(NewSupervision {
+                case_id: case_id.to_owned(),
+                stage,
+                stage_started_at: started,
+                level,
+                reason: reason.to_owned(),
+                created_at: now,
+            }),
+            _ => None,
+        };
+        if let Some(r) = &row {
+            let held = self.supervisions(case_id)?;
+            if held
+                .iter()
+                .any(|s| s.stage == r.stage && s.stage_started_at == r.stage_started_at)
+            {
+                row = None;
+            }
+        }
+        let mut event = SupervisionEvent {
+            action: LifecycleAction::Supervise {
+                level,
+                reason: reason.to_owned(),
+            },
+            author: Author {
+                user: admin.name.clone(),
+                device: "console".into(),
+                role: Role::Admin,
+            },
+            writer: &admin.name,
+            row,
+        };
+        let _local = self.locks.lock(case_id);
+        let _turn = self.db().case_turn(case_id)?;
+        for _ in 0..8 {
+            let mut view = self.db().read()?;
+            let (stored, trusted) = (view.doc(case_id)?, view.trusted_times(case_id)?);
+            drop(view);
+            let stored = stored
+                .ok_or_else(|| StoreError::NotFound(format!("case {}", audit::bounded(case_id))))?;
+            let base = load(case_id, stored)?;
+            match self.supervision_commit(case_id, &base, &trusted, &event, now)? {
+                Some(Commit::Committed { .. }) => return Ok(()),
+                // The stage's row came meanwhile: the event alone.
+                Some(Commit::Duplicate) => event.row = None,
+                Some(Commit::Conflict) => {}
+                None => {
+                    return Err(StoreError::Invalid(
+                        "this case cannot be supervised in its state".into(),
+                    ));
+                }
+            }
+        }
+        Err(StoreError::Busy(case_id.to_owned()))
     }
 
     /// Revokes a device of a user inside the jurisdiction; `false` for an unknown device.

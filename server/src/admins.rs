@@ -6,8 +6,8 @@
 //!   below. A county or township admin is an `admin` whose jurisdiction is the county's or
 //!   township's prefix.
 //! - `supervisor`: the hotline centre's or township's supervision desk (督办): lists, cases,
-//!   reveals a complainant's phone for a call back (audited), reports, and draws the monthly
-//!   random audit.
+//!   reveals a complainant's phone for a call back (audited), supervises and escalates cases,
+//!   reports, and draws the monthly random audit.
 //! - `auditor`: re-verifies the drawn cases (回访核查) and records the results; reads lists,
 //!   cases (phones masked), reports and the audit log. Never reveals, revokes or draws: the
 //!   one who checks is not the one who picked what is checked.
@@ -75,6 +75,8 @@ pub enum Action {
     Draw,
     /// Record a drawn case's re-verification.
     Verify,
+    /// Issue a supervision (督办) or escalate one on a case.
+    Supervise,
 }
 
 /// An authenticated admin: who acts, in which role, over which areas.
@@ -91,7 +93,7 @@ impl AdminCtx {
         use Action::*;
         match self.role {
             AdminRole::Admin => true,
-            AdminRole::Supervisor => matches!(action, View | Reveal | Draw),
+            AdminRole::Supervisor => matches!(action, View | Reveal | Draw | Supervise),
             AdminRole::Auditor => matches!(action, View | Verify),
         }
     }
@@ -366,6 +368,11 @@ impl Store {
         Ok((token, expires))
     }
 
+    /// Ends a signed-in session (signing out); bearer tokens are not ended this way.
+    pub fn end_session(&self, token: &str) -> Result<bool> {
+        Ok(self.db().end_session(&sha256_hex(token.as_bytes()))?)
+    }
+
     /// The admin named `name`, for the CLI (which acts for a named, enabled admin).
     pub fn admin_ctx(&self, name: &str) -> Result<AdminCtx> {
         let record = self.known_admin(name)?;
@@ -391,14 +398,14 @@ mod tests {
     #[test]
     fn the_permission_table() {
         use Action::*;
-        let all = [View, Reveal, ManagePeople, Draw, Verify];
+        let all = [View, Reveal, ManagePeople, Draw, Verify, Supervise];
         let may = |role| {
             all.into_iter()
                 .filter(|a| ctx(role, "").may(*a))
                 .collect::<Vec<_>>()
         };
         assert_eq!(may(AdminRole::Admin), all);
-        assert_eq!(may(AdminRole::Supervisor), [View, Reveal, Draw]);
+        assert_eq!(may(AdminRole::Supervisor), [View, Reveal, Draw, Supervise]);
         assert_eq!(may(AdminRole::Auditor), [View, Verify]);
         assert!(matches!(
             ctx(AdminRole::Auditor, "").require(Reveal),

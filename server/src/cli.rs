@@ -76,7 +76,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GRIDCASE_DATABASE")]
     pub database: Option<String>,
     /// A TOML file with any of: listen, data, database, pool_size, check_every, policy,
-    /// calendar, max_body_bytes, request_timeout.
+    /// calendar, max_body_bytes, request_timeout, secure_cookie (the console cookie over TLS).
     #[arg(long, env = "GRIDCASE_CONFIG")]
     pub config: Option<PathBuf>,
     /// How often the deadline check runs, e.g. 60s, 5m [env GRIDCASE_CHECK_EVERY].

@@ -53,6 +53,8 @@ pub struct FileConfig {
     pub heavy_requests: Option<usize>,
     /// Per-device quotas: a `[quota]` table.
     pub quota: Option<QuotaFile>,
+    /// Mark the console's session cookie `Secure` (when the server is reached over TLS).
+    pub secure_cookie: Option<bool>,
 }
 
 /// `[quota]` in the config file: per device and period. Every key is optional.
@@ -110,6 +112,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub limits: RequestLimits,
+    /// The console's session cookie is `Secure`.
+    pub secure_cookie: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +208,7 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
         calendar: overrides.calendar.or(file.calendar),
         max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
         request_timeout,
+        secure_cookie: file.secure_cookie.unwrap_or(false),
     })
 }
 
@@ -309,6 +314,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     state.max_body_bytes = config.max_body_bytes;
     state.request_timeout = config.request_timeout;
     state.body_timeout = limits.body_timeout;
+    state.secure_cookie = config.secure_cookie;
     let checker = spawn_deadline_leader(
         store,
         config.check_every,

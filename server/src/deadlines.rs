@@ -73,6 +73,15 @@ impl Store {
         };
         let _local = self.locks.lock(case_id);
         let _turn = self.db().case_turn(case_id)?;
+        let event = SupervisionEvent {
+            action: Action::Supervise {
+                level: supervision.level,
+                reason: supervision.reason.clone(),
+            },
+            author: system_author(),
+            writer: "system",
+            row: Some(supervision.clone()),
+        };
         for _ in 0..MAX_ATTEMPTS {
             let mut view = self.db().read()?;
             let stored = view.doc(case_id)?;
@@ -82,7 +91,7 @@ impl Store {
                 return Ok(self.db().insert_supervision(&supervision)?);
             };
             let base = load(case_id, stored)?;
-            match self.supervision_commit(&base, &trusted, supervision.clone(), now)? {
+            match self.supervision_commit(case_id, &base, &trusted, &event, now)? {
                 Some(Commit::Committed { .. }) => return Ok(true),
                 Some(Commit::Duplicate) => return Ok(false),
                 Some(Commit::Conflict) => continue,
@@ -93,24 +102,20 @@ impl Store {
         Err(StoreError::Busy(case_id.to_owned()))
     }
 
-    /// Adds the `Supervise` event to the case and commits it with the supervision row; `None`
-    /// when the event cannot be added.
-    fn supervision_commit(
+    /// Adds a `Supervise` event to the case and commits it, with the supervision row when
+    /// given; `None` when the event cannot be added.
+    pub(crate) fn supervision_commit(
         &self,
+        case_id: &str,
         base: &Loaded,
         trusted: &std::collections::HashMap<String, Millis>,
-        supervision: NewSupervision,
+        event: &SupervisionEvent<'_>,
         now: Millis,
     ) -> Result<Option<Commit>> {
-        let case_id = supervision.case_id.clone();
         let mut raw = base.doc.clone();
         let before = raw.get_heads();
         let mut doc = CaseDoc::from_automerge(raw.with_actor(self.actor()))?;
-        let action = Action::Supervise {
-            level: supervision.level,
-            reason: supervision.reason.clone(),
-        };
-        if let Err(e) = doc.act(&action, &system_author(), now) {
+        if let Err(e) = doc.act(&event.action, &event.author, now) {
             tracing::warn!(case_id, error = %e, "could not add the supervision to the case");
             return Ok(None);
         }
@@ -120,7 +125,7 @@ impl Store {
         let mut write = plan_commit(
             self,
             NewState {
-                doc_id: &case_id,
+                doc_id: case_id,
                 base,
                 doc: &mut doc,
                 new_changes: &new,
@@ -128,16 +133,25 @@ impl Store {
                 trusted,
                 writer: Writer {
                     device: None,
-                    user: "system",
+                    user: event.writer,
                     clock: gridcase_core::sync::DeviceClock::default(),
                 },
                 holder: None,
                 now,
             },
         );
-        write.supervision = Some(supervision);
+        write.supervision = event.row.clone();
         Ok(Some(self.db().commit_doc(&write)?))
     }
+}
+
+/// A supervision to commit: the `Supervise` action, its author in the timeline, the writer the
+/// audit log names, and the supervisions row (one per stage) when there is none yet.
+pub(crate) struct SupervisionEvent<'a> {
+    pub action: Action,
+    pub author: Author,
+    pub writer: &'a str,
+    pub row: Option<NewSupervision>,
 }
 
 /// Supervises every overdue stage not yet supervised, found by the index-only overdue scan.

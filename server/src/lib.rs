@@ -11,6 +11,7 @@
 //! - [`deadlines`]: due-soon and overdue lists and automatic supervision;
 //! - [`audit`]: the audit log's rows and queries; [`admins`]: admin accounts, roles and
 //!   jurisdictions; [`audit_draw`]: the monthly random audit;
+//! - [`overview`]: what the console's overview and deadline-list pages show;
 //! - [`leader`]: one process runs the deadline check at a time; [`metrics`]: `/metrics`;
 //! - [`http`]: the axum router ([`http::app`]), its auth extractors and errors;
 //! - [`config`]: flags, environment and file, and [`config::serve`];
@@ -33,6 +34,7 @@ pub mod fact_days;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod overview;
 pub mod projection;
 pub mod rates;
 pub mod report;

@@ -785,6 +785,17 @@ fn time_the_month_report_without_target(store: &Store, month: &Period) -> std::t
     time("supervised list", &|| {
         drop(store.db().fact_rows(&list).unwrap())
     });
+    // The console's overview (issue 12): this report, today's count and five more months'
+    // rates. Its deadline lists read the `cases` projection, empty here (W4 measures them).
+    let county = gridcase_core::area::Jurisdiction::parse("330604").unwrap();
+    let role = gridcase_server::admins::AdminRole::Supervisor;
+    store
+        .add_admin("bench", role, &county, None, &mut rand::rng(), 0)
+        .unwrap();
+    let admin = store.admin_ctx("bench").unwrap();
+    time("console overview", &|| {
+        drop(store.overview_for(&admin, NOW, Some("2026-11")).unwrap())
+    });
     assert_eq!(report.cases, 1_000_000);
     took
 }

@@ -52,6 +52,9 @@ pub trait AdminAccounts {
         expires_at: Millis,
         now: Millis,
     ) -> Result<()>;
+    /// Deletes a session (a token that expires; never a bearer token) by its hash (signing
+    /// out). `false`: no such session.
+    fn end_session(&self, token_hash: &str) -> Result<bool>;
 }
 
 /// A draw about to be recorded.

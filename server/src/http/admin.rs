@@ -1,5 +1,5 @@
 //! The admin routes (`/admin/…`): deadline lists, a case's detail, the audit log, reveals,
-//! enrolments and revocations. Each handler takes an [`Admin`], so none runs without an
+//! supervisions, enrolments and revocations. Each handler takes an [`Admin`], so none runs without an
 //! authenticated admin, and acts through the store's `*_as` / `*_for_admin` methods
 //! (`crate::admin_actions`), which apply the admin's role and jurisdiction.
 
@@ -31,6 +31,7 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .add(GET, "/admin/due-soon", admin_due_soon)
         .add(GET, "/admin/cases/{id}", admin_case)
         .add(POST, "/admin/cases/{id}/reveal", admin_reveal)
+        .add(POST, "/admin/cases/{id}/supervise", admin_supervise)
         .add(GET, "/admin/audit", admin_audit)
         .add(GET, "/admin/report", super::report::admin_report)
         .add(POST, "/admin/devices/{id}/revoke", admin_revoke_device)
@@ -269,6 +270,38 @@ async fn admin_reveal(
             "name": c.name, "phone": c.phone, "anonymous": c.anonymous
         })),
     })))
+}
+
+/// `POST /admin/cases/{id}/supervise` with `{"level": 1|2|3, "reason": "..."}`: a supervision
+/// (督办; a higher level escalates) by the admin, in the case's timeline.
+async fn admin_supervise(
+    Admin(admin): Admin,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Path(id) = id?;
+    let map = admin_body(body).await?;
+    let reason = string_field(&map, "reason")?.unwrap_or_default();
+    let level = match map.get("level") {
+        None | Some(serde_json::Value::Null) => 1,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or_else(|| AppError::BadRequest {
+                code: "bad_level",
+                message: "`level` is 1, 2 or 3".into(),
+            })?,
+    };
+    let now = (state.clock)();
+    let store = state.store.clone();
+    let case_id = id.clone();
+    tokio::task::spawn_blocking(move || store.supervise_as(&admin, &case_id, level, &reason, now))
+        .await?
+        .map_err(AppError::invalid_as("bad_supervision"))?;
+    Ok(Json(
+        json!({"case_id": id, "level": level, "supervised": true}),
+    ))
 }
 
 /// `POST /admin/devices/{id}/revoke` (body empty or `{}`).

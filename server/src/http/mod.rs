@@ -9,11 +9,13 @@
 //!
 //! - [`auth`]: the [`auth::Device`] and [`auth::Admin`] extractors;
 //! - [`admin`]: the admin handlers; [`error`]: [`AppError`], the one error answer;
-//! - [`quota`]: per-device quotas; [`serve`]: the accept loop with a header read timeout.
+//! - [`quota`]: per-device quotas; [`serve`]: the accept loop with a header read timeout;
+//! - [`console`]: the admin console under `/console` (its files, cookie sessions, its reads).
 
 pub mod admin;
 mod audit_draws;
 pub mod auth;
+pub mod console;
 mod error;
 mod people;
 pub mod quota;
@@ -95,6 +97,11 @@ pub struct AppState {
     pub decoding: Arc<Semaphore>,
     /// Failed admin sign-ins per name ([`sign_in::SignInLimiter`]).
     pub sign_ins: Arc<sign_in::SignInLimiter>,
+    /// The console's session cookie is marked `Secure` (behind TLS; `secure_cookie` in the
+    /// config file).
+    pub secure_cookie: bool,
+    /// How often an open console page's event stream looks for changed cases.
+    pub live_poll: Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -122,6 +129,8 @@ impl AppState {
             heavy: Arc::new(Semaphore::new(DEFAULT_HEAVY_REQUESTS)),
             decoding: Arc::new(Semaphore::new(DECODING_AT_ONCE)),
             sign_ins: Arc::default(),
+            secure_cookie: false,
+            live_poll: console::LIVE_POLL,
         }
     }
 
@@ -153,6 +162,7 @@ fn all_routes() -> Routes {
         .add(Method::POST, "/v1/sync", sync)
         .add(Method::GET, "/admin/openapi.json", openapi)
         .with(admin::routes)
+        .with(console::routes)
 }
 
 /// The method and path of every route [`app`] answers.
@@ -175,6 +185,7 @@ pub fn app(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_response(console::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             track_requests,

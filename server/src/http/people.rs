@@ -16,7 +16,7 @@ use super::admin::{admin_body, string_field};
 use super::auth::Admin;
 use super::{AppError, AppState};
 
-fn required(
+pub(super) fn required(
     map: &serde_json::Map<String, serde_json::Value>,
     name: &str,
 ) -> Result<String, AppError> {

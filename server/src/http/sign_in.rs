@@ -20,6 +20,7 @@ use serde_json::json;
 use super::admin::{admin_body, string_field};
 use super::auth::Admin;
 use super::{AppError, AppState};
+use crate::admins::AdminCtx;
 
 /// Failed sign-ins of one name allowed per window.
 pub const MAX_FAILURES: u32 = 5;
@@ -61,14 +62,20 @@ impl SignInLimiter {
     }
 }
 
-/// `POST /admin/sign-in`.
-pub(super) async fn sign_in(
-    State(state): State<AppState>,
-    body: Body,
-) -> Result<Json<serde_json::Value>, AppError> {
-    let map = admin_body(body).await?;
-    let name = string_field(&map, "name")?.unwrap_or_default();
-    let password = string_field(&map, "password")?.unwrap_or_default();
+/// A successful sign-in: who, and the session token with its expiry.
+pub(super) struct SignedIn {
+    pub admin: AdminCtx,
+    pub token: String,
+    pub expires_at: Millis,
+}
+
+/// Checks a name and password (with the per-name lockout) and opens a session. The one
+/// sign-in of the JSON API and of the console's cookie.
+pub(super) async fn check_and_open(
+    state: &AppState,
+    name: String,
+    password: String,
+) -> Result<SignedIn, AppError> {
     let now = (state.clock)();
     if let Some(retry) = state.sign_ins.locked(&name, now) {
         return Err(AppError::Refused {
@@ -83,15 +90,41 @@ pub(super) async fn sign_in(
         let Some(admin) = store.check_admin_password(&who, &password)? else {
             return Ok(None);
         };
-        let (token, expires) = store.open_session(&admin, &mut rand::rng(), now)?;
-        Ok::<_, crate::store::StoreError>(Some((admin, token, expires)))
+        let (token, expires_at) = store.open_session(&admin, &mut rand::rng(), now)?;
+        Ok::<_, crate::store::StoreError>(Some(SignedIn {
+            admin,
+            token,
+            expires_at,
+        }))
     })
     .await??;
-    let Some((admin, token, expires_at)) = signed else {
+    let Some(signed) = signed else {
         state.sign_ins.failed(&name, now);
         return Err(AppError::Unauthorized);
     };
     state.sign_ins.succeeded(&name);
+    Ok(signed)
+}
+
+/// The `name` and `password` of a sign-in body.
+pub(super) async fn credentials(body: Body) -> Result<(String, String), AppError> {
+    let map = admin_body(body).await?;
+    let name = string_field(&map, "name")?.unwrap_or_default();
+    let password = string_field(&map, "password")?.unwrap_or_default();
+    Ok((name, password))
+}
+
+/// `POST /admin/sign-in`.
+pub(super) async fn sign_in(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let (name, password) = credentials(body).await?;
+    let SignedIn {
+        admin,
+        token,
+        expires_at,
+    } = check_and_open(&state, name, password).await?;
     Ok(Json(json!({
         "token": token, "expires_at": expires_at, "name": admin.name,
         "role": admin.role, "jurisdiction": admin.jurisdiction.as_given(),

@@ -84,6 +84,20 @@ pub struct ReportQuery {
 }
 
 impl Store {
+    /// The totals of the cases registered in `period` as they stand at `now`: the per-day
+    /// rollup, corrected for the cases whose stages still run (`crate::fact_days`).
+    pub(crate) fn period_totals(
+        &self,
+        filter: &FactFilter,
+        period: &Period,
+        now: Millis,
+    ) -> Result<queries::Totals> {
+        let db = self.db();
+        let mut totals = queries::decode_totals(&db.fact_rows(&queries::totals(filter, period))?);
+        totals.add_deltas(&db.fact_rows(&queries::running_deltas(filter, period, now))?);
+        Ok(totals)
+    }
+
     /// The report for `query` at `now`, counted in the database.
     pub fn report(&self, query: &ReportQuery, now: Millis) -> Result<Report> {
         let period = Period::parse(&query.period).map_err(StoreError::Invalid)?;
@@ -100,12 +114,10 @@ impl Store {
         filter.check().map_err(StoreError::Invalid)?;
         let db = self.db();
         let policy = &self.policy().reports;
-        let totals = |p: &Period| -> Result<queries::Totals> {
-            let mut totals = queries::decode_totals(&db.fact_rows(&queries::totals(&filter, p))?);
-            totals.add_deltas(&db.fact_rows(&queries::running_deltas(&filter, p, now))?);
-            Ok(totals)
-        };
-        let (this, before) = (totals(&period)?, totals(&previous)?);
+        let (this, before) = (
+            self.period_totals(&filter, &period, now)?,
+            self.period_totals(&filter, &previous, now)?,
+        );
         let periods = period.with_previous(policy.baseline_periods);
         let rows = db.fact_rows(&queries::cells(&filter, &periods))?;
         let (cells, baseline) = queries::decode_cells(&rows, &periods);

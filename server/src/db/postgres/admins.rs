@@ -128,6 +128,16 @@ impl AdminAccounts for PgDb {
             Ok(((), true))
         })
     }
+
+    fn end_session(&self, token_hash: &str) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "DELETE FROM admin_tokens WHERE token_hash = $1 AND expires_at IS NOT NULL",
+                &[&token_hash],
+            )?;
+            Ok((n > 0, n > 0))
+        })
+    }
 }
 
 /// The first key of the draws' advisory locks (the second is the month and area's hash); the

@@ -129,6 +129,16 @@ impl AdminAccounts for SqliteDb {
             Ok(((), true))
         })
     }
+
+    fn end_session(&self, token_hash: &str) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "DELETE FROM admin_tokens WHERE token_hash = ?1 AND expires_at IS NOT NULL",
+                [token_hash],
+            )?;
+            Ok((n > 0, n > 0))
+        })
+    }
 }
 
 fn draw_cases(conn: &Connection, id: i64) -> Result<Vec<DrawCaseRow>> {
