@@ -14,6 +14,7 @@
 pub mod admin;
 mod audit_draws;
 pub mod auth;
+mod blobs;
 mod error;
 mod people;
 pub mod quota;
@@ -95,6 +96,8 @@ pub struct AppState {
     pub decoding: Arc<Semaphore>,
     /// Failed admin sign-ins per name ([`sign_in::SignInLimiter`]).
     pub sign_ins: Arc<sign_in::SignInLimiter>,
+    /// Attachment bytes (`crate::blobs`); `None`: the blob routes answer 503.
+    pub blobs: Option<crate::blobs::Blobs>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -122,6 +125,7 @@ impl AppState {
             heavy: Arc::new(Semaphore::new(DEFAULT_HEAVY_REQUESTS)),
             decoding: Arc::new(Semaphore::new(DECODING_AT_ONCE)),
             sign_ins: Arc::default(),
+            blobs: None,
         }
     }
 
@@ -132,6 +136,11 @@ impl AppState {
 
     pub fn with_heavy_requests(mut self, permits: usize) -> Self {
         self.heavy = Arc::new(Semaphore::new(permits.max(1)));
+        self
+    }
+
+    pub fn with_blobs(mut self, blobs: crate::blobs::Blobs) -> Self {
+        self.blobs = Some(blobs);
         self
     }
 
@@ -153,6 +162,7 @@ fn all_routes() -> Routes {
         .add(Method::POST, "/v1/sync", sync)
         .add(Method::GET, "/admin/openapi.json", openapi)
         .with(admin::routes)
+        .with(blobs::routes)
 }
 
 /// The method and path of every route [`app`] answers.
