@@ -12,6 +12,7 @@ use gridcase_core::rules::{RulesText, SourcedRules};
 use gridcase_core::store::projection::Rules;
 use serde::Deserialize;
 
+use crate::blobs::{BlobLimits, Blobs, LocalBlobs};
 use crate::db::Location;
 use crate::http::quota::QuotaLimits;
 use crate::http::serve::serve_until;
@@ -53,6 +54,29 @@ pub struct FileConfig {
     pub heavy_requests: Option<usize>,
     /// Per-device quotas: a `[quota]` table.
     pub quota: Option<QuotaFile>,
+    /// Attachment bytes: a `[blobs]` table.
+    pub blobs: Option<BlobsFile>,
+}
+
+/// `[blobs]` in the config file (`crate::blobs`). Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsFile {
+    /// Where blobs are kept (default: `blobs` in the data directory).
+    pub dir: Option<PathBuf>,
+    pub max_file_bytes: Option<u64>,
+    pub device_quota_bytes: Option<u64>,
+    pub max_chunk_bytes: Option<u64>,
+    /// How long a blob no case references is kept, e.g. "7d".
+    pub grace: Option<String>,
+}
+
+/// Where attachment bytes are kept and what devices may store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlobSettings {
+    /// `None`: this server keeps no blobs (the blob routes answer 503).
+    pub dir: Option<PathBuf>,
+    pub limits: BlobLimits,
 }
 
 /// `[quota]` in the config file: per device and period. Every key is optional.
@@ -110,6 +134,7 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub limits: RequestLimits,
+    pub blobs: BlobSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +211,7 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
         .data
         .or(file.data)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+    let blobs = resolve_blobs(file.blobs.clone().unwrap_or_default(), &data)?;
     let database = Location::from_args(data, overrides.database.or(file.database).as_deref())
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let pool_size = file.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
@@ -204,6 +230,31 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
         calendar: overrides.calendar.or(file.calendar),
         max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
         request_timeout,
+        blobs,
+    })
+}
+
+fn resolve_blobs(file: BlobsFile, data: &Path) -> Result<BlobSettings, ConfigError> {
+    let defaults = BlobLimits::default();
+    let limits = BlobLimits {
+        max_file_bytes: file.max_file_bytes.unwrap_or(defaults.max_file_bytes),
+        device_quota_bytes: file
+            .device_quota_bytes
+            .unwrap_or(defaults.device_quota_bytes),
+        max_chunk_bytes: file.max_chunk_bytes.unwrap_or(defaults.max_chunk_bytes),
+        grace_ms: match file.grace {
+            Some(text) => parse_duration(&text)?.as_millis() as i64,
+            None => defaults.grace_ms,
+        },
+    };
+    if limits.max_file_bytes == 0 || limits.max_chunk_bytes == 0 {
+        return Err(ConfigError::Invalid(
+            "blobs max_file_bytes and max_chunk_bytes must be positive".into(),
+        ));
+    }
+    Ok(BlobSettings {
+        dir: Some(file.dir.unwrap_or_else(|| data.join("blobs"))),
+        limits,
     })
 }
 
@@ -309,6 +360,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     state.max_body_bytes = config.max_body_bytes;
     state.request_timeout = config.request_timeout;
     state.body_timeout = limits.body_timeout;
+    if let Some(dir) = &config.blobs.dir {
+        let local = LocalBlobs::open(dir).map_err(|e| format!("blobs in {}: {e}", dir.display()))?;
+        state = state.with_blobs(Blobs::new(Arc::new(local), config.blobs.limits));
+    }
     let checker = spawn_deadline_leader(
         store,
         config.check_every,

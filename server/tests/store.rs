@@ -448,6 +448,7 @@ fn serve_runs_on_either_database(backend: Backend) {
         max_body_bytes: 1024 * 1024,
         request_timeout: Duration::from_secs(10),
         limits: Default::default(),
+        blobs: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime.spawn(gridcase_server::serve(config));
