@@ -361,7 +361,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     state.request_timeout = config.request_timeout;
     state.body_timeout = limits.body_timeout;
     if let Some(dir) = &config.blobs.dir {
-        let local = LocalBlobs::open(dir).map_err(|e| format!("blobs in {}: {e}", dir.display()))?;
+        let local =
+            LocalBlobs::open(dir).map_err(|e| format!("blobs in {}: {e}", dir.display()))?;
         state = state.with_blobs(Blobs::new(Arc::new(local), config.blobs.limits));
     }
     let checker = spawn_deadline_leader(

@@ -213,7 +213,12 @@ impl Blobs {
 
     /// The one size rule: a blob of `size` bytes fits the per-file limit and, with what the
     /// device stored before, its quota.
-    fn check_size(&self, db: &dyn Database, device: &DeviceCtx, size: u64) -> Result<(), BlobError> {
+    fn check_size(
+        &self,
+        db: &dyn Database,
+        device: &DeviceCtx,
+        size: u64,
+    ) -> Result<(), BlobError> {
         let limit = self.limits.max_file_bytes;
         if size > limit {
             return Err(BlobError::TooLarge { limit });
@@ -256,7 +261,9 @@ impl Blobs {
             user_id: Some(device.user_id.clone()),
             device_id: Some(device.device_id.clone()),
             case_id: Some(case_id.clone()),
-            detail: Some(json!({"attachment": sha256.as_str(), "from": start, "to": end}).to_string()),
+            detail: Some(
+                json!({"attachment": sha256.as_str(), "from": start, "to": end}).to_string(),
+            ),
             ..AuditEntry::default()
         })?;
         self.read(sha256, row, start, end)
@@ -281,14 +288,22 @@ impl Blobs {
             kind: crate::audit::REVEAL,
             user_id: Some(admin.name.clone()),
             case_id: Some(case_id.to_owned()),
-            detail: Some(json!({"attachment": sha256.as_str(), "from": 0, "to": row.size}).to_string()),
+            detail: Some(
+                json!({"attachment": sha256.as_str(), "from": 0, "to": row.size}).to_string(),
+            ),
             ..AuditEntry::default()
         })?;
         let size = row.size;
         self.read(sha256, row, 0, size)
     }
 
-    fn read(&self, sha256: &Sha256, row: BlobRow, start: u64, end: u64) -> Result<Download, BlobError> {
+    fn read(
+        &self,
+        sha256: &Sha256,
+        row: BlobRow,
+        start: u64,
+        end: u64,
+    ) -> Result<Download, BlobError> {
         Ok(Download {
             bytes: self.store.get_range(sha256, start, end)?,
             start,

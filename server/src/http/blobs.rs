@@ -48,7 +48,9 @@ impl From<BlobError> for AppError {
             BlobError::HashMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch"),
             BlobError::WrongType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_type"),
             BlobError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "blob_too_large"),
-            BlobError::OverQuota { .. } => (StatusCode::INSUFFICIENT_STORAGE, "blob_quota_exceeded"),
+            BlobError::OverQuota { .. } => {
+                (StatusCode::INSUFFICIENT_STORAGE, "blob_quota_exceeded")
+            }
             BlobError::Range => (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range"),
             BlobError::NotFound => return AppError::NotFound("blob".into()),
             BlobError::Io(_) | BlobError::Db(_) => return AppError::Internal(e.to_string()),
@@ -97,12 +99,17 @@ async fn put_chunk(
 ) -> Result<Response, AppError> {
     let Path((sha, offset)) = path?;
     let (sha, blobs, store) = (sha256(&sha)?, service(&state)?, state.store.clone());
-    state.quotas.request(&device.device_id, 0, (state.clock)())?;
+    state
+        .quotas
+        .request(&device.device_id, 0, (state.clock)())?;
     if body.len() as u64 > blobs.limits().max_chunk_bytes {
         return Err(AppError::Refused {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "chunk_too_large",
-            message: format!("a chunk holds at most {} bytes", blobs.limits().max_chunk_bytes),
+            message: format!(
+                "a chunk holds at most {} bytes",
+                blobs.limits().max_chunk_bytes
+            ),
         });
     }
     let status = tokio::task::spawn_blocking(move || {
@@ -144,10 +151,9 @@ async fn download(
         ),
     };
     let now = (state.clock)();
-    let got = tokio::task::spawn_blocking(move || {
-        blobs.download(store.db(), &device, &sha, range, now)
-    })
-    .await??;
+    let got =
+        tokio::task::spawn_blocking(move || blobs.download(store.db(), &device, &sha, range, now))
+            .await??;
     Ok(bytes_response(got, range.is_some()))
 }
 

@@ -26,7 +26,13 @@ impl BlobRows for PgDb {
             let n = tx.execute(
                 "INSERT INTO blobs (sha256, size, mime, device_id, created_at)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO NOTHING",
-                &[&b.sha256, &(b.size as i64), &b.mime, &b.device_id, &b.created_at],
+                &[
+                    &b.sha256,
+                    &(b.size as i64),
+                    &b.mime,
+                    &b.device_id,
+                    &b.created_at,
+                ],
             )?;
             Ok((n == 1, n == 1))
         })
@@ -61,9 +67,7 @@ impl BlobRows for PgDb {
              WHERE d.sha256 = $1 AND {} ORDER BY d.case_id",
             scope_sql(2)
         );
-        let rows = self
-            .conn()?
-            .query(&sql, &[&sha256, &prefix, &user, &pii])?;
+        let rows = self.conn()?.query(&sql, &[&sha256, &prefix, &user, &pii])?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 

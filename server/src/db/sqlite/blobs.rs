@@ -30,7 +30,13 @@ impl BlobRows for SqliteDb {
                     "INSERT OR IGNORE INTO blobs (sha256, size, mime, device_id, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![b.sha256, b.size as i64, b.mime, b.device_id, b.created_at])?;
+                .execute(params![
+                    b.sha256,
+                    b.size as i64,
+                    b.mime,
+                    b.device_id,
+                    b.created_at
+                ])?;
             Ok((n == 1, n == 1))
         })
     }
