@@ -14,7 +14,7 @@ use gridcase_core::doc::CaseDoc;
 use gridcase_core::model::{Author, CaseType, Channel, Location, Millis, NewCase, Role, Urgency};
 use gridcase_server::admins::AdminRole;
 use gridcase_server::blobs::{BlobLimits, Blobs, LocalBlobs, Sha256};
-use gridcase_server::db::AuditQuery;
+use gridcase_server::db::{AuditQuery, Location as DbLocation};
 use gridcase_server::testing::{Backend, TestDb, add_admin, root_admin};
 use gridcase_server::{AppState, Store, app, backend_tests};
 use serde_json::Value;
@@ -30,7 +30,7 @@ struct Env {
     app: Router,
     blobs: Blobs,
     dir: PathBuf,
-    _db: TestDb,
+    db: TestDb,
 }
 
 impl Env {
@@ -47,7 +47,7 @@ impl Env {
             store,
             blobs,
             dir,
-            _db: db,
+            db,
         }
     }
 
@@ -503,6 +503,60 @@ async fn unreferenced_blobs_are_collected_after_the_grace_period(backend: Backen
     );
 }
 
+/// A reference marked personal follows the sync's personal-data rule: a role that may see
+/// personal data gets the bytes, the unit complained about never does, even with the case in its
+/// scope. (Core has no way to mark an attachment personal yet, so the row is written here as the
+/// projection will write it; the rule read is the one `Scope::sql` that guards `#pii`
+/// documents.)
+async fn personal_references_never_reach_the_unit(backend: Backend) {
+    let env = Env::new(backend, Env::limits());
+    let worker = env.device("li", Role::GridWorker, "330604101");
+    let unit = env.device("unit", Role::HandlingUnit, "330604");
+    let photo = jpeg(4000, 11);
+    let sha = Sha256::of(&photo).to_string();
+    env.case_with_attachment("c-1", TOWNSHIP_AREA, &sha);
+    assert_eq!(
+        upload(&env.app, &worker, &sha, &photo).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        download(&env.app, &unit, &sha, None).await.0,
+        StatusCode::OK
+    );
+    let personal = match env.db.backend {
+        Backend::Sqlite => "UPDATE case_blobs SET is_pii = 1",
+        Backend::Postgres => "UPDATE case_blobs SET is_pii = TRUE",
+    };
+    execute(&env.db, personal);
+    let rows_before = env.reveal_rows().len();
+    let (status, _, _) = download(&env.app, &unit, &sha, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        env.reveal_rows().len(),
+        rows_before,
+        "a refusal is not a reveal"
+    );
+    let (status, _, bytes) = download(&env.app, &worker, &sha, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bytes == photo);
+}
+
+fn execute(db: &TestDb, sql: &str) {
+    match db.location() {
+        DbLocation::Sqlite(dir) => {
+            let path = dir.join(gridcase_server::db::sqlite::DB_FILE);
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+        DbLocation::Postgres(url) => {
+            let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+            client.batch_execute(sql).unwrap();
+        }
+    }
+}
+
 fn phone_device(token: &str) -> String {
     token.split_once('.').unwrap().0.to_owned()
 }
@@ -513,4 +567,5 @@ backend_tests!(async:
     refused_uploads_store_nothing,
     admins_see_the_attachments_of_cases_they_may_view,
     unreferenced_blobs_are_collected_after_the_grace_period,
+    personal_references_never_reach_the_unit,
 );

@@ -209,7 +209,11 @@ fn the_blob_step_records_references_of_cases_committed_after_it() {
     let mut doc = CaseDoc::create(&new, &author, actor, T0).unwrap();
     doc.add_attachment(&sha, "image/jpeg", 10, "", &author, T0)
         .unwrap();
-    assert!(store.insert_server_doc("fx-new", doc.automerge(), T0).unwrap());
+    assert!(
+        store
+            .insert_server_doc("fx-new", doc.automerge(), T0)
+            .unwrap()
+    );
     assert!(store.db().case_references_blob("fx-new", &sha).unwrap());
     assert_eq!(
         store.db().blob_cases_in_scope(&sha, &li.scope()).unwrap(),

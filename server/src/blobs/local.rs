@@ -240,3 +240,80 @@ impl BlobStore for LocalBlobs {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload_of(bytes: &[u8]) -> Upload {
+        Upload {
+            device: "dev/../1".into(), // any text: it is hex-encoded into the file name
+            sha256: Sha256::of(bytes),
+        }
+    }
+
+    #[test]
+    fn bytes_written_before_a_crash_but_not_counted_are_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::open(dir.path()).unwrap();
+        let bytes = b"%PDF-1.7 hello world".to_vec();
+        let up = upload_of(&bytes);
+        assert_eq!(blobs.put_chunk(&up, 0, &bytes[..8]).unwrap(), 8);
+        // A crash after the next chunk's bytes reached the file, before its length counted.
+        let mut part = OpenOptions::new()
+            .append(true)
+            .open(blobs.upload_path(&up, "part"))
+            .unwrap();
+        part.write_all(b"garbage").unwrap();
+        assert_eq!(blobs.upload_len(&up).unwrap(), 8);
+        assert!(matches!(
+            blobs.put_chunk(&up, 15, &bytes[8..]),
+            Err(BlobError::Offset { committed: 8 })
+        ));
+        assert_eq!(
+            blobs.put_chunk(&up, 8, &bytes[8..]).unwrap(),
+            bytes.len() as u64
+        );
+        assert_eq!(blobs.commit(&up, &|_| Ok(())).unwrap(), bytes.len() as u64);
+        let len = bytes.len() as u64;
+        assert_eq!(blobs.get_range(&up.sha256, 0, len).unwrap(), bytes);
+        assert_eq!(blobs.get_range(&up.sha256, 5, 8).unwrap(), &bytes[5..8]);
+        assert!(matches!(
+            blobs.get_range(&up.sha256, 0, len + 1),
+            Err(BlobError::Range)
+        ));
+        assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
+        let listed: Vec<_> = blobs
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|b| b.sha256)
+            .collect();
+        assert_eq!(listed, vec![up.sha256.clone()]);
+        assert!(blobs.delete(&up.sha256).unwrap());
+        assert!(!blobs.delete(&up.sha256).unwrap());
+    }
+
+    #[test]
+    fn a_refused_commit_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::open(dir.path()).unwrap();
+        let bytes = b"%PDF-1.7".to_vec();
+        let up = upload_of(&bytes);
+        blobs.put_chunk(&up, 0, &bytes).unwrap();
+        let refused = blobs.commit(&up, &|_| Err(BlobError::WrongType));
+        assert!(matches!(refused, Err(BlobError::WrongType)));
+        let wrong = Upload {
+            sha256: Sha256::of(b"other"),
+            ..up.clone()
+        };
+        blobs.put_chunk(&wrong, 0, &bytes).unwrap();
+        assert!(matches!(
+            blobs.commit(&wrong, &|_| Ok(())),
+            Err(BlobError::HashMismatch)
+        ));
+        assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
+        assert!(blobs.list().unwrap().is_empty());
+        assert_eq!(blobs.upload_len(&up).unwrap(), 0);
+    }
+}
