@@ -12,7 +12,7 @@ use gridcase_core::rules::{RulesText, SourcedRules};
 use gridcase_core::store::projection::Rules;
 use serde::Deserialize;
 
-use crate::blobs::{BlobLimits, Blobs, LocalBlobs};
+use crate::blobs::{BlobLimits, Blobs, LocalBlobs, spawn_collector};
 use crate::db::Location;
 use crate::http::quota::QuotaLimits;
 use crate::http::serve::serve_until;
@@ -360,11 +360,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     state.max_body_bytes = config.max_body_bytes;
     state.request_timeout = config.request_timeout;
     state.body_timeout = limits.body_timeout;
-    if let Some(dir) = &config.blobs.dir {
-        let local =
-            LocalBlobs::open(dir).map_err(|e| format!("blobs in {}: {e}", dir.display()))?;
-        state = state.with_blobs(Blobs::new(Arc::new(local), config.blobs.limits));
-    }
+    let collector = match &config.blobs.dir {
+        Some(dir) => {
+            let local =
+                LocalBlobs::open(dir).map_err(|e| format!("blobs in {}: {e}", dir.display()))?;
+            let blobs = Blobs::new(Arc::new(local), config.blobs.limits);
+            state = state.with_blobs(blobs.clone());
+            let every = crate::blobs::COLLECT_EVERY;
+            Some(spawn_collector(store.clone(), blobs, every, system_clock()))
+        }
+        None => None,
+    };
     let checker = spawn_deadline_leader(
         store,
         config.check_every,
@@ -388,6 +394,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     )
     .await?;
     checker.abort();
+    if let Some(collector) = collector {
+        collector.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -337,6 +337,39 @@ impl Blobs {
     }
 }
 
+/// How often a serving process collects garbage (`Blobs::collect_garbage`).
+pub const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Collects garbage every `every` until the task is aborted. Several processes collecting at
+/// once is harmless: a row is deleted only while unreferenced, and deleting bytes twice is a
+/// no-op.
+pub fn spawn_collector(
+    store: Arc<crate::store::Store>,
+    blobs: Blobs,
+    every: std::time::Duration,
+    clock: crate::http::Clock,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let (store, blobs, now) = (store.clone(), blobs.clone(), clock());
+            let run = tokio::task::spawn_blocking(move || blobs.collect_garbage(store.db(), now));
+            match run.await {
+                Ok(Ok(done)) if done.blobs.is_empty() && done.orphans.is_empty() => {}
+                Ok(Ok(done)) => tracing::info!(
+                    blobs = done.blobs.len(),
+                    orphans = done.orphans.len(),
+                    "unreferenced attachment bytes deleted"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "blob garbage collection failed"),
+                Err(e) => tracing::error!(error = %e, "blob garbage collection panicked"),
+            }
+        }
+    })
+}
+
 fn upload(device: &DeviceCtx, sha256: &Sha256) -> Upload {
     Upload {
         device: device.device_id.clone(),
