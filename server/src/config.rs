@@ -524,6 +524,37 @@ mod tests {
     }
 
     #[test]
+    fn blob_limits_come_from_the_file_and_blobs_live_in_the_data_directory() {
+        let d = resolve(Overrides::default(), FileConfig::default()).unwrap();
+        assert_eq!(d.blobs.limits, BlobLimits::default());
+        assert_eq!(d.blobs.dir, Some(PathBuf::from(DEFAULT_DATA).join("blobs")));
+        let file: FileConfig = toml::from_str(
+            "data = \"/srv/gc\"\n[blobs]\nmax_file_bytes = 1000\ndevice_quota_bytes = 5000\n\
+             max_chunk_bytes = 100\ngrace = \"1d\"",
+        )
+        .unwrap();
+        let b = resolve(Overrides::default(), file).unwrap().blobs;
+        assert_eq!(b.dir, Some(PathBuf::from("/srv/gc/blobs")));
+        assert_eq!(
+            b.limits,
+            BlobLimits {
+                max_file_bytes: 1000,
+                device_quota_bytes: 5000,
+                max_chunk_bytes: 100,
+                grace_ms: 86_400_000,
+            }
+        );
+        let file: FileConfig = toml::from_str("[blobs]\ndir = \"/mnt/blobs\"").unwrap();
+        let b = resolve(Overrides::default(), file).unwrap().blobs;
+        assert_eq!(b.dir, Some(PathBuf::from("/mnt/blobs")));
+        for bad in ["[blobs]\nmax_chunk_bytes = 0", "[blobs]\ngrace = \"soon\""] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(resolve(Overrides::default(), file).is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<FileConfig>("[blobs]\nquota = 5").is_err());
+    }
+
+    #[test]
     fn a_typo_in_a_policy_or_calendar_file_names_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = Location::Sqlite(dir.path().join("data"));
