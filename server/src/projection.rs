@@ -84,7 +84,7 @@ pub fn project(
 }
 
 /// The distinct SHA-256s a case's attachments reference, lowercase (as the document stores them).
-fn attachment_hashes(case: &Case) -> Vec<String> {
+pub fn attachment_hashes(case: &Case) -> Vec<String> {
     let mut hashes: Vec<String> = case
         .attachments
         .iter()

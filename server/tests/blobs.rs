@@ -541,6 +541,38 @@ async fn personal_references_never_reach_the_unit(backend: Backend) {
     assert!(bytes == photo);
 }
 
+/// Cases committed before the blob step have no references until the backfill (or their next
+/// commit) records them; the backfill only adds, and a second run adds nothing.
+async fn the_backfill_records_references_of_older_cases(backend: Backend) {
+    let env = Env::new(backend, Env::limits());
+    let phone = env.device("li", Role::GridWorker, "330604101");
+    let photo = jpeg(3000, 12);
+    let sha = Sha256::of(&photo).to_string();
+    env.case_with_attachment("c-1", TOWNSHIP_AREA, &sha);
+    env.case_with_attachment("c-2", TOWNSHIP_AREA, &sha);
+    assert_eq!(
+        upload(&env.app, &phone, &sha, &photo).await.0,
+        StatusCode::OK
+    );
+    execute(&env.db, "DELETE FROM case_blobs");
+    assert_eq!(
+        download(&env.app, &phone, &sha, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        gridcase_server::blobs::backfill_references(&env.store).unwrap(),
+        2
+    );
+    assert_eq!(
+        download(&env.app, &phone, &sha, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        gridcase_server::blobs::backfill_references(&env.store).unwrap(),
+        0
+    );
+}
+
 fn execute(db: &TestDb, sql: &str) {
     match db.location() {
         DbLocation::Sqlite(dir) => {
@@ -568,4 +600,5 @@ backend_tests!(async:
     admins_see_the_attachments_of_cases_they_may_view,
     unreferenced_blobs_are_collected_after_the_grace_period,
     personal_references_never_reach_the_unit,
+    the_backfill_records_references_of_older_cases,
 );

@@ -337,6 +337,30 @@ impl Blobs {
     }
 }
 
+/// Records the blob references of every case (once after upgrading to the blob schema step:
+/// cases committed before it have none until their next commit). Only adds references, so it
+/// may run while the server serves. Returns how many references were new.
+pub fn backfill_references(store: &crate::store::Store) -> Result<u64, crate::store::StoreError> {
+    let (mut after, mut added) = (String::new(), 0);
+    loop {
+        let ids = store.db().case_ids_after(&after, 500)?;
+        let Some(last) = ids.last() else {
+            return Ok(added);
+        };
+        after = last.clone();
+        for id in &ids {
+            let Some(doc) = store.load_doc(id)? else {
+                continue;
+            };
+            let case = gridcase_core::doc::CaseDoc::from_automerge(doc)
+                .and_then(|d| d.read())
+                .map_err(|e| crate::store::StoreError::Invalid(format!("case {id}: {e}")))?;
+            let hashes = crate::projection::attachment_hashes(&case);
+            added += store.db().add_case_blobs(id, &hashes)?;
+        }
+    }
+}
+
 /// How often a serving process collects garbage (`Blobs::collect_garbage`).
 pub const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 

@@ -399,6 +399,11 @@ pub trait BlobRows {
     fn unreferenced_blobs(&self, before: Millis) -> Result<Vec<String>>;
     /// Removes a blob's row if still no case references it; `true` if removed.
     fn delete_unreferenced_blob(&self, sha256: &str) -> Result<bool>;
+    /// Case ids after `after`, in order, at most `limit` (a backfill's pages).
+    fn case_ids_after(&self, after: &str, limit: u32) -> Result<Vec<String>>;
+    /// Adds references of `case_id` (kept if present; never removes one, so a backfill racing
+    /// a commit cannot lose the commit's references). Returns how many were new.
+    fn add_case_blobs(&self, case_id: &str, hashes: &[String]) -> Result<u64>;
 }
 
 pub trait Documents {

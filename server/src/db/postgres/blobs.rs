@@ -99,4 +99,26 @@ impl BlobRows for PgDb {
             Ok((n == 1, n == 1))
         })
     }
+
+    fn case_ids_after(&self, after: &str, limit: u32) -> Result<Vec<String>> {
+        let rows = self.conn()?.query(
+            "SELECT case_id FROM cases WHERE case_id > $1 ORDER BY case_id LIMIT $2",
+            &[&after, &i64::from(limit)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn add_case_blobs(&self, case_id: &str, hashes: &[String]) -> Result<u64> {
+        self.write(|tx| {
+            let mut added = 0;
+            for sha256 in hashes {
+                added += tx.execute(
+                    "INSERT INTO case_blobs (case_id, sha256, is_pii) VALUES ($1, $2, FALSE)
+                     ON CONFLICT DO NOTHING",
+                    &[&case_id, sha256],
+                )?;
+            }
+            Ok((added, added > 0))
+        })
+    }
 }

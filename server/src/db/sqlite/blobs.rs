@@ -114,4 +114,26 @@ impl BlobRows for SqliteDb {
             Ok((n == 1, n == 1))
         })
     }
+
+    fn case_ids_after(&self, after: &str, limit: u32) -> Result<Vec<String>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT case_id FROM cases WHERE case_id > ?1 ORDER BY case_id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn add_case_blobs(&self, case_id: &str, hashes: &[String]) -> Result<u64> {
+        self.write(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO case_blobs (case_id, sha256, is_pii) VALUES (?1, ?2, 0)",
+            )?;
+            let mut added = 0;
+            for sha256 in hashes {
+                added += insert.execute([case_id, sha256])? as u64;
+            }
+            Ok((added, added > 0))
+        })
+    }
 }

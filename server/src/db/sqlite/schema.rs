@@ -292,7 +292,8 @@ pub const MIGRATIONS: &[&str] = &[
     // sniffed type, who uploaded it, counted against that device's quota). `case_blobs`: which
     // case references which blob, rewritten with the case's projection; `is_pii` says the
     // reference is personal data, so the scope rule's personal-data clause applies to it.
-    // Cases committed before this step get their references at their next commit.
+    // Cases committed before this step get their references from `backfill-blob-refs` or at
+    // their next commit.
     r#"
     CREATE TABLE blobs (
         sha256 TEXT PRIMARY KEY,
