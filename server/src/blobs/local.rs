@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
+use gridcase_core::model::Millis;
 use sha2::Digest;
 
 use super::sniff::SNIFF_BYTES;
@@ -225,20 +226,53 @@ impl BlobStore for LocalBlobs {
                     continue;
                 };
                 let meta = file.metadata()?;
-                let stored_at = meta
-                    .modified()?
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
                 found.push(BlobInfo {
                     sha256,
                     size: meta.len(),
-                    stored_at,
+                    stored_at: modified(&meta)?,
                 });
             }
         }
         found.sort_by(|a, b| a.sha256.cmp(&b.sha256));
         Ok(found)
     }
+
+    fn remove_stale_uploads(&self, before: Millis) -> Result<u64, BlobError> {
+        let mut removed = 0;
+        for file in fs::read_dir(self.root.join("uploads"))? {
+            let file = file?;
+            let name = file.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".part")) else {
+                continue;
+            };
+            // The `.len` file is replaced after every chunk: its time is the last chunk's.
+            let len = self.root.join("uploads").join(format!("{stem}.len"));
+            let last = match fs::metadata(&len) {
+                Ok(meta) => modified(&meta)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => modified(&file.metadata()?)?,
+                Err(e) => return Err(e.into()),
+            };
+            if last < before {
+                for ext in ["part", "len", "len.tmp"] {
+                    let path = self.root.join("uploads").join(format!("{stem}.{ext}"));
+                    match fs::remove_file(path) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                        _ => {}
+                    }
+                }
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// A file's modification time in milliseconds since the epoch.
+fn modified(meta: &fs::Metadata) -> io::Result<Millis> {
+    Ok(meta
+        .modified()?
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis))
 }
 
 #[cfg(test)]
@@ -292,6 +326,20 @@ mod tests {
         assert_eq!(listed, vec![up.sha256.clone()]);
         assert!(blobs.delete(&up.sha256).unwrap());
         assert!(!blobs.delete(&up.sha256).unwrap());
+    }
+
+    #[test]
+    fn abandoned_uploads_are_removed_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::open(dir.path()).unwrap();
+        let up = upload_of(b"%PDF-1.7 abandoned");
+        blobs.put_chunk(&up, 0, b"%PDF").unwrap();
+        let now = crate::http::now_millis();
+        assert_eq!(blobs.remove_stale_uploads(now - 60_000).unwrap(), 0);
+        assert_eq!(blobs.upload_len(&up).unwrap(), 4);
+        assert_eq!(blobs.remove_stale_uploads(now + 60_000).unwrap(), 1);
+        assert_eq!(blobs.upload_len(&up).unwrap(), 0);
+        assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct Collected {
     pub blobs: Vec<String>,
     /// Files past the grace period with no row (a commit cut off between its two steps).
     pub orphans: Vec<String>,
+    /// Uploads that received no chunk for the grace period.
+    pub stale_uploads: u64,
 }
 
 /// A byte range a download asks for: `start..end`, `end` `None` for "to the end", or the last
@@ -313,7 +315,8 @@ impl Blobs {
     }
 
     /// Deletes the blobs no case references that were stored before `now` minus the grace
-    /// period, and files without a row as old (the bytes of a commit cut off before its row).
+    /// period, files without a row as old (the bytes of a commit cut off before its row), and
+    /// uploads that received no chunk for as long.
     pub fn collect_garbage(&self, db: &dyn Database, now: Millis) -> Result<Collected, BlobError> {
         let before = now.saturating_sub(self.limits.grace_ms);
         let mut collected = Collected::default();
@@ -333,6 +336,7 @@ impl Blobs {
                 collected.orphans.push(info.sha256.to_string());
             }
         }
+        collected.stale_uploads = self.store.remove_stale_uploads(before)?;
         Ok(collected)
     }
 }
@@ -381,10 +385,11 @@ pub fn spawn_collector(
             let (store, blobs, now) = (store.clone(), blobs.clone(), clock());
             let run = tokio::task::spawn_blocking(move || blobs.collect_garbage(store.db(), now));
             match run.await {
-                Ok(Ok(done)) if done.blobs.is_empty() && done.orphans.is_empty() => {}
+                Ok(Ok(done)) if done == Collected::default() => {}
                 Ok(Ok(done)) => tracing::info!(
                     blobs = done.blobs.len(),
                     orphans = done.orphans.len(),
+                    stale_uploads = done.stale_uploads,
                     "unreferenced attachment bytes deleted"
                 ),
                 Ok(Err(e)) => tracing::warn!(error = %e, "blob garbage collection failed"),

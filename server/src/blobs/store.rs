@@ -106,4 +106,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     fn delete(&self, sha256: &Sha256) -> Result<bool, BlobError>;
     /// Every stored blob.
     fn list(&self) -> Result<Vec<BlobInfo>, BlobError>;
+    /// Removes uploads that last received a chunk before `before` (abandoned by their
+    /// phone). Returns how many.
+    fn remove_stale_uploads(&self, before: Millis) -> Result<u64, BlobError>;
 }
