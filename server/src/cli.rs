@@ -172,6 +172,12 @@ pub enum Command {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Once after upgrading to attachment bytes (SQLite step 10, PostgreSQL version 6): record
+    /// which blobs the cases committed before reference, so their bytes can be downloaded.
+    BackfillBlobRefs {
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Enrol a user (or change an existing user's role and area).
     EnrolUser {
         #[command(flatten)]
@@ -514,6 +520,10 @@ fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Report(args) => args.run()?,
         Command::BackfillFacts { data } => {
             println!("{} cases", data.open()?.backfill_facts()?);
+        }
+        Command::BackfillBlobRefs { data } => {
+            let added = crate::blobs::backfill_references(&data.open()?)?;
+            println!("{added} references");
         }
         Command::Overdue(args) => {
             let now = at_or_now(args.at.as_deref())?;

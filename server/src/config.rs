@@ -12,6 +12,7 @@ use gridcase_core::rules::{RulesText, SourcedRules};
 use gridcase_core::store::projection::Rules;
 use serde::Deserialize;
 
+use crate::blobs::{BlobLimits, Blobs, LocalBlobs, spawn_collector};
 use crate::db::Location;
 use crate::http::quota::QuotaLimits;
 use crate::http::serve::serve_until;
@@ -55,6 +56,29 @@ pub struct FileConfig {
     pub quota: Option<QuotaFile>,
     /// Mark the console's session cookie `Secure` (when the server is reached over TLS).
     pub secure_cookie: Option<bool>,
+    /// Attachment bytes: a `[blobs]` table.
+    pub blobs: Option<BlobsFile>,
+}
+
+/// `[blobs]` in the config file (`crate::blobs`). Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsFile {
+    /// Where blobs are kept (default: `blobs` in the data directory).
+    pub dir: Option<PathBuf>,
+    pub max_file_bytes: Option<u64>,
+    pub device_quota_bytes: Option<u64>,
+    pub max_chunk_bytes: Option<u64>,
+    /// How long a blob no case references is kept, e.g. "7d".
+    pub grace: Option<String>,
+}
+
+/// Where attachment bytes are kept and what devices may store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlobSettings {
+    /// `None`: this server keeps no blobs (the blob routes answer 503).
+    pub dir: Option<PathBuf>,
+    pub limits: BlobLimits,
 }
 
 /// `[quota]` in the config file: per device and period. Every key is optional.
@@ -114,6 +138,7 @@ pub struct ServeConfig {
     pub limits: RequestLimits,
     /// The console's session cookie is `Secure`.
     pub secure_cookie: bool,
+    pub blobs: BlobSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +215,7 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
         .data
         .or(file.data)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+    let blobs = resolve_blobs(file.blobs.clone().unwrap_or_default(), &data)?;
     let database = Location::from_args(data, overrides.database.or(file.database).as_deref())
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let pool_size = file.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
@@ -209,6 +235,31 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<ServeConfig, Co
         max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
         request_timeout,
         secure_cookie: file.secure_cookie.unwrap_or(false),
+        blobs,
+    })
+}
+
+fn resolve_blobs(file: BlobsFile, data: &Path) -> Result<BlobSettings, ConfigError> {
+    let defaults = BlobLimits::default();
+    let limits = BlobLimits {
+        max_file_bytes: file.max_file_bytes.unwrap_or(defaults.max_file_bytes),
+        device_quota_bytes: file
+            .device_quota_bytes
+            .unwrap_or(defaults.device_quota_bytes),
+        max_chunk_bytes: file.max_chunk_bytes.unwrap_or(defaults.max_chunk_bytes),
+        grace_ms: match file.grace {
+            Some(text) => parse_duration(&text)?.as_millis() as i64,
+            None => defaults.grace_ms,
+        },
+    };
+    if limits.max_file_bytes == 0 || limits.max_chunk_bytes == 0 {
+        return Err(ConfigError::Invalid(
+            "blobs max_file_bytes and max_chunk_bytes must be positive".into(),
+        ));
+    }
+    Ok(BlobSettings {
+        dir: Some(file.dir.unwrap_or_else(|| data.join("blobs"))),
+        limits,
     })
 }
 
@@ -315,6 +366,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     state.request_timeout = config.request_timeout;
     state.body_timeout = limits.body_timeout;
     state.secure_cookie = config.secure_cookie;
+    let collector = match &config.blobs.dir {
+        Some(dir) => {
+            let local =
+                LocalBlobs::open(dir).map_err(|e| format!("blobs in {}: {e}", dir.display()))?;
+            let blobs = Blobs::new(Arc::new(local), config.blobs.limits);
+            state = state.with_blobs(blobs.clone());
+            let every = crate::blobs::COLLECT_EVERY;
+            Some(spawn_collector(store.clone(), blobs, every, system_clock()))
+        }
+        None => None,
+    };
     let checker = spawn_deadline_leader(
         store,
         config.check_every,
@@ -338,6 +400,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     )
     .await?;
     checker.abort();
+    if let Some(collector) = collector {
+        collector.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -462,6 +527,37 @@ mod tests {
             assert!(resolve(Overrides::default(), file).is_err(), "{bad}");
         }
         assert!(toml::from_str::<FileConfig>("[quota]\nrequest = 5").is_err());
+    }
+
+    #[test]
+    fn blob_limits_come_from_the_file_and_blobs_live_in_the_data_directory() {
+        let d = resolve(Overrides::default(), FileConfig::default()).unwrap();
+        assert_eq!(d.blobs.limits, BlobLimits::default());
+        assert_eq!(d.blobs.dir, Some(PathBuf::from(DEFAULT_DATA).join("blobs")));
+        let file: FileConfig = toml::from_str(
+            "data = \"/srv/gc\"\n[blobs]\nmax_file_bytes = 1000\ndevice_quota_bytes = 5000\n\
+             max_chunk_bytes = 100\ngrace = \"1d\"",
+        )
+        .unwrap();
+        let b = resolve(Overrides::default(), file).unwrap().blobs;
+        assert_eq!(b.dir, Some(PathBuf::from("/srv/gc/blobs")));
+        assert_eq!(
+            b.limits,
+            BlobLimits {
+                max_file_bytes: 1000,
+                device_quota_bytes: 5000,
+                max_chunk_bytes: 100,
+                grace_ms: 86_400_000,
+            }
+        );
+        let file: FileConfig = toml::from_str("[blobs]\ndir = \"/mnt/blobs\"").unwrap();
+        let b = resolve(Overrides::default(), file).unwrap().blobs;
+        assert_eq!(b.dir, Some(PathBuf::from("/mnt/blobs")));
+        for bad in ["[blobs]\nmax_chunk_bytes = 0", "[blobs]\ngrace = \"soon\""] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(resolve(Overrides::default(), file).is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<FileConfig>("[blobs]\nquota = 5").is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod admin_cli;
 pub mod admins;
 pub mod audit;
 pub mod audit_draw;
+pub mod blobs;
 mod case_locks;
 pub mod cli;
 pub mod config;

@@ -41,6 +41,9 @@ pub struct Projection {
     pub needs_review: bool,
     /// What the assessment rates count (table `case_facts`, `crate::rates`).
     pub facts: crate::rates::CaseFacts,
+    /// The SHA-256 of every attachment the case references (table `case_blobs`, which decides
+    /// who may download the bytes, `crate::blobs`).
+    pub attachments: Vec<String>,
 }
 
 /// Computes the projection row of `case`. Deadlines come from the deadline engine over the
@@ -76,5 +79,18 @@ pub fn project(
         paused: policy.pause_during_extension && case.extension_pending,
         needs_review: case.needs_review,
         facts: crate::rates::CaseFacts::of(case, trusted, policy, calendar),
+        attachments: attachment_hashes(case),
     }
+}
+
+/// The distinct SHA-256s a case's attachments reference, lowercase (as the document stores them).
+pub fn attachment_hashes(case: &Case) -> Vec<String> {
+    let mut hashes: Vec<String> = case
+        .attachments
+        .iter()
+        .map(|a| a.sha256.to_ascii_lowercase())
+        .collect();
+    hashes.sort();
+    hashes.dedup();
+    hashes
 }

@@ -49,6 +49,7 @@ fn projection(id: &str) -> Projection {
             case_id: id.into(),
             ..Default::default()
         },
+        attachments: Vec::new(),
     }
 }
 

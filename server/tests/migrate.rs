@@ -172,3 +172,51 @@ fn devices_keep_syncing_after_the_upgrade() {
     assert_eq!(after.docs[0].doc_id, "fx-1");
     assert!(matches!(after.docs[0].payload, Payload::Changes(_)));
 }
+
+/// The blob step (SQLite 10) on a database from before it: the tables are there and empty, and
+/// a case committed after the upgrade records the blobs it references, for the scope rule.
+#[test]
+fn the_blob_step_records_references_of_cases_committed_after_it() {
+    let (_db, store) = upgraded();
+    let li = device(&store, "li");
+    let sha = "ab".repeat(32);
+    assert_eq!(store.db().blob_bytes_of(&li.device_id).unwrap(), 0);
+    assert!(store.db().blob(&sha).unwrap().is_none());
+    // Cases from before the step reference nothing until their next commit.
+    assert!(!store.db().case_references_blob("fx-1", &sha).unwrap());
+    let fx1 = CaseDoc::from_automerge(store.load_doc("fx-1").unwrap().unwrap())
+        .unwrap()
+        .read()
+        .unwrap();
+    let author = Author {
+        user: li.user_id.clone(),
+        device: li.device_id.clone(),
+        role: Role::GridWorker,
+    };
+    let new = gridcase_core::model::NewCase {
+        id: "fx-new".into(),
+        number: "N-new".into(),
+        channel: fx1.channel,
+        case_type: fx1.case_type,
+        category: fx1.category.clone(),
+        urgency: fx1.urgency,
+        priority: false,
+        title: "照片".into(),
+        description: String::new(),
+        location: fx1.location.clone(),
+    };
+    let actor = actor_for(&li.device_id, [8, 8, 8, 8]).unwrap();
+    let mut doc = CaseDoc::create(&new, &author, actor, T0).unwrap();
+    doc.add_attachment(&sha, "image/jpeg", 10, "", &author, T0)
+        .unwrap();
+    assert!(
+        store
+            .insert_server_doc("fx-new", doc.automerge(), T0)
+            .unwrap()
+    );
+    assert!(store.db().case_references_blob("fx-new", &sha).unwrap());
+    assert_eq!(
+        store.db().blob_cases_in_scope(&sha, &li.scope()).unwrap(),
+        vec!["fx-new".to_string()]
+    );
+}

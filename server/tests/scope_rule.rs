@@ -83,6 +83,7 @@ fn projection(id: &str, area_code: &str, assignee: &str) -> Projection {
             case_id: id.into(),
             ..Default::default()
         },
+        attachments: Vec::new(),
     }
 }
 

@@ -449,6 +449,7 @@ fn serve_runs_on_either_database(backend: Backend) {
         request_timeout: Duration::from_secs(10),
         limits: Default::default(),
         secure_cookie: false,
+        blobs: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime.spawn(gridcase_server::serve(config));

@@ -122,6 +122,7 @@ pub trait Database:
     + CaseLists
     + AuditLog
     + Rates
+    + BlobRows
     + Send
     + Sync
     + std::fmt::Debug
@@ -368,6 +369,41 @@ impl<'a> CaseTurn<'a> {
     pub fn holding(guard: impl Send + 'a) -> CaseTurn<'a> {
         CaseTurn(Some(Box::new(guard)))
     }
+}
+
+/// A stored blob's row (`crate::blobs`): its name, size, sniffed type and uploader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlobRow {
+    pub sha256: String,
+    pub size: u64,
+    pub mime: String,
+    /// The device whose quota it counts against (`None` once that no longer matters).
+    pub device_id: Option<String>,
+    pub created_at: Millis,
+}
+
+/// The rows about attachment bytes. Which case references which blob is written with the
+/// case's projection (`DocWrite::projection`, [`Projection::attachments`]).
+pub trait BlobRows {
+    /// Records a stored blob; `false` if it was recorded already (the first upload counts).
+    fn insert_blob(&self, row: &BlobRow) -> Result<bool>;
+    fn blob(&self, sha256: &str) -> Result<Option<BlobRow>>;
+    /// Bytes of the blobs `device` uploaded (what its quota counts).
+    fn blob_bytes_of(&self, device_id: &str) -> Result<u64>;
+    /// The cases within `scope` that reference `sha256` (the scope rule's SQL, with a personal
+    /// reference treated as a personal-data document). Empty: the device may not have it.
+    fn blob_cases_in_scope(&self, sha256: &str, scope: &Scope) -> Result<Vec<String>>;
+    /// Whether `case_id` references `sha256` (any reference).
+    fn case_references_blob(&self, case_id: &str, sha256: &str) -> Result<bool>;
+    /// Blobs no case references, recorded before `before`.
+    fn unreferenced_blobs(&self, before: Millis) -> Result<Vec<String>>;
+    /// Removes a blob's row if still no case references it; `true` if removed.
+    fn delete_unreferenced_blob(&self, sha256: &str) -> Result<bool>;
+    /// Case ids after `after`, in order, at most `limit` (a backfill's pages).
+    fn case_ids_after(&self, after: &str, limit: u32) -> Result<Vec<String>>;
+    /// Adds references of `case_id` (kept if present; never removes one, so a backfill racing
+    /// a commit cannot lose the commit's references). Returns how many were new.
+    fn add_case_blobs(&self, case_id: &str, hashes: &[String]) -> Result<u64>;
 }
 
 pub trait Documents {

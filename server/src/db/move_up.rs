@@ -37,6 +37,8 @@ pub const TABLES: &[&str] = &[
     "admin_tokens",
     "audit_draws",
     "audit_draw_cases",
+    "blobs",
+    "case_blobs",
 ];
 
 /// Rows copied per table, in [`TABLES`] order.

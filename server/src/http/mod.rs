@@ -15,6 +15,7 @@
 pub mod admin;
 mod audit_draws;
 pub mod auth;
+mod blobs;
 pub mod console;
 mod error;
 mod people;
@@ -102,6 +103,8 @@ pub struct AppState {
     pub secure_cookie: bool,
     /// How often an open console page's event stream looks for changed cases.
     pub live_poll: Duration,
+    /// Attachment bytes (`crate::blobs`); `None`: the blob routes answer 503.
+    pub blobs: Option<crate::blobs::Blobs>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -131,6 +134,7 @@ impl AppState {
             sign_ins: Arc::default(),
             secure_cookie: false,
             live_poll: console::LIVE_POLL,
+            blobs: None,
         }
     }
 
@@ -141,6 +145,11 @@ impl AppState {
 
     pub fn with_heavy_requests(mut self, permits: usize) -> Self {
         self.heavy = Arc::new(Semaphore::new(permits.max(1)));
+        self
+    }
+
+    pub fn with_blobs(mut self, blobs: crate::blobs::Blobs) -> Self {
+        self.blobs = Some(blobs);
         self
     }
 
@@ -163,6 +172,7 @@ fn all_routes() -> Routes {
         .add(Method::GET, "/admin/openapi.json", openapi)
         .with(admin::routes)
         .with(console::routes)
+        .with(blobs::routes)
 }
 
 /// The method and path of every route [`app`] answers.

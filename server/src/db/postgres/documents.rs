@@ -24,7 +24,7 @@ use gridcase_core::scope::{CaseScope, Placeholders, Scope};
 
 /// [`Scope::sql`] with the prefix, user and personal-data flag as `$first`, `$first+1`,
 /// `$first+2`.
-fn scope_sql(first: usize) -> String {
+pub(super) fn scope_sql(first: usize) -> String {
     Scope::sql(Placeholders {
         prefix: &format!("${first}::text"),
         user: &format!("${}::text", first + 1),
@@ -131,6 +131,7 @@ impl Documents for PgDb {
             )?;
             if let Some(p) = &w.projection {
                 upsert_projection(tx, p, last_seq, w.now)?;
+                super::blobs::write_case_blobs(tx, &p.case_id, &p.attachments)?;
                 super::rates::upsert_facts(tx, &p.facts)?;
             }
             Ok((Commit::Committed { last_seq }, true))

@@ -257,6 +257,24 @@ pub const MIGRATIONS: &[&str] = &[
         area_code, category, unit)
         WHERE handle_due_at IS NOT NULL AND (replied_at IS NULL OR replied_at > handle_due_at);
     "#,
+    // 7 (schema version 6): attachment bytes, as SQLite's step 10 (`crate::blobs`).
+    r#"
+    CREATE TABLE blobs (
+        sha256 TEXT PRIMARY KEY,
+        size BIGINT NOT NULL,
+        mime TEXT NOT NULL,
+        device_id TEXT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX blobs_device ON blobs(device_id);
+    CREATE TABLE case_blobs (
+        case_id TEXT COLLATE "C" NOT NULL,
+        sha256 TEXT NOT NULL,
+        is_pii BOOLEAN NOT NULL,
+        PRIMARY KEY (case_id, sha256, is_pii)
+    );
+    CREATE INDEX case_blobs_sha256 ON case_blobs(sha256);
+    "#,
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

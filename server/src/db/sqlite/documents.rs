@@ -15,7 +15,7 @@ use crate::projection::Projection;
 use gridcase_core::scope::{CaseScope, Placeholders, Scope};
 
 /// [`Scope::sql`] with this backend's named parameters.
-fn scope_sql() -> String {
+pub(super) fn scope_sql() -> String {
     Scope::sql(Placeholders {
         prefix: ":prefix",
         user: ":user",
@@ -76,6 +76,7 @@ impl Documents for SqliteDb {
             }
             if let Some(p) = &w.projection {
                 upsert_projection(tx, p, last_seq, w.now)?;
+                super::blobs::write_case_blobs(tx, &p.case_id, &p.attachments)?;
                 super::rates::upsert_facts(tx, &p.facts)?;
             }
             if let Some(device) = &w.holder {

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod admins;
+mod blobs;
 mod documents;
 mod lists;
 mod rates;

@@ -288,6 +288,29 @@ pub const MIGRATIONS: &[&str] = &[
         area_code, category, unit)
         WHERE handle_due_at IS NOT NULL AND (replied_at IS NULL OR replied_at > handle_due_at);
     "#,
+    // 10: attachment bytes (`crate::blobs`). `blobs`: one row per stored blob (its SHA-256, the
+    // sniffed type, who uploaded it, counted against that device's quota). `case_blobs`: which
+    // case references which blob, rewritten with the case's projection; `is_pii` says the
+    // reference is personal data, so the scope rule's personal-data clause applies to it.
+    // Cases committed before this step get their references from `backfill-blob-refs` or at
+    // their next commit.
+    r#"
+    CREATE TABLE blobs (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mime TEXT NOT NULL,
+        device_id TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX blobs_device ON blobs(device_id);
+    CREATE TABLE case_blobs (
+        case_id TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        is_pii INTEGER NOT NULL,
+        PRIMARY KEY (case_id, sha256, is_pii)
+    ) WITHOUT ROWID;
+    CREATE INDEX case_blobs_sha256 ON case_blobs(sha256);
+    "#,
 ];
 
 struct Sqlite<'a>(&'a mut Connection);
