@@ -1,13 +1,17 @@
-//! A restore document larger than the page budget, for a phone that accepts parts: one byte
-//! range of its snapshot per page (`gridcase_core::sync::parts`). The restore token stays
-//! before the document until its last part is sent, so a cut or an app restart resumes at the
-//! document, and the phone's `staged` says from which byte. The device holds the document only
-//! once the last part went out.
+//! A document larger than the page budget, for a phone that accepts parts: one byte range of
+//! its snapshot per page (`gridcase_core::sync::parts`). In a restore, the token stays before
+//! the document until its last part is sent; in the change feed (a document new to the device,
+//! say a large case just moved into its area), the cursor stays before the document's first
+//! row. Either way a cut or an app restart resumes at the document, and the phone's `staged`
+//! says from which byte. The device holds the document only once the last part went out.
+
+use std::collections::HashSet;
 
 use gridcase_core::sync::parts::next_part;
 use gridcase_core::sync::{DocUpdate, Payload, RestoreToken};
 
-use super::{Page, Responder};
+use super::{FEED_ROW_CAP, Page, Responder};
+use crate::db::{FeedRow, Seq};
 use crate::store::Result;
 
 impl Responder<'_> {
@@ -53,6 +57,75 @@ impl Responder<'_> {
                 upto: token.upto,
                 after,
             }),
+            remaining,
+        })
+    }
+
+    /// Whether a feed document goes in parts: the device does not hold it (so it would get
+    /// the snapshot) and the snapshot alone exceeds the page's budget. The snapshot read to
+    /// weigh it is kept for sending.
+    pub(super) fn new_and_in_parts(&mut self, doc_id: &str, budget: usize) -> Result<bool> {
+        if !self.accept_parts || self.holds(doc_id)? {
+            return Ok(false);
+        }
+        let Some(update) = self.whole(doc_id)? else {
+            return Ok(false);
+        };
+        let big = self.goes_in_parts(&update, budget);
+        self.wholes.insert(doc_id.to_owned(), update);
+        Ok(big)
+    }
+
+    /// A feed page carrying the next part of the document of the first row (`rows` are the
+    /// feed after `cursor`). Before the last part the cursor stays put; with it, the device
+    /// holds the document (and gets its personal data, as a whole document would bring) and
+    /// the cursor moves past the document's leading rows, which the snapshot contains.
+    pub(super) fn feed_part_page(
+        &mut self,
+        rows: &[FeedRow],
+        cursor: u64,
+        budget: usize,
+        head: Seq,
+    ) -> Result<Page> {
+        let doc_id = rows[0].doc_id.clone();
+        let Some(DocUpdate {
+            payload: Payload::Snapshot(snapshot),
+            ..
+        }) = self.wholes.remove(&doc_id)
+        else {
+            unreachable!("a document goes in parts only after it was read whole");
+        };
+        let part = next_part(&doc_id, &snapshot, self.staged.as_ref(), budget);
+        let done = part.is_last();
+        self.part = Some(part);
+        if !done {
+            let remaining = self.view.feed_docs_after(self.scope, cursor as Seq)?;
+            return Ok(Page {
+                docs: Vec::new(),
+                cursor,
+                restore: None,
+                remaining: remaining.max(1),
+            });
+        }
+        self.holds.push(doc_id.clone());
+        let mut docs = Vec::new();
+        self.personal_data_with(&doc_id, &HashSet::new(), &mut docs)?;
+        let seen = &rows[..rows.len().min(FEED_ROW_CAP)];
+        let run = seen.iter().take_while(|r| r.doc_id == doc_id).count();
+        let covered = if run == rows.len() {
+            head.max(rows[run - 1].seq)
+        } else {
+            rows[run - 1].seq
+        };
+        let remaining = if covered >= head {
+            0
+        } else {
+            self.view.feed_docs_after(self.scope, covered)?
+        };
+        Ok(Page {
+            docs,
+            cursor: covered as u64,
+            restore: None,
             remaining,
         })
     }
