@@ -151,7 +151,7 @@ impl Responder<'_> {
             FEED_ROW_CAP + 1,
         )?;
         if let Some(first) = rows.first()
-            && self.new_and_in_parts(&first.doc_id, size.bytes)?
+            && self.feed_in_parts(first, true, size.bytes)?
         {
             return self.feed_part_page(&rows, cursor, size.bytes, head);
         }
@@ -165,11 +165,8 @@ impl Responder<'_> {
             // Full in documents before a new one, in bytes anywhere: a document with more
             // changes than a page holds continues on the next page (rows are single changes).
             let full = (new_doc && order.len() >= size.docs) || (n > 0 && bytes >= size.bytes);
-            // A new document too large for the page starts the next one, in parts.
-            if n >= FEED_ROW_CAP
-                || full
-                || (new_doc && self.new_and_in_parts(&row.doc_id, size.bytes)?)
-            {
+            // A document that goes in parts starts the next page.
+            if n >= FEED_ROW_CAP || full || self.feed_in_parts(&row, new_doc, size.bytes)? {
                 more = true;
                 break;
             }

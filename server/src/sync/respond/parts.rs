@@ -12,7 +12,7 @@ use gridcase_core::sync::{DocUpdate, Payload, RestoreToken};
 
 use super::{FEED_ROW_CAP, Page, Responder};
 use crate::db::{FeedRow, Seq};
-use crate::store::Result;
+use crate::store::{Result, StoreError};
 
 impl Responder<'_> {
     /// Whether `update` must go in parts: the phone accepts them and it alone exceeds the
@@ -61,18 +61,32 @@ impl Responder<'_> {
         })
     }
 
-    /// Whether a feed document goes in parts: the device does not hold it (so it would get
-    /// the snapshot) and the snapshot alone exceeds the page's budget. The snapshot read to
-    /// weigh it is kept for sending.
-    pub(super) fn new_and_in_parts(&mut self, doc_id: &str, budget: usize) -> Result<bool> {
-        if !self.accept_parts || self.holds(doc_id)? {
+    /// Whether the document of a feed row goes in parts (as its snapshot): the device does
+    /// not hold it (`new_doc`: first seen in this page) and its snapshot alone exceeds the
+    /// page's budget, or the row is a single change larger than the budget, which no page of
+    /// this budget can carry (whether or not the device holds the document: the server notes
+    /// a document as held when it sends it, and that response may have been cut). The
+    /// snapshot read to weigh a new document is kept for sending.
+    pub(super) fn feed_in_parts(
+        &mut self,
+        row: &FeedRow,
+        new_doc: bool,
+        budget: usize,
+    ) -> Result<bool> {
+        if !self.accept_parts {
             return Ok(false);
         }
-        let Some(update) = self.whole(doc_id)? else {
+        if row.bytes.iter().map(Vec::len).sum::<usize>() > budget {
+            return Ok(true);
+        }
+        if !new_doc || self.holds(&row.doc_id)? {
+            return Ok(false);
+        }
+        let Some(update) = self.whole(&row.doc_id)? else {
             return Ok(false);
         };
         let big = self.goes_in_parts(&update, budget);
-        self.wholes.insert(doc_id.to_owned(), update);
+        self.wholes.insert(row.doc_id.clone(), update);
         Ok(big)
     }
 
@@ -88,12 +102,19 @@ impl Responder<'_> {
         head: Seq,
     ) -> Result<Page> {
         let doc_id = rows[0].doc_id.clone();
+        let whole = match self.wholes.remove(&doc_id) {
+            Some(whole) => Some(whole),
+            None => self.whole(&doc_id)?,
+        };
         let Some(DocUpdate {
             payload: Payload::Snapshot(snapshot),
             ..
-        }) = self.wholes.remove(&doc_id)
+        }) = whole
         else {
-            unreachable!("a document goes in parts only after it was read whole");
+            // A feed row's document is in the same read view: only a broken database lacks it.
+            return Err(StoreError::NotFound(format!(
+                "document {doc_id} of the feed"
+            )));
         };
         let part = next_part(&doc_id, &snapshot, self.staged.as_ref(), budget);
         let done = part.is_last();
