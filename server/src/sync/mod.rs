@@ -157,6 +157,7 @@ impl Store {
             staged: request.staged.clone(),
             part: None,
             wholes: HashMap::new(),
+            compact: request.compact_snapshots,
         };
         let mut page = responder.page(request, scope_changed, head)?;
         responder.after_pushes(&accepted, &mut page.docs)?;

@@ -11,7 +11,7 @@ use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{personal_doc_id, split_doc_id};
 use gridcase_core::sync::{
     CaseTimes, CatchUp, DocUpdate, Payload, RestoreToken, SnapshotPart, StagedSnapshot,
-    SyncRequest, limits,
+    SyncRequest, compact, limits,
 };
 
 use super::{FEED_ROW_CAP, page_bytes, page_size};
@@ -60,6 +60,8 @@ pub(crate) struct Responder<'a> {
     pub part: Option<SnapshotPart>,
     /// Documents read whole to weigh them for parts, kept for when they are sent.
     pub wholes: HashMap<String, DocUpdate>,
+    /// The device takes snapshots compact (`gridcase_core::sync::compact`).
+    pub compact: bool,
 }
 
 impl Responder<'_> {
@@ -278,6 +280,10 @@ impl Responder<'_> {
             stored.snapshot
         } else {
             load(doc_id, stored)?.doc.save_nocompress()
+        };
+        let bytes = match self.compact {
+            true => compact::strip(&bytes).unwrap_or(bytes),
+            false => bytes,
         };
         Ok(Some(DocUpdate {
             doc_id: doc_id.to_owned(),
