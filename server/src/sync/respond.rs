@@ -251,8 +251,13 @@ impl Responder<'_> {
         Ok(())
     }
 
-    /// Whether the device holds a document, counting those sent whole in this response.
+    /// Whether the device holds a document, counting those sent whole in this response. Not
+    /// one it says it holds only parts of (`staged`): the server notes a document as held when
+    /// it sends the last part, and that response may have been cut.
     fn holds(&mut self, doc_id: &str) -> Result<bool> {
+        if self.staged.as_ref().is_some_and(|s| s.doc_id == doc_id) {
+            return Ok(self.holds.iter().any(|d| d == doc_id));
+        }
         Ok(self.holds.iter().any(|d| d == doc_id)
             || self.view.holds(&self.device.device_id, doc_id)?)
     }
