@@ -12,7 +12,7 @@ use crate::doc::CaseDoc;
 use crate::lifecycle::Action;
 use crate::model::*;
 use crate::sync::Rejection;
-use crate::sync::{limits, wire};
+use crate::sync::{compact, limits, wire};
 use crate::validate::{Judged, PushContext, Pusher, judge_push};
 
 /// libfuzzer-sys aborts on every panic, even one the code under test catches on purpose
@@ -195,6 +195,16 @@ pub fn judge_input(pusher: u8, changes: &[Change]) -> Vec<u8> {
         out.extend_from_slice(&bytes[..usize::from(len)]);
     }
     out
+}
+
+/// A snapshot as a phone receives it (compact or as saved, `crate::sync::compact`): expanded,
+/// loaded and read as a case.
+pub fn snapshot(data: &[u8]) {
+    if let Ok(expanded) = compact::expand(data.to_vec())
+        && let Ok(case) = CaseDoc::from_automerge(expanded.doc)
+    {
+        let _ = case.read();
+    }
 }
 
 /// A whole sync request body: the frame, then every push's changes and every catch-up.

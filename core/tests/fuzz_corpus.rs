@@ -12,13 +12,14 @@ use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{CaseDoc, FieldEdit};
 use gridcase_core::fuzzing;
 use gridcase_core::lifecycle::Action;
-use gridcase_core::sync::{CatchUp, DocPush, SyncRequest, wire};
+use gridcase_core::sync::{CatchUp, DocPush, SyncRequest, compact, wire};
 
 /// A fuzz target's name and body.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 4] = [
+const TARGETS: [Target; 5] = [
     ("sync_request", fuzzing::sync_request),
+    ("snapshot", fuzzing::snapshot),
     ("change", fuzzing::change),
     ("catch_up", fuzzing::catch_up),
     ("judge", fuzzing::judge),
@@ -93,6 +94,9 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         wire::encode_request(&SyncRequest::default()),
     ));
     out.extend(judge_seeds().into_iter().map(|seed| ("judge", seed)));
+    let saved = doc.save_nocompress();
+    out.push(("snapshot", compact::strip(&saved).unwrap()));
+    out.push(("snapshot", saved));
     out
 }
 

@@ -20,7 +20,7 @@ use gridcase_core::model::{
 };
 use gridcase_core::sync::wire::{MAGIC, PROTOCOL_VERSION, decode_response, encode_request};
 use gridcase_core::sync::{
-    CatchUp, DocPush, PushResult, RejectCode, StagedSnapshot, SyncRequest, SyncResponse,
+    CatchUp, DocPush, Payload, PushResult, RejectCode, StagedSnapshot, SyncRequest, SyncResponse,
 };
 use gridcase_server::store::RowCounts;
 use gridcase_server::sync::{
@@ -1456,8 +1456,118 @@ async fn forged_part_claims_restart_the_part_and_store_nothing(backend: Backend)
     env.still_serves(&app).await;
 }
 
+/// Receives the parts of a snapshot through the change feed after `cursor` until the last,
+/// checking that the cursor stays before the document until then; returns the last answer,
+/// the snapshot's bytes and the request the last part answered.
+async fn feed_in_parts(
+    app: &Router,
+    phone: &Phone,
+    cursor: u64,
+) -> (SyncResponse, Vec<u8>, SyncRequest) {
+    let mut staged: Option<StagedSnapshot> = None;
+    let mut received = Vec::new();
+    loop {
+        let request = SyncRequest {
+            device_time: T0,
+            cursor,
+            page_bytes: 4_096,
+            accept_parts: true,
+            staged: staged.clone(),
+            ..Default::default()
+        };
+        let answer = sync_ok(app, phone, &request).await;
+        let part = answer.part.clone().expect("the next part");
+        assert_eq!(part.offset, received.len() as u64);
+        assert!(part.bytes.len() <= 4_096);
+        received.extend_from_slice(&part.bytes);
+        if part.is_last() {
+            return (answer, received, request);
+        }
+        assert_eq!(answer.cursor, cursor, "the cursor waits for the last part");
+        assert!(answer.remaining > 0);
+        staged = Some(StagedSnapshot {
+            doc_id: part.doc_id,
+            hash: part.hash,
+            have: received.len() as u64,
+        });
+    }
+}
+
+/// The change feed sends a case new to the device, larger than the page, in parts (the
+/// cursor moves past it only with the last part); and a single change larger than the page
+/// to a case the device holds brings the case's snapshot in parts, since no page of that
+/// budget carries the change. A phone that does not take parts gets both whole, as before.
+async fn the_feed_sends_what_exceeds_the_page_in_parts(backend: Backend) {
+    let env = Env::new(backend);
+    let app = env.app();
+    let mut worker = env.phone("w1", Role::GridWorker, "330604101");
+    worker.new_case("c0", "330604101201", T0);
+    sync_ok(&app, &worker, &worker.request(&["c0"])).await;
+    let township = env.phone("t1", Role::TownshipStaff, "330604101");
+    let restore = SyncRequest {
+        device_time: T0,
+        page_bytes: 4_096,
+        accept_parts: true,
+        ..Default::default()
+    };
+    let restored = sync_ok(&app, &township, &restore).await;
+    assert_eq!(restored.docs.len(), 1);
+    let cursor = restored.cursor;
+    let old = env.phone("t2", Role::TownshipStaff, "330604101");
+    let plain = SyncRequest {
+        accept_parts: false,
+        ..restore.clone()
+    };
+    assert_eq!(sync_ok(&app, &old, &plain).await.cursor, cursor);
+
+    worker.new_case("big", "330604101201", T0);
+    worker.edit("big", |doc, author| {
+        for n in 0..12 {
+            doc.add_note(&varied_text(n, 1_000), author, T0 + 1)
+                .unwrap();
+        }
+    });
+    sync_ok(&app, &worker, &worker.request(&["big"])).await;
+    let (last, snapshot, asked) = feed_in_parts(&app, &township, cursor).await;
+    // The response with the last part was cut: asked again, it comes again (the server noted
+    // the case as held when it sent it, but the phone still says it holds only parts).
+    let repeated = sync_ok(&app, &township, &asked).await;
+    assert_eq!(repeated.part, last.part);
+    assert_eq!(repeated.cursor, last.cursor);
+    assert!(snapshot.len() > 20_000, "{} bytes", snapshot.len());
+    assert!(AutoCommit::load(&snapshot).is_ok());
+    assert!(last.cursor > cursor, "past the case with its last part");
+    assert_eq!(last.times.len(), 1, "the case's trusted times come with it");
+    let idle = SyncRequest {
+        cursor: last.cursor,
+        ..restore.clone()
+    };
+    let nothing = sync_ok(&app, &township, &idle).await;
+    assert!(nothing.docs.is_empty() && nothing.part.is_none());
+
+    // One change of ~9 KB to the case the device now holds.
+    worker.edit("big", |doc, author| {
+        doc.add_note(&varied_text(99, 3_000), author, T0 + 2)
+            .unwrap();
+    });
+    sync_ok(&app, &worker, &worker.request(&["big"])).await;
+    let (again, snapshot, _) = feed_in_parts(&app, &township, last.cursor).await;
+    let mut doc = AutoCommit::load(&snapshot).unwrap();
+    assert!(snapshot.len() > 29_000, "{} bytes", snapshot.len());
+    assert!(!doc.get_heads().is_empty());
+    assert!(again.cursor > last.cursor);
+
+    // A phone that does not take parts gets the case whole in its feed.
+    let whole = sync_ok(&app, &old, &SyncRequest { cursor, ..plain }).await;
+    assert!(whole.part.is_none());
+    assert_eq!(whole.docs.len(), 1);
+    assert!(matches!(whole.docs[0].payload, Payload::Snapshot(_)));
+    env.still_serves(&app).await;
+}
+
 gridcase_server::backend_tests!(async:
     forged_part_claims_restart_the_part_and_store_nothing,
+    the_feed_sends_what_exceeds_the_page_in_parts,
     nul_in_stored_text_is_malformed,
     replayed_old_changes_do_not_reopen_a_case_that_left_the_scope,
     undecodable_sync_bodies_are_refused_and_store_nothing,

@@ -4,7 +4,7 @@
 use gridcase_core::doc::{CaseDoc, PersonalDoc, split_doc_id};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Complainant, Role};
-use gridcase_core::sync::{Payload, wire};
+use gridcase_core::sync::{Payload, compact, wire};
 use gridcase_tests::{Backend, FlakyTransport, T0, TestPhone, TestServer, new_case};
 
 /// Every document id and the full text of every payload a phone received in `responses`.
@@ -16,7 +16,7 @@ fn received(responses: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
         for update in response.docs {
             let mut doc = automerge::AutoCommit::new();
             match &update.payload {
-                Payload::Snapshot(s) => doc = automerge::AutoCommit::load(s).unwrap(),
+                Payload::Snapshot(s) => doc = compact::expand(s.clone()).unwrap().doc,
                 Payload::Changes(changes) => {
                     for c in changes {
                         doc.load_incremental(c).unwrap();

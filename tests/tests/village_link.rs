@@ -209,6 +209,36 @@ fn a_restore_finishes_over_50_kbit_with_600_ms_rtt() {
     );
 }
 
+/// A registered case of more than 100 KB (a long description and twenty long notes).
+fn create_big(phone: &TestPhone, id: &str) {
+    let mut case = new_case(id, &varied_text(1, 12), "330604101201");
+    case.description = varied_text(11, 30_000);
+    phone.phone.create_case(&case, None, phone.now).unwrap();
+    phone.phone.act(id, &Action::Register, phone.now).unwrap();
+    for n in 0..20 {
+        let note = varied_text(100 + n, 1_000);
+        phone.phone.add_note(id, &note, phone.now).unwrap();
+    }
+}
+
+/// Parts arrived back to back, none twice: they cover `doc_id`'s snapshot exactly once.
+/// Returns the snapshot's length.
+fn assert_parts_cover_once(parts: &[(String, u64, usize)], doc_id: &str) -> usize {
+    let snapshot: usize = parts.iter().map(|(_, _, len)| len).sum();
+    assert!(snapshot > 100_000, "the case is {snapshot} bytes");
+    let mut next = 0;
+    for (part_doc, offset, len) in parts {
+        assert_eq!(
+            (part_doc.as_str(), *offset),
+            (doc_id, next as u64),
+            "{parts:?}"
+        );
+        next += len;
+    }
+    assert!(parts.len() > 10, "{} parts", parts.len());
+    snapshot
+}
+
 /// A case of more than 100 KB (a long description and many notes): no response that holds it
 /// whole gets through a link that cuts every connection after 10 KB. It comes in parts, each
 /// staged as it arrives, none fetched twice once it arrived, and the restore converges.
@@ -216,14 +246,7 @@ fn a_restore_finishes_over_50_kbit_with_600_ms_rtt() {
 fn a_case_larger_than_the_link_carries_restores_in_parts() {
     let server = TestServer::start(Backend::Sqlite);
     let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, AREA, 1);
-    let mut case = new_case("big-0001", &varied_text(1, 12), "330604101201");
-    case.description = varied_text(11, 30_000);
-    li.phone.create_case(&case, None, li.now).unwrap();
-    li.phone.act("big-0001", &Action::Register, li.now).unwrap();
-    for n in 0..20 {
-        let note = varied_text(100 + n, 1_000);
-        li.phone.add_note("big-0001", &note, li.now).unwrap();
-    }
+    create_big(&li, "big-0001");
     for i in 0..5 {
         create(&li, &format!("case-{i:04}"), i);
     }
@@ -248,20 +271,8 @@ fn a_case_larger_than_the_link_carries_restores_in_parts() {
     assert_eq!(got.notes.len(), 20);
     assert_eq!(got.notes, sent.notes);
 
-    // Parts arrived back to back, none twice: they cover the snapshot exactly once.
     let parts = &wang.transport.parts;
-    let snapshot: usize = parts.iter().map(|(_, _, len)| len).sum();
-    assert!(snapshot > 100_000, "the case is {snapshot} bytes");
-    let mut next = 0;
-    for (doc_id, offset, len) in parts {
-        assert_eq!(
-            (doc_id.as_str(), *offset),
-            ("big-0001", next as u64),
-            "{parts:?}"
-        );
-        next += len;
-    }
-    assert!(parts.len() > 10, "{} parts", parts.len());
+    let snapshot = assert_parts_cover_once(parts, "big-0001");
     // The small cases came whole, each once.
     assert_eq!(wang.docs_received(), 5);
     let restore_bytes = link.bytes_down.load(Ordering::Relaxed);
@@ -279,5 +290,61 @@ fn a_case_larger_than_the_link_carries_restores_in_parts() {
         "restore of a {snapshot}-byte case and 5 others through a 10 KB-cut link: \
          {took:?}, {restore_bytes} bytes down ({direct_bytes} direct), {} parts, {cuts} cuts",
         parts.len()
+    );
+}
+
+/// A large case new to a phone that already restored (created after its restore): the change
+/// feed would send it whole, which never gets through a link that cuts after 10 KB. It comes
+/// in parts too, each once; the feed's cursor moves past it only with the last part, and the
+/// case's later changes and the other new cases follow as usual.
+#[test]
+fn a_large_case_new_to_the_phone_comes_through_the_feed_in_parts() {
+    let (server, mut li) = server_with_cases(3);
+    let link = VillageLink::start(
+        &server.url,
+        LinkShape {
+            rtt: Duration::from_millis(300),
+            bits_per_second: 2_000_000,
+            cut_after: Some(10_000),
+        },
+    );
+    let mut wang = phone_behind(&server, &link, "wang", Role::TownshipStaff, 2);
+    sync_until_done(&mut wang, Duration::from_secs(60));
+    assert_eq!(wang.cases_in(AREA).len(), 3);
+    assert!(wang.transport.parts.is_empty());
+
+    create_big(&li, "big-0002");
+    for i in 0..3 {
+        create(&li, &format!("after-{i:04}"), 500 + i);
+    }
+    li.sync().unwrap();
+    li.phone.add_note("big-0002", "已到现场", li.now).unwrap();
+    li.sync().unwrap();
+    let (bytes_before, cuts_before) = (
+        link.bytes_down.load(Ordering::Relaxed),
+        link.cuts.load(Ordering::Relaxed),
+    );
+    let started = Instant::now();
+    sync_until_done(&mut wang, Duration::from_secs(120));
+    let took = started.elapsed();
+    assert_eq!(wang.cases_in(AREA), li.cases_in(AREA));
+    assert_eq!(wang.cases_in(AREA).len(), 7);
+    let got = wang.phone.phone.get_case("big-0002").unwrap().case;
+    let sent = li.phone.get_case("big-0002").unwrap().case;
+    assert_eq!(got.description, sent.description);
+    assert_eq!(got.notes, sent.notes);
+    assert_eq!(got.notes.len(), 21);
+    let snapshot = assert_parts_cover_once(&wang.transport.parts, "big-0002");
+    let cuts = link.cuts.load(Ordering::Relaxed) - cuts_before;
+    assert!(cuts > 0, "the link must have cut");
+    // Nothing is left to fetch: the next sync is tiny.
+    let fed = link.bytes_down.load(Ordering::Relaxed) - bytes_before;
+    sync_until_done(&mut wang, Duration::from_secs(30));
+    let idle = link.bytes_down.load(Ordering::Relaxed) - bytes_before - fed;
+    assert!(idle < 2_000, "a nothing-new sync took {idle} bytes");
+    eprintln!(
+        "feed of a {snapshot}-byte new case and 3 others through a 10 KB-cut link: {took:?}, \
+         {fed} bytes down, {} parts, {cuts} cuts",
+        wang.transport.parts.len()
     );
 }

@@ -10,6 +10,7 @@
 //! phone does not know which heads it shares with the server (after a reset or a lost ack), it
 //! sends an Automerge sync message for that document instead and the server answers in kind.
 
+pub mod compact;
 pub mod limits;
 pub mod parts;
 pub mod times;
@@ -55,6 +56,9 @@ pub struct SyncRequest {
     /// The snapshot the phone has received part of: the next part continues after it
     /// (protocol 3).
     pub staged: Option<StagedSnapshot>,
+    /// The phone takes snapshots without the checksum and head hashes it can recompute
+    /// ([`compact`]; protocol 4). Without it snapshots come as saved, as before.
+    pub compact_snapshots: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +134,8 @@ pub struct DocUpdate {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {
-    /// A whole saved document, for one the phone has never had.
+    /// A whole saved document, for one the phone has never had ([`compact`]ed for a phone
+    /// that asked).
     Snapshot(Vec<u8>),
     /// Raw changes the phone lacks, in causal order.
     Changes(Vec<Vec<u8>>),

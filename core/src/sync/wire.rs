@@ -12,21 +12,23 @@ pub const MAGIC: &[u8; 4] = b"GCSY";
 /// times and the deadline rules to the response (`SyncResponse::times`, `rules`), the rules
 /// version and the page's byte budget to the request (`SyncRequest::rules_version`,
 /// `page_bytes`). Version 3: snapshots in parts (`SyncRequest::accept_parts`, `staged`;
-/// `SyncResponse::part`; see [`super::parts`]).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// `SyncResponse::part`; see [`super::parts`]). Version 4: compact snapshots
+/// (`SyncRequest::compact_snapshots`, [`super::compact`]); the response's layout is unchanged.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The oldest version still read and answered. An older message is a newer one without the
 /// trailing fields, so decoding one appends their empty values; an older phone is answered with
 /// its own version in the header over the current body, whose trailing fields it does not read
 /// (postcard ignores trailing bytes). An older phone never asks for parts, so its answer holds
 /// none.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
-/// What a version-`n` response lacks at its end, for `n` = 1, 2: after version 1, an empty
-/// `times` (a postcard length of 0) and no `rules` (`None`); after version 2, no `part`.
-const RESPONSE_TAILS: [&[u8]; 2] = [&[0, 0], &[0]];
-/// What a version-`n` request lacks at its end, for `n` = 1, 2: after version 1,
+/// What a version-`n` response lacks at its end, for `n` = 1, 2, 3: after version 1, an empty
+/// `times` (a postcard length of 0) and no `rules` (`None`); after version 2, no `part`;
+/// after version 3, nothing.
+const RESPONSE_TAILS: [&[u8]; 3] = [&[0, 0], &[0], &[]];
+/// What a version-`n` request lacks at its end, for `n` = 1, 2, 3: after version 1,
 /// `rules_version` 0 and `page_bytes` 0 (the server's default); after version 2,
-/// `accept_parts` false and no `staged`.
-const REQUEST_TAILS: [&[u8]; 2] = [&[0, 0], &[0, 0]];
+/// `accept_parts` false and no `staged`; after version 3, `compact_snapshots` false.
+const REQUEST_TAILS: [&[u8]; 3] = [&[0, 0], &[0, 0], &[0]];
 const _: () = assert!(
     RESPONSE_TAILS.len() + 1 == PROTOCOL_VERSION as usize
         && REQUEST_TAILS.len() + 1 == PROTOCOL_VERSION as usize,
@@ -40,9 +42,13 @@ pub const MAX_DECODED_BYTES: usize = 64 * 1024 * 1024;
 /// otherwise decode to about a gigabyte; this bounds that to about 14 MB. Honest requests hold
 /// far fewer (hundreds of documents, tens of changes each). Counted while decoding.
 pub const MAX_CHANGES_PER_REQUEST: usize = 500_000;
-/// zstd level 3: most of the gain at a fraction of the CPU of higher levels, which matters on
-/// cheap phones.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level 3 for what phones send: most of the gain at a fraction of the CPU of higher
+/// levels, which matters on cheap phones.
+const REQUEST_ZSTD_LEVEL: i32 = 3;
+/// zstd level 9 for what the server sends (decoding costs the phone the same at any level):
+/// W1's restore bytes 8 % below level 3 for no server time measurable on the bench; level 19
+/// saves 4 % more at six times the server's time (BENCHMARKS.md).
+const RESPONSE_ZSTD_LEVEL: i32 = 9;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -73,9 +79,9 @@ impl WireError {
     }
 }
 
-fn encode<T: Serialize>(message: &T, version: u16) -> Vec<u8> {
+fn encode<T: Serialize>(message: &T, version: u16, level: i32) -> Vec<u8> {
     let plain = postcard::to_allocvec(message).expect("sync messages always serialize");
-    let compressed = zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses in memory");
+    let compressed = zstd::bulk::compress(&plain, level).expect("zstd compresses in memory");
     let mut out = Vec::with_capacity(6 + compressed.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&version.to_be_bytes());
@@ -113,7 +119,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], tails: &[&[u8]]) -> Result<(u16, T)
 }
 
 pub fn encode_request(request: &SyncRequest) -> Vec<u8> {
-    encode(request, PROTOCOL_VERSION)
+    encode(request, PROTOCOL_VERSION, REQUEST_ZSTD_LEVEL)
 }
 
 pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
@@ -180,7 +186,7 @@ pub(crate) fn bounded_changes<'de, D: serde::Deserializer<'de>>(
 }
 
 pub fn encode_response(response: &SyncResponse) -> Vec<u8> {
-    encode(response, PROTOCOL_VERSION)
+    encode(response, PROTOCOL_VERSION, RESPONSE_ZSTD_LEVEL)
 }
 
 /// The response framed for a phone that spoke `version` (see [`MIN_PROTOCOL_VERSION`]).
@@ -188,6 +194,7 @@ pub fn encode_response_for(version: u16, response: &SyncResponse) -> Vec<u8> {
     encode(
         response,
         version.clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
+        RESPONSE_ZSTD_LEVEL,
     )
 }
 
@@ -266,6 +273,7 @@ mod tests {
                         hash: vec![1; 32],
                         have: cursor,
                     }),
+                    compact_snapshots: cursor % 5 == 0,
                 },
             )
     }
@@ -385,7 +393,7 @@ mod tests {
                 b't', b'e', b'd', 14, 0, 0
             ]
         );
-        assert_eq!(&encode_response(&with_times())[4..6], &[0, 3]);
+        assert_eq!(&encode_response(&with_times())[4..6], &[0, 4]);
         let part = SyncResponse {
             part: Some(SnapshotPart {
                 doc_id: "c".into(),
@@ -411,7 +419,55 @@ mod tests {
             ..Default::default()
         };
         let plain = postcard::to_allocvec(&request).unwrap();
-        assert_eq!(plain[plain.len() - 7..], [1, 1, 1, b'c', 1, 7, 5]);
+        assert_eq!(plain[plain.len() - 8..], [1, 1, 1, b'c', 1, 7, 5, 0]);
+        let compact = SyncRequest {
+            compact_snapshots: true,
+            ..Default::default()
+        };
+        let plain = postcard::to_allocvec(&compact).unwrap();
+        assert_eq!(plain[plain.len() - 3..], [0, 0, 1]);
+    }
+
+    /// A version-3 phone (full snapshots) and a version-4 server understand each other both
+    /// ways: the request lacks only `compact_snapshots`, the response's layout is the same.
+    #[test]
+    fn version_3_peers_are_understood() {
+        let old_request = V3Request {
+            device_time: 3,
+            cursor: 9,
+            restore: None,
+            page_size: 50,
+            pushes: vec![],
+            catch_up: vec![],
+            rules_version: 4,
+            page_bytes: 2048,
+            accept_parts: true,
+            staged: None,
+        };
+        let mut v3 = b"GCSY\x00\x03".to_vec();
+        let body = postcard::to_allocvec(&old_request).unwrap();
+        v3.extend_from_slice(&zstd::bulk::compress(&body, 1).unwrap());
+        let (version, request) = decode_request_versioned(&v3).unwrap();
+        assert_eq!(version, 3);
+        assert!(request.accept_parts && !request.compact_snapshots);
+        let answer = encode_response_for(3, &with_times());
+        assert_eq!(&answer[4..6], &[0, 3]);
+        assert_eq!(decode_response(&answer).unwrap(), with_times());
+    }
+
+    /// `SyncRequest` as protocol 3 had it.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct V3Request {
+        device_time: Millis,
+        cursor: u64,
+        restore: Option<RestoreToken>,
+        page_size: u32,
+        pushes: Vec<DocPush>,
+        catch_up: Vec<CatchUp>,
+        rules_version: u64,
+        page_bytes: u32,
+        accept_parts: bool,
+        staged: Option<StagedSnapshot>,
     }
 
     /// A version-1 phone and a version-2 server understand each other both ways.

@@ -10,7 +10,7 @@ pub mod check;
 mod push;
 mod respond;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use automerge::ChangeHash;
 use gridcase_core::doc::split_doc_id;
@@ -156,6 +156,8 @@ impl Store {
             accept_parts: request.accept_parts,
             staged: request.staged.clone(),
             part: None,
+            wholes: HashMap::new(),
+            compact: request.compact_snapshots,
         };
         let mut page = responder.page(request, scope_changed, head)?;
         responder.after_pushes(&accepted, &mut page.docs)?;

@@ -11,7 +11,7 @@ use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{personal_doc_id, split_doc_id};
 use gridcase_core::sync::{
     CaseTimes, CatchUp, DocUpdate, Payload, RestoreToken, SnapshotPart, StagedSnapshot,
-    SyncRequest, limits,
+    SyncRequest, compact, limits,
 };
 
 use super::{FEED_ROW_CAP, page_bytes, page_size};
@@ -58,6 +58,10 @@ pub(crate) struct Responder<'a> {
     pub staged: Option<StagedSnapshot>,
     /// The part this response sends, if any.
     pub part: Option<SnapshotPart>,
+    /// Documents read whole to weigh them for parts, kept for when they are sent.
+    pub wholes: HashMap<String, DocUpdate>,
+    /// The device takes snapshots compact (`gridcase_core::sync::compact`).
+    pub compact: bool,
 }
 
 impl Responder<'_> {
@@ -148,6 +152,11 @@ impl Responder<'_> {
             cursor as Seq,
             FEED_ROW_CAP + 1,
         )?;
+        if let Some(first) = rows.first()
+            && self.feed_in_parts(first, true, size.bytes)?
+        {
+            return self.feed_part_page(&rows, cursor, size.bytes, head);
+        }
         let mut order: Vec<String> = Vec::new();
         let mut groups: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
         let mut covered = cursor as Seq;
@@ -158,7 +167,8 @@ impl Responder<'_> {
             // Full in documents before a new one, in bytes anywhere: a document with more
             // changes than a page holds continues on the next page (rows are single changes).
             let full = (new_doc && order.len() >= size.docs) || (n > 0 && bytes >= size.bytes);
-            if n >= FEED_ROW_CAP || full {
+            // A document that goes in parts starts the next page.
+            if n >= FEED_ROW_CAP || full || self.feed_in_parts(&row, new_doc, size.bytes)? {
                 more = true;
                 break;
             }
@@ -216,7 +226,18 @@ impl Responder<'_> {
         if let Some(update) = self.snapshot(&doc_id)? {
             docs.push(update);
         }
-        let (case_id, is_pii) = split_doc_id(&doc_id);
+        self.personal_data_with(&doc_id, in_page, docs)
+    }
+
+    /// A case newly sent to the device brings its personal data (whose own rows may all lie
+    /// before the cursor), unless the page has it already or the device holds it.
+    fn personal_data_with(
+        &mut self,
+        doc_id: &str,
+        in_page: &HashSet<String>,
+        docs: &mut Vec<DocUpdate>,
+    ) -> Result<()> {
+        let (case_id, is_pii) = split_doc_id(doc_id);
         let pii = personal_doc_id(case_id);
         let (_, _, personal_data) = self.scope.params();
         if !is_pii
@@ -230,8 +251,13 @@ impl Responder<'_> {
         Ok(())
     }
 
-    /// Whether the device holds a document, counting those sent whole in this response.
+    /// Whether the device holds a document, counting those sent whole in this response. Not
+    /// one it says it holds only parts of (`staged`): the server notes a document as held when
+    /// it sends the last part, and that response may have been cut.
     fn holds(&mut self, doc_id: &str) -> Result<bool> {
+        if self.staged.as_ref().is_some_and(|s| s.doc_id == doc_id) {
+            return Ok(self.holds.iter().any(|d| d == doc_id));
+        }
         Ok(self.holds.iter().any(|d| d == doc_id)
             || self.view.holds(&self.device.device_id, doc_id)?)
     }
@@ -240,6 +266,18 @@ impl Responder<'_> {
     /// restore), else loaded and saved. Uncompressed: the response is compressed as a whole,
     /// which finds what documents have in common. No separate heads: a snapshot carries its own.
     fn snapshot(&mut self, doc_id: &str) -> Result<Option<DocUpdate>> {
+        let update = match self.wholes.remove(doc_id) {
+            Some(update) => Some(update),
+            None => self.whole(doc_id)?,
+        };
+        if update.is_some() {
+            self.holds.push(doc_id.to_owned());
+        }
+        Ok(update)
+    }
+
+    /// A document whole (see [`Self::snapshot`]), without noting that the device holds it.
+    fn whole(&mut self, doc_id: &str) -> Result<Option<DocUpdate>> {
         let Some(stored) = self.view.doc(doc_id)? else {
             return Ok(None);
         };
@@ -248,7 +286,10 @@ impl Responder<'_> {
         } else {
             load(doc_id, stored)?.doc.save_nocompress()
         };
-        self.holds.push(doc_id.to_owned());
+        let bytes = match self.compact {
+            true => compact::strip(&bytes).unwrap_or(bytes),
+            false => bytes,
+        };
         Ok(Some(DocUpdate {
             doc_id: doc_id.to_owned(),
             payload: Payload::Snapshot(bytes),

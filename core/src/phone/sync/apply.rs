@@ -24,7 +24,7 @@ use crate::store::docs::holds_all;
 use crate::store::meta::SyncPosition;
 use crate::sync::{
     CaseTimes, CatchUp, DocId, DocUpdate, Identity, Payload, PushResult, RejectCode, SyncRequest,
-    SyncResponse, clock_offset,
+    SyncResponse, clock_offset, compact,
 };
 
 /// A stored document as planning sees it.
@@ -125,6 +125,10 @@ struct Working {
     stored_pending: bool,
     /// The bytes it came in, while it is exactly those bytes.
     as_received: Option<(Vec<u8>, Vec<ChangeHash>)>,
+    /// `doc` was loaded from a compact snapshot and knows its changes but not its heads
+    /// (`crate::sync::compact`): fit for reading its list row, not for changing; [`Working::
+    /// verify`] loads `as_received` before anything changes it.
+    unverified: bool,
     changed: bool,
     deleted: bool,
     rejection: Option<Option<(String, String)>>,
@@ -132,6 +136,21 @@ struct Working {
 }
 
 impl Working {
+    /// Makes `doc` fit to be changed: loads the bytes a compact snapshot expanded to (their
+    /// heads are the real ones), once, before the page changes the document further.
+    fn verify(&mut self, doc_id: &str) -> Result<(), PhoneError> {
+        if let (true, Some((bytes, _)), Some(doc)) =
+            (self.unverified, &self.as_received, &mut self.doc)
+        {
+            let actor = doc.get_actor().clone();
+            *doc = AutoCommit::load(bytes)
+                .map_err(|e| bad(doc_id, e))?
+                .with_actor(actor);
+        }
+        self.unverified = false;
+        Ok(())
+    }
+
     fn held(held: Held) -> Working {
         Working {
             doc: held.doc,
@@ -267,6 +286,7 @@ impl Page<'_> {
                 let Some(w) = self.existing(doc_id) else {
                     return Ok(());
                 };
+                w.verify(doc_id)?;
                 let old = std::mem::take(&mut w.server_heads);
                 let doc = w.doc_mut(actor);
                 w.server_heads = if holds_all(doc, &heads) {
@@ -284,6 +304,7 @@ impl Page<'_> {
             {
                 let actor = self.actor;
                 if let Some(w) = self.existing(doc_id) {
+                    w.verify(doc_id)?;
                     w.doc_mut(actor);
                     w.server_heads.clear();
                     w.refetch = Some(true);
@@ -311,24 +332,25 @@ impl Page<'_> {
         let mut heads = hashes(&update.heads, &doc_id)?;
         let actor = self.actor;
         let w = self.working.entry(doc_id.clone()).or_default();
+        w.verify(&doc_id)?;
         let old = std::mem::take(&mut w.server_heads);
         match update.payload {
             Payload::Snapshot(bytes) => {
-                let mut snapshot = AutoCommit::load(&bytes)
-                    .map_err(|e| bad(&doc_id, e))?
-                    .with_actor(actor.clone());
+                let expanded = compact::expand(bytes).map_err(|e| bad(&doc_id, e))?;
                 if heads.is_empty() {
-                    heads = snapshot.get_heads();
+                    heads = expanded.heads.clone();
                 }
                 if w.exists() {
+                    let mut snapshot = expanded.loaded().map_err(|e| bad(&doc_id, e))?;
                     w.doc_mut(actor)
                         .merge(&mut snapshot)
                         .map_err(|e| bad(&doc_id, e))?;
                 } else {
                     *w = Working {
-                        doc: Some(snapshot),
+                        doc: Some(expanded.doc.with_actor(actor.clone())),
                         changed: true,
-                        as_received: Some((bytes, heads.clone())),
+                        as_received: Some((expanded.bytes, heads.clone())),
+                        unverified: !expanded.verified,
                         ..Default::default()
                     };
                 }
@@ -363,7 +385,10 @@ impl Page<'_> {
         let message = Message::decode(&answer.message).map_err(|e| bad(doc_id, e))?;
         let their_heads = message.heads.clone();
         let mut doc = match self.existing(doc_id) {
-            Some(w) => w.doc.take().unwrap_or_default(),
+            Some(w) => {
+                w.verify(doc_id)?;
+                w.doc.take().unwrap_or_default()
+            }
             None => AutoCommit::new(),
         }
         .with_actor(self.actor.clone());

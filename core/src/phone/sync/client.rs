@@ -8,7 +8,8 @@
 //!
 //! On a link that drops connections it asks for smaller responses: every request carries a byte
 //! budget ([`PageBudget`]) that halves after a cut (and the page is asked for again, up to
-//! [`MAX_CUTS_PER_PAGE`] times) and grows back after pages arrive, never past what was last cut.
+//! [`MAX_CUTS_PER_PAGE`] times) and doubles after each page that arrives, staying under what
+//! was cut twice in a row.
 //! A stored page is never fetched again: the next request starts where it ended.
 
 use super::{SyncOutcome, SyncPhase, SyncProgress, SyncSummary};
@@ -64,28 +65,36 @@ pub const MAX_CUTS_PER_PAGE: u32 = 10;
 pub const INITIAL_PAGE_BYTES: u32 = 48 * 1024;
 const MIN_PAGE_BYTES: u32 = 2 * 1024;
 const MAX_PAGE_BYTES: u32 = 4 * 1024 * 1024;
-/// Pages that must arrive in a row before the budget grows.
-const GROW_AFTER: u32 = 2;
 
 /// How many bytes of documents one response may carry (the server sends at least one document
 /// whatever the budget, so progress never stops at zero).
+///
+/// It shrinks after a cut and grows quickly after success, because a village link's limit is
+/// usually per connection, not per response: the HTTP client keeps a connection open across
+/// exchanges, so a response of any size is cut once its connection has carried ~10 KB. A cut
+/// of a response that followed a whole one (on a used connection) therefore says little about
+/// the budget: the page is asked for again at half (on a new connection) and, once that
+/// arrives, the budget doubles straight back. Only a second cut in a row (the retry runs on
+/// the fresh connection the cut forced) shows the budget itself is too large for the link; it
+/// sets a ceiling of three quarters of it, which growth then stays under for the rest of the
+/// sync. (Halving at every cut and growing only under the smallest size ever cut let the
+/// connection's position ratchet a restore down to 2 KB parts.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageBudget {
     bytes: u32,
-    /// The smallest budget whose response was cut in this sync: growth stays below it.
-    cut_at: Option<u32>,
-    /// Cuts of the page being fetched, and pages that arrived since the last cut.
+    /// Three quarters of the smallest budget cut twice in a row in this sync: growth stays
+    /// under it.
+    ceiling: Option<u32>,
+    /// Consecutive cuts of the page being fetched.
     cuts: u32,
-    arrived: u32,
 }
 
 impl PageBudget {
     pub fn new(bytes: u32) -> PageBudget {
         PageBudget {
             bytes: bytes.clamp(MIN_PAGE_BYTES, MAX_PAGE_BYTES),
-            cut_at: None,
+            ceiling: None,
             cuts: 0,
-            arrived: 0,
         }
     }
 
@@ -93,24 +102,20 @@ impl PageBudget {
         self.bytes
     }
 
-    /// A response was cut: halve the budget.
+    /// A response was cut: halve the budget; a second cut in a row also caps growth.
     fn cut(&mut self) {
-        self.cut_at = Some(self.cut_at.map_or(self.bytes, |c| c.min(self.bytes)));
+        if self.cuts > 0 {
+            let cap = (self.bytes - self.bytes / 4).max(MIN_PAGE_BYTES);
+            self.ceiling = Some(self.ceiling.map_or(cap, |c| c.min(cap)));
+        }
         self.bytes = (self.bytes / 2).max(MIN_PAGE_BYTES);
-        self.arrived = 0;
         self.cuts += 1;
     }
 
-    /// A response arrived whole: after a few in a row, double the budget, staying under the
-    /// smallest size that was cut.
+    /// A response arrived whole: double the budget, staying under the ceiling.
     fn arrived(&mut self) {
         self.cuts = 0;
-        self.arrived += 1;
-        if self.arrived < GROW_AFTER {
-            return;
-        }
-        self.arrived = 0;
-        let ceiling = self.cut_at.map_or(MAX_PAGE_BYTES, |c| c - c / 4);
+        let ceiling = self.ceiling.unwrap_or(MAX_PAGE_BYTES);
         self.bytes = self.bytes.saturating_mul(2).min(ceiling).max(self.bytes);
     }
 }
@@ -492,26 +497,69 @@ mod tests {
         assert_eq!(e.code(), "network");
     }
 
-    #[test]
-    fn the_budget_grows_after_pages_arrive_but_stays_under_what_was_cut() {
-        let mut client = SyncClient::new(50).with_page_bytes(32 * 1024);
-        client.start();
+    /// One exchange at the current budget through a link that drops every connection once it
+    /// carried `per_connection` bytes (the budget stands in for the response's size), as the
+    /// HTTP client's kept-alive connection does; a cut forces a new connection.
+    fn through_link(client: &mut SyncClient, used: &mut u32, per_connection: u32) -> bool {
         client.request_built(SyncRequest::default());
-        client.exchanged(Err(network()));
-        assert_eq!(client.page_bytes(), 16 * 1024);
-        for _ in 0..20 {
-            client.request_built(SyncRequest::default());
-            assert!(matches!(client.exchanged(Ok(answer(true))), Step::Apply(_)));
-            client.applied(page(true, 1), false);
+        let size = client.sent().page_bytes;
+        *used += size;
+        if *used > per_connection {
+            *used = 0;
+            client.exchanged(Err(network()));
+            return false;
         }
-        // Grown back towards the size that was cut, never to it.
-        assert_eq!(client.page_bytes(), 24 * 1024);
-        // A cut page that then arrives resets the count of cuts.
+        assert!(matches!(client.exchanged(Ok(answer(true))), Step::Apply(_)));
+        client.applied(page(true, 1), false);
+        true
+    }
+
+    /// On a link that drops each connection after 12 KB, pages of 2 KB would always get
+    /// through, but the budget does not ratchet down to them: a cut of a used connection is
+    /// answered at half and then doubled back, and only a cut of a fresh one (twice in a row)
+    /// caps growth. Here every connection carries a page of 8 KB or more: 4x the 2 KB floor
+    /// the budget used to settle at on this link.
+    #[test]
+    fn the_budget_grows_back_quickly_after_a_cut_and_settles_near_what_the_link_carries() {
+        let mut client = SyncClient::new(50).with_page_bytes(48 * 1024);
+        client.start();
+        let mut used = 0;
+        let mut arrived = Vec::new();
+        // Ends on a page that arrived (cuts and arrivals alternate once settled).
+        for _ in 0..59 {
+            if through_link(&mut client, &mut used, 12 * 1024) {
+                arrived.push(client.sent().page_bytes);
+            }
+        }
+        // 48 KB and 24 KB were cut (the second on a fresh connection: a ceiling of 18 KB);
+        // 12 KB arrived, 18 KB on the same connection was cut, 9 KB arrived, and so on.
+        assert_eq!(client.budget.ceiling, Some(18 * 1024));
+        let settled = &arrived[arrived.len() - 10..];
+        assert!(settled.iter().all(|&b| b >= 8 * 1024), "{arrived:?}");
+        // Each cut is answered at half and the next page doubles back to the ceiling.
         client.request_built(SyncRequest::default());
         client.exchanged(Err(network()));
+        assert_eq!(client.page_bytes(), 9 * 1024);
         client.request_built(SyncRequest::default());
         client.exchanged(Ok(answer(true)));
+        assert_eq!(client.page_bytes(), 18 * 1024);
         assert_eq!(client.budget.cuts, 0);
+    }
+
+    /// On a good link the budget doubles with every page: from 48 KB to the 4 MiB most a
+    /// response holds after 7 pages (W1's 500-document pages are about 1 MB).
+    #[test]
+    fn the_budget_doubles_after_every_page_that_arrives() {
+        let mut client = SyncClient::new(500);
+        client.start();
+        let mut budgets = Vec::new();
+        for _ in 0..8 {
+            client.request_built(SyncRequest::default());
+            budgets.push(client.sent().page_bytes / 1024);
+            client.exchanged(Ok(answer(true)));
+            client.applied(page(true, 1), false);
+        }
+        assert_eq!(budgets, [48, 96, 192, 384, 768, 1536, 3072, 4096]);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub fn plan_request(
         // This phone stages parts; the shell adds what it holds (`staged`).
         accept_parts: true,
         staged: None,
+        // This phone expands compact snapshots (`crate::sync::compact`).
+        compact_snapshots: true,
     };
     let Some(outbox) = outbox else {
         return (request, false);
