@@ -5,6 +5,7 @@ use gridcase_core::doc::{CaseDoc, PersonalDoc, split_doc_id};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Complainant, Role};
 use gridcase_core::sync::{Payload, compact, wire};
+use gridcase_core::phone::{Transport, TransportError};
 use gridcase_tests::{Backend, FlakyTransport, T0, TestPhone, TestServer, new_case};
 
 /// Every document id and the full text of every payload a phone received in `responses`.
@@ -118,4 +119,77 @@ fn devices_receive_only_their_scope_and_personal_data_only_by_role(backend: Back
     assert!(water.phone.get_case("c-1").unwrap().complainant.is_none());
 }
 
-gridcase_server::backend_tests!(devices_receive_only_their_scope_and_personal_data_only_by_role,);
+/// A link that delivers the first `lose` requests to the server and cuts each before its
+/// answer arrives: the server built and noted a response the phone never got.
+struct LosesAnswers<'a> {
+    inner: &'a mut dyn Transport,
+    lose: usize,
+}
+
+impl Transport for LosesAnswers<'_> {
+    fn exchange(&mut self, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        let answer = self.inner.exchange(body)?;
+        if self.lose == 0 {
+            return Ok(answer);
+        }
+        self.lose -= 1;
+        Err(TransportError::Network("connection cut before the answer".into()))
+    }
+}
+
+/// A case dispatched to a unit moves into its scope with a history older than the unit's
+/// cursor. The answer carrying it whole is cut; the server has noted the unit as holding it,
+/// so it next sends only the newer changes, which the phone cannot apply. The phone must not
+/// be stuck failing that page: it catches up on the document and converges.
+fn a_case_lost_on_the_way_into_scope_still_arrives(backend: Backend) {
+    let server = TestServer::start(backend);
+    let mut zhao = TestPhone::enrolled(&server, "zhao", Role::TownshipStaff, "330604101", 1);
+    let mut water = TestPhone::enrolled(&server, "water", Role::HandlingUnit, "330605", 2);
+    zhao.phone
+        .create_case(&new_case("c-1", "自来水停供", "330604101201"), None, T0)
+        .unwrap();
+    zhao.phone.act("c-1", &Action::Register, T0 + 1).unwrap();
+    zhao.sync().unwrap();
+    water.sync().unwrap(); // its cursor now lies past the case's history
+
+    let dispatch = Action::Dispatch {
+        unit: "水务公司".into(),
+        assignee: "water".into(),
+    };
+    zhao.phone.act("c-1", &dispatch, T0 + 2).unwrap();
+    zhao.sync().unwrap();
+    let mut inner = std::mem::replace(
+        &mut water.transport,
+        gridcase_bindings::http::HttpTransport::new("http://127.0.0.1:1", "x"),
+    );
+    let mut lossy = LosesAnswers {
+        inner: &mut inner,
+        lose: 1,
+    };
+    // The retry within this sync gets only the dispatch change, whose history the phone
+    // lacks: before the fix that page failed with "missing dependencies" on every sync.
+    assert!(water.phone.get_case("c-1").is_err());
+    water
+        .sync_with(&mut lossy, 200)
+        .expect("the page is stored without the case");
+    assert_eq!(lossy.lose, 0, "the first answer was lost");
+    water.transport = inner;
+
+    // The case changes meanwhile; the next sync catches up on all of it.
+    zhao.phone.add_note("c-1", "水务公司已知悉", T0 + 3).unwrap();
+    zhao.sync().unwrap();
+    water.sync().expect("the unit's phone syncs again");
+    let case = water.phone.get_case("c-1").expect("the dispatched case arrived");
+    let at_server = zhao.phone.get_case("c-1").unwrap();
+    assert_eq!(case.case.status, at_server.case.status);
+    assert_eq!(case.case.timeline.len(), at_server.case.timeline.len());
+    let notes: Vec<&str> = case.case.notes.iter().map(|n| n.text.as_str()).collect();
+    assert_eq!(notes, ["水务公司已知悉"]);
+    assert!(case.complainant.is_none());
+    assert!(water.sync().is_ok(), "and stays in step");
+}
+
+gridcase_server::backend_tests!(
+    devices_receive_only_their_scope_and_personal_data_only_by_role,
+    a_case_lost_on_the_way_into_scope_still_arrives,
+);

@@ -360,6 +360,13 @@ impl Page<'_> {
                     .iter()
                     .map(|b| Change::try_from(&b[..]).map_err(|e| bad(&doc_id, e)))
                     .collect::<Result<Vec<_>, _>>()?;
+                if lacks_history(w, &changes) {
+                    // The server believes the phone holds this document, but the answer that
+                    // brought it was lost (see [`lacks_history`]): catch up on it instead.
+                    w.server_heads = old;
+                    w.refetch = Some(true);
+                    return Ok(());
+                }
                 w.deleted = false;
                 w.doc_mut(actor)
                     .apply_changes(changes)
@@ -449,6 +456,29 @@ impl Working {
     fn doc_mut_unchanged(&mut self) -> &mut AutoCommit {
         self.doc.get_or_insert_with(AutoCommit::new)
     }
+}
+
+/// Whether `changes` depend on changes the phone has neither stored nor received with them.
+/// The server counts a document as held by the phone once it has sent it, before the phone
+/// stored it: if that answer is cut (a document that just moved into the phone's scope, sent
+/// whole), later pages carry only its newer changes. Failing the page would fail it on every
+/// retry; the phone skips the document and asks for it with a catch-up message (protocol 1),
+/// which the server answers with everything the phone lacks, and records as held again.
+fn lacks_history(w: &mut Working, changes: &[Change]) -> bool {
+    let mut known: HashSet<ChangeHash> = changes.iter().map(Change::hash).collect();
+    let doc = match &mut w.doc {
+        Some(doc) => doc,
+        None => return changes.iter().any(|c| c.deps().iter().any(|d| !known.contains(d))),
+    };
+    for change in changes {
+        for dep in change.deps() {
+            if !known.contains(dep) && doc.get_change_by_hash(dep).is_none() {
+                return true;
+            }
+            known.insert(*dep);
+        }
+    }
+    false
 }
 
 fn pushed<'a>(sent: &'a SyncRequest, doc_id: &str) -> &'a [Vec<u8>] {
@@ -583,6 +613,61 @@ mod tests {
             assert_eq!(plan.rows, [RowPlan::Refresh("c1".into())]);
             assert_eq!(plan.outcome.accepted, ["c1"]);
         }
+    }
+
+    /// The server sent a case whole, the answer was cut, and it now sends only the case's
+    /// newer changes: the page still applies, and the phone catches up on that case (before,
+    /// the page failed on every retry). The same changes to a phone that holds the case apply.
+    #[test]
+    fn changes_whose_history_the_phone_lacks_make_it_catch_up_not_fail() {
+        let mut doc = CaseDoc::create(
+            &new_case("c1", "噪音", "330604101201"),
+            &worker(),
+            actor(),
+            T0,
+        )
+        .unwrap();
+        let before = doc.heads();
+        let whole_before = doc.automerge().clone();
+        doc.add_note("后来的备注", &worker(), T0 + 1).unwrap();
+        let newer: Vec<Vec<u8>> = doc
+            .automerge()
+            .get_changes(&before)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        let response = SyncResponse {
+            docs: vec![DocUpdate {
+                doc_id: "c1".into(),
+                payload: Payload::Changes(newer),
+                heads: raw(&doc.heads()),
+            }],
+            cursor: 7,
+            ..Default::default()
+        };
+        let sent = SyncRequest::default();
+
+        let plan = plan_page(response.clone(), &sent, BTreeMap::new(), &actor()).unwrap();
+        let c1 = &plan.docs["c1"];
+        assert!(matches!(c1.write, DocWrite::Keep), "{:?}", c1.write);
+        assert_eq!(c1.refetch, Some(true));
+        assert!(plan.outcome.received.is_empty());
+        assert_eq!(plan.position.cursor, 7, "the page is stored, not failed");
+
+        let held = BTreeMap::from([(
+            "c1".to_string(),
+            Held {
+                doc: Some(whole_before),
+                persisted: before.clone(),
+                server_heads: before,
+                pending: false,
+            },
+        )]);
+        let mut plan = plan_page(response, &sent, held, &actor()).unwrap();
+        let c1 = plan.docs.get_mut("c1").unwrap();
+        assert_eq!(c1.refetch, None);
+        assert_eq!(c1.doc.as_mut().unwrap().get_heads(), doc.heads());
+        assert_eq!(plan.outcome.received, ["c1"]);
     }
 
     #[test]
