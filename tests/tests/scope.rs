@@ -4,8 +4,8 @@
 use gridcase_core::doc::{CaseDoc, PersonalDoc, split_doc_id};
 use gridcase_core::lifecycle::Action;
 use gridcase_core::model::{Complainant, Role};
-use gridcase_core::sync::{Payload, compact, wire};
 use gridcase_core::phone::{Transport, TransportError};
+use gridcase_core::sync::{Payload, compact, wire};
 use gridcase_tests::{Backend, FlakyTransport, T0, TestPhone, TestServer, new_case};
 
 /// Every document id and the full text of every payload a phone received in `responses`.
@@ -133,7 +133,9 @@ impl Transport for LosesAnswers<'_> {
             return Ok(answer);
         }
         self.lose -= 1;
-        Err(TransportError::Network("connection cut before the answer".into()))
+        Err(TransportError::Network(
+            "connection cut before the answer".into(),
+        ))
     }
 }
 
@@ -176,10 +178,15 @@ fn a_case_lost_on_the_way_into_scope_still_arrives(backend: Backend) {
     water.transport = inner;
 
     // The case changes meanwhile; the next sync catches up on all of it.
-    zhao.phone.add_note("c-1", "水务公司已知悉", T0 + 3).unwrap();
+    zhao.phone
+        .add_note("c-1", "水务公司已知悉", T0 + 3)
+        .unwrap();
     zhao.sync().unwrap();
     water.sync().expect("the unit's phone syncs again");
-    let case = water.phone.get_case("c-1").expect("the dispatched case arrived");
+    let case = water
+        .phone
+        .get_case("c-1")
+        .expect("the dispatched case arrived");
     let at_server = zhao.phone.get_case("c-1").unwrap();
     assert_eq!(case.case.status, at_server.case.status);
     assert_eq!(case.case.timeline.len(), at_server.case.timeline.len());

@@ -468,7 +468,11 @@ fn lacks_history(w: &mut Working, changes: &[Change]) -> bool {
     let mut known: HashSet<ChangeHash> = changes.iter().map(Change::hash).collect();
     let doc = match &mut w.doc {
         Some(doc) => doc,
-        None => return changes.iter().any(|c| c.deps().iter().any(|d| !known.contains(d))),
+        None => {
+            return changes
+                .iter()
+                .any(|c| c.deps().iter().any(|d| !known.contains(d)));
+        }
     };
     for change in changes {
         for dep in change.deps() {
