@@ -99,7 +99,29 @@ fn reject(code: RejectCode, message: impl Into<String>) -> Rejection {
 /// Judges a push of `new` (already decoded, made under the pusher's actor ids) onto `stored`
 /// (`None` for a document the server has never seen). Changes `stored` already holds are
 /// skipped. Returns what to commit, or why nothing may be.
+///
+/// Judging reads the merged document through Automerge, which panics on some documents an
+/// untrusted change can make (0.12: `parents` of a list element deleted by the change, see the
+/// test `automerge_panics_on_parents_of_a_deleted_list_element`). The panic is caught here, once
+/// for every read, and refuses the push; `stored` is only read, so it stays as it was.
 pub fn judge_push(
+    stored: Option<&AutoCommit>,
+    new: &[Change],
+    pusher: &Pusher,
+    ctx: &PushContext<'_>,
+) -> Result<Judged, Rejection> {
+    let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        judge_unguarded(stored, new, pusher, ctx)
+    }));
+    judged.unwrap_or_else(|_| {
+        Err(reject(
+            RejectCode::Malformed,
+            "the changes could not be read back: the push is refused",
+        ))
+    })
+}
+
+fn judge_unguarded(
     stored: Option<&AutoCommit>,
     new: &[Change],
     pusher: &Pusher,

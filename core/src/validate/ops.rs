@@ -307,7 +307,10 @@ impl Walk<'_> {
         let path = self
             .doc
             .import(&format!("{}@{}", obj.0, obj.1))
-            .and_then(|(id, _)| self.doc.parents_at(id, &self.made))
+            // At the heads the author saw: the object existed there (it is not one of the
+            // change's new entries), while the change itself may have deleted it, and Automerge
+            // 0.12 panics on the parents of a deleted list element (see `judge_push`).
+            .and_then(|(id, _)| self.doc.parents_at(id, self.seen))
             .map(|parents| parents.path());
         if let Ok(path) = path
             && let [(ExId::Root, Prop::Map(key)), (_, Prop::Seq(i)), ..] = path.as_slice()

@@ -20,6 +20,7 @@ use crate::doc::schema::{CASE, Item};
 use crate::doc::{CaseDoc, FieldEdit, change_author, may_edit};
 use crate::lifecycle::{Action, Effect};
 use crate::model::*;
+use crate::sync::RejectCode;
 use crate::sync::Rejection;
 
 const ROLES: [Role; 6] = [
@@ -776,4 +777,41 @@ proptest! {
             Err(r) => prop_assert!(false, "second refused: {:?} {}", r.code, r.message),
         }
     }
+}
+
+/// Automerge 0.12 panics (`op_set2/op_set.rs:846`) when asked for the parents of a map inside a
+/// list once that list element is deleted. A pushed change can make exactly that document, so
+/// `judge_push` catches panics. When this test fails, Automerge has fixed it: the guard stays
+/// (other panics may remain), this test can go.
+#[test]
+fn automerge_panics_on_parents_of_a_deleted_list_element() {
+    let outcome = std::panic::catch_unwind(|| {
+        let mut doc = AutoCommit::new();
+        let list = doc.put_object(ROOT, "list", ObjType::List).unwrap();
+        let item = doc.insert_object(&list, 0, ObjType::Map).unwrap();
+        doc.delete(&list, 0).unwrap();
+        doc.parents(&item).map(|p| p.path())
+    });
+    assert!(outcome.is_err(), "Automerge no longer panics: {outcome:?}");
+}
+
+/// The shrunk proptest case that hit that panic: one change writes a field into a recorded
+/// timeline entry and deletes the entry. The push is refused and the server's case unchanged.
+#[test]
+fn a_change_writing_into_an_entry_it_deletes_is_refused() {
+    let mut server = starting_case(1, &[]);
+    let before = server.save();
+    let by = pusher("p", Role::GridWorker, "330604101");
+    let moves = [Move::Raw(
+        vec![Raw::PutField(0, 0, 1, Val::Str(0)), Raw::DeleteItem(0, 0)],
+        true,
+    )];
+    let refused = work_and_push(&mut server, &by, &moves).unwrap_err();
+    assert_eq!(
+        refused.code,
+        RejectCode::HistoryRewritten,
+        "{}",
+        refused.message
+    );
+    assert_eq!(server.save(), before);
 }
