@@ -157,6 +157,9 @@ export async function audit(main, params) {
   const form = h('form', { class: 'filters', 'aria-label': '筛选' },
     h('label', {}, '人员', h('input', { name: 'user', value: params.user ?? '' })),
     h('label', {}, '案件编号', h('input', { name: 'case', value: params.case ?? '' })),
+    h('label', {}, '类型', h('select', { name: 'kind' },
+      [['', '全部'], ...Object.entries(AUDIT_KIND)].map(([value, text]) =>
+        h('option', { value, selected: value === (params.kind ?? '') }, text)))),
     h('label', {}, '起', h('input', { name: 'from', type: 'date', value: params.from ?? '' })),
     h('label', {}, '止', h('input', { name: 'to', type: 'date', value: params.to ?? '' })),
     h('button', { type: 'submit' }, '筛选'));
@@ -169,7 +172,7 @@ export async function audit(main, params) {
   const end = params.to ? midnight(params.to) + 86_400_000 : undefined;
   const before = params.before ? Number(params.before) : undefined;
   const to = [end, before].filter((t) => t !== undefined && !Number.isNaN(t));
-  const data = await api(`/admin/audit${query({ user: params.user, case: params.case, from: midnight(params.from),
+  const data = await api(`/admin/audit${query({ user: params.user, case: params.case, kind: params.kind, from: midnight(params.from),
     to: to.length ? Math.min(...to) : undefined, limit: 50 })}`);
   const oldest = data.rows.at(-1)?.at;
   const more = data.count === 50 && oldest !== undefined

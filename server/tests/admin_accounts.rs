@@ -240,6 +240,33 @@ async fn a_township_admin_stays_inside_its_township(backend: Backend) {
             .iter()
             .any(|r| r["user_id"] == "grid-102")
     );
+
+    // The kind filter: only that kind's rows, still inside the jurisdiction; a typo is refused.
+    let (status, log) = call(
+        &app,
+        "GET",
+        "/admin/audit?kind=reveal&limit=10000",
+        Some(&town),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let reveals = log["rows"].as_array().unwrap();
+    assert!(reveals.iter().any(|r| r["user_id"] == "town-a"));
+    assert!(reveals.iter().all(|r| r["kind"] == "reveal"));
+    assert!(reveals.iter().all(|r| r["case_id"] != outside.as_str()));
+    let (_, log) = call(
+        &app,
+        "GET",
+        "/admin/audit?kind=&limit=10000",
+        Some(&town),
+        None,
+    )
+    .await;
+    assert!(log["rows"].as_array().unwrap().len() > reveals.len());
+    let (status, body) = call(&app, "GET", "/admin/audit?kind=reveals", Some(&town), None).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "bad_kind");
 }
 
 /// The permission table over HTTP: a supervisor reveals but does not revoke; an auditor reads

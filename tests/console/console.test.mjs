@@ -301,6 +301,15 @@ test('the audit log shows the reveal and the revocation', async () => {
   assert.ok(users.length > 0 && users.every((u) => u === ADMIN), users.join());
   await shot('audit');
   await accessible('audit log');
+  // By kind: only revocations, whoever made them.
+  await page.getByLabel('人员').fill('');
+  await page.getByLabel('类型').selectOption('revoke');
+  await page.getByRole('button', { name: '筛选' }).click();
+  await page.waitForFunction(() => location.hash.includes('kind=revoke') && !location.hash.includes('user='));
+  await kind('查看联系方式').first().waitFor({ state: 'detached' });
+  const kinds = await page.locator('table.data tbody tr td:nth-child(2)').allInnerTexts();
+  assert.ok(kinds.length > 0 && kinds.every((k) => k === '吊销'), kinds.join());
+  assert.equal(await page.getByLabel('类型').inputValue(), 'revoke', 'the select keeps the filter');
 });
 
 test('sign out ends the session', async () => {

@@ -608,6 +608,8 @@ pub struct AuditRow {
 pub struct AuditQuery {
     pub case_id: Option<String>,
     pub user_id: Option<String>,
+    /// Only rows of this kind (one of `crate::audit::KINDS`).
+    pub kind: Option<String>,
     /// Inclusive lower bound on `at`.
     pub from: Option<Millis>,
     /// Exclusive upper bound on `at`.
