@@ -38,7 +38,7 @@ use serde::Serialize;
 
 pub use admins::{
     AdminAccounts, AdminRecord, AuditDraws, DrawCaseRow, DrawInsert, DrawRow, NewDraw,
-    Verification, VerifyOutcome,
+    PersonDeviceRow, Verification, VerifyOutcome,
 };
 
 use crate::projection::Projection;

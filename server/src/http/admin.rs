@@ -36,6 +36,7 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .add(GET, "/admin/report", super::report::admin_report)
         .add(POST, "/admin/devices/{id}/revoke", admin_revoke_device)
         .add(POST, "/admin/users/{id}/revoke", admin_revoke_user)
+        .add(GET, "/admin/people", super::people::list_people)
         .add(POST, "/admin/users", super::people::enrol_user)
         .add(
             POST,
