@@ -89,7 +89,7 @@ async function route({ quiet = false } = {}) {
     else if (page === 'case' && arg) await casePage(target, decodeURIComponent(arg));
     else if (page === 'audit') await audit(target, params);
     else if (page === 'reports') await reports(target);
-    else if (page === 'people') people(target);
+    else if (page === 'people') await people(target);
     else if (page === 'draws') await draws(target, params);
     else await overview(target, params);
     if (mine !== latest) return; // the admin moved on meanwhile

@@ -157,6 +157,9 @@ export async function audit(main, params) {
   const form = h('form', { class: 'filters', 'aria-label': '筛选' },
     h('label', {}, '人员', h('input', { name: 'user', value: params.user ?? '' })),
     h('label', {}, '案件编号', h('input', { name: 'case', value: params.case ?? '' })),
+    h('label', {}, '类型', h('select', { name: 'kind' },
+      [['', '全部'], ...Object.entries(AUDIT_KIND)].map(([value, text]) =>
+        h('option', { value, selected: value === (params.kind ?? '') }, text)))),
     h('label', {}, '起', h('input', { name: 'from', type: 'date', value: params.from ?? '' })),
     h('label', {}, '止', h('input', { name: 'to', type: 'date', value: params.to ?? '' })),
     h('button', { type: 'submit' }, '筛选'));
@@ -169,7 +172,7 @@ export async function audit(main, params) {
   const end = params.to ? midnight(params.to) + 86_400_000 : undefined;
   const before = params.before ? Number(params.before) : undefined;
   const to = [end, before].filter((t) => t !== undefined && !Number.isNaN(t));
-  const data = await api(`/admin/audit${query({ user: params.user, case: params.case, from: midnight(params.from),
+  const data = await api(`/admin/audit${query({ user: params.user, case: params.case, kind: params.kind, from: midnight(params.from),
     to: to.length ? Math.min(...to) : undefined, limit: 50 })}`);
   const oldest = data.rows.at(-1)?.at;
   const more = data.count === 50 && oldest !== undefined
@@ -223,7 +226,66 @@ function actionForm(title, fields, submit, act) {
   return h('section', { class: 'card' }, h('h2', {}, title), form);
 }
 
-export function people(main) {
+const state = (revoked) => (revoked ? '已吊销' : '有效');
+
+/** A revoke button that asks first, then reloads the list. */
+function revokeButton(text, path, reload, result) {
+  return h('button', { type: 'button', class: 'small', 'aria-label': text, onclick: async () => {
+    if (!confirm(`${text}？吊销后不能恢复，设备下次同步时将被拒绝并清除数据。`)) return;
+    try {
+      await api(path, { method: 'POST', body: {} });
+      fill(result, h('p', { class: 'ok' }, `${text}：已完成。`));
+      await reload();
+    } catch (error) {
+      fill(result, h('p', { class: 'error', role: 'alert' }, explain(error)));
+    }
+  } }, '吊销');
+}
+
+/** One row per device (a user without devices gets one row), revoke buttons on each. */
+function peopleTable(users, reload, result) {
+  const rows = users.flatMap((u) => {
+    const devices = u.devices.length ? u.devices : [null];
+    return devices.map((d, i) => h('tr', {},
+      h('td', {}, i ? '' : u.id), h('td', {}, i ? '' : label(ROLE, u.role)), h('td', {}, i ? '' : u.jurisdiction),
+      h('td', {}, i || u.revoked ? (i ? '' : state(true)) : revokeButton(`吊销人员 ${u.id}`,
+        `/admin/users/${encodeURIComponent(u.id)}/revoke`, reload, result)),
+      h('td', {}, d ? h('code', {}, d.id) : '—'),
+      h('td', {}, d ? (d.last_seen ? chinaTime(d.last_seen) : '从未同步') : ''),
+      h('td', {}, d ? (d.revoked ? state(true) : revokeButton(`吊销设备 ${d.id}`,
+        `/admin/devices/${encodeURIComponent(d.id)}/revoke`, reload, result)) : '')));
+  });
+  return h('div', { class: 'scroll' }, h('table', { class: 'data people' },
+    h('caption', {}, `辖区内 ${users.length} 名人员`),
+    h('thead', {}, h('tr', {}, ['用户名', '角色', '区域', '人员', '设备', '最近同步', '设备状态'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, rows)));
+}
+
+function adminTable(admins) {
+  return h('div', { class: 'scroll' }, h('table', { class: 'data' },
+    h('caption', {}, '辖区内的管理账号'),
+    h('thead', {}, h('tr', {}, ['名称', '角色', '区域', '密码登录', '状态'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, admins.map((a) => h('tr', {},
+      h('td', {}, a.name), h('td', {}, label(ROLE, a.role)), h('td', {}, a.jurisdiction || '全部'),
+      h('td', {}, a.password ? '是' : '否'), h('td', {}, a.disabled ? '已停用' : '有效'))))));
+}
+
+/** The people list under the forms; `reload` redraws it after a change (`result`, the last
+ *  revocation's outcome, stays). */
+async function peopleList(box, result, reload) {
+  try {
+    const data = await api('/admin/people');
+    fill(box, h('h2', {}, '人员名单'), result, peopleTable(data.users, reload, result),
+      data.admins ? adminTable(data.admins) : null);
+  } catch (error) {
+    fill(box, h('h2', {}, '人员名单'), h('p', { class: 'error', role: 'alert' }, explain(error)));
+  }
+}
+
+export async function people(main) {
+  const listBox = h('section', { class: 'card' });
+  const result = h('div', { 'aria-live': 'polite' });
+  const reload = () => peopleList(listBox, result, reload);
   const roles = ['grid_worker', 'township_staff', 'handling_unit', 'hotline_centre', 'admin'];
   fill(main, h('h1', {}, '人员与设备'), h('div', { class: 'grid2' },
     actionForm('登记人员', [
@@ -232,6 +294,7 @@ export function people(main) {
       h('label', {}, '区域代码前缀', h('input', { name: 'area', required: true, inputmode: 'numeric' })),
     ], '登记', async (v) => {
       const r = await api('/admin/users', { method: 'POST', body: v });
+      reload();
       return h('p', { class: 'ok' }, `已登记 ${r.user}（${label(ROLE, r.role)}，${r.area}）`);
     }),
     actionForm('登记设备', [h('label', {}, '用户名', h('input', { name: 'user', required: true, autocomplete: 'off' }))],
@@ -239,6 +302,7 @@ export function people(main) {
         const r = await api('/console/api/devices', { method: 'POST', body: { user: v.user, server: location.origin } });
         const qr = h('img', { class: 'qr', alt: `设备 ${r.device} 的登记二维码`, width: 240, height: 240,
           src: `data:image/svg+xml;base64,${btoa(r.qr_svg)}` });
+        reload();
         return h('div', { class: 'enrolled' },
           h('p', { class: 'ok' }, `设备 ${r.device} 已登记。请用手机应用扫描二维码；二维码和令牌只显示这一次。`),
           qr, h('code', { class: 'token' }, r.token));
@@ -246,11 +310,14 @@ export function people(main) {
     actionForm('吊销设备', [h('label', {}, '设备编号', h('input', { name: 'device', required: true, autocomplete: 'off' }))],
       '吊销', async (v) => {
         const r = await api(`/admin/devices/${encodeURIComponent(v.device)}/revoke`, { method: 'POST', body: {} });
+        reload();
         return h('p', { class: 'ok' }, `设备 ${r.device} 已吊销，下次同步时将被拒绝并清除数据。`);
       }),
     actionForm('吊销人员', [h('label', {}, '用户名', h('input', { name: 'user', required: true, autocomplete: 'off' }))],
       '吊销', async (v) => {
         const r = await api(`/admin/users/${encodeURIComponent(v.user)}/revoke`, { method: 'POST', body: {} });
+        reload();
         return h('p', { class: 'ok' }, `${r.user} 的全部设备已吊销。`);
-      })));
+      })), listBox);
+  await reload();
 }

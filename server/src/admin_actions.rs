@@ -7,7 +7,7 @@ use gridcase_core::area::Jurisdiction;
 use gridcase_core::lifecycle::Action as LifecycleAction;
 use gridcase_core::model::{Author, Complainant, Millis, Role};
 
-use crate::admins::{Action, AdminCtx};
+use crate::admins::{Action, AdminCtx, AdminInfo};
 use crate::audit::{self, AuditQuery, AuditRow};
 use crate::db::{self, Commit, NewSupervision};
 use crate::deadlines::SupervisionEvent;
@@ -175,6 +175,29 @@ impl Store {
         self.enrol_device(user, now)
     }
 
+    /// The users (with their devices) inside the admin's jurisdiction and, for an admin that
+    /// manages people, the admin accounts inside it too; at most `limit` user-device rows.
+    pub fn people_as(&self, admin: &AdminCtx, limit: u32) -> Result<People> {
+        admin.require(Action::View)?;
+        let rows = self
+            .db()
+            .people_within(admin.jurisdiction.as_prefix(), limit)?;
+        let admins = if admin.may(Action::ManagePeople) {
+            let all = self.admins()?;
+            Some(
+                all.into_iter()
+                    .filter(|a| admin.covers(&a.jurisdiction))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        Ok(People {
+            users: group_devices(rows),
+            admins,
+        })
+    }
+
     /// The audit rows the admin may read: those of its jurisdiction.
     pub fn audit_log_as(&self, admin: &AdminCtx, query: &AuditQuery) -> Result<Vec<AuditRow>> {
         admin.require(Action::View)?;
@@ -195,4 +218,53 @@ impl Store {
         admin.require_covers(asked)?;
         Ok(asked.to_owned())
     }
+}
+
+/// What the people page lists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct People {
+    pub users: Vec<PersonView>,
+    /// `None` when the admin may not manage people (the accounts are not its business).
+    pub admins: Option<Vec<AdminInfo>>,
+}
+
+/// A user with its devices.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PersonView {
+    pub id: String,
+    pub role: String,
+    pub jurisdiction: String,
+    pub revoked: bool,
+    pub devices: Vec<DeviceView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub revoked: bool,
+    pub last_seen: Option<Millis>,
+}
+
+/// The rows (ordered by user) folded into one entry per user.
+fn group_devices(rows: Vec<db::PersonDeviceRow>) -> Vec<PersonView> {
+    let mut users: Vec<PersonView> = Vec::new();
+    for row in rows {
+        if users.last().is_none_or(|u| u.id != row.user_id) {
+            users.push(PersonView {
+                id: row.user_id.clone(),
+                role: row.role,
+                jurisdiction: row.jurisdiction,
+                revoked: row.user_revoked,
+                devices: Vec::new(),
+            });
+        }
+        if let (Some(id), Some(user)) = (row.device_id, users.last_mut()) {
+            user.devices.push(DeviceView {
+                id,
+                revoked: row.device_revoked.unwrap_or(false),
+                last_seen: row.last_seen,
+            });
+        }
+    }
+    users
 }

@@ -32,6 +32,17 @@ pub const ADMIN: &str = "admin";
 pub const AUDIT_DRAW: &str = "audit_draw";
 /// A drawn case's re-verification recorded.
 pub const AUDIT_VERIFY: &str = "audit_verify";
+/// Every kind, in the order the console offers them as a filter.
+pub const KINDS: [&str; 8] = [
+    CHANGE,
+    REVEAL,
+    REJECT,
+    REVOKE,
+    ENROL,
+    ADMIN,
+    AUDIT_DRAW,
+    AUDIT_VERIFY,
+];
 
 /// Default and largest number of rows one audit query returns.
 pub const DEFAULT_AUDIT_LIMIT: u32 = 100;

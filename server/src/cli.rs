@@ -506,6 +506,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             let query = AuditQuery {
                 case_id,
                 user_id: user,
+                kind: None,
                 from: instant(from)?,
                 to: instant(to)?,
                 limit,

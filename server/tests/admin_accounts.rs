@@ -240,6 +240,33 @@ async fn a_township_admin_stays_inside_its_township(backend: Backend) {
             .iter()
             .any(|r| r["user_id"] == "grid-102")
     );
+
+    // The kind filter: only that kind's rows, still inside the jurisdiction; a typo is refused.
+    let (status, log) = call(
+        &app,
+        "GET",
+        "/admin/audit?kind=reveal&limit=10000",
+        Some(&town),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let reveals = log["rows"].as_array().unwrap();
+    assert!(reveals.iter().any(|r| r["user_id"] == "town-a"));
+    assert!(reveals.iter().all(|r| r["kind"] == "reveal"));
+    assert!(reveals.iter().all(|r| r["case_id"] != outside.as_str()));
+    let (_, log) = call(
+        &app,
+        "GET",
+        "/admin/audit?kind=&limit=10000",
+        Some(&town),
+        None,
+    )
+    .await;
+    assert!(log["rows"].as_array().unwrap().len() > reveals.len());
+    let (status, body) = call(&app, "GET", "/admin/audit?kind=reveals", Some(&town), None).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "bad_kind");
 }
 
 /// The permission table over HTTP: a supervisor reveals but does not revoke; an auditor reads
@@ -381,8 +408,80 @@ async fn sign_in_opens_a_session_and_limits_failures(backend: Backend) {
     );
 }
 
+/// A user's entry in `GET /admin/people`, if listed.
+fn person<'a>(people: &'a Value, id: &str) -> Option<&'a Value> {
+    people["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == id)
+}
+
+fn admin_names(people: &Value) -> Vec<&str> {
+    people["admins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect()
+}
+
+/// The people list: users with their devices and admin accounts inside the jurisdiction only;
+/// a supervisor sees the users but not the accounts; a device revoked shows as revoked.
+async fn the_people_list_stays_inside_the_jurisdiction(backend: Backend) {
+    let AdminApp {
+        store,
+        app,
+        db: _db,
+        ..
+    } = admin_app(backend, 40, 5, NOW);
+    let town = add_admin(&store, "town-a", AdminRole::Admin, "330604101");
+    let county = add_admin(&store, "county", AdminRole::Admin, "330604");
+    let sup = add_admin(&store, "sup", AdminRole::Supervisor, "330604");
+    assert_eq!(call(&app, "GET", "/admin/people", None, None).await.0, 401);
+
+    let (status, mine) = call(&app, "GET", "/admin/people", Some(&town), None).await;
+    assert_eq!(status, 200);
+    let users = mine["users"].as_array().unwrap();
+    assert!(!users.is_empty());
+    assert!(
+        users
+            .iter()
+            .all(|u| u["jurisdiction"].as_str().unwrap().starts_with("330604101"))
+    );
+    assert!(
+        person(&mine, "grid-102").is_none(),
+        "the other township's worker"
+    );
+    assert_eq!(admin_names(&mine), ["town-a"]);
+
+    let (_, all) = call(&app, "GET", "/admin/people", Some(&county), None).await;
+    assert!(person(&all, "grid-102").is_some());
+    assert_eq!(
+        admin_names(&all),
+        ["county", "sup", "town-a"],
+        "not root (everywhere)"
+    );
+    let (status, seen) = call(&app, "GET", "/admin/people", Some(&sup), None).await;
+    assert_eq!((status, seen["admins"].is_null()), (200, true));
+    assert_eq!(seen["users"], all["users"]);
+
+    let worker = person(&mine, "grid-101").expect("the township's worker");
+    let device = worker["devices"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(worker["devices"][0]["revoked"], false);
+    let path = format!("/admin/devices/{device}/revoke");
+    assert_eq!(call(&app, "POST", &path, Some(&town), None).await.0, 200);
+    let (_, mine) = call(&app, "GET", "/admin/people", Some(&town), None).await;
+    let devices = person(&mine, "grid-101").unwrap()["devices"]
+        .as_array()
+        .unwrap();
+    let listed = devices.iter().find(|d| d["id"] == device.as_str()).unwrap();
+    assert_eq!(listed["revoked"], true);
+}
+
 gridcase_server::backend_tests!(async:
     a_township_admin_stays_inside_its_township,
+    the_people_list_stays_inside_the_jurisdiction,
     roles_limit_what_an_admin_does,
     sign_in_opens_a_session_and_limits_failures,
 );

@@ -219,10 +219,18 @@ test('revoke a device; its phone is refused at its next sync', async () => {
   assert.notEqual(before.status, 401, `the device syncs before: ${JSON.stringify(before)}`);
   await page.getByRole('link', { name: '人员与设备' }).click();
   await page.getByRole('heading', { name: '人员与设备' }).waitFor();
+  // From the list: the device's row has its own revoke button, which asks first.
   const device = DEVICE_TOKEN.split('.')[0];
-  await page.getByLabel('设备编号').fill(device);
-  await page.getByRole('form', { name: '吊销设备' }).getByRole('button', { name: '吊销' }).click();
-  await page.getByText(`设备 ${device} 已吊销`).waitFor();
+  const list = page.getByRole('table', { name: /^辖区内 \d+ 名人员$/ });
+  const row = list.locator('tbody tr').filter({ hasText: device });
+  await row.getByRole('button', { name: `吊销设备 ${device}` }).waitFor();
+  page.once('dialog', (dialog) => dialog.accept());
+  await row.getByRole('button', { name: `吊销设备 ${device}` }).click();
+  await page.getByText(`吊销设备 ${device}：已完成。`).waitFor();
+  await row.getByRole('cell', { name: '已吊销' }).waitFor();
+  assert.equal(await row.getByRole('button', { name: `吊销设备 ${device}` }).count(), 0, 'a revoked device has no button');
+  // The admin accounts inside the jurisdiction are listed for an admin.
+  await page.getByRole('table', { name: '辖区内的管理账号' }).getByRole('cell', { name: ADMIN, exact: true }).waitFor();
   // A new phone for a demo grid worker: its token once, as a QR code too; the token syncs.
   await page.getByRole('form', { name: '登记设备' }).getByLabel('用户名').fill('grid-101');
   await page.getByRole('button', { name: '生成设备令牌' }).click();
@@ -230,6 +238,8 @@ test('revoke a device; its phone is refused at its next sync', async () => {
   await qr.waitFor();
   assert.ok((await qr.evaluate((img) => img.naturalWidth)) >= 240, 'the QR code is drawn');
   const token = await page.locator('code.token').innerText();
+  const newDevice = token.split('.')[0];
+  await list.getByRole('button', { name: `吊销设备 ${newDevice}` }).waitFor();
   const enrolled = await syncStatus(token);
   assert.notEqual(enrolled.status, 401, `the new device's token is taken: ${JSON.stringify(enrolled)}`);
   await shot('people');
@@ -301,6 +311,15 @@ test('the audit log shows the reveal and the revocation', async () => {
   assert.ok(users.length > 0 && users.every((u) => u === ADMIN), users.join());
   await shot('audit');
   await accessible('audit log');
+  // By kind: only revocations, whoever made them.
+  await page.getByLabel('人员').fill('');
+  await page.getByLabel('类型').selectOption('revoke');
+  await page.getByRole('button', { name: '筛选' }).click();
+  await page.waitForFunction(() => location.hash.includes('kind=revoke') && !location.hash.includes('user='));
+  await kind('查看联系方式').first().waitFor({ state: 'detached' });
+  const kinds = await page.locator('table.data tbody tr td:nth-child(2)').allInnerTexts();
+  assert.ok(kinds.length > 0 && kinds.every((k) => k === '吊销'), kinds.join());
+  assert.equal(await page.getByLabel('类型').inputValue(), 'revoke', 'the select keeps the filter');
 });
 
 test('sign out ends the session', async () => {

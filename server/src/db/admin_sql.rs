@@ -56,6 +56,14 @@ pub fn admin_by_token() -> String {
     )
 }
 
+/// Users whose jurisdiction starts with ?1, each with its devices (a user without any comes
+/// once with NULL device columns), by user then enrolment; at most ?2 rows.
+pub const PEOPLE_WITHIN: &str =
+    "SELECT u.id, u.role, u.jurisdiction, u.revoked, d.id, d.revoked, d.last_seen
+     FROM users u LEFT JOIN devices d ON d.user_id = u.id
+     WHERE u.jurisdiction LIKE CAST(?1 AS TEXT) || '%'
+     ORDER BY u.id, d.created_at, d.id LIMIT ?2";
+
 /// name, role, jurisdiction, password hash, disabled, created at; nothing if the name exists.
 pub const INSERT_ADMIN: &str =
     "INSERT INTO admins (name, role, jurisdiction, password_hash, disabled, created_at)

@@ -19,6 +19,18 @@ pub struct AdminRecord {
     pub created_at: Millis,
 }
 
+/// One row of the people listing: a user and one of its devices (none: `device_id` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonDeviceRow {
+    pub user_id: String,
+    pub role: String,
+    pub jurisdiction: String,
+    pub user_revoked: bool,
+    pub device_id: Option<String>,
+    pub device_revoked: Option<bool>,
+    pub last_seen: Option<Millis>,
+}
+
 pub trait AdminAccounts {
     /// Adds an admin with a first bearer token (its SHA-256), with its audit row. `false`: the
     /// name is taken (nothing written).
@@ -31,6 +43,8 @@ pub trait AdminAccounts {
     fn admin(&self, name: &str) -> Result<Option<AdminRecord>>;
     /// Every admin, by name.
     fn admins(&self) -> Result<Vec<AdminRecord>>;
+    /// Users whose jurisdiction starts with `prefix`, with their devices; at most `limit` rows.
+    fn people_within(&self, prefix: &str, limit: u32) -> Result<Vec<PersonDeviceRow>>;
     /// The admin holding this token hash, if the token has not expired at `now`.
     fn admin_by_token(&self, token_hash: &str, now: Millis) -> Result<Option<AdminRecord>>;
     /// Disables an admin and deletes all of its tokens, with its audit row. `false`: unknown.

@@ -38,7 +38,7 @@ use serde::Serialize;
 
 pub use admins::{
     AdminAccounts, AdminRecord, AuditDraws, DrawCaseRow, DrawInsert, DrawRow, NewDraw,
-    Verification, VerifyOutcome,
+    PersonDeviceRow, Verification, VerifyOutcome,
 };
 
 use crate::projection::Projection;
@@ -608,6 +608,8 @@ pub struct AuditRow {
 pub struct AuditQuery {
     pub case_id: Option<String>,
     pub user_id: Option<String>,
+    /// Only rows of this kind (one of `crate::audit::KINDS`).
+    pub kind: Option<String>,
     /// Inclusive lower bound on `at`.
     pub from: Option<Millis>,
     /// Exclusive upper bound on `at`.

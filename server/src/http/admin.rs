@@ -36,6 +36,7 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .add(GET, "/admin/report", super::report::admin_report)
         .add(POST, "/admin/devices/{id}/revoke", admin_revoke_device)
         .add(POST, "/admin/users/{id}/revoke", admin_revoke_user)
+        .add(GET, "/admin/people", super::people::list_people)
         .add(POST, "/admin/users", super::people::enrol_user)
         .add(
             POST,
@@ -164,12 +165,13 @@ async fn admin_case(
 struct AuditParams {
     case: Option<String>,
     user: Option<String>,
+    kind: Option<String>,
     from: Option<String>,
     to: Option<String>,
     limit: Option<String>,
 }
 
-/// `GET /admin/audit?case=&user=&from=&to=&limit=`: audit rows, newest first.
+/// `GET /admin/audit?case=&user=&kind=&from=&to=&limit=`: audit rows, newest first.
 async fn admin_audit(
     Admin(admin): Admin,
     State(state): State<AppState>,
@@ -179,6 +181,7 @@ async fn admin_audit(
     let query = AuditQuery {
         case_id: params.case.filter(|c| !c.is_empty()),
         user_id: params.user.filter(|u| !u.is_empty()),
+        kind: audit_kind_param(params.kind)?,
         from: parse_time_param("from", params.from.as_deref())?,
         to: parse_time_param("to", params.to.as_deref())?,
         limit: parse_limit(
@@ -191,6 +194,19 @@ async fn admin_audit(
     let store = state.store.clone();
     let rows = tokio::task::spawn_blocking(move || store.audit_log_as(&admin, &query)).await??;
     Ok(Json(json!({"count": rows.len(), "rows": rows})))
+}
+
+/// The `kind` filter: empty means every kind; an unknown kind is refused rather than matching
+/// nothing, so a typo does not look like an empty log.
+fn audit_kind_param(kind: Option<String>) -> Result<Option<String>, AppError> {
+    match kind.filter(|k| !k.is_empty()) {
+        None => Ok(None),
+        Some(k) if audit::KINDS.contains(&k.as_str()) => Ok(Some(k)),
+        Some(_) => Err(AppError::BadRequest {
+            code: "bad_kind",
+            message: format!("`kind` must be one of {}", audit::KINDS.join(", ")),
+        }),
+    }
 }
 
 /// The most bytes of JSON an admin POST body may have.

@@ -26,6 +26,21 @@ pub(super) fn required(
     })
 }
 
+/// The most user-device rows `GET /admin/people` lists.
+const MAX_PEOPLE_ROWS: u32 = 5_000;
+
+/// `GET /admin/people`: the users and devices inside the admin's jurisdiction (and the admin
+/// accounts inside it, for an admin that manages people).
+pub(super) async fn list_people(
+    Admin(admin): Admin,
+    State(state): State<AppState>,
+) -> Result<Json<crate::admin_actions::People>, AppError> {
+    let store = state.store.clone();
+    let people =
+        tokio::task::spawn_blocking(move || store.people_as(&admin, MAX_PEOPLE_ROWS)).await??;
+    Ok(Json(people))
+}
+
 /// `POST /admin/users` `{"id": "li", "role": "grid_worker", "area": "330604101"}`.
 pub(super) async fn enrol_user(
     Admin(admin): Admin,

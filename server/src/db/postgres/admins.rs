@@ -8,7 +8,7 @@ use super::{PgConn, PgDb};
 use crate::db::admin_sql::{self as sql, spell};
 use crate::db::{
     AdminAccounts, AdminRecord, AuditDraws, AuditEntry, DrawCaseRow, DrawInsert, DrawRow, NewDraw,
-    Result, Verification, VerifyOutcome,
+    PersonDeviceRow, Result, Verification, VerifyOutcome,
 };
 
 /// PostgreSQL's spelling: `$N`, and `FOR UPDATE` on a row about to be updated.
@@ -81,6 +81,23 @@ impl AdminAccounts for PgDb {
             .query(&sql::all_admins(), &[])?
             .iter()
             .map(admin_row)
+            .collect())
+    }
+
+    fn people_within(&self, prefix: &str, limit: u32) -> Result<Vec<PersonDeviceRow>> {
+        let sql = pg(sql::PEOPLE_WITHIN);
+        let rows = self.conn()?.query(&sql, &[&prefix, &i64::from(limit)])?;
+        Ok(rows
+            .iter()
+            .map(|r| PersonDeviceRow {
+                user_id: r.get(0),
+                role: r.get(1),
+                jurisdiction: r.get(2),
+                user_revoked: r.get(3),
+                device_id: r.get(4),
+                device_revoked: r.get(5),
+                last_seen: r.get(6),
+            })
             .collect())
     }
 

@@ -180,6 +180,7 @@ impl AuditLog for PgDb {
             "SELECT id, at, user_id, device_id, kind, case_id, doc_id, detail, area FROM audit
              WHERE ($1::text IS NULL OR case_id = $1) AND ($2::text IS NULL OR user_id = $2)
                AND ($3::bigint IS NULL OR at >= $3) AND ($4::bigint IS NULL OR at < $4)
+               AND ($7::text IS NULL OR kind = $7)
                AND ($6::text = '' OR area LIKE $6 || '%'
                     OR case_id IN (SELECT case_id FROM cases WHERE scope_area LIKE $6 || '%')
                     OR user_id IN (SELECT id FROM users WHERE jurisdiction LIKE $6 || '%'))
@@ -191,6 +192,7 @@ impl AuditLog for PgDb {
                 &q.to,
                 &i64::from(limit),
                 &within,
+                &q.kind,
             ],
         )?;
         Ok(rows

@@ -7,7 +7,7 @@ use super::accounts::write_audit;
 use crate::db::admin_sql as sql;
 use crate::db::{
     AdminAccounts, AdminRecord, AuditDraws, AuditEntry, DrawCaseRow, DrawInsert, DrawRow, NewDraw,
-    Result, Verification, VerifyOutcome,
+    PersonDeviceRow, Result, Verification, VerifyOutcome,
 };
 use gridcase_core::model::Millis;
 
@@ -79,6 +79,25 @@ impl AdminAccounts for SqliteDb {
         let rows = conn
             .prepare_cached(&sql::all_admins())?
             .query_map([], admin_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn people_within(&self, prefix: &str, limit: u32) -> Result<Vec<PersonDeviceRow>> {
+        let conn = self.conn()?;
+        let rows = conn
+            .prepare_cached(sql::PEOPLE_WITHIN)?
+            .query_map(params![prefix, limit], |r| {
+                Ok(PersonDeviceRow {
+                    user_id: r.get(0)?,
+                    role: r.get(1)?,
+                    jurisdiction: r.get(2)?,
+                    user_revoked: r.get(3)?,
+                    device_id: r.get(4)?,
+                    device_revoked: r.get(5)?,
+                    last_seen: r.get(6)?,
+                })
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }

@@ -185,13 +185,14 @@ impl AuditLog for SqliteDb {
                  FROM audit
                  WHERE (?1 IS NULL OR case_id = ?1) AND (?2 IS NULL OR user_id = ?2)
                    AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)
+                   AND (?7 IS NULL OR kind = ?7)
                    AND (?6 = '' OR area LIKE ?6 || '%'
                         OR case_id IN (SELECT case_id FROM cases WHERE scope_area LIKE ?6 || '%')
                         OR user_id IN (SELECT id FROM users WHERE jurisdiction LIKE ?6 || '%'))
                  ORDER BY at DESC, id DESC LIMIT ?5",
             )?
             .query_map(
-                params![q.case_id, q.user_id, q.from, q.to, limit, within],
+                params![q.case_id, q.user_id, q.from, q.to, limit, within, q.kind],
                 |r| {
                     Ok(AuditRow {
                         id: r.get(0)?,
