@@ -12,7 +12,9 @@ use gridcase_core::rules::{RulesText, SourcedRules};
 use gridcase_core::store::projection::Rules;
 use serde::Deserialize;
 
-use crate::blobs::{BlobLimits, BlobStore, Blobs, LocalBlobs, S3Blobs, S3Settings, spawn_collector};
+use crate::blobs::{
+    BlobLimits, BlobStore, Blobs, LocalBlobs, S3Blobs, S3Settings, spawn_collector,
+};
 use crate::db::Location;
 use crate::http::quota::QuotaLimits;
 use crate::http::serve::serve_until;
@@ -291,8 +293,8 @@ fn resolve_blobs(file: BlobsFile, data: &Path) -> Result<BlobSettings, ConfigErr
             .device_quota_bytes
             .unwrap_or(defaults.device_quota_bytes),
         max_chunk_bytes: file.max_chunk_bytes.unwrap_or(defaults.max_chunk_bytes),
-        grace_ms: match file.grace {
-            Some(text) => parse_duration(&text)?.as_millis() as i64,
+        grace_ms: match &file.grace {
+            Some(text) => parse_duration(text)?.as_millis() as i64,
             None => defaults.grace_ms,
         },
     };
@@ -608,7 +610,10 @@ mod tests {
         let d = resolve(Overrides::default(), FileConfig::default()).unwrap();
         assert_eq!(d.blobs.limits, BlobLimits::default());
         let local = |dir: PathBuf| Some(BlobBackend::Local(dir));
-        assert_eq!(d.blobs.store, local(PathBuf::from(DEFAULT_DATA).join("blobs")));
+        assert_eq!(
+            d.blobs.store,
+            local(PathBuf::from(DEFAULT_DATA).join("blobs"))
+        );
         let file: FileConfig = toml::from_str(
             "data = \"/srv/gc\"\n[blobs]\nmax_file_bytes = 1000\ndevice_quota_bytes = 5000\n\
              max_chunk_bytes = 100\ngrace = \"1d\"",
@@ -650,7 +655,11 @@ mod tests {
             (s3.bucket.as_str(), s3.prefix.as_str(), s3.access_key_id),
             ("gc", "county/", None)
         );
-        for ok in ["https://oss.example.cn", "http://localhost:9000", "http://[::1]:9000/"] {
+        for ok in [
+            "https://oss.example.cn",
+            "http://localhost:9000",
+            "http://[::1]:9000/",
+        ] {
             let text = format!("[blobs]\nstore = \"s3\"\nbucket = \"gc\"\nendpoint = \"{ok}\"");
             let file: FileConfig = toml::from_str(&text).unwrap();
             assert!(resolve(Overrides::default(), file).is_ok(), "{ok}");

@@ -22,7 +22,9 @@ use gridcase_core::area::Jurisdiction;
 use gridcase_core::doc::CaseDoc;
 use gridcase_core::model::{Author, CaseType, Channel, Location, Millis, NewCase, Role, Urgency};
 use gridcase_server::admins::AdminRole;
-use gridcase_server::blobs::{BlobLimits, BlobStore, Blobs, LocalBlobs, S3Blobs, S3Settings, Sha256};
+use gridcase_server::blobs::{
+    BlobLimits, BlobStore, Blobs, LocalBlobs, S3Blobs, S3Settings, Sha256,
+};
 use gridcase_server::db::{AuditQuery, Location as DbLocation};
 use gridcase_server::testing::{Backend, TestDb, add_admin, root_admin};
 use gridcase_server::{AppState, Store, app, backend_tests};
@@ -402,7 +404,10 @@ async fn resumed_upload_reaches_a_second_device_byte_identical(backend: Backend,
     let (status, pieces) = download_pieces(&instance, &second, &sha, "bytes=1000-200999").await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
     assert!(pieces.len() > 1, "one piece: the range was read whole");
-    assert!(pieces.concat() == photo[1000..201000], "streamed range differs");
+    assert!(
+        pieces.concat() == photo[1000..201000],
+        "streamed range differs"
+    );
     // Uploading it again is a no-op: the blob is there.
     let (status, _) = upload(&env.app, &second, &sha, &photo).await;
     assert_eq!(status, StatusCode::OK);
@@ -582,9 +587,16 @@ async fn unfinished_uploads_count_against_the_quota(backend: Backend, kind: Stor
     let first = jpeg(150 * 1024, 13);
     let first_sha = Sha256::of(&first).to_string();
     assert!(
-        send_chunks(&env.app, &phone, &first_sha, &first, usize::MAX, &mut vec![])
-            .await
-            .is_none()
+        send_chunks(
+            &env.app,
+            &phone,
+            &first_sha,
+            &first,
+            usize::MAX,
+            &mut vec![]
+        )
+        .await
+        .is_none()
     );
     // Another 150 KiB: its first chunk fits beside it, its second would pass the quota.
     let second = jpeg(150 * 1024, 14);
@@ -651,7 +663,10 @@ async fn admins_see_the_attachments_of_cases_they_may_view(backend: Backend, kin
     assert_eq!(env.reveal_rows().len(), 1);
 }
 
-async fn unreferenced_blobs_are_collected_after_the_grace_period(backend: Backend, kind: StoreKind) {
+async fn unreferenced_blobs_are_collected_after_the_grace_period(
+    backend: Backend,
+    kind: StoreKind,
+) {
     let Some(env) = Env::new(backend, kind, Env::limits()) else {
         return;
     };

@@ -25,9 +25,7 @@ use serde_json::json;
 
 pub use local::LocalBlobs;
 pub use s3::{S3Blobs, S3Settings};
-pub use store::{
-    BlobError, BlobInfo, BlobStore, ByteStream, Received, Sha256, Upload, UploadInfo,
-};
+pub use store::{BlobError, BlobInfo, BlobStore, ByteStream, Received, Sha256, Upload, UploadInfo};
 
 use crate::admins::AdminCtx;
 use crate::db::{AuditEntry, BlobRow, Database};

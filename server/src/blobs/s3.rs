@@ -75,7 +75,10 @@ impl fmt::Debug for S3Settings {
             .field("region", &self.region)
             .field("prefix", &self.prefix)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "…"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "…"),
+            )
             .finish()
     }
 }
@@ -127,7 +130,10 @@ fn is_loopback(url: &str) -> bool {
         _ => authority,
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Blobs in an S3 bucket.
@@ -267,11 +273,12 @@ impl Inner {
 
     fn upload_path(&self, upload: &Upload) -> Path {
         self.uploads_path(Some(&upload.device))
-            .child(upload.sha256.as_str())
+            .join(upload.sha256.as_str())
     }
 
     fn chunk_path(&self, upload: &Upload, offset: u64) -> Path {
-        self.upload_path(upload).child(format!("{offset:020}"))
+        self.upload_path(upload)
+            .join(format!("{offset:020}").as_str())
     }
 
     async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, BlobError> {
@@ -297,7 +304,9 @@ impl Inner {
         }
         if !bytes.is_empty() {
             let path = self.chunk_path(&upload, offset);
-            self.store.put(&path, PutPayload::from(bytes.clone())).await?;
+            self.store
+                .put(&path, PutPayload::from(bytes.clone()))
+                .await?;
         }
         Ok(committed + bytes.len() as u64)
     }
@@ -309,7 +318,9 @@ impl Inner {
         let target = self.blob_path(&upload.sha256);
         let mut writer = match self.head(&target).await? {
             Some(_) => None,
-            None => Some(WriteMultipart::new(self.store.put_multipart(&target).await?)),
+            None => Some(WriteMultipart::new(
+                self.store.put_multipart(&target).await?,
+            )),
         };
         match self.copy(&chunks, writer.as_mut()).await {
             Ok((sha256, size, head)) => Ok(Staged {
@@ -351,11 +362,20 @@ impl Inner {
     async fn remove_upload(&self, upload: &Upload) -> Result<(), BlobError> {
         let paths = self.list(&self.upload_path(upload)).await?;
         let paths = futures_util::stream::iter(paths.into_iter().map(|m| Ok(m.location)));
-        let _: Vec<Path> = self.store.delete_stream(paths.boxed()).try_collect().await?;
+        let _: Vec<Path> = self
+            .store
+            .delete_stream(paths.boxed())
+            .try_collect()
+            .await?;
         Ok(())
     }
 
-    async fn read_range(&self, sha256: &Sha256, start: u64, end: u64) -> Result<ByteStream, BlobError> {
+    async fn read_range(
+        &self,
+        sha256: &Sha256,
+        start: u64,
+        end: u64,
+    ) -> Result<ByteStream, BlobError> {
         if start > end {
             return Err(BlobError::Range);
         }
@@ -380,7 +400,11 @@ impl Inner {
         let root = format!("{}uploads/", self.prefix);
         let mut groups: BTreeMap<(String, String), Vec<ObjectMeta>> = BTreeMap::new();
         for meta in self.list(&self.uploads_path(device)).await? {
-            let name = meta.location.as_ref().strip_prefix(&root).unwrap_or_default();
+            let name = meta
+                .location
+                .as_ref()
+                .strip_prefix(&root)
+                .unwrap_or_default();
             if let [device, sha256, _offset] = name.split('/').collect::<Vec<_>>()[..] {
                 let key = (device.to_owned(), sha256.to_owned());
                 groups.entry(key).or_default().push(meta);
@@ -492,5 +516,87 @@ impl BlobStore for S3Blobs {
     fn uploads(&self, device: Option<&str>) -> Result<Vec<UploadInfo>, BlobError> {
         let device = device.map(str::to_owned);
         self.run(|s3| async move { s3.uploads(device.as_deref()).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(offset: &str, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            location: Path::from(format!("uploads/6465/{}/{offset}", "a".repeat(64))),
+            last_modified: chrono::DateTime::default(),
+            size,
+            e_tag: None,
+            version: None,
+        }
+    }
+
+    fn offsets(chunks: Vec<ObjectMeta>) -> Vec<String> {
+        let found = chain(chunks);
+        found
+            .iter()
+            .map(|m| m.location.filename().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_chain_counts_chunks_from_zero_until_a_gap() {
+        let at = |n: u64| format!("{n:020}");
+        // Listed in any order; a chunk past a gap and a stray name do not count.
+        let listed = vec![
+            chunk(&at(10), 5),
+            chunk(&at(0), 10),
+            chunk(&at(20), 3),
+            chunk("not-an-offset", 7),
+        ];
+        assert_eq!(offsets(listed), vec![at(0), at(10)]);
+        // A retry that left a shorter chunk at 0 starts another chain; the longer one's tail is
+        // off it and ignored.
+        assert_eq!(
+            offsets(vec![chunk(&at(0), 4), chunk(&at(10), 5)]),
+            vec![at(0)]
+        );
+        assert!(offsets(vec![chunk(&at(4), 4)]).is_empty());
+        assert!(offsets(vec![]).is_empty());
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for yes in [
+            "http://127.0.0.1:9000",
+            "http://127.1.2.3/",
+            "http://localhost",
+            "http://[::1]:5000/x",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "http://10.0.0.1:9000",
+            "http://localhost.example.cn",
+            "http://127.0.0.1@evil.example.cn",
+            "http://user@127.0.0.1",
+            "https://127.0.0.1",
+            "http://[::2]",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn settings_are_debug_printed_without_the_secret() {
+        let settings = S3Settings {
+            bucket: "gc".into(),
+            secret_access_key: Some("very-secret".into()),
+            ..S3Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("very-secret"));
+        assert_eq!(settings.key_prefix(), "");
+        let prefixed = S3Settings {
+            prefix: "/county/".into(),
+            ..settings
+        };
+        assert_eq!(prefixed.key_prefix(), "county/");
     }
 }
