@@ -626,7 +626,7 @@ async fn unfinished_uploads_count_against_the_quota(backend: Backend, kind: Stor
         upload(&env.app, &phone, &small_sha, &small).await.0,
         StatusCode::OK
     );
-    assert_eq!(env.stored().1, false, "no upload left in progress");
+    assert!(!env.stored().1, "no upload left in progress");
 }
 
 async fn admins_see_the_attachments_of_cases_they_may_view(backend: Backend, kind: StoreKind) {

@@ -65,7 +65,7 @@ pub(super) fn device_key(device: &str) -> String {
 
 /// The device id back from [`device_key`]; `None` for a name no upload of ours has.
 pub(super) fn device_of_key(key: &str) -> Option<String> {
-    if key.len() % 2 != 0 {
+    if !key.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..key.len())
