@@ -12,6 +12,9 @@ bash .ci/deps.sh
 
 # PostgreSQL up (started or installed), GRIDCASE_TEST_PG exported.
 source tests/postgres.sh
+# An S3-compatible server on loopback (moto, installed if missing) for the S3 blob store's
+# tests, GRIDCASE_TEST_S3 exported; stopped on exit, pass or fail.
+source tests/s3.sh
 
 cargo test --workspace --all-targets
 # Doc tests need their own run (--all-targets skips them).

@@ -12,7 +12,9 @@ use gridcase_core::rules::{RulesText, SourcedRules};
 use gridcase_core::store::projection::Rules;
 use serde::Deserialize;
 
-use crate::blobs::{BlobLimits, Blobs, LocalBlobs, spawn_collector};
+use crate::blobs::{
+    BlobLimits, BlobStore, Blobs, LocalBlobs, S3Blobs, S3Settings, spawn_collector,
+};
 use crate::db::Location;
 use crate::http::quota::QuotaLimits;
 use crate::http::serve::serve_until;
@@ -64,8 +66,21 @@ pub struct FileConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BlobsFile {
-    /// Where blobs are kept (default: `blobs` in the data directory).
+    /// `"local"` (the default) or `"s3"`.
+    pub store: Option<BlobStoreKind>,
+    /// Where blobs are kept (default: `blobs` in the data directory), for `store = "local"`.
     pub dir: Option<PathBuf>,
+    /// The bucket, for `store = "s3"` (required there, like the keys below it only there).
+    pub bucket: Option<String>,
+    /// An S3-compatible server's URL (default: AWS); `http://` only on loopback.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Key prefix inside the bucket.
+    pub prefix: Option<String>,
+    /// Credentials; better left to `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` in the
+    /// environment than written in the file.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
     pub max_file_bytes: Option<u64>,
     pub device_quota_bytes: Option<u64>,
     pub max_chunk_bytes: Option<u64>,
@@ -73,12 +88,43 @@ pub struct BlobsFile {
     pub grace: Option<String>,
 }
 
+/// `[blobs] store`: where attachment bytes live.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobStoreKind {
+    #[default]
+    Local,
+    S3,
+}
+
 /// Where attachment bytes are kept and what devices may store.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BlobSettings {
     /// `None`: this server keeps no blobs (the blob routes answer 503).
-    pub dir: Option<PathBuf>,
+    pub store: Option<BlobBackend>,
     pub limits: BlobLimits,
+}
+
+/// The store a server opens for blobs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlobBackend {
+    /// A directory of this machine: one server instance.
+    Local(PathBuf),
+    /// An S3-compatible bucket: any number of instances.
+    S3(S3Settings),
+}
+
+impl BlobBackend {
+    fn open(&self) -> Result<Arc<dyn BlobStore>, BoxError> {
+        Ok(match self {
+            BlobBackend::Local(dir) => Arc::new(
+                LocalBlobs::open(dir).map_err(|e| format!("blobs in {}: {e}", dir.display()))?,
+            ),
+            BlobBackend::S3(s3) => Arc::new(
+                S3Blobs::open(s3).map_err(|e| format!("blobs in bucket {}: {e}", s3.bucket))?,
+            ),
+        })
+    }
 }
 
 /// `[quota]` in the config file: per device and period. Every key is optional.
@@ -247,8 +293,8 @@ fn resolve_blobs(file: BlobsFile, data: &Path) -> Result<BlobSettings, ConfigErr
             .device_quota_bytes
             .unwrap_or(defaults.device_quota_bytes),
         max_chunk_bytes: file.max_chunk_bytes.unwrap_or(defaults.max_chunk_bytes),
-        grace_ms: match file.grace {
-            Some(text) => parse_duration(&text)?.as_millis() as i64,
+        grace_ms: match &file.grace {
+            Some(text) => parse_duration(text)?.as_millis() as i64,
             None => defaults.grace_ms,
         },
     };
@@ -258,9 +304,41 @@ fn resolve_blobs(file: BlobsFile, data: &Path) -> Result<BlobSettings, ConfigErr
         ));
     }
     Ok(BlobSettings {
-        dir: Some(file.dir.unwrap_or_else(|| data.join("blobs"))),
+        store: Some(resolve_blob_backend(file, data)?),
         limits,
     })
+}
+
+/// The store `[blobs]` names, with only the keys that store uses.
+fn resolve_blob_backend(file: BlobsFile, data: &Path) -> Result<BlobBackend, ConfigError> {
+    let s3_keys = [&file.bucket, &file.endpoint, &file.region, &file.prefix]
+        .iter()
+        .any(|k| k.is_some())
+        || file.access_key_id.is_some()
+        || file.secret_access_key.is_some();
+    match file.store.unwrap_or_default() {
+        BlobStoreKind::Local if s3_keys => Err(ConfigError::Invalid(
+            "blobs bucket, endpoint, region, prefix and keys need store = \"s3\"".into(),
+        )),
+        BlobStoreKind::Local => Ok(BlobBackend::Local(
+            file.dir.unwrap_or_else(|| data.join("blobs")),
+        )),
+        BlobStoreKind::S3 if file.dir.is_some() => Err(ConfigError::Invalid(
+            "blobs dir is for store = \"local\"".into(),
+        )),
+        BlobStoreKind::S3 => {
+            let s3 = S3Settings {
+                bucket: file.bucket.unwrap_or_default(),
+                endpoint: file.endpoint,
+                region: file.region,
+                prefix: file.prefix.unwrap_or_default(),
+                access_key_id: file.access_key_id,
+                secret_access_key: file.secret_access_key,
+            };
+            s3.check().map_err(ConfigError::Invalid)?;
+            Ok(BlobBackend::S3(s3))
+        }
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -366,11 +444,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error 
     state.request_timeout = config.request_timeout;
     state.body_timeout = limits.body_timeout;
     state.secure_cookie = config.secure_cookie;
-    let collector = match &config.blobs.dir {
-        Some(dir) => {
-            let local =
-                LocalBlobs::open(dir).map_err(|e| format!("blobs in {}: {e}", dir.display()))?;
-            let blobs = Blobs::new(Arc::new(local), config.blobs.limits);
+    let collector = match &config.blobs.store {
+        Some(backend) => {
+            let blobs = Blobs::new(backend.open()?, config.blobs.limits);
             state = state.with_blobs(blobs.clone());
             let every = crate::blobs::COLLECT_EVERY;
             Some(spawn_collector(store.clone(), blobs, every, system_clock()))
@@ -533,14 +609,18 @@ mod tests {
     fn blob_limits_come_from_the_file_and_blobs_live_in_the_data_directory() {
         let d = resolve(Overrides::default(), FileConfig::default()).unwrap();
         assert_eq!(d.blobs.limits, BlobLimits::default());
-        assert_eq!(d.blobs.dir, Some(PathBuf::from(DEFAULT_DATA).join("blobs")));
+        let local = |dir: PathBuf| Some(BlobBackend::Local(dir));
+        assert_eq!(
+            d.blobs.store,
+            local(PathBuf::from(DEFAULT_DATA).join("blobs"))
+        );
         let file: FileConfig = toml::from_str(
             "data = \"/srv/gc\"\n[blobs]\nmax_file_bytes = 1000\ndevice_quota_bytes = 5000\n\
              max_chunk_bytes = 100\ngrace = \"1d\"",
         )
         .unwrap();
         let b = resolve(Overrides::default(), file).unwrap().blobs;
-        assert_eq!(b.dir, Some(PathBuf::from("/srv/gc/blobs")));
+        assert_eq!(b.store, local("/srv/gc/blobs".into()));
         assert_eq!(
             b.limits,
             BlobLimits {
@@ -552,12 +632,51 @@ mod tests {
         );
         let file: FileConfig = toml::from_str("[blobs]\ndir = \"/mnt/blobs\"").unwrap();
         let b = resolve(Overrides::default(), file).unwrap().blobs;
-        assert_eq!(b.dir, Some(PathBuf::from("/mnt/blobs")));
+        assert_eq!(b.store, local("/mnt/blobs".into()));
         for bad in ["[blobs]\nmax_chunk_bytes = 0", "[blobs]\ngrace = \"soon\""] {
             let file: FileConfig = toml::from_str(bad).unwrap();
             assert!(resolve(Overrides::default(), file).is_err(), "{bad}");
         }
         assert!(toml::from_str::<FileConfig>("[blobs]\nquota = 5").is_err());
+    }
+
+    #[test]
+    fn an_s3_store_takes_its_bucket_and_refuses_clear_text_off_loopback() {
+        let file: FileConfig = toml::from_str(
+            "[blobs]\nstore = \"s3\"\nbucket = \"gc\"\nendpoint = \"http://127.0.0.1:9000\"\n\
+             region = \"cn-east-1\"\nprefix = \"county/\"",
+        )
+        .unwrap();
+        let b = resolve(Overrides::default(), file).unwrap().blobs;
+        let Some(BlobBackend::S3(s3)) = b.store else {
+            panic!("{:?}", b.store);
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str(), s3.access_key_id),
+            ("gc", "county/", None)
+        );
+        for ok in [
+            "https://oss.example.cn",
+            "http://localhost:9000",
+            "http://[::1]:9000/",
+        ] {
+            let text = format!("[blobs]\nstore = \"s3\"\nbucket = \"gc\"\nendpoint = \"{ok}\"");
+            let file: FileConfig = toml::from_str(&text).unwrap();
+            assert!(resolve(Overrides::default(), file).is_ok(), "{ok}");
+        }
+        for bad in [
+            "store = \"s3\"",
+            "store = \"s3\"\nbucket = \"gc\"\nendpoint = \"http://oss.example.cn\"",
+            "store = \"s3\"\nbucket = \"gc\"\nendpoint = \"http://127.0.0.1.example.cn\"",
+            "store = \"s3\"\nbucket = \"gc\"\nendpoint = \"http://u@127.0.0.1/\"",
+            "store = \"s3\"\nbucket = \"gc\"\nendpoint = \"ftp://127.0.0.1\"",
+            "store = \"s3\"\nbucket = \"gc\"\ndir = \"/mnt\"",
+            "bucket = \"gc\"",
+        ] {
+            let file: FileConfig = toml::from_str(&format!("[blobs]\n{bad}")).unwrap();
+            assert!(resolve(Overrides::default(), file).is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<FileConfig>("[blobs]\nstore = \"ftp\"").is_err());
     }
 
     #[test]

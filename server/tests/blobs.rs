@@ -1,10 +1,19 @@
-//! Attachment bytes through the real router on both backends (issue 10, server side): resumable
-//! chunked uploads that never resend a committed chunk, every refusal (wrong hash, wrong type,
-//! oversize, over quota) leaving nothing stored, downloads only within the scope (byte-identical,
-//! ranges, audited), the admin case view, and garbage collection after the grace period.
+//! Attachment bytes through the real router on both database backends and both blob stores
+//! (issue 10, server side): resumable chunked uploads that never resend a committed chunk, even
+//! when consecutive chunks reach different server instances; every refusal (wrong hash, wrong
+//! type, oversize, over quota, counting unfinished uploads) leaving nothing stored; streamed
+//! downloads only within the scope (byte-identical, ranges, audited); the admin case view; and
+//! garbage collection after the grace period.
+//!
+//! Each behaviour is written once, as `async fn name(backend, store)`, and runs against
+//! [`LocalBlobs`] and [`S3Blobs`]. The S3 half needs an S3-compatible server: set
+//! `GRIDCASE_TEST_S3` to its URL on loopback (e.g. `moto_server -H 127.0.0.1 -p 5000` and
+//! `GRIDCASE_TEST_S3=http://127.0.0.1:5000`; tests/run-all.sh does this); without it the S3 half
+//! prints why and skips.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -13,7 +22,9 @@ use gridcase_core::area::Jurisdiction;
 use gridcase_core::doc::CaseDoc;
 use gridcase_core::model::{Author, CaseType, Channel, Location, Millis, NewCase, Role, Urgency};
 use gridcase_server::admins::AdminRole;
-use gridcase_server::blobs::{BlobLimits, Blobs, LocalBlobs, Sha256};
+use gridcase_server::blobs::{
+    BlobLimits, BlobStore, Blobs, LocalBlobs, S3Blobs, S3Settings, Sha256,
+};
 use gridcase_server::db::{AuditQuery, Location as DbLocation};
 use gridcase_server::testing::{Backend, TestDb, add_admin, root_admin};
 use gridcase_server::{AppState, Store, app, backend_tests};
@@ -24,31 +35,110 @@ use tower::ServiceExt;
 const T0: Millis = 1_740_963_600_000;
 const CHUNK: usize = 64 * 1024;
 const TOWNSHIP_AREA: &str = "330604101201";
+/// The S3-compatible server the S3 half runs against: its URL, on loopback.
+const S3_ENV: &str = "GRIDCASE_TEST_S3";
+const S3_BUCKET: &str = "gridcase-test";
+
+/// Which blob store a behaviour runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    Local,
+    S3,
+}
+
+/// How to open the store again, as a second server instance would.
+#[derive(Debug, Clone)]
+enum Opener {
+    Local(std::path::PathBuf),
+    S3(S3Settings),
+}
+
+impl Opener {
+    /// `None` (with the reason printed) when the store is not available here.
+    fn new(kind: StoreKind, db: &TestDb) -> Option<Opener> {
+        match kind {
+            StoreKind::Local => Some(Opener::Local(db.dir().join("blobs"))),
+            StoreKind::S3 => {
+                let Ok(endpoint) = std::env::var(S3_ENV) else {
+                    eprintln!("{S3_ENV} is unset: S3 variant skipped (tests/run-all.sh sets it)");
+                    return None;
+                };
+                create_bucket(&endpoint, S3_BUCKET);
+                static PREFIXES: AtomicU64 = AtomicU64::new(0);
+                let n = PREFIXES.fetch_add(1, Ordering::Relaxed);
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos();
+                Some(Opener::S3(S3Settings {
+                    bucket: S3_BUCKET.into(),
+                    endpoint: Some(endpoint),
+                    region: Some("us-east-1".into()),
+                    prefix: format!("t{}-{nanos}-{n}", std::process::id()),
+                    access_key_id: Some("testing".into()),
+                    secret_access_key: Some("testing".into()),
+                }))
+            }
+        }
+    }
+
+    fn open(&self) -> Arc<dyn BlobStore> {
+        match self {
+            Opener::Local(dir) => Arc::new(LocalBlobs::open(dir).unwrap()),
+            Opener::S3(settings) => Arc::new(S3Blobs::open(settings).unwrap()),
+        }
+    }
+}
+
+/// Creates the bucket on the test server (an unsigned request, which the test servers accept;
+/// object_store has no call for it). Creating it again is harmless.
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut tcp = std::net::TcpStream::connect(authority)
+        .unwrap_or_else(|e| panic!("{S3_ENV}={endpoint}: {e}"));
+    write!(
+        tcp,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.contains("BucketAlreadyOwnedByYou"),
+        "{answer}"
+    );
+}
 
 struct Env {
     store: Arc<Store>,
     app: Router,
     blobs: Blobs,
-    dir: PathBuf,
+    opener: Opener,
     db: TestDb,
 }
 
 impl Env {
-    fn new(backend: Backend, limits: BlobLimits) -> Env {
+    /// `None` when `kind` is not available here (the reason is printed).
+    fn new(backend: Backend, kind: StoreKind, limits: BlobLimits) -> Option<Env> {
         let db = TestDb::new(backend);
         let store = Arc::new(db.open());
-        let dir = db.dir().join("blobs");
-        let blobs = Blobs::new(Arc::new(LocalBlobs::open(&dir).unwrap()), limits);
-        let state = AppState::new(store.clone())
-            .with_clock(Arc::new(|| T0))
-            .with_blobs(blobs.clone());
-        Env {
-            app: app(state),
+        let opener = Opener::new(kind, &db)?;
+        let blobs = Blobs::new(opener.open(), limits);
+        Some(Env {
+            app: app_for(&store, &blobs),
             store,
             blobs,
-            dir,
+            opener,
             db,
-        }
+        })
+    }
+
+    /// Another server instance on the same database and blob store: its own process state
+    /// (for S3, its own client and runtime), nothing shared in memory with the first.
+    fn second_instance(&self) -> Router {
+        let blobs = Blobs::new(self.opener.open(), self.blobs.limits());
+        app_for(&self.store, &blobs)
     }
 
     fn limits() -> BlobLimits {
@@ -102,10 +192,10 @@ impl Env {
     /// Every stored blob, and whether any upload is still in progress.
     fn stored(&self) -> (Vec<String>, bool) {
         let stored = self.blobs.store().list().unwrap();
-        let uploads = std::fs::read_dir(self.dir.join("uploads")).unwrap().count();
+        let uploads = self.blobs.store().uploads(None).unwrap();
         (
             stored.into_iter().map(|b| b.sha256.to_string()).collect(),
-            uploads > 0,
+            !uploads.is_empty(),
         )
     }
 
@@ -117,6 +207,13 @@ impl Env {
             .filter(|r| r.kind == "reveal")
             .collect()
     }
+}
+
+fn app_for(store: &Arc<Store>, blobs: &Blobs) -> Router {
+    let state = AppState::new(store.clone())
+        .with_clock(Arc::new(|| T0))
+        .with_blobs(blobs.clone());
+    app(state)
 }
 
 /// A photo-like blob: JPEG magic bytes, then `len - 4` deterministic bytes.
@@ -227,29 +324,33 @@ async fn download(
     call(app, Method::GET, &path, token, vec![], range).await
 }
 
-async fn resumed_upload_reaches_a_second_device_byte_identical(backend: Backend) {
-    let env = Env::new(backend, Env::limits());
+async fn resumed_upload_reaches_a_second_device_byte_identical(backend: Backend, kind: StoreKind) {
+    let Some(env) = Env::new(backend, kind, Env::limits()) else {
+        return;
+    };
     let phone = env.device("li", Role::GridWorker, "330604101");
     let second = env.device("wang", Role::GridWorker, "330604101");
     let photo = jpeg(300 * 1024 + 17, 1);
     let sha = Sha256::of(&photo).to_string();
     env.case_with_attachment("c-1", TOWNSHIP_AREA, &sha);
 
-    // Two chunks arrive, then the link drops.
+    // Two chunks arrive, then the link drops. The phone comes back through another server
+    // instance, which knows where the upload stands.
     let mut sent = Vec::new();
     assert!(
         send_chunks(&env.app, &phone, &sha, &photo, 2, &mut sent)
             .await
             .is_none()
     );
+    let instance = env.second_instance();
     assert_eq!(
-        offset(&env.app, &phone, &sha).await,
+        offset(&instance, &phone, &sha).await,
         (2 * CHUNK as u64, false)
     );
     // A chunk resent at an old offset is refused with where the upload stands; nothing moves.
     let path = format!("/v1/blobs/{sha}/chunks/0");
     let (status, _, body) = call(
-        &env.app,
+        &instance,
         Method::PUT,
         &path,
         &phone,
@@ -261,7 +362,7 @@ async fn resumed_upload_reaches_a_second_device_byte_identical(backend: Backend)
     assert_eq!(json(&body)["error"], "offset_mismatch");
     // The phone resumes from the server's offset: every committed chunk was sent once.
     assert!(
-        send_chunks(&env.app, &phone, &sha, &photo, usize::MAX, &mut sent)
+        send_chunks(&instance, &phone, &sha, &photo, usize::MAX, &mut sent)
             .await
             .is_none()
     );
@@ -299,13 +400,44 @@ async fn resumed_upload_reaches_a_second_device_byte_identical(backend: Backend)
     assert!(rows.iter().all(|r| r.user_id.as_deref() == Some("wang")
         && r.case_id.as_deref() == Some("c-1")
         && r.detail.as_deref().is_some_and(|d| d.contains(&sha))));
+    // A range larger than a chunk is streamed: it arrives in pieces as the store is read.
+    let (status, pieces) = download_pieces(&instance, &second, &sha, "bytes=1000-200999").await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert!(pieces.len() > 1, "one piece: the range was read whole");
+    assert!(
+        pieces.concat() == photo[1000..201000],
+        "streamed range differs"
+    );
     // Uploading it again is a no-op: the blob is there.
     let (status, _) = upload(&env.app, &second, &sha, &photo).await;
     assert_eq!(status, StatusCode::OK);
 }
 
-async fn downloads_stay_within_the_scope(backend: Backend) {
-    let env = Env::new(backend, Env::limits());
+/// A download's body as the pieces it arrives in.
+async fn download_pieces(
+    app: &Router,
+    token: &str,
+    sha: &str,
+    range: &str,
+) -> (StatusCode, Vec<Vec<u8>>) {
+    use futures_util::StreamExt;
+    let req = Request::builder()
+        .uri(format!("/v1/blobs/{sha}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::RANGE, range)
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let pieces = response.into_body().into_data_stream();
+    let pieces = pieces.map(|piece| piece.unwrap().to_vec()).collect().await;
+    (status, pieces)
+}
+
+async fn downloads_stay_within_the_scope(backend: Backend, kind: StoreKind) {
+    let Some(env) = Env::new(backend, kind, Env::limits()) else {
+        return;
+    };
     let phone = env.device("li", Role::GridWorker, "330604101");
     let neighbour = env.device("zhao", Role::GridWorker, "330604102");
     let unit = env.device("unit", Role::HandlingUnit, "330604");
@@ -349,13 +481,15 @@ async fn downloads_stay_within_the_scope(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-async fn refused_uploads_store_nothing(backend: Backend) {
+async fn refused_uploads_store_nothing(backend: Backend, kind: StoreKind) {
     let limits = BlobLimits {
         max_file_bytes: 200 * 1024,
         device_quota_bytes: 250 * 1024,
         ..Env::limits()
     };
-    let env = Env::new(backend, limits);
+    let Some(env) = Env::new(backend, kind, limits) else {
+        return;
+    };
     let phone = env.device("li", Role::GridWorker, "330604101");
     let nothing = (vec![], false);
 
@@ -438,8 +572,67 @@ async fn refused_uploads_store_nothing(backend: Backend) {
     );
 }
 
-async fn admins_see_the_attachments_of_cases_they_may_view(backend: Backend) {
-    let env = Env::new(backend, Env::limits());
+/// Bytes of unfinished uploads count against the quota: a device cannot fill the store with
+/// uploads it never commits.
+async fn unfinished_uploads_count_against_the_quota(backend: Backend, kind: StoreKind) {
+    let limits = BlobLimits {
+        device_quota_bytes: 250 * 1024,
+        ..Env::limits()
+    };
+    let Some(env) = Env::new(backend, kind, limits) else {
+        return;
+    };
+    let phone = env.device("li", Role::GridWorker, "330604101");
+    // 150 KiB sent in full, never committed.
+    let first = jpeg(150 * 1024, 13);
+    let first_sha = Sha256::of(&first).to_string();
+    assert!(
+        send_chunks(
+            &env.app,
+            &phone,
+            &first_sha,
+            &first,
+            usize::MAX,
+            &mut vec![]
+        )
+        .await
+        .is_none()
+    );
+    // Another 150 KiB: its first chunk fits beside it, its second would pass the quota.
+    let second = jpeg(150 * 1024, 14);
+    let sha = Sha256::of(&second).to_string();
+    let mut sent = Vec::new();
+    let refused = send_chunks(&env.app, &phone, &sha, &second, usize::MAX, &mut sent).await;
+    let (status, body) = refused.expect("the second upload is refused");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::INSUFFICIENT_STORAGE,
+            Some("blob_quota_exceeded")
+        )
+    );
+    assert_eq!(sent, vec![0, CHUNK as u64]);
+    // The refused upload is gone; the first is untouched and can still be committed.
+    assert_eq!(offset(&env.app, &phone, &sha).await, (0, false));
+    assert_eq!(
+        offset(&env.app, &phone, &first_sha).await,
+        (first.len() as u64, false)
+    );
+    assert_eq!(commit(&env.app, &phone, &first_sha).await.0, StatusCode::OK);
+    // What is left of the quota (100 KiB) is still usable.
+    let small = jpeg(90 * 1024, 15);
+    let small_sha = Sha256::of(&small).to_string();
+    assert_eq!(
+        upload(&env.app, &phone, &small_sha, &small).await.0,
+        StatusCode::OK
+    );
+    assert!(!env.stored().1, "no upload left in progress");
+}
+
+async fn admins_see_the_attachments_of_cases_they_may_view(backend: Backend, kind: StoreKind) {
+    let Some(env) = Env::new(backend, kind, Env::limits()) else {
+        return;
+    };
     let phone = env.device("li", Role::GridWorker, "330604101");
     let photo = b"%PDF-1.7\n a scanned letter".to_vec();
     let sha = Sha256::of(&photo).to_string();
@@ -470,8 +663,13 @@ async fn admins_see_the_attachments_of_cases_they_may_view(backend: Backend) {
     assert_eq!(env.reveal_rows().len(), 1);
 }
 
-async fn unreferenced_blobs_are_collected_after_the_grace_period(backend: Backend) {
-    let env = Env::new(backend, Env::limits());
+async fn unreferenced_blobs_are_collected_after_the_grace_period(
+    backend: Backend,
+    kind: StoreKind,
+) {
+    let Some(env) = Env::new(backend, kind, Env::limits()) else {
+        return;
+    };
     let phone = env.device("li", Role::GridWorker, "330604101");
     let kept = jpeg(2000, 9);
     let loose = jpeg(2000, 10);
@@ -483,6 +681,10 @@ async fn unreferenced_blobs_are_collected_after_the_grace_period(backend: Backen
     for (sha, bytes) in [(&kept_sha, &kept), (&loose_sha, &loose)] {
         assert_eq!(upload(&env.app, &phone, sha, bytes).await.0, StatusCode::OK);
     }
+    // An upload the phone abandoned after one chunk (its chunk arrives now, in real time).
+    let abandoned = jpeg(2 * CHUNK, 16);
+    let abandoned_sha = Sha256::of(&abandoned).to_string();
+    send_chunks(&env.app, &phone, &abandoned_sha, &abandoned, 1, &mut vec![]).await;
     let grace = env.blobs.limits().grace_ms;
     let db = env.store.db();
     // Within the grace period (its case may still be on its way), nothing goes.
@@ -492,6 +694,15 @@ async fn unreferenced_blobs_are_collected_after_the_grace_period(backend: Backen
     // After it, the blob no case references goes, row and bytes; the referenced one stays.
     let late = env.blobs.collect_garbage(db, T0 + grace + 1).unwrap();
     assert_eq!(late.blobs, vec![loose_sha.clone()]);
+    assert_eq!(late.stale_uploads, 0);
+    assert_eq!(env.stored(), (vec![kept_sha.clone()], true));
+    // An upload with no chunk for the grace period goes too.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as Millis;
+    let stale = env.blobs.collect_garbage(db, now + grace + 60_000).unwrap();
+    assert_eq!(stale.stale_uploads, 1, "{stale:?}");
     assert_eq!(env.stored(), (vec![kept_sha.clone()], false));
     assert!(db.blob(&loose_sha).unwrap().is_none());
     assert!(db.blob(&kept_sha).unwrap().is_some());
@@ -508,8 +719,10 @@ async fn unreferenced_blobs_are_collected_after_the_grace_period(backend: Backen
 /// scope. (Core has no way to mark an attachment personal yet, so the row is written here as the
 /// projection will write it; the rule read is the one `Scope::sql` that guards `#pii`
 /// documents.)
-async fn personal_references_never_reach_the_unit(backend: Backend) {
-    let env = Env::new(backend, Env::limits());
+async fn personal_references_never_reach_the_unit(backend: Backend, kind: StoreKind) {
+    let Some(env) = Env::new(backend, kind, Env::limits()) else {
+        return;
+    };
     let worker = env.device("li", Role::GridWorker, "330604101");
     let unit = env.device("unit", Role::HandlingUnit, "330604");
     let photo = jpeg(4000, 11);
@@ -543,8 +756,10 @@ async fn personal_references_never_reach_the_unit(backend: Backend) {
 
 /// Cases committed before the blob step have no references until the backfill (or their next
 /// commit) records them; the backfill only adds, and a second run adds nothing.
-async fn the_backfill_records_references_of_older_cases(backend: Backend) {
-    let env = Env::new(backend, Env::limits());
+async fn the_backfill_records_references_of_older_cases(backend: Backend, kind: StoreKind) {
+    let Some(env) = Env::new(backend, kind, Env::limits()) else {
+        return;
+    };
     let phone = env.device("li", Role::GridWorker, "330604101");
     let photo = jpeg(3000, 12);
     let sha = Sha256::of(&photo).to_string();
@@ -593,10 +808,36 @@ fn phone_device(token: &str) -> String {
     token.split_once('.').unwrap().0.to_owned()
 }
 
-backend_tests!(async:
+/// Runs each behaviour against both stores, each on both database backends:
+/// `local::sqlite::name`, `local::postgres::name`, `s3::sqlite::name`, `s3::postgres::name`.
+macro_rules! store_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod local {
+            use super::*;
+            $(
+                async fn $name(backend: Backend) {
+                    super::$name(backend, StoreKind::Local).await
+                }
+            )+
+            backend_tests!(async: $($name),+);
+        }
+        mod s3 {
+            use super::*;
+            $(
+                async fn $name(backend: Backend) {
+                    super::$name(backend, StoreKind::S3).await
+                }
+            )+
+            backend_tests!(async: $($name),+);
+        }
+    };
+}
+
+store_tests!(
     resumed_upload_reaches_a_second_device_byte_identical,
     downloads_stay_within_the_scope,
     refused_uploads_store_nothing,
+    unfinished_uploads_count_against_the_quota,
     admins_see_the_attachments_of_cases_they_may_view,
     unreferenced_blobs_are_collected_after_the_grace_period,
     personal_references_never_reach_the_unit,

@@ -15,8 +15,14 @@ use gridcase_core::model::Millis;
 use sha2::Digest;
 
 use super::sniff::SNIFF_BYTES;
-use super::store::{BlobError, BlobInfo, BlobStore, Received, Sha256, Upload};
+use super::store::{
+    BlobError, BlobInfo, BlobStore, ByteStream, Received, Sha256, Upload, UploadInfo, device_key,
+    device_of_key,
+};
 use crate::store::to_hex;
+
+/// How much of a blob file one piece of a download holds.
+const READ_PIECE: usize = 64 * 1024;
 
 /// Blobs in a directory of the server's file system.
 #[derive(Debug)]
@@ -42,7 +48,7 @@ impl LocalBlobs {
     }
 
     fn upload_path(&self, upload: &Upload, ext: &str) -> PathBuf {
-        let device = to_hex(upload.device.as_bytes());
+        let device = device_key(&upload.device);
         self.root
             .join("uploads")
             .join(format!("{}.{device}.{ext}", upload.sha256))
@@ -190,7 +196,7 @@ impl BlobStore for LocalBlobs {
         }
     }
 
-    fn get_range(&self, sha256: &Sha256, start: u64, end: u64) -> Result<Vec<u8>, BlobError> {
+    fn read_range(&self, sha256: &Sha256, start: u64, end: u64) -> Result<ByteStream, BlobError> {
         let mut file = match File::open(self.blob_path(sha256)) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(BlobError::NotFound),
@@ -200,9 +206,10 @@ impl BlobStore for LocalBlobs {
             return Err(BlobError::Range);
         }
         file.seek(SeekFrom::Start(start))?;
-        let mut bytes = vec![0; (end - start) as usize];
-        file.read_exact(&mut bytes)?;
-        Ok(bytes)
+        let file = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), end - start);
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            file, READ_PIECE,
+        )))
     }
 
     fn delete(&self, sha256: &Sha256) -> Result<bool, BlobError> {
@@ -237,34 +244,40 @@ impl BlobStore for LocalBlobs {
         Ok(found)
     }
 
-    fn remove_stale_uploads(&self, before: Millis) -> Result<u64, BlobError> {
-        let mut removed = 0;
+    fn uploads(&self, device: Option<&str>) -> Result<Vec<UploadInfo>, BlobError> {
+        let mut found = Vec::new();
         for file in fs::read_dir(self.root.join("uploads"))? {
             let file = file?;
             let name = file.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".part")) else {
+            let Some(upload) = name.to_str().and_then(upload_of_part_name) else {
                 continue;
             };
+            if device.is_some_and(|d| d != upload.device) {
+                continue;
+            }
             // The `.len` file is replaced after every chunk: its time is the last chunk's.
-            let len = self.root.join("uploads").join(format!("{stem}.len"));
-            let last = match fs::metadata(&len) {
+            let last_chunk_at = match fs::metadata(self.upload_path(&upload, "len")) {
                 Ok(meta) => modified(&meta)?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => modified(&file.metadata()?)?,
                 Err(e) => return Err(e.into()),
             };
-            if last < before {
-                for ext in ["part", "len", "len.tmp"] {
-                    let path = self.root.join("uploads").join(format!("{stem}.{ext}"));
-                    match fs::remove_file(path) {
-                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-                        _ => {}
-                    }
-                }
-                removed += 1;
-            }
+            found.push(UploadInfo {
+                len: self.counted_len(&upload)?,
+                upload,
+                last_chunk_at,
+            });
         }
-        Ok(removed)
+        Ok(found)
     }
+}
+
+/// The upload a `<sha256>.<device key>.part` file holds.
+fn upload_of_part_name(name: &str) -> Option<Upload> {
+    let (sha256, device) = name.strip_suffix(".part")?.split_once('.')?;
+    Some(Upload {
+        sha256: Sha256::parse(sha256)?,
+        device: device_of_key(device)?,
+    })
 }
 
 /// A file's modification time in milliseconds since the epoch.
@@ -310,10 +323,10 @@ mod tests {
         );
         assert_eq!(blobs.commit(&up, &|_| Ok(())).unwrap(), bytes.len() as u64);
         let len = bytes.len() as u64;
-        assert_eq!(blobs.get_range(&up.sha256, 0, len).unwrap(), bytes);
-        assert_eq!(blobs.get_range(&up.sha256, 5, 8).unwrap(), &bytes[5..8]);
+        assert_eq!(read(&blobs, &up.sha256, 0, len).unwrap(), bytes);
+        assert_eq!(read(&blobs, &up.sha256, 5, 8).unwrap(), &bytes[5..8]);
         assert!(matches!(
-            blobs.get_range(&up.sha256, 0, len + 1),
+            read(&blobs, &up.sha256, 0, len + 1),
             Err(BlobError::Range)
         ));
         assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
@@ -328,18 +341,34 @@ mod tests {
         assert!(!blobs.delete(&up.sha256).unwrap());
     }
 
+    /// Bytes `start..end` of a stored blob, read through the stream a download sends.
+    fn read(blobs: &LocalBlobs, sha: &Sha256, start: u64, end: u64) -> Result<Vec<u8>, BlobError> {
+        use futures_util::TryStreamExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let pieces: Vec<_> = blobs.read_range(sha, start, end)?.try_collect().await?;
+            Ok(pieces.concat())
+        })
+    }
+
     #[test]
-    fn abandoned_uploads_are_removed_once_stale() {
+    fn uploads_in_progress_are_listed_by_device() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = LocalBlobs::open(dir.path()).unwrap();
         let up = upload_of(b"%PDF-1.7 abandoned");
         blobs.put_chunk(&up, 0, b"%PDF").unwrap();
-        let now = crate::http::now_millis();
-        assert_eq!(blobs.remove_stale_uploads(now - 60_000).unwrap(), 0);
-        assert_eq!(blobs.upload_len(&up).unwrap(), 4);
-        assert_eq!(blobs.remove_stale_uploads(now + 60_000).unwrap(), 1);
-        assert_eq!(blobs.upload_len(&up).unwrap(), 0);
-        assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
+        let before = crate::http::now_millis() - 60_000;
+        let listed = blobs.uploads(Some(&up.device)).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((&listed[0].upload, listed[0].len), (&up, 4));
+        assert!(listed[0].last_chunk_at > before);
+        assert_eq!(blobs.uploads(None).unwrap(), listed);
+        assert!(blobs.uploads(Some("another")).unwrap().is_empty());
+        std::fs::write(dir.path().join("uploads").join("stray.part"), b"x").unwrap();
+        assert_eq!(blobs.uploads(None).unwrap(), listed);
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! Attachment bytes on the server (issue 10, server side): content-addressed storage behind
-//! [`BlobStore`] (the local data directory by default, [`LocalBlobs`]), resumable uploads by
+//! [`BlobStore`] (the local data directory by default, [`LocalBlobs`]; an S3-compatible object
+//! store, [`S3Blobs`], for several server instances), resumable uploads by
 //! devices, downloads for the devices whose scope includes a case that references the blob, the
 //! admin case view, and garbage collection of blobs no case references.
 //!
 //! The rules, each in one place here: an upload is stored only if its bytes hash to its name,
 //! sniff as an accepted type ([`sniff`]), fit the per-file limit and the uploading device's
-//! quota ([`BlobLimits`]); anything else removes the upload. Who may download is the scope
+//! quota ([`BlobLimits`], counting its unfinished uploads too, so many abandoned uploads cannot
+//! fill the disk); anything else removes the upload. Who may download is the scope
 //! rule's SQL over the `case_blobs` references written with each case's projection
 //! (`crate::db::BlobRows::blob_cases_in_scope`), where a personal reference counts as
 //! personal data, so a role that may not see personal data (the unit complained about) never
 //! gets it. Every download is audited as a `reveal` row before a byte is sent.
 
 mod local;
+mod s3;
 pub mod sniff;
 mod store;
 
@@ -21,7 +24,8 @@ use gridcase_core::model::Millis;
 use serde_json::json;
 
 pub use local::LocalBlobs;
-pub use store::{BlobError, BlobInfo, BlobStore, Received, Sha256, Upload};
+pub use s3::{S3Blobs, S3Settings};
+pub use store::{BlobError, BlobInfo, BlobStore, ByteStream, Received, Sha256, Upload, UploadInfo};
 
 use crate::admins::AdminCtx;
 use crate::db::{AuditEntry, BlobRow, Database};
@@ -33,7 +37,7 @@ use crate::store::DeviceCtx;
 pub struct BlobLimits {
     /// Largest blob accepted.
     pub max_file_bytes: u64,
-    /// Bytes of blobs one device may have uploaded in all.
+    /// Bytes of blobs one device may have uploaded in all, stored or still uploading.
     pub device_quota_bytes: u64,
     /// Largest chunk accepted in one request.
     pub max_chunk_bytes: u64,
@@ -60,13 +64,26 @@ pub struct UploadStatus {
     pub complete: bool,
 }
 
-/// Bytes of a blob being sent, with the range they cover.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Bytes of a blob being sent, read from the store as they go out, with the range they cover.
 pub struct Download {
-    pub bytes: Vec<u8>,
+    pub body: ByteStream,
+    /// The range sent: `start..end`.
     pub start: u64,
+    pub end: u64,
+    /// The whole blob's size.
     pub size: u64,
     pub mime: String,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("size", &self.size)
+            .field("mime", &self.mime)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What [`Blobs::collect_garbage`] removed.
@@ -172,7 +189,7 @@ impl Blobs {
         }
         let up = upload(device, sha256);
         let end = offset.saturating_add(bytes.len() as u64);
-        if let Err(refused) = self.check_size(db, device, end) {
+        if let Err(refused) = self.check_size(db, device, sha256, end) {
             self.store.abort(&up)?;
             return Err(refused);
         }
@@ -198,7 +215,7 @@ impl Blobs {
         }
         let mime = std::cell::Cell::new("");
         let size = self.store.commit(&upload(device, sha256), &|got| {
-            self.check_size(db, device, got.size)?;
+            self.check_size(db, device, sha256, got.size)?;
             mime.set(sniff::sniff(got.head).ok_or(BlobError::WrongType)?);
             Ok(())
         })?;
@@ -213,12 +230,15 @@ impl Blobs {
         Ok(db.blob(sha256.as_str())?.unwrap_or(row))
     }
 
-    /// The one size rule: a blob of `size` bytes fits the per-file limit and, with what the
-    /// device stored before, its quota.
+    /// The one size rule: the upload of `sha256`, at `size` bytes, fits the per-file limit
+    /// and, with what the device stored before and its other unfinished uploads, its quota.
+    /// (Two chunks of one device arriving at once at two instances may both pass; the excess is
+    /// one chunk, and the next chunk is refused.)
     fn check_size(
         &self,
         db: &dyn Database,
         device: &DeviceCtx,
+        sha256: &Sha256,
         size: u64,
     ) -> Result<(), BlobError> {
         let limit = self.limits.max_file_bytes;
@@ -226,7 +246,13 @@ impl Blobs {
             return Err(BlobError::TooLarge { limit });
         }
         let quota = self.limits.device_quota_bytes;
-        if db.blob_bytes_of(&device.device_id)?.saturating_add(size) > quota {
+        let uploading: u64 = (self.store.uploads(Some(&device.device_id))?)
+            .iter()
+            .filter(|u| u.upload.sha256 != *sha256)
+            .map(|u| u.len)
+            .sum();
+        let stored = db.blob_bytes_of(&device.device_id)?;
+        if stored.saturating_add(uploading).saturating_add(size) > quota {
             return Err(BlobError::OverQuota { quota });
         }
         Ok(())
@@ -307,8 +333,9 @@ impl Blobs {
         end: u64,
     ) -> Result<Download, BlobError> {
         Ok(Download {
-            bytes: self.store.get_range(sha256, start, end)?,
+            body: self.store.read_range(sha256, start, end)?,
             start,
+            end,
             size: row.size,
             mime: row.mime,
         })
@@ -336,7 +363,12 @@ impl Blobs {
                 collected.orphans.push(info.sha256.to_string());
             }
         }
-        collected.stale_uploads = self.store.remove_stale_uploads(before)?;
+        for stale in self.store.uploads(None)? {
+            if stale.last_chunk_at < before {
+                self.store.abort(&stale.upload)?;
+                collected.stale_uploads += 1;
+            }
+        }
         Ok(collected)
     }
 }

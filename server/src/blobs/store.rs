@@ -1,8 +1,13 @@
 //! The one interface blob bytes live behind ([`BlobStore`]), and the names it uses. The local
-//! data directory ([`super::LocalBlobs`]) is the default; an S3-compatible object store is the
-//! planned second implementation for several server instances.
+//! data directory ([`super::LocalBlobs`]) is the default; an S3-compatible object store
+//! ([`super::S3Blobs`]) serves deployments with several server instances.
 
 use std::fmt;
+use std::io;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
 
 use gridcase_core::model::Millis;
 
@@ -40,6 +45,36 @@ pub struct Upload {
     pub sha256: Sha256,
 }
 
+/// An upload in progress as the store lists it (for quotas and for removing abandoned ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub upload: Upload,
+    /// The bytes kept so far.
+    pub len: u64,
+    /// When the last chunk arrived.
+    pub last_chunk_at: Millis,
+}
+
+/// Bytes of a blob as they are read, so a download never holds the whole blob in memory.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// How a device id appears in a file or object name: hex, so any text is safe there.
+pub(super) fn device_key(device: &str) -> String {
+    crate::store::to_hex(device.as_bytes())
+}
+
+/// The device id back from [`device_key`]; `None` for a name no upload of ours has.
+pub(super) fn device_of_key(key: &str) -> Option<String> {
+    if !key.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..key.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(key.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
 /// A stored blob as the store lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
@@ -69,6 +104,8 @@ pub enum BlobError {
     NotFound,
     #[error("blob storage: {0}")]
     Io(#[from] std::io::Error),
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
     #[error("blob rows: {0}")]
     Db(#[from] crate::db::DbError),
 }
@@ -100,13 +137,28 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     fn abort(&self, upload: &Upload) -> Result<(), BlobError>;
     /// The size of a stored blob, `None` if it is not stored.
     fn size(&self, sha256: &Sha256) -> Result<Option<u64>, BlobError>;
-    /// Bytes `start..end` of a stored blob (`end` at most its size).
-    fn get_range(&self, sha256: &Sha256, start: u64, end: u64) -> Result<Vec<u8>, BlobError>;
+    /// Bytes `start..end` of a stored blob (`end` at most its size, else [`BlobError::Range`]),
+    /// read as the stream is polled.
+    fn read_range(&self, sha256: &Sha256, start: u64, end: u64) -> Result<ByteStream, BlobError>;
     /// Deletes a stored blob; `false` if it was not stored.
     fn delete(&self, sha256: &Sha256) -> Result<bool, BlobError>;
     /// Every stored blob.
     fn list(&self) -> Result<Vec<BlobInfo>, BlobError>;
-    /// Removes uploads that last received a chunk before `before` (abandoned by their
-    /// phone). Returns how many.
-    fn remove_stale_uploads(&self, before: Millis) -> Result<u64, BlobError>;
+    /// The uploads in progress, of one device or (`None`) of all.
+    fn uploads(&self, device: Option<&str>) -> Result<Vec<UploadInfo>, BlobError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_keys_round_trip_and_reject_other_names() {
+        for device in ["dev-1", "dev/../1", "设备", ""] {
+            assert_eq!(device_of_key(&device_key(device)).as_deref(), Some(device));
+        }
+        for bad in ["abc", "zz", "ff", "0g"] {
+            assert_eq!(device_of_key(bad), None, "{bad}");
+        }
+    }
 }

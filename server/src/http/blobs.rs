@@ -6,11 +6,12 @@
 //! - `PUT /v1/blobs/{sha256}/chunks/{offset}`: the bytes at `offset` (409 `offset_mismatch` with
 //!   the kept `offset` otherwise).
 //! - `POST /v1/blobs/{sha256}/commit`: check and store; `{"sha256", "size", "mime"}`.
-//! - `GET /v1/blobs/{sha256}`: the bytes (a single `Range` gives 206).
+//! - `GET /v1/blobs/{sha256}`: the bytes (a single `Range` gives 206), streamed from the store
+//!   as they are sent, never held whole in memory.
 //! - `GET /admin/cases/{id}/attachments/{sha256}`: the bytes, for an admin who may view the case.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -53,7 +54,9 @@ impl From<BlobError> for AppError {
             }
             BlobError::Range => (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range"),
             BlobError::NotFound => return AppError::NotFound("blob".into()),
-            BlobError::Io(_) | BlobError::Db(_) => return AppError::Internal(e.to_string()),
+            BlobError::Io(_) | BlobError::ObjectStore(_) | BlobError::Db(_) => {
+                return AppError::Internal(e.to_string());
+            }
         };
         AppError::Refused {
             status,
@@ -173,21 +176,22 @@ async fn admin_download(
     Ok(bytes_response(got, false))
 }
 
-/// The bytes with their sniffed type; a range as 206 with `Content-Range`.
+/// The bytes with their sniffed type, streamed; a range as 206 with `Content-Range`.
 fn bytes_response(got: Download, partial: bool) -> Response {
-    let end = got.start + got.bytes.len() as u64;
     let mut response = (
         [
             (header::CONTENT_TYPE, got.mime),
+            (header::CONTENT_LENGTH, (got.end - got.start).to_string()),
             (header::ACCEPT_RANGES, "bytes".to_owned()),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
-        got.bytes,
+        Body::from_stream(got.body),
     )
         .into_response();
     if partial {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let range = format!("bytes {}-{}/{}", got.start, end.saturating_sub(1), got.size);
+        let last = got.end.saturating_sub(1);
+        let range = format!("bytes {}-{last}/{}", got.start, got.size);
         if let Ok(value) = range.parse() {
             response.headers_mut().insert(header::CONTENT_RANGE, value);
         }
