@@ -12,7 +12,7 @@ struct Docs(HashMap<String, AutoCommit>);
 
 impl DocSource for Docs {
     fn scoped(&mut self, doc_id: &str) -> Result<Option<AutoCommit>> {
-        Ok(self.0.get(doc_id).map(|doc| doc.clone()))
+        Ok(self.0.get(doc_id).cloned())
     }
 }
 
