@@ -26,3 +26,5 @@ bash bindings/tests/run-python.sh
 # the browser tests in Debian's chromium (playwright-core and axe-core: npm ci in tests/console).
 bash server/console/vendor/check.sh
 bash tests/console/run.sh
+# automerge-repo interop (issue 14): the pinned JavaScript client against a real server.
+bash tests/automerge-repo/run.sh

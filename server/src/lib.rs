@@ -21,6 +21,7 @@
 mod admin_actions;
 mod admin_cli;
 pub mod admins;
+pub mod amrepo;
 pub mod audit;
 pub mod audit_draw;
 pub mod blobs;

@@ -10,11 +10,13 @@
 //! - [`auth`]: the [`auth::Device`] and [`auth::Admin`] extractors;
 //! - [`admin`]: the admin handlers; [`error`]: [`AppError`], the one error answer;
 //! - [`quota`]: per-device quotas; [`serve`]: the accept loop with a header read timeout;
-//! - [`console`]: the admin console under `/console` (its files, cookie sessions, its reads).
+//! - [`console`]: the admin console under `/console` (its files, cookie sessions, its reads);
+//! - `automerge_repo`: `GET /v1/automerge-repo`, the WebSocket of web clients (`crate::amrepo`).
 
 pub mod admin;
 mod audit_draws;
 pub mod auth;
+mod automerge_repo;
 mod blobs;
 pub mod console;
 mod error;
@@ -173,6 +175,7 @@ fn all_routes() -> Routes {
         .with(admin::routes)
         .with(console::routes)
         .with(blobs::routes)
+        .with(automerge_repo::routes)
 }
 
 /// The method and path of every route [`app`] answers.

@@ -11,9 +11,9 @@ use std::time::Duration;
 use axum::Router;
 use hyper::server::conn::http1::Builder;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets open connections finish
 /// their requests (at most `drain`).
@@ -24,7 +24,11 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
+    // Shutdown: `stop` tells every connection to finish its request and close; each connection
+    // task holds a `done` sender, so `all_done` ends when the last one has. (hyper-util's
+    // `GracefulShutdown` does not take connections with upgrades, which WebSockets need.)
+    let (stop, stopping) = watch::channel(false);
+    let (done, mut all_done) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -44,19 +48,34 @@ pub async fn serve_until(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout);
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        // With upgrades: the automerge-repo endpoint is a WebSocket (`super::automerge_repo`).
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let (mut stopping, done) = (stopping.clone(), done.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _done = done;
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                _ = stopping.wait_for(|stop| *stop) => None,
+            };
+            let ended = match ended {
+                Some(ended) => ended,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%remote, error = %e, "connection ended");
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = stop.send(true);
+    drop(done);
+    if tokio::time::timeout(drain, all_done.recv()).await.is_err() {
         tracing::warn!("connections still open after the drain time; closing them");
     }
     Ok(())
