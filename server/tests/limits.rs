@@ -21,7 +21,7 @@ use gridcase_core::revocation::{NONCE_HEADER, RevocationKey, request_nonce};
 use gridcase_core::sync::wire::encode_request;
 use gridcase_core::sync::{DocPush, SyncRequest};
 use gridcase_server::http::quota::QuotaLimits;
-use gridcase_server::http::{AppState, app, spawn_with};
+use gridcase_server::http::{AppState, PRE_AUTH_BODY_BYTES, app, spawn_with};
 use gridcase_server::store::Store;
 use gridcase_server::testing::{Backend, TestDb, run_async};
 use tower::ServiceExt;
@@ -308,6 +308,54 @@ fn slow_loris_headers_and_bodies_are_cut_off_on_a_real_socket() {
         .await
         .unwrap();
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        server.abort();
+    })
+}
+
+/// A sync body larger than `PRE_AUTH_BODY_BYTES`, or of unknown length, is read only once its
+/// token checks out: a bad token is answered 401 at once, with the body never sent. A small
+/// body is read first and its token checked with it (one thread hop less), answered the same.
+#[test]
+fn a_large_sync_body_is_read_only_for_a_good_token() {
+    run_async(|| async {
+        let env = Env::new();
+        let token = env.token("w1");
+        let state = env.state();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = spawn_with(listener, state, Duration::from_secs(5));
+        let forged = format!("{}.{}", device_of(&token), "x".repeat(40));
+        let answers = tokio::task::spawn_blocking(move || {
+            let first_line = |framing: String, body: &[u8]| {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let head = format!(
+                    "POST /v1/sync HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {forged}\r\n\
+                     {framing}\r\n\r\n"
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(body).unwrap();
+                let mut answer = [0u8; 64];
+                let n = stream.read(&mut answer).unwrap_or(0);
+                String::from_utf8_lossy(&answer[..n])
+                    .lines()
+                    .next()
+                    .map(str::to_owned)
+            };
+            let large = PRE_AUTH_BODY_BYTES + 1;
+            [
+                first_line(format!("Content-Length: {large}"), b""),
+                first_line("Transfer-Encoding: chunked".into(), b""),
+                first_line("Content-Length: 5".into(), b"hello"),
+            ]
+        })
+        .await
+        .unwrap();
+        for answer in answers {
+            assert_eq!(answer.as_deref(), Some("HTTP/1.1 401 Unauthorized"));
+        }
         server.abort();
     })
 }

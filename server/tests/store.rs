@@ -326,6 +326,36 @@ fn a_reader_never_holds_up_another_devices_commit(backend: Backend) {
     assert!(store.db().read().unwrap().feed_head().unwrap() > head);
 }
 
+/// What a sync reads first (one statement on PostgreSQL): the device's row and the feed head,
+/// as the two separate reads give them, for a device that synced and for an unknown one.
+fn a_sync_reads_the_device_row_and_the_feed_head_together(backend: Backend) {
+    use gridcase_core::sync::SyncRequest;
+    let db = TestDb::new(backend);
+    let store = db.open();
+    let area = Jurisdiction::parse("330604101").unwrap();
+    store.enrol_user("w1", Role::GridWorker, &area, 0).unwrap();
+    let token = store.enrol_device("w1", 5).unwrap();
+    let gridcase_server::Auth::Device(device) = store.authenticate(&token).unwrap() else {
+        panic!()
+    };
+    let request = SyncRequest {
+        device_time: 7_000,
+        pushes: vec![support::case_push(&device, "case-1", "330604101201")],
+        ..Default::default()
+    };
+    store.sync(&device, &request, 9_000).unwrap();
+    let mut view = store.db().read().unwrap();
+    let (state, head) = view.device_and_head(&device.device_id).unwrap();
+    assert_eq!(state, view.device_state(&device.device_id).unwrap());
+    let state = state.expect("an enrolled device");
+    assert_eq!((state.created_at, state.last_seen), (5, Some(9_000)));
+    assert_eq!(state.clock_offset, Some(2_000));
+    assert_eq!(state.served_scope, Some(device.scope_key()));
+    assert_eq!(head, view.feed_head().unwrap());
+    assert!(head > 0);
+    assert_eq!(view.device_and_head("nobody").unwrap(), (None, head));
+}
+
 /// Pages are bounded in bytes as well as documents: a small budget gives small pages, never an
 /// empty one, and paging through them delivers every document (restore and feed).
 fn pages_are_bounded_in_bytes(backend: Backend) {
@@ -616,6 +646,7 @@ gridcase_server::backend_tests!(
     the_shared_admin_token_becomes_the_admin_account,
     rules_are_published_once_and_sent_only_to_older_phones,
     a_reader_never_holds_up_another_devices_commit,
+    a_sync_reads_the_device_row_and_the_feed_head_together,
     serve_runs_on_either_database,
     pages_are_bounded_in_bytes,
 );

@@ -433,6 +433,11 @@ pub trait ReadView {
     /// What the last recorded sync wrote about the device, and its enrolment: all a sync
     /// needs of the device row, in one read (`None`: unknown device).
     fn device_state(&mut self, device: &str) -> Result<Option<DeviceState>>;
+    /// [`Self::device_state`] and [`Self::feed_head`]: what every sync reads first, in one
+    /// statement where a statement costs a round trip (PostgreSQL).
+    fn device_and_head(&mut self, device: &str) -> Result<(Option<DeviceState>, Seq)> {
+        Ok((self.device_state(device)?, self.feed_head()?))
+    }
     /// Feed rows after `after` of documents in `scope`, in sequence order, at most `limit`.
     fn feed(
         &mut self,

@@ -16,7 +16,7 @@ use gridcase_core::revocation::{self, RevocationKey};
 
 use super::{AppError, AppState};
 use crate::admins::AdminCtx;
-use crate::store::{Auth, DeviceCtx, sha256_hex};
+use crate::store::{Auth, DeviceCtx, Store, sha256_hex};
 
 /// The console's session cookie: a session token of `crate::admins` (`session.…`).
 pub const SESSION_COOKIE: &str = "gridcase_session";
@@ -95,26 +95,59 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 /// The proof for a revoked device's answer: keyed by its secret's hash (the token has just
 /// been checked against it), over the request's nonce header. No valid nonce, no proof.
-fn revocation_proof(token: &str, headers: &HeaderMap) -> Option<String> {
-    let nonce = headers.get(revocation::NONCE_HEADER)?.to_str().ok()?;
+fn revocation_proof(token: &str, nonce: Option<&str>) -> Option<String> {
+    let nonce = nonce?;
     let key = RevocationKey::of_token(token).ok()?;
     revocation::is_valid_nonce(nonce).then(|| key.proof(nonce))
+}
+
+/// A request's device bearer token, not checked yet: [`DeviceToken::check`] makes it a
+/// [`Device`] (the one device check, read from the database at each request: a revocation
+/// holds at once, in every server process). The sync handler checks it on the blocking thread
+/// that then decodes and answers the request, saving a hop between threads; every other
+/// handler takes a [`Device`]. Refuses a request without a bearer token with 401.
+#[derive(Debug)]
+pub struct DeviceToken {
+    token: String,
+    /// The request's revocation nonce header, for the proof of a revoked answer.
+    nonce: Option<String>,
+}
+
+impl DeviceToken {
+    /// The enrolled, unrevoked device this token belongs to, or 401 `unauthorized`, or 401
+    /// `revoked` (with the proof for the nonce). Blocking: it reads the database.
+    pub fn check(self, store: &Store) -> Result<Device, AppError> {
+        match store.authenticate(&self.token)? {
+            Auth::Device(device) => Ok(Device(device)),
+            Auth::Unknown => Err(AppError::Unauthorized),
+            Auth::Revoked => Err(AppError::Revoked {
+                proof: revocation_proof(&self.token, self.nonce.as_deref()),
+            }),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for DeviceToken {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, AppError> {
+        let token = bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
+        let nonce = parts
+            .headers
+            .get(revocation::NONCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(DeviceToken { token, nonce })
+    }
 }
 
 impl FromRequestParts<AppState> for Device {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
+        let token = DeviceToken::from_request_parts(parts, state).await?;
         let store = state.store.clone();
-        let checked = token.clone();
-        match tokio::task::spawn_blocking(move || store.authenticate(&checked)).await?? {
-            Auth::Device(device) => Ok(Device(device)),
-            Auth::Unknown => Err(AppError::Unauthorized),
-            Auth::Revoked => Err(AppError::Revoked {
-                proof: revocation_proof(&token, &parts.headers),
-            }),
-        }
+        tokio::task::spawn_blocking(move || token.check(&store)).await?
     }
 }
 

@@ -46,7 +46,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use admin::{MAX_LIST_LIMIT, case_detail, parse_instant};
-use auth::Device;
+use auth::{Device, DeviceToken};
 use quota::{QuotaLimits, Quotas};
 use routes::Routes;
 
@@ -329,10 +329,18 @@ async fn json_errors(response: Response) -> Response {
     (status, Json(json!({"error": code, "message": message}))).into_response()
 }
 
-/// `POST /v1/sync`: one sync request of an authenticated device: quota, body (within the body
-/// timeout), then decode, check and commit on a blocking thread (heavy bodies with a permit).
+/// The largest sync body read before its token is checked. An "anything new?" sync is tens of
+/// bytes and a note's push a few KB: such a body is read first and its token checked on the
+/// blocking thread that then decodes and answers it (one hop between the async workers and the
+/// blocking pool instead of two). A larger body, or one of unknown length, is read only once
+/// its token checks out.
+pub const PRE_AUTH_BODY_BYTES: u64 = 64 * 1024;
+
+/// `POST /v1/sync`: one sync request of an authenticated device: token, quota, body (within the
+/// body timeout), then decode, check and commit on a blocking thread (heavy bodies with a
+/// permit). A small body's token is checked on that thread ([`PRE_AUTH_BODY_BYTES`]).
 async fn sync(
-    Device(device): Device,
+    token: DeviceToken,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
@@ -341,9 +349,19 @@ async fn sync(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .unwrap_or(0);
-    let quotas = state.quotas.clone();
-    let id = device.device_id.clone();
-    quotas.request(&id, announced, (state.clock)())?;
+    let small = axum::body::HttpBody::size_hint(&body)
+        .exact()
+        .is_some_and(|n| n <= PRE_AUTH_BODY_BYTES);
+    let caller = if small {
+        Caller::Claimed(token)
+    } else {
+        let store = state.store.clone();
+        let Device(device) = tokio::task::spawn_blocking(move || token.check(&store)).await??;
+        state
+            .quotas
+            .request(&device.device_id, announced, (state.clock)())?;
+        Caller::Known(device)
+    };
     let bytes = tokio::time::timeout(
         state.body_timeout,
         axum::body::to_bytes(body, state.max_body_bytes),
@@ -355,30 +373,33 @@ async fn sync(
         message: "the request body did not arrive in time".into(),
     })?
     .map_err(body_error)?;
-    let extra = (bytes.len() as u64).saturating_sub(announced);
-    if extra > 0 {
-        quotas.body(&id, extra, (state.clock)())?;
-    }
     let mut permit = None;
     if bytes.len() > HEAVY_BODY_BYTES {
         permit = Some(heavy_permit(&state).await?);
     }
     let now = (state.clock)();
     let decoding = permit_of(&state.decoding).await?;
-    let answer = Answer {
-        store: state.store.clone(),
-        metrics: state.metrics.clone(),
-        device,
-        body_len: bytes.len(),
-        now,
-    };
-    // One blocking task decodes and, unless the request turns out heavy, answers it: each
-    // hop between the async workers and the blocking pool costs a context switch or two.
+    let (store, quotas, metrics) = (
+        state.store.clone(),
+        state.quotas.clone(),
+        state.metrics.clone(),
+    );
+    // One blocking task checks a small body's token, decodes and, unless the request turns out
+    // heavy, answers it: each hop between the async workers and the blocking pool costs a
+    // context switch or two.
     let needs_permit = permit.is_none();
     let step = tokio::task::spawn_blocking(move || {
-        let decoded = decode_checked(&bytes, &quotas, &id, now);
+        let device = caller.admitted(&store, &quotas, announced, bytes.len(), now)?;
+        let decoded = decode_checked(&bytes, &quotas, &device.device_id, now);
         drop(decoding);
         let (version, request, ops) = decoded?;
+        let answer = Answer {
+            store,
+            metrics,
+            device,
+            body_len: bytes.len(),
+            now,
+        };
         if needs_permit && ops > HEAVY_OPS {
             return Ok(Step::Heavy(Box::new((answer, version, request))));
         }
@@ -399,6 +420,41 @@ async fn sync(
         encoded,
     )
         .into_response())
+}
+
+/// Who sent a sync request: a device checked before its body was read, or a token still to be
+/// checked (a small body, [`PRE_AUTH_BODY_BYTES`]).
+enum Caller {
+    Known(crate::store::DeviceCtx),
+    Claimed(DeviceToken),
+}
+
+impl Caller {
+    /// The device, its token checked now if it was not yet, once the request passes its
+    /// quotas: the request itself (charged before the body for a known device), then the body
+    /// bytes beyond what its `Content-Length` announced. Blocking.
+    fn admitted(
+        self,
+        store: &Store,
+        quotas: &Quotas,
+        announced: u64,
+        body_len: usize,
+        now: Millis,
+    ) -> Result<crate::store::DeviceCtx, AppError> {
+        let device = match self {
+            Caller::Known(device) => device,
+            Caller::Claimed(token) => {
+                let Device(device) = token.check(store)?;
+                quotas.request(&device.device_id, announced, now)?;
+                device
+            }
+        };
+        let extra = (body_len as u64).saturating_sub(announced);
+        if extra > 0 {
+            quotas.body(&device.device_id, extra, now)?;
+        }
+        Ok(device)
+    }
 }
 
 /// What answering a decoded sync request needs, moved onto a blocking thread.

@@ -143,10 +143,9 @@ impl Store {
         let scope = device.scope();
 
         let mut view = self.db().read()?;
-        let stored = view.device_state(&device.device_id)?;
+        let (stored, head) = view.device_and_head(&device.device_id)?;
         let served = stored.as_ref().and_then(|s| s.served_scope.as_deref());
         let scope_changed = served.is_some_and(|s| s != record.served_scope);
-        let head = view.feed_head()?;
         let changed_after = eviction_horizon(request, scope_changed, head);
         let mut responder = respond::Responder {
             view: &mut *view,

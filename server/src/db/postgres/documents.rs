@@ -372,6 +372,22 @@ impl ReadView for PgRead {
             }))
     }
 
+    fn device_and_head(&mut self, device: &str) -> Result<(Option<DeviceState>, Seq)> {
+        let row = self.conn.query_one(
+            "SELECT h.seq, d.id IS NOT NULL, d.served_scope, d.clock_offset_ms, d.last_seen,
+                    d.created_at
+             FROM feed_head h LEFT JOIN devices d ON d.id = $1 WHERE h.id = 1",
+            &[&device],
+        )?;
+        let state = row.get::<_, bool>(1).then(|| DeviceState {
+            served_scope: row.get(2),
+            clock_offset: row.get(3),
+            last_seen: row.get(4),
+            created_at: row.get(5),
+        });
+        Ok((state, row.get(0)))
+    }
+
     fn feed(
         &mut self,
         scope: &Scope,
