@@ -25,7 +25,8 @@ use crate::store::Store;
 use crate::store::blobs::{self, BlobRow, Upload};
 use upload::{BlobUpload, UploadEnd, UploadStatus, UploadStep};
 
-/// Bytes asked for per download request (a cut loses at most this much).
+/// The most bytes asked for per download request (a cut loses at most this much). A cut
+/// halves the range, each range that arrives doubles it back, as uploads do with chunks.
 pub const DOWNLOAD_BYTES: u64 = 64 * 1024;
 
 /// A range of a blob's bytes as the server sent it.
@@ -345,17 +346,19 @@ impl Phone {
         mut held: u64,
         now: Millis,
     ) -> Result<Vec<u8>, PhoneError> {
-        let mut cuts = 0;
+        let (mut cuts, mut len) = (0, DOWNLOAD_BYTES);
         loop {
-            let part = match transport.download(sha, held, DOWNLOAD_BYTES) {
+            let part = match transport.download(sha, held, len) {
                 Ok(part) => part,
                 Err(TransportError::Network(_)) if cuts < upload::MAX_CUTS => {
                     cuts += 1;
+                    len = (len / 2).max(upload::MIN_CHUNK_BYTES);
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
             cuts = 0;
+            len = (len * 2).min(DOWNLOAD_BYTES);
             let past_end = held.saturating_add(part.bytes.len() as u64) > part.size;
             if past_end || (part.bytes.is_empty() && held < part.size) {
                 return Err(super::error::bad(sha, "a download range outside the file"));

@@ -17,10 +17,12 @@ pub struct UploadStatus {
     pub complete: bool,
 }
 
-/// Bytes per chunk: small, for village links (a cut loses at most one chunk).
+/// The largest chunk: small, for village links (a cut loses at most one chunk). A cut halves
+/// the chunk (a link that drops connections after a few KB still carries small ones) and each
+/// chunk that arrives doubles it back, up to this.
 pub const CHUNK_BYTES: u64 = 32 * 1024;
-/// The smallest chunk, when the server asks for smaller ones.
-const MIN_CHUNK_BYTES: u64 = 1024;
+/// The smallest chunk, when cuts or the server ask for smaller ones.
+pub const MIN_CHUNK_BYTES: u64 = 1024;
 /// Cuts in a row (no byte gained in between) after which the blob waits for the next sync.
 pub const MAX_CUTS: u32 = 5;
 
@@ -135,6 +137,7 @@ impl BlobUpload {
     fn at(&mut self, status: UploadStatus) -> UploadStep {
         if status.offset > self.offset || status.complete {
             self.cuts = 0;
+            self.chunk = (self.chunk * 2).min(CHUNK_BYTES);
         }
         self.offset = status.offset;
         if status.complete {
@@ -151,7 +154,8 @@ impl BlobUpload {
     }
 
     fn failed(&mut self, e: TransportError) -> UploadStep {
-        match classify(&e) {
+        let class = classify(&e);
+        match class {
             Class::Refused(why) => UploadStep::Done(UploadEnd::Refused(why)),
             Class::ChunkTooLarge if self.chunk > MIN_CHUNK_BYTES => {
                 self.chunk = (self.chunk / 2).max(MIN_CHUNK_BYTES);
@@ -159,6 +163,9 @@ impl BlobUpload {
             }
             Class::ChunkTooLarge => UploadStep::Done(UploadEnd::Refused(e.to_string())),
             Class::Cut | Class::Mismatch => {
+                if matches!(class, Class::Cut) {
+                    self.chunk = (self.chunk / 2).max(MIN_CHUNK_BYTES);
+                }
                 self.cuts += 1;
                 if self.cuts > MAX_CUTS {
                     UploadStep::Done(UploadEnd::Later(e))
