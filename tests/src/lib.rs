@@ -109,7 +109,7 @@ fn serve(
         .enable_all()
         .build()
         .expect("runtime");
-    let blobs = LocalBlobs::open(&dir.join("blobs")).expect("blob directory");
+    let blobs = LocalBlobs::open(dir.join("blobs")).expect("blob directory");
     let state = AppState::new(store)
         .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)))
         .with_blobs(Blobs::new(Arc::new(blobs), BlobLimits::default()));

@@ -65,7 +65,7 @@ fn a_photo_attached_offline_reaches_another_phone_byte_identical(backend: Backen
     assert_eq!(state(&li, "c1"), AttachmentState::Local);
 
     let summary = sync_all(&li.phone, &mut li.transport);
-    assert_eq!(summary.uploads.uploaded, [sha.clone()]);
+    assert_eq!(summary.uploads.uploaded, std::slice::from_ref(&sha));
     assert_eq!(state(&li, "c1"), AttachmentState::Uploaded);
 
     wang.sync().unwrap();
@@ -186,7 +186,11 @@ fn a_cut_upload_resumes_and_commits_each_chunk_once(backend: Backend) {
         }
         summary = sync_all(&li.phone, &mut transport);
     }
-    assert_eq!(summary.uploads.uploaded, [sha.clone()], "{summary:?}");
+    assert_eq!(
+        summary.uploads.uploaded,
+        std::slice::from_ref(&sha),
+        "{summary:?}"
+    );
     assert!(link.cuts.load(Ordering::SeqCst) > 0, "the link cut nothing");
     assert!(
         transport.puts.iter().any(|(_, _, arrived)| !arrived),

@@ -293,7 +293,7 @@ fn a_sync_uploads_after_the_cases_with_progress_in_bytes() {
         .unwrap();
     let mut server = Server::default();
     let (summary, seen) = sync(&phone, &mut server);
-    assert_eq!(summary.uploads.uploaded, [sha.clone()]);
+    assert_eq!(summary.uploads.uploaded, std::slice::from_ref(&sha));
     assert_eq!(server.stored[&sha], bytes);
     assert_eq!(state(&phone, "c1"), AttachmentState::Uploaded);
     let uploading: Vec<_> = seen
@@ -340,7 +340,7 @@ fn a_cut_upload_waits_for_the_next_sync_and_resumes_without_resending() {
         }
     );
     let (summary, _) = sync(&phone, &mut server);
-    assert_eq!(summary.uploads.uploaded, [sha.clone()]);
+    assert_eq!(summary.uploads.uploaded, std::slice::from_ref(&sha));
     assert_eq!(server.stored[&sha], bytes);
     // Every byte the server kept, it kept once.
     assert_eq!(server.kept_bytes, bytes.len() as u64);
