@@ -73,6 +73,8 @@ impl From<PhoneError> for GridcaseError {
             PhoneError::Wiped => GridcaseError::Revoked { message },
             PhoneError::Wire(_) | PhoneError::BadData { .. } => GridcaseError::Server { message },
             PhoneError::Transport(t) => t.into(),
+            PhoneError::NotDownloaded(_) => GridcaseError::Network { message },
+            PhoneError::BadInput(_) => GridcaseError::InvalidInput { message },
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The phone's HTTP transport: `POST <server>/v1/sync` with the device token, the wire bytes as
-//! the body both ways. Blocking (ureq), with timeouts, so it runs on the sync thread. Public so
-//! the CLI and end-to-end tests in other crates can drive a real server with it.
+//! the body both ways; and attachment bytes ([`BlobTransport`]): `GET /v1/blobs/{sha}/upload`,
+//! `PUT /v1/blobs/{sha}/chunks/{offset}`, `POST /v1/blobs/{sha}/commit`, and `GET
+//! /v1/blobs/{sha}` with a `Range`. Blocking (ureq), with timeouts, so it runs on the sync
+//! thread. Public so the CLI and end-to-end tests in other crates can drive a real server with it.
 //!
 //! Each request carries the [`NONCE_HEADER`] (derived from its body) that a server's revocation
 //! proof must cover; the phone's core checks the proof before it wipes.
@@ -14,8 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gridcase_core::phone::{Transport, TransportError};
+use gridcase_core::phone::blobs::upload::UploadStatus;
+use gridcase_core::phone::{BlobTransport, RangeBytes, Transport, TransportError};
 use gridcase_core::revocation::{NONCE_HEADER, request_nonce};
+use ureq::http::{HeaderMap, Response};
 
 /// Seconds to wait after a 429 that names no usable `Retry-After`.
 pub const DEFAULT_RETRY_AFTER: u64 = 60;
@@ -46,6 +50,8 @@ impl Default for Timeouts {
 /// A [`Transport`] over HTTP(S).
 pub struct HttpTransport {
     agent: ureq::Agent,
+    /// The server's base URL, without a trailing slash.
+    base: String,
     url: String,
     token: String,
     cancel: Option<Arc<AtomicBool>>,
@@ -78,9 +84,11 @@ impl HttpTransport {
             .timeout_global(Some(timeouts.total))
             .build()
             .into();
+        let base = server_url.trim_end_matches('/').to_string();
         HttpTransport {
             agent,
-            url: format!("{}/v1/sync", server_url.trim_end_matches('/')),
+            url: format!("{base}/v1/sync"),
+            base,
             token: token.to_string(),
             cancel: None,
         }
@@ -104,60 +112,91 @@ impl HttpTransport {
     }
 
     fn post(&self, body: &[u8]) -> Result<Vec<u8>, TransportError> {
-        let mut response = self
+        let sent = self
             .agent
             .post(&self.url)
-            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Authorization", &self.bearer())
             .header(NONCE_HEADER, &request_nonce(body))
             .content_type("application/octet-stream")
-            .send(body)
-            .map_err(network)?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec()
-            .map_err(network)?;
-        if status == 200 {
-            return Ok(bytes);
-        }
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_string);
-        let code = field("error").unwrap_or_else(|| "http".into());
-        let message = field("message").unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&bytes);
-            let text = text.trim();
-            if text.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                text.chars().take(200).collect()
-            }
-        });
-        if status == 401 {
-            let wipe = json.get("wipe").and_then(|v| v.as_bool()).unwrap_or(false);
-            let message = if message.is_empty() { code } else { message };
-            let proof = field("proof");
-            return Err(TransportError::Unauthorized {
-                wipe,
-                message,
-                proof,
-            });
-        }
-        if status == 429 {
-            let seconds = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-            return Err(TransportError::RetryAfter { seconds, message });
-        }
-        Err(TransportError::Server {
-            status,
-            code,
-            message,
-        })
+            .send(body);
+        Ok(answer(sent)?.0)
     }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    fn blob_url(&self, sha256: &str, rest: &str) -> String {
+        format!("{}/v1/blobs/{sha256}{rest}", self.base)
+    }
+}
+
+/// The body and headers of a 2xx answer; any other answer as the error it stands for (see the
+/// module comment).
+fn answer(
+    sent: Result<Response<ureq::Body>, ureq::Error>,
+) -> Result<(Vec<u8>, HeaderMap), TransportError> {
+    let mut response = sent.map_err(network)?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_vec()
+        .map_err(network)?;
+    if (200..300).contains(&status) {
+        return Ok((bytes, response.headers().clone()));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    let code = field("error").unwrap_or_else(|| "http".into());
+    let message = field("message").unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        if text.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            text.chars().take(200).collect()
+        }
+    });
+    if status == 401 {
+        let wipe = json.get("wipe").and_then(|v| v.as_bool()).unwrap_or(false);
+        let message = if message.is_empty() { code } else { message };
+        let proof = field("proof");
+        return Err(TransportError::Unauthorized {
+            wipe,
+            message,
+            proof,
+        });
+    }
+    if status == 429 {
+        let seconds = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+        return Err(TransportError::RetryAfter { seconds, message });
+    }
+    Err(TransportError::Server {
+        status,
+        code,
+        message,
+    })
+}
+
+/// A JSON answer as `T`.
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, TransportError> {
+    serde_json::from_slice(bytes).map_err(|e| TransportError::Server {
+        status: 200,
+        code: "bad_answer".into(),
+        message: e.to_string(),
+    })
+}
+
+/// The whole size a `Content-Range: bytes a-b/size` names.
+fn range_total(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get("content-range")?.to_str().ok()?;
+    value.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 fn network(e: ureq::Error) -> TransportError {
@@ -180,6 +219,81 @@ impl Transport for HttpTransport {
         let answer = self.post(&request)?;
         self.cancelled()?;
         Ok(answer)
+    }
+}
+
+impl BlobTransport for HttpTransport {
+    fn upload_status(&mut self, sha256: &str) -> Result<UploadStatus, TransportError> {
+        self.cancelled()?;
+        let url = self.blob_url(sha256, "/upload");
+        let sent = self
+            .agent
+            .get(&url)
+            .header("Authorization", &self.bearer())
+            .call();
+        json(&answer(sent)?.0)
+    }
+
+    fn put_chunk(
+        &mut self,
+        sha256: &str,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<UploadStatus, TransportError> {
+        self.cancelled()?;
+        let url = self.blob_url(sha256, &format!("/chunks/{offset}"));
+        let sent = self
+            .agent
+            .put(&url)
+            .header("Authorization", &self.bearer())
+            .content_type("application/octet-stream")
+            .send(bytes);
+        json(&answer(sent)?.0)
+    }
+
+    fn commit(&mut self, sha256: &str) -> Result<(), TransportError> {
+        self.cancelled()?;
+        let url = self.blob_url(sha256, "/commit");
+        let sent = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.bearer())
+            .send_empty();
+        answer(sent).map(|_| ())
+    }
+
+    fn download(
+        &mut self,
+        sha256: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<RangeBytes, TransportError> {
+        self.cancelled()?;
+        let last = start.saturating_add(len.max(1)) - 1;
+        let sent = self
+            .agent
+            .get(&self.blob_url(sha256, ""))
+            .header("Authorization", &self.bearer())
+            .header("Range", &format!("bytes={start}-{last}"))
+            .call();
+        let (mut bytes, headers) = answer(sent)?;
+        let mime = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let size = match range_total(&headers) {
+            Some(size) => size,
+            // A whole answer (a server that ignores ranges): keep the asked-for part.
+            None => {
+                let size = bytes.len() as u64;
+                let from = (start.min(size)) as usize;
+                let to = (last.saturating_add(1).min(size)) as usize;
+                bytes = bytes[from..to].to_vec();
+                size
+            }
+        };
+        Ok(RangeBytes { bytes, size, mime })
     }
 }
 

@@ -114,9 +114,13 @@ impl GridcasePhone {
                 let _ = catch_unwind(AssertUnwindSafe(|| l.on_progress(p.into())));
             }
         };
-        let result = self
-            .phone
-            .sync(&mut transport, now(), &mut report, &cancel, PAGE_SIZE);
+        let result = self.phone.sync_with_attachments(
+            &mut transport,
+            now(),
+            &mut report,
+            &cancel,
+            PAGE_SIZE,
+        );
         let cancelled = cancel.load(std::sync::atomic::Ordering::SeqCst);
         match result {
             Ok(summary) if summary.cancelled => Err(GridcaseError::cancelled()),
@@ -259,6 +263,58 @@ impl GridcasePhone {
                 &a.caption,
                 now(),
             )?)
+        })
+    }
+
+    /// Attaches the file at `path` (a photo, a recording, a PDF) to a case, offline: the bytes
+    /// are kept in the encrypted store and go to the server with the next sync. `personal`: it
+    /// shows the complainant (the unit complained about never receives it). Returns its id.
+    pub fn attach_file(
+        &self,
+        case_id: String,
+        path: String,
+        mime: String,
+        caption: String,
+        personal: bool,
+    ) -> Result<String> {
+        guard(|| {
+            let bytes = std::fs::read(&path).map_err(|e| GridcaseError::InvalidInput {
+                message: format!("cannot read {path}: {e}"),
+            })?;
+            self.attach_bytes(case_id, bytes, mime, caption, personal)
+        })
+    }
+
+    /// [`Self::attach_file`] for bytes the app holds (a camera buffer).
+    pub fn attach_bytes(
+        &self,
+        case_id: String,
+        bytes: Vec<u8>,
+        mime: String,
+        caption: String,
+        personal: bool,
+    ) -> Result<String> {
+        guard(|| {
+            let p = &self.phone;
+            Ok(p.attach(&case_id, &bytes, &mime, &caption, personal, now())?)
+        })
+    }
+
+    /// The case's attachments, each with where its bytes are (here, uploading, on the server).
+    pub fn attachments(&self, case_id: String) -> Result<Vec<AttachmentStatusRecord>> {
+        guard(|| Ok(records::all(self.phone.attachments(&case_id)?)))
+    }
+
+    /// The bytes of an attachment: from the store, or else fetched from the server (resuming a
+    /// cut download) and kept. Blocks while it downloads: call it off the UI thread. Offline
+    /// and not yet fetched: `Network`.
+    pub fn open_attachment(&self, case_id: String, sha256: String) -> Result<Vec<u8>> {
+        guard(|| {
+            let mut transport = HttpTransport::new(&self.server_url, &self.token);
+            let t: &mut dyn gridcase_core::phone::BlobTransport = &mut transport;
+            Ok(self
+                .phone
+                .open_attachment(&case_id, &sha256, now(), Some(t))?)
         })
     }
 

@@ -10,6 +10,7 @@ use gridcase_core::model::{
     Attachment, Author, Case, CaseType, Channel, Complainant, FollowUpResult, Location, Note, Role,
     Satisfaction, Status, Supervision, TimelineEvent, Urgency,
 };
+use gridcase_core::phone as core_phone;
 use gridcase_core::phone::queries::CaseList as CoreList;
 use gridcase_core::phone::{
     CaseChanges, CaseDetail, ChangeSource, RejectedDoc, SyncPhase, SyncProgress, SyncStatus,
@@ -165,6 +166,7 @@ pub enum DeadlineState {
 pub enum SyncPhase {
     Sending,
     Applying,
+    Uploading,
     Done,
 }
 
@@ -294,8 +296,41 @@ pub struct AttachmentRecord {
     pub mime: String,
     pub size: u64,
     pub caption: String,
+    /// Shows the complainant: the unit complained about never receives it.
+    pub personal: bool,
     pub author: AuthorRecord,
     pub at: i64,
+}
+
+/// Where an attachment's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum AttachmentState {
+    /// Attached here, waiting for its upload (the next sync).
+    Local,
+    /// Attached here; the server holds `sent` bytes so far.
+    Uploading { sent: u64 },
+    /// Attached here and stored by the server.
+    Uploaded,
+    /// The server refused it for good (type, size, quota); it is not sent again.
+    Failed { reason: String },
+    /// Attached on another phone; `open_attachment` fetches it.
+    RemoteOnly,
+    /// Attached on another phone and fetched.
+    Downloaded,
+}
+
+/// An attachment of a case with where its bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AttachmentStatusRecord {
+    pub attachment: AttachmentRecord,
+    pub state: AttachmentState,
+}
+
+/// An attachment the server refused for good in a sync.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RefusedUploadRecord {
+    pub sha256: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -454,6 +489,10 @@ pub struct ProgressRecord {
     /// Bytes of cases too large for one page received in parts so far (each part is kept:
     /// it is not downloaded again after a dropped connection).
     pub part_bytes: u64,
+    /// Attachment bytes the server holds of those queued when the upload began.
+    pub blob_bytes_sent: u64,
+    /// Bytes of the attachments queued when the upload began.
+    pub blob_bytes_total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -466,6 +505,12 @@ pub struct SyncSummaryRecord {
     pub kept_pending: Vec<String>,
     /// Stored but unreadable by this version of the app (update it).
     pub unreadable: Vec<String>,
+    /// Attachments (SHA-256) the server stores since this sync.
+    pub uploaded: Vec<String>,
+    /// Attachments the server refused for good (see [`AttachmentState::Failed`]).
+    pub upload_refused: Vec<RefusedUploadRecord>,
+    /// Why the other queued attachments wait for the next sync, if they do.
+    pub upload_deferred: Option<String>,
 }
 
 /// Who the server knows this device as (learnt in the first sync).
@@ -579,8 +624,32 @@ impl From<Attachment> for AttachmentRecord {
             mime: a.mime,
             size: a.size,
             caption: a.caption,
+            personal: a.personal,
             author: a.author.into(),
             at: a.at,
+        }
+    }
+}
+
+impl From<core_phone::AttachmentState> for AttachmentState {
+    fn from(s: core_phone::AttachmentState) -> Self {
+        use core_phone::AttachmentState as S;
+        match s {
+            S::Local => AttachmentState::Local,
+            S::Uploading { sent } => AttachmentState::Uploading { sent },
+            S::Uploaded => AttachmentState::Uploaded,
+            S::Failed { reason } => AttachmentState::Failed { reason },
+            S::RemoteOnly => AttachmentState::RemoteOnly,
+            S::Downloaded => AttachmentState::Downloaded,
+        }
+    }
+}
+
+impl From<core_phone::AttachmentView> for AttachmentStatusRecord {
+    fn from(v: core_phone::AttachmentView) -> Self {
+        AttachmentStatusRecord {
+            attachment: v.attachment.into(),
+            state: v.state.into(),
         }
     }
 }
@@ -605,7 +674,7 @@ impl From<Supervision> for SupervisionRecord {
     }
 }
 
-fn all<T, U: From<T>>(items: Vec<T>) -> Vec<U> {
+pub(crate) fn all<T, U: From<T>>(items: Vec<T>) -> Vec<U> {
     items.into_iter().map(U::from).collect()
 }
 
@@ -768,6 +837,8 @@ impl From<SyncProgress> for ProgressRecord {
             bytes_received: p.bytes_received,
             remaining: p.remaining,
             part_bytes: p.part_bytes,
+            blob_bytes_sent: p.blob_bytes_sent,
+            blob_bytes_total: p.blob_bytes_total,
         }
     }
 }
@@ -780,6 +851,14 @@ impl From<SyncSummary> for SyncSummaryRecord {
             rejected: all(s.rejected),
             kept_pending: s.kept_pending,
             unreadable: s.unreadable,
+            uploaded: s.uploads.uploaded,
+            upload_refused: s
+                .uploads
+                .refused
+                .into_iter()
+                .map(|(sha256, reason)| RefusedUploadRecord { sha256, reason })
+                .collect(),
+            upload_deferred: s.uploads.deferred,
         }
     }
 }

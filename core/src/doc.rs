@@ -429,7 +429,7 @@ impl CaseDoc {
         Ok(id)
     }
 
-    /// Adds a reference to a photo or file kept outside the document.
+    /// Adds a reference to a photo or file kept outside the document (not personal).
     pub fn add_attachment(
         &mut self,
         sha256: &str,
@@ -439,6 +439,24 @@ impl CaseDoc {
         author: &Author,
         now: Millis,
     ) -> Result<String, DocError> {
+        let new = NewAttachment {
+            sha256: sha256.into(),
+            mime: mime.into(),
+            size,
+            caption: caption.into(),
+            personal: false,
+        };
+        self.attach(&new, author, now)
+    }
+
+    /// Adds a reference to a photo or file kept outside the document; returns the entry's id.
+    pub fn attach(
+        &mut self,
+        new: &NewAttachment,
+        author: &Author,
+        now: Millis,
+    ) -> Result<String, DocError> {
+        let sha256 = &new.sha256;
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(DocError::Malformed {
                 field: "sha256".into(),
@@ -453,9 +471,10 @@ impl CaseDoc {
             let item = doc.insert_object(&list, len, ObjType::Map)?;
             id = item.to_string();
             doc.put(&item, "sha256", sha256.to_ascii_lowercase())?;
-            doc.put(&item, "mime", mime)?;
-            doc.put(&item, "size", size)?;
-            doc.put(&item, "caption", caption)?;
+            doc.put(&item, "mime", new.mime.as_str())?;
+            doc.put(&item, "size", new.size)?;
+            doc.put(&item, "caption", new.caption.as_str())?;
+            doc.put(&item, "personal", new.personal)?;
             put_author(doc, &item, author, now)
         })();
         self.finish(result, author, now)?;

@@ -205,8 +205,22 @@ pub struct Attachment {
     pub mime: String,
     pub size: u64,
     pub caption: String,
+    /// Shows the complainant (a face, a letter with their name): the server never sends it to
+    /// the unit complained about. Documents written before the field existed read as `false`.
+    #[serde(default)]
+    pub personal: bool,
     pub author: Author,
     pub at: Millis,
+}
+
+/// What a phone records when it attaches a file: [`Attachment`] without the author and time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAttachment {
+    pub sha256: String,
+    pub mime: String,
+    pub size: u64,
+    pub caption: String,
+    pub personal: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

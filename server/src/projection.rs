@@ -41,9 +41,10 @@ pub struct Projection {
     pub needs_review: bool,
     /// What the assessment rates count (table `case_facts`, `crate::rates`).
     pub facts: crate::rates::CaseFacts,
-    /// The SHA-256 of every attachment the case references (table `case_blobs`, which decides
-    /// who may download the bytes, `crate::blobs`).
-    pub attachments: Vec<String>,
+    /// The SHA-256 of every attachment the case references, each with whether it is personal
+    /// (table `case_blobs`, which decides who may download the bytes, `crate::blobs`: a personal
+    /// one only roles that may see personal data, never the unit complained about).
+    pub attachments: Vec<(String, bool)>,
 }
 
 /// Computes the projection row of `case`. Deadlines come from the deadline engine over the
@@ -79,8 +80,20 @@ pub fn project(
         paused: policy.pause_during_extension && case.extension_pending,
         needs_review: case.needs_review,
         facts: crate::rates::CaseFacts::of(case, trusted, policy, calendar),
-        attachments: attachment_hashes(case),
+        attachments: attachment_refs(case),
     }
+}
+
+/// The distinct (SHA-256, personal) references of a case's attachments, lowercase.
+pub fn attachment_refs(case: &Case) -> Vec<(String, bool)> {
+    let mut refs: Vec<(String, bool)> = case
+        .attachments
+        .iter()
+        .map(|a| (a.sha256.to_ascii_lowercase(), a.personal))
+        .collect();
+    refs.sort();
+    refs.dedup();
+    refs
 }
 
 /// The distinct SHA-256s a case's attachments reference, lowercase (as the document stores them).

@@ -16,6 +16,7 @@ use gridcase_core::model::{CaseType, Channel, Location, Millis, NewCase, Role, U
 use gridcase_core::phone::queries::CaseList;
 use gridcase_core::phone::{Phone, SyncSummary, Transport, TransportError};
 use gridcase_core::store::{Page, StoreKey};
+use gridcase_server::blobs::{BlobLimits, Blobs, LocalBlobs};
 use gridcase_server::http::{AppState, spawn};
 use gridcase_server::store::Store;
 pub use gridcase_server::testing::{Backend, TestDb};
@@ -41,7 +42,7 @@ impl TestServer {
 
     pub fn start_with(store: Arc<Store>, db: TestDb) -> TestServer {
         let clock = Arc::new(AtomicI64::new(T0));
-        let (url, runtime) = serve(store.clone(), clock.clone());
+        let (url, runtime) = serve(store.clone(), clock.clone(), db.dir());
         TestServer {
             url,
             store,
@@ -56,7 +57,7 @@ impl TestServer {
     pub fn restart_with(&mut self, store: Store) {
         self.stop();
         let store = Arc::new(store);
-        let (url, runtime) = serve(store.clone(), self.clock.clone());
+        let (url, runtime) = serve(store.clone(), self.clock.clone(), self.db.dir());
         (self.url, self.store, self.runtime) = (url, store, Some(runtime));
     }
 
@@ -96,14 +97,22 @@ pub async fn serve_publishing_port(dir: &std::path::Path, state: AppState) {
     panic!("child: the server stopped: {served:?}");
 }
 
-/// Serves `store` on an ephemeral 127.0.0.1 port from a runtime of its own, reading `clock`.
-fn serve(store: Arc<Store>, clock: Arc<AtomicI64>) -> (String, tokio::runtime::Runtime) {
+/// Serves `store` on an ephemeral 127.0.0.1 port from a runtime of its own, reading `clock`,
+/// keeping attachment bytes under `dir/blobs` (the default limits).
+fn serve(
+    store: Arc<Store>,
+    clock: Arc<AtomicI64>,
+    dir: &std::path::Path,
+) -> (String, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let state = AppState::new(store).with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
+    let blobs = LocalBlobs::open(dir.join("blobs")).expect("blob directory");
+    let state = AppState::new(store)
+        .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)))
+        .with_blobs(Blobs::new(Arc::new(blobs), BlobLimits::default()));
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind 127.0.0.1");

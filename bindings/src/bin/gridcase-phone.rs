@@ -97,6 +97,26 @@ enum Command {
     Note { id: String, text: String },
     /// Append text to the description.
     Append { id: String, text: String },
+    /// Attach a file (photo, recording, PDF) to a case, offline; it uploads with the next sync.
+    Attach {
+        id: String,
+        file: PathBuf,
+        /// The file's type; guessed from the extension when left out.
+        #[arg(long)]
+        mime: Option<String>,
+        #[arg(long, default_value = "")]
+        caption: String,
+        /// The file shows the complainant: never sent to the unit complained about.
+        #[arg(long)]
+        personal: bool,
+    },
+    /// Write an attachment's bytes to a file (fetched from the server if not held yet).
+    OpenAttachment {
+        id: String,
+        sha256: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Pending changes, last sync, rejections.
     Status,
     /// Fill this phone with made-up registered cases, stored as a restore stores what the
@@ -263,11 +283,16 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut transport = HttpTransport::new(&config.server, &config.token);
             let cancel = AtomicBool::new(false);
             let summary = phone
-                .sync(
+                .sync_with_attachments(
                     &mut transport,
                     now(),
                     &mut |p| {
-                        if p.remaining > 0 {
+                        if p.blob_bytes_total > 0 {
+                            eprintln!(
+                                "  attachments: {} of {} bytes uploaded",
+                                p.blob_bytes_sent, p.blob_bytes_total
+                            )
+                        } else if p.remaining > 0 {
                             eprintln!(
                                 "  received {} documents, {} to come",
                                 p.cases_received, p.remaining
@@ -284,6 +309,16 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             for r in summary.rejected {
                 println!("REJECTED {}: {} ({})", r.doc_id, r.message, r.code);
+            }
+            let up = summary.uploads;
+            if !up.uploaded.is_empty() {
+                println!("uploaded {} attachment(s)", up.uploaded.len());
+            }
+            for (sha, why) in up.refused {
+                println!("ATTACHMENT REFUSED {sha}: {why}");
+            }
+            if let Some(why) = up.deferred {
+                println!("attachments wait for the next sync: {why}");
             }
         }
         Command::Register {
@@ -398,6 +433,40 @@ fn run(cli: Cli) -> Result<(), String> {
                     n.text
                 );
             }
+            for a in phone.attachments(&id).map_err(err)? {
+                let at = &a.attachment;
+                let personal = if at.personal { " personal" } else { "" };
+                println!(
+                    "  attachment {} {} {} bytes{personal} {:?} {}",
+                    at.sha256, at.mime, at.size, a.state, at.caption
+                );
+            }
+        }
+        Command::Attach {
+            id,
+            file,
+            mime,
+            caption,
+            personal,
+        } => {
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let mime = mime.unwrap_or_else(|| mime_of(&file).to_string());
+            phone
+                .attach(&id, &bytes, &mime, &caption, personal, now())
+                .map_err(err)?;
+            let sha = gridcase_core::phone::blobs::sha256_hex(&bytes);
+            println!(
+                "attached {sha} ({mime}, {} bytes); it uploads with the next sync",
+                bytes.len()
+            );
+        }
+        Command::OpenAttachment { id, sha256, out } => {
+            let mut transport = HttpTransport::new(&config.server, &config.token);
+            let bytes = phone
+                .open_attachment(&id, &sha256, now(), Some(&mut transport))
+                .map_err(err)?;
+            std::fs::write(&out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("wrote {} bytes to {}", bytes.len(), out.display());
         }
         Command::Act { id, action } => {
             let case = phone
@@ -442,6 +511,23 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A file's type from its extension (the server sniffs the bytes again).
+fn mime_of(file: &Path) -> &'static str {
+    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext.to_ascii_lowercase().as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "pdf" => "application/pdf",
+        "m4a" | "mp4" => "audio/mp4",
+        "mp3" => "audio/mpeg",
+        "amr" => "audio/amr",
+        "ogg" | "opus" => "audio/ogg",
+        "wav" => "audio/wav",
+        _ => "application/octet-stream",
+    }
 }
 
 fn main() {

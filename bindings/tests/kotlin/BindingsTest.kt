@@ -166,6 +166,26 @@ fun main() = runBlocking {
     check(merged.contains("【王】") && merged.contains("【李：已联系电工】") && merged.contains("路灯不亮"),
         "the merged description keeps both edits: $merged")
 
+    // A photo attached offline reaches the second phone byte-identical through the server.
+    val photo = byteArrayOf(0xFF.toByte(), 0xD8.toByte(), 0xFF.toByte(), 0xE0.toByte()) +
+        ByteArray(300_000).also { SecureRandom().nextBytes(it) }
+    val photoFile = dir.resolve("photo.jpg").toFile().also { it.writeBytes(photo) }
+    a.attachFile(id, photoFile.path, "image/jpeg", "现场照片", false)
+    fun photoOf(phone: GridcasePhone) = phone.attachments(id).single { it.attachment.caption == "现场照片" }
+    val sha = photoOf(a).attachment.sha256
+    check(photoOf(a).state == AttachmentState.Local, "an offline attachment waits for its upload")
+    check(a.openAttachment(id, sha).contentEquals(photo), "phone A opens its photo offline")
+    val photoProgress = Recorder()
+    val photoSync = a.sync(photoProgress)
+    check(photoSync.uploaded == listOf(sha), "the sync uploaded the photo ($photoSync)")
+    check(photoProgress.events.any { it.phase == SyncPhase.UPLOADING && it.blobBytesSent == photo.size.toULong() },
+        "progress counts the photo's bytes")
+    check(photoOf(a).state == AttachmentState.Uploaded, "the photo is on the server")
+    b.sync(null)
+    check(photoOf(b).state == AttachmentState.RemoteOnly, "phone B lists the photo before fetching it")
+    check(b.openAttachment(id, sha).contentEquals(photo), "phone B opens the photo byte-identical")
+    check(photoOf(b).state == AttachmentState.Downloaded, "phone B keeps the fetched photo")
+
     // A cancelled sync leaves the store consistent and the next sync completes.
     a.addNote(id, "取消后的备注")
     val cancelling = object : SyncListener {

@@ -371,6 +371,42 @@ class BindingsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_photo_attached_offline_reaches_a_second_phone_byte_identical(self):
+        a = self.open("photo-a.db", TOKEN_A)
+        b = self.open("photo-b.db", TOKEN_B)
+        sync(a)
+        sync(b)
+        case = a.create_case(new_case("路灯倒伏", "村口路灯被风吹倒。"), None)
+        a.act(case.id, g.Action.REGISTER())
+        # JPEG magic, then random bytes: a ~300 KB photo.
+        photo = bytes([0xFF, 0xD8, 0xFF, 0xE0]) + os.urandom(300_000)
+        path = os.path.join(self.dir, "photo.jpg")
+        with open(path, "wb") as f:
+            f.write(photo)
+        a.attach_file(case.id, path, "image/jpeg", "现场照片", False)
+        listed = a.attachments(case.id)
+        self.assertEqual(len(listed), 1)
+        self.assertTrue(listed[0].state.is_local())
+        self.assertEqual(listed[0].attachment.size, len(photo))
+        self.assertEqual(a.open_attachment(case.id, listed[0].attachment.sha256), photo)
+        self.assert_error(g.GridcaseError.InvalidInput, a.attach_bytes, case.id, b"", "image/jpeg", "", False)
+        self.assert_error(g.GridcaseError.InvalidInput, a.attach_file, case.id, path + ".missing", "image/jpeg", "", False)
+
+        rec = Recorder()
+        summary = sync(a, rec)
+        sha = listed[0].attachment.sha256
+        self.assertEqual(summary.uploaded, [sha])
+        self.assertTrue(any(e.phase == g.SyncPhase.UPLOADING for e in rec.events))
+        self.assertEqual(rec.events[-1].blob_bytes_sent, len(photo))
+        self.assertTrue(a.attachments(case.id)[0].state.is_uploaded())
+
+        sync(b)
+        self.assertTrue(b.attachments(case.id)[0].state.is_remote_only())
+        self.assertEqual(b.open_attachment(case.id, sha), photo)
+        self.assertTrue(b.attachments(case.id)[0].state.is_downloaded())
+        b.wipe()
+        self.assert_error(g.GridcaseError.Revoked, b.open_attachment, case.id, sha)
+
     def test_wiped_phone_refuses_everything(self):
         a = self.open("wipe.db", TOKEN_A)
         a.wipe()

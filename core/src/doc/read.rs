@@ -243,6 +243,11 @@ impl<'a> Reader<'a> {
                     mime: self.str(&id, "mime")?,
                     size: self.int(&id, "size")? as u64,
                     caption: self.str(&id, "caption")?,
+                    // Absent from entries written before the field existed: not personal.
+                    personal: matches!(
+                        self.scalar(&id, "personal"),
+                        Some(ScalarValue::Boolean(true))
+                    ),
                     author: self.author(&id)?,
                     at: self.int(&id, "at")?,
                 })

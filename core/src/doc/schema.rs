@@ -107,6 +107,10 @@ impl Layout {
     }
 }
 
+/// Entry fields added after entries first shipped: an entry written by an older app lacks them
+/// and reads with their default, so a new entry may leave them out.
+pub const LATER_ENTRY_FIELDS: &[&str] = &["personal"];
+
 /// The keys every entry carries to name its author.
 pub const AUTHOR_KEYS: [&str; 4] = ["user", "device", "role", "at"];
 
@@ -145,6 +149,7 @@ const ATTACHMENT_ENTRY: &[(&str, Kind)] = &[
     ("mime", Kind::Str),
     ("size", Kind::Int),
     ("caption", Kind::Str),
+    ("personal", Kind::Bool),
     ("user", Kind::Str),
     ("device", Kind::Str),
     ("role", Kind::Str),

@@ -140,6 +140,18 @@ impl Phone {
         now: Millis,
         f: impl FnOnce(&mut CaseDoc, &Author) -> Result<T, DocError>,
     ) -> Result<T, PhoneError> {
+        self.mutate_case_with(case_id, now, f, |_| Ok(()))
+    }
+
+    /// [`Self::mutate_case`], with `also` run in the same transaction after the change (e.g.
+    /// storing an attachment's bytes with its reference).
+    pub(super) fn mutate_case_with<T>(
+        &self,
+        case_id: &str,
+        now: Millis,
+        f: impl FnOnce(&mut CaseDoc, &Author) -> Result<T, DocError>,
+        also: impl FnOnce(&Transaction<'_>) -> Result<(), PhoneError>,
+    ) -> Result<T, PhoneError> {
         self.check()?;
         let (actor, rules) = (self.actor(), self.rules());
         let out = {
@@ -167,6 +179,7 @@ impl Phone {
                 docs::set_rejected(&tx, case_id, None)?;
                 projection::upsert(&tx, &case, &rules, now)?;
             }
+            also(&tx)?;
             tx.commit()?;
             out
         };

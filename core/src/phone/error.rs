@@ -31,6 +31,10 @@ pub enum PhoneError {
     Transport(#[from] TransportError),
     #[error("the server sent something unusable for {doc_id}: {message}")]
     BadData { doc_id: String, message: String },
+    #[error("attachment {0} is not on this phone yet: open it again while online")]
+    NotDownloaded(String),
+    #[error("{0}")]
+    BadInput(String),
 }
 
 impl PhoneError {
@@ -53,6 +57,8 @@ impl PhoneError {
             PhoneError::Transport(TransportError::Server { .. }) => "server",
             PhoneError::Transport(TransportError::RetryAfter { .. }) => "retry_later",
             PhoneError::BadData { .. } => "bad_data",
+            PhoneError::NotDownloaded(_) => "not_downloaded",
+            PhoneError::BadInput(_) => "bad_input",
         }
     }
 }

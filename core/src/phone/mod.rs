@@ -31,6 +31,7 @@
 //! - A response whose application fails stores nothing (one transaction); the error goes to
 //!   `last_error` and the same page is asked for again next time.
 
+pub mod blobs;
 pub mod changes;
 pub mod display;
 pub mod edits;
@@ -52,6 +53,7 @@ use crate::revocation::RevocationKey;
 use crate::store::projection::{self, Rules};
 use crate::store::{self, Store, StoreError, StoreKey, docs, meta as store_meta};
 
+pub use blobs::{AttachmentState, AttachmentView, BlobTransport, RangeBytes, UploadSummary};
 pub use changes::{CaseChanges, ChangeListener, ChangeSource};
 pub use error::{PhoneError, Transport, TransportError};
 pub use meta::{RejectedDoc, SyncStatus};

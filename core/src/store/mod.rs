@@ -20,9 +20,13 @@
 //! SQLite's busy timeout instead of failing when one's read snapshot went stale; readers never
 //! wait for a writer (WAL).
 //!
-//! The phone keeps no files besides the database and its `-wal`/`-shm` companions: attachments
-//! are references (hash, type, size), and temporary tables stay in memory.
+//! - `blobs`, `blob_chunks`, `blob_refs` ([`blobs`]): attachment bytes, content-addressed, with
+//!   their upload state and the cases that reference them.
+//!
+//! The phone keeps no files besides the database and its `-wal`/`-shm` companions: attachment
+//! bytes are rows too (encrypted like the rest), and temporary tables stay in memory.
 
+pub mod blobs;
 pub mod cipher;
 pub mod docs;
 pub mod meta;
@@ -149,6 +153,9 @@ impl Store {
             "refetch",
             "event_times",
             "staged_parts",
+            "blob_chunks",
+            "blobs",
+            "blob_refs",
             "meta",
         ] {
             tx.execute(&format!("DELETE FROM {table}"), [])?;

@@ -104,7 +104,20 @@ pub fn upsert(
         due.provisional,
         due.calendar_version,
     ])?;
+    super::blobs::set_refs(conn, &case.id, &attachment_hashes(case))?;
     refresh_has_pending(conn, &case.id)
+}
+
+/// The distinct SHA-256s a case's attachments reference, lowercase (as the document stores them).
+pub fn attachment_hashes(case: &Case) -> Vec<String> {
+    let mut hashes: Vec<String> = case
+        .attachments
+        .iter()
+        .map(|a| a.sha256.to_ascii_lowercase())
+        .collect();
+    hashes.sort();
+    hashes.dedup();
+    hashes
 }
 
 /// Recomputes `has_pending` of a case from its two documents (the case and its `#pii`).
@@ -121,6 +134,7 @@ pub fn refresh_has_pending(conn: &Connection, doc_id: &str) -> Result<(), StoreE
 
 pub fn delete(conn: &Connection, case_id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM cases WHERE case_id = ?1", [case_id])?;
+    super::blobs::set_refs(conn, case_id, &[])?;
     Ok(())
 }
 

@@ -142,6 +142,39 @@ pub const MIGRATIONS: &[Migration] = &[
         ",
         reproject: false,
     },
+    // v6: attachment bytes (`super::blobs`): one row per blob with its upload state, the bytes
+    // in chunk rows, and which case references which blob (filled by recomputing the rows).
+    Migration {
+        name: "attachment bytes",
+        sql: "
+            CREATE TABLE blobs (
+                sha256    TEXT PRIMARY KEY NOT NULL,
+                mime      TEXT NOT NULL,
+                size      INTEGER NOT NULL,
+                -- 'queued' (attached here, to upload), 'uploaded', 'failed' (refused for
+                -- good: failure says why), 'remote' (attached elsewhere)
+                upload    TEXT NOT NULL,
+                -- bytes the server said it holds of an upload in progress
+                sent      INTEGER NOT NULL DEFAULT 0,
+                failure   TEXT,
+                queued_at INTEGER NOT NULL
+            );
+            CREATE INDEX blobs_upload ON blobs (upload, queued_at);
+            CREATE TABLE blob_chunks (
+                sha256 TEXT NOT NULL,
+                offset INTEGER NOT NULL,
+                bytes  BLOB NOT NULL,
+                PRIMARY KEY (sha256, offset)
+            ) WITHOUT ROWID;
+            CREATE TABLE blob_refs (
+                case_id TEXT NOT NULL,
+                sha256  TEXT NOT NULL,
+                PRIMARY KEY (case_id, sha256)
+            ) WITHOUT ROWID;
+            CREATE INDEX blob_refs_sha256 ON blob_refs (sha256);
+        ",
+        reproject: true,
+    },
 ];
 
 /// The schema version this code writes.

@@ -6,7 +6,7 @@ use automerge::{AutoCommit, Change, ROOT, ReadDoc, ScalarValue, Value};
 
 use super::ops::{Appended, Written};
 use super::{Pusher, reject};
-use crate::doc::schema::{AUTHOR_KEYS, Item, Layout, Write};
+use crate::doc::schema::{AUTHOR_KEYS, Item, LATER_ENTRY_FIELDS, Layout, Write};
 use crate::lifecycle::{Action, Effect};
 use crate::model::{Author, Millis, Role, Status};
 use crate::sync::{RejectCode, Rejection};
@@ -95,7 +95,8 @@ fn check_entry(entry: &Appended, pusher: &Pusher, change_time: Millis) -> Result
     let Item::Entry(fields) = &entry.list.item else {
         return Ok(());
     };
-    if let Some((key, _)) = fields.iter().find(|(k, _)| entry.field(k).is_none()) {
+    let missing = |k: &&str| !LATER_ENTRY_FIELDS.contains(k) && entry.field(k).is_none();
+    if let Some((key, _)) = fields.iter().find(|(k, _)| missing(k)) {
         return Err(outside(format!("a new {list} lacks its {key}")));
     }
     debug_assert!(

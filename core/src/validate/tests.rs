@@ -510,3 +510,52 @@ fn concurrent_appends_by_two_devices_are_both_accepted() {
         .collect();
     assert_eq!(notes.len(), 3);
 }
+
+/// Appends an attachment with raw operations: `personal` as given, or left out as apps written
+/// before the field existed do.
+fn append_attachment(
+    doc: &mut automerge::AutoCommit,
+    personal: Option<automerge::ScalarValue>,
+    by: &Author,
+    at: Millis,
+) {
+    let (_, list) = doc.get(ROOT, "attachments").unwrap().unwrap();
+    let len = doc.length(&list);
+    let item = doc
+        .insert_object(&list, len, automerge::ObjType::Map)
+        .unwrap();
+    doc.put(&item, "sha256", "ab".repeat(32)).unwrap();
+    doc.put(&item, "mime", "image/jpeg").unwrap();
+    doc.put(&item, "size", 10).unwrap();
+    doc.put(&item, "caption", "照片").unwrap();
+    if let Some(personal) = personal {
+        doc.put(&item, "personal", personal).unwrap();
+    }
+    doc.put(&item, "user", by.user.as_str()).unwrap();
+    doc.put(&item, "device", by.device.as_str()).unwrap();
+    doc.put(&item, "role", by.role.as_str()).unwrap();
+    doc.put(&item, "at", at).unwrap();
+    commit_as(doc, by, at);
+}
+
+#[test]
+fn an_attachment_may_omit_the_personal_flag_which_then_reads_false() {
+    let (doc, li) = registered();
+    let mut server = doc.into_automerge();
+    let p = pusher("li", Role::GridWorker, "330604101");
+    let mut old_app = replica(&mut server, 2);
+    append_attachment(&mut old_app, None, &li, 2);
+    let judged = push(&mut server, &mut old_app, &p).unwrap();
+    assert!(!judged.case.unwrap().attachments[0].personal);
+    let mut new_app = replica(&mut server, 3);
+    append_attachment(&mut new_app, Some(true.into()), &li, 3);
+    let judged = push(&mut server, &mut new_app, &p).unwrap();
+    assert!(judged.case.unwrap().attachments.last().unwrap().personal);
+    // Anything but true or false is refused.
+    let mut bad = replica(&mut server, 4);
+    append_attachment(&mut bad, Some("yes".into()), &li, 4);
+    assert_eq!(
+        code(push(&mut server, &mut bad, &p)),
+        Some(RejectCode::OutsideSchema)
+    );
+}

@@ -130,6 +130,8 @@ impl SyncClient {
             bytes_received: 0,
             remaining: 0,
             part_bytes: 0,
+            blob_bytes_sent: 0,
+            blob_bytes_total: 0,
         };
         SyncClient {
             page_size,
@@ -142,6 +144,7 @@ impl SyncClient {
                 rejected: Vec::new(),
                 kept_pending: Vec::new(),
                 unreadable: Vec::new(),
+                uploads: Default::default(),
             },
             progress,
             sent: None,

@@ -77,6 +77,8 @@ impl SyncOutcome {
 pub enum SyncPhase {
     Sending,
     Applying,
+    /// Attachment bytes go up after the cases ([`Phone::sync_with_attachments`]).
+    Uploading,
     Done,
 }
 
@@ -92,6 +94,11 @@ pub struct SyncProgress {
     /// Bytes of documents too large for one page received in parts (uncompressed, staged
     /// durably: a part counted here is not fetched again).
     pub part_bytes: u64,
+    /// Attachment bytes the server holds of those queued when the upload began (a resumed
+    /// upload starts from what it held before).
+    pub blob_bytes_sent: u64,
+    /// Bytes of the attachments queued when the upload began.
+    pub blob_bytes_total: u64,
 }
 
 /// The end of a [`Phone::sync`].
@@ -103,6 +110,10 @@ pub struct SyncSummary {
     pub rejected: Vec<RejectedDoc>,
     pub kept_pending: Vec<DocId>,
     pub unreadable: Vec<DocId>,
+    /// What became of the queued attachments ([`Phone::sync_with_attachments`]; empty after
+    /// [`Phone::sync`]).
+    #[serde(default)]
+    pub uploads: crate::phone::blobs::UploadSummary,
 }
 
 impl Phone {

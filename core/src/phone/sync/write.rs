@@ -12,6 +12,7 @@ use crate::doc::CaseDoc;
 use crate::model::{Case, Millis};
 use crate::phone::PhoneError;
 use crate::rules::{self, RulesUpdate};
+use crate::store::blobs;
 use crate::store::docs::{self, Loaded};
 use crate::store::meta::{self, PageRecord};
 use crate::store::projection::{self, Rules};
@@ -122,6 +123,10 @@ pub fn write_plan(
                 }
             }
         }
+    }
+    if plan.rows.iter().any(|r| matches!(r, RowPlan::Delete(_))) {
+        // Evicted cases take their attachments' bytes along, unless a held case shares them.
+        blobs::drop_unreferenced(conn)?;
     }
     Ok(plan.outcome)
 }

@@ -8,13 +8,17 @@ use super::{PgConn, PgDb};
 use crate::db::{BlobRow, BlobRows, Result};
 
 /// Rewrites the references of `case_id` (in its commit's transaction), as SQLite does.
-pub(super) fn write_case_blobs(tx: &mut PgConn, case_id: &str, hashes: &[String]) -> Result<()> {
+pub(super) fn write_case_blobs(
+    tx: &mut PgConn,
+    case_id: &str,
+    refs: &[(String, bool)],
+) -> Result<()> {
     tx.execute("DELETE FROM case_blobs WHERE case_id = $1", &[&case_id])?;
-    for sha256 in hashes {
+    for (sha256, personal) in refs {
         tx.execute(
-            "INSERT INTO case_blobs (case_id, sha256, is_pii) VALUES ($1, $2, FALSE)
+            "INSERT INTO case_blobs (case_id, sha256, is_pii) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING",
-            &[&case_id, sha256],
+            &[&case_id, sha256, personal],
         )?;
     }
     Ok(())

@@ -10,14 +10,18 @@ use crate::db::{BlobRow, BlobRows, Result};
 
 /// Rewrites the references of `case_id` (in its commit's transaction). A case's attachments
 /// only grow, but rewriting keeps the rows equal to the document whatever happened before.
-pub(super) fn write_case_blobs(tx: &Connection, case_id: &str, hashes: &[String]) -> Result<()> {
+pub(super) fn write_case_blobs(
+    tx: &Connection,
+    case_id: &str,
+    refs: &[(String, bool)],
+) -> Result<()> {
     tx.prepare_cached("DELETE FROM case_blobs WHERE case_id = ?1")?
         .execute([case_id])?;
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO case_blobs (case_id, sha256, is_pii) VALUES (?1, ?2, 0)",
+        "INSERT OR IGNORE INTO case_blobs (case_id, sha256, is_pii) VALUES (?1, ?2, ?3)",
     )?;
-    for sha256 in hashes {
-        insert.execute([case_id, sha256])?;
+    for (sha256, personal) in refs {
+        insert.execute(params![case_id, sha256, personal])?;
     }
     Ok(())
 }
