@@ -11,6 +11,7 @@ pub mod doc;
 pub mod fuzzing;
 pub mod identity;
 pub mod lifecycle;
+pub mod media;
 pub mod model;
 pub mod phone;
 pub mod policy;

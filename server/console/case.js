@@ -65,6 +65,32 @@ function complainantCard(id, complainant, onAudit) {
     form);
 }
 
+/** Types a browser shows as a picture; anything else (HEIC photos, recordings, PDF) is a download. */
+const PICTURES = new Set(['image/jpeg', 'image/png', 'image/webp']);
+
+function fileSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/**
+ * One attachment, from the admin route (each view is audited): a photo as a thumbnail linking
+ * to the full image, anything else as a download link with its type and size. A phone syncs the
+ * case before the photo's bytes, so a photo the server does not have yet says so.
+ */
+function attachmentItem(caseId, a) {
+  const url = `/admin/cases/${encodeURIComponent(caseId)}/attachments/${encodeURIComponent(a.sha256)}`;
+  const about = h('span', { class: 'muted' }, `${a.mime}，${fileSize(a.size)} · ${chinaTime(a.at)} · ${author(a.author)}`);
+  if (!PICTURES.has(a.mime)) {
+    return h('li', {}, h('a', { href: url, download: '' }, `下载 ${a.caption || '附件'}`), ' ', about);
+  }
+  const img = h('img', { src: url, alt: a.caption || '现场照片（无说明）', class: 'thumb' });
+  const link = h('a', { href: url, target: '_blank', rel: 'noopener' }, img);
+  img.addEventListener('error', () => link.replaceWith(h('p', { class: 'missing' }, '照片尚未上传到服务器')));
+  return h('li', {}, h('figure', {}, link, h('figcaption', {}, a.caption || '现场照片', h('br'), about)));
+}
+
 const LEVELS = { 1: '督办', 2: '升级督办', 3: '挂牌督办' };
 const FINISHED = new Set(['closed', 'merged', 'not_accepted']);
 
@@ -131,8 +157,7 @@ export async function casePage(main, id) {
     c.notes.length ? h('section', { class: 'card' }, h('h2', {}, '备注'),
       h('ul', { class: 'plain' }, c.notes.map((n) => h('li', {}, `${chinaTime(n.at)} · ${author(n.author)}：${n.text}`)))) : null,
     c.attachments.length ? h('section', { class: 'card' }, h('h2', {}, '附件'),
-      h('p', { class: 'muted' }, '照片保存在手机和对象存储中，服务器只记录其校验值。'),
-      h('ul', { class: 'plain' }, c.attachments.map((a) => h('li', {}, `${a.caption || a.id}（${a.mime}，${Math.round(a.size / 1024)} KB）· ${author(a.author)}`)))) : null,
+      h('ul', { class: 'attachments' }, c.attachments.map((a) => attachmentItem(id, a)))) : null,
     auditBox);
   await loadAudit();
 }

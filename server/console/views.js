@@ -142,12 +142,18 @@ export async function list(main, kind, params) {
 }
 
 /** The audit log's rows as a table (also used by the case page). */
+/** An audit row's kind in words: a reveal of an attachment's bytes is a view of the attachment. */
+function auditKind(row) {
+  if (row.kind === 'reveal' && /"attachment":/.test(row.detail ?? '')) return '查看附件';
+  return label(AUDIT_KIND, row.kind);
+}
+
 export function auditTable(rows, caption) {
   return h('div', { class: 'scroll' }, h('table', { class: 'data audit' },
     h('caption', {}, caption),
     h('thead', {}, h('tr', {}, ['时间', '类型', '人员', '设备', '案件', '详情'].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, rows.map((r) => h('tr', {},
-      h('td', {}, chinaTime(r.at)), h('td', {}, label(AUDIT_KIND, r.kind)), h('td', {}, r.user_id ?? '—'),
+      h('td', {}, chinaTime(r.at)), h('td', {}, auditKind(r)), h('td', {}, r.user_id ?? '—'),
       h('td', {}, r.device_id ?? '—'),
       h('td', {}, r.case_id ? h('a', { href: `#/case/${encodeURIComponent(r.case_id)}` }, r.case_id.slice(0, 8)) : '—'),
       h('td', { class: 'detail' }, r.detail ?? ''))))));

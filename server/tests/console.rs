@@ -10,6 +10,7 @@ use axum::http::{Request, header};
 use gridcase_core::area::Jurisdiction;
 use gridcase_core::model::Millis;
 use gridcase_server::admins::AdminRole;
+use gridcase_server::blobs::{BlobLimits, Blobs, LocalBlobs};
 use gridcase_server::testing::{Backend, TestDb, add_admin};
 use gridcase_server::{AppState, Store, app, demo};
 use serde_json::{Value, json};
@@ -77,17 +78,7 @@ fn env(backend: Backend) -> Env {
     let db = TestDb::new(backend);
     let store = Arc::new(db.open());
     demo::fill(&store, 120, 5, NOW).unwrap();
-    let county = Jurisdiction::parse_given("330604").unwrap();
-    store
-        .add_admin(
-            "desk",
-            AdminRole::Supervisor,
-            &county,
-            Some(PASSWORD),
-            &mut rand::rng(),
-            0,
-        )
-        .unwrap();
+    add_console_admin(&store, "desk", AdminRole::Supervisor);
     let app = app(AppState::new(store.clone()).with_clock(Arc::new(|| NOW)));
     Env {
         store,
@@ -96,19 +87,49 @@ fn env(backend: Backend) -> Env {
     }
 }
 
+/// An admin of the county who signs in with [`PASSWORD`].
+fn add_console_admin(store: &Store, name: &str, role: AdminRole) {
+    let county = Jurisdiction::parse_given("330604").unwrap();
+    store
+        .add_admin(name, role, &county, Some(PASSWORD), &mut rand::rng(), 0)
+        .unwrap();
+}
+
+/// A read with the session cookie.
+fn read(cookie: &str) -> Ask<'_> {
+    Ask {
+        cookie: Some(cookie),
+        ..Ask::default()
+    }
+}
+
+/// A change with the session cookie and its CSRF token.
+fn change<'a>(cookie: &'a str, csrf: &'a str, body: Option<Value>) -> Ask<'a> {
+    Ask {
+        cookie: Some(cookie),
+        csrf: Some(csrf),
+        body,
+        ..Ask::default()
+    }
+}
+
+/// A JSON body and no credentials (signing in).
+fn with_body(body: Value) -> Ask<'static> {
+    Ask {
+        body: Some(body),
+        ..Ask::default()
+    }
+}
+
 /// Signs `desk` in; returns the session cookie's value and the CSRF token.
 async fn sign_in(app: &axum::Router) -> (String, String) {
-    let body = json!({"name": "desk", "password": PASSWORD});
-    let answer = send(
-        app,
-        "POST",
-        "/console/session",
-        Ask {
-            body: Some(body),
-            ..Ask::default()
-        },
-    )
-    .await;
+    sign_in_as(app, "desk").await
+}
+
+/// Signs the admin `name` (with [`PASSWORD`]) in; returns the cookie's value and the CSRF token.
+async fn sign_in_as(app: &axum::Router, name: &str) -> (String, String) {
+    let body = json!({"name": name, "password": PASSWORD});
+    let answer = send(app, "POST", "/console/session", with_body(body)).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     let set = answer.headers[header::SET_COOKIE]
         .to_str()
@@ -140,6 +161,7 @@ async fn the_console_is_served_with_strict_headers(backend: Backend) {
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
+        "img-src 'self'",
         "frame-ancestors 'none'",
     ] {
         assert!(csp.contains(part), "{csp}");
@@ -172,30 +194,12 @@ async fn the_console_is_served_with_strict_headers(backend: Backend) {
 async fn a_cookie_session_signs_in_and_out(backend: Backend) {
     let Env { app, _db, .. } = env(backend);
     let wrong = json!({"name": "desk", "password": "wrong wrong wrong"});
-    let refused = send(
-        &app,
-        "POST",
-        "/console/session",
-        Ask {
-            body: Some(wrong),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let refused = send(&app, "POST", "/console/session", with_body(wrong)).await;
     assert_eq!(refused.status, 401);
     assert!(!refused.headers.contains_key(header::SET_COOKIE));
 
     let body = json!({"name": "desk", "password": PASSWORD});
-    let answer = send(
-        &app,
-        "POST",
-        "/console/session",
-        Ask {
-            body: Some(body),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let answer = send(&app, "POST", "/console/session", with_body(body)).await;
     assert_eq!(answer.status, 200);
     let set = answer.headers[header::SET_COOKIE].to_str().unwrap();
     for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
@@ -210,32 +214,14 @@ async fn a_cookie_session_signs_in_and_out(backend: Backend) {
     let (cookie, csrf) = sign_in(&app).await;
     assert!(cookie.starts_with("session."));
 
-    let who = send(
-        &app,
-        "GET",
-        "/console/session",
-        Ask {
-            cookie: Some(&cookie),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let who = send(&app, "GET", "/console/session", read(&cookie)).await;
     assert_eq!((who.status, who.json["name"].as_str()), (200, Some("desk")));
     assert_eq!(
         who.json["csrf"],
         csrf.as_str(),
         "the same token after a reload"
     );
-    let lists = send(
-        &app,
-        "GET",
-        "/admin/overdue",
-        Ask {
-            cookie: Some(&cookie),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let lists = send(&app, "GET", "/admin/overdue", read(&cookie)).await;
     assert_eq!(lists.status, 200, "the admin API takes the cookie");
     assert_eq!(
         send(&app, "GET", "/console/session", Ask::default())
@@ -259,20 +245,13 @@ async fn a_cookie_session_signs_in_and_out(backend: Backend) {
         401
     );
 
-    let end = Ask {
-        cookie: Some(&cookie),
-        ..Ask::default()
-    };
+    let end = read(&cookie);
     assert_eq!(
         send(&app, "POST", "/console/session/end", end).await.status,
         403,
         "needs the CSRF token"
     );
-    let end = Ask {
-        cookie: Some(&cookie),
-        csrf: Some(&csrf),
-        ..Ask::default()
-    };
+    let end = change(&cookie, &csrf, None);
     let out = send(&app, "POST", "/console/session/end", end).await;
     assert_eq!(out.status, 200);
     assert!(
@@ -281,16 +260,7 @@ async fn a_cookie_session_signs_in_and_out(backend: Backend) {
             .unwrap()
             .contains("Max-Age=0")
     );
-    let after = send(
-        &app,
-        "GET",
-        "/admin/overdue",
-        Ask {
-            cookie: Some(&cookie),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let after = send(&app, "GET", "/admin/overdue", read(&cookie)).await;
     assert_eq!(after.status, 401, "the session ended on the server");
 }
 
@@ -314,16 +284,7 @@ async fn cookie_changes_need_the_csrf_token_bearer_clients_do_not(backend: Backe
     let (cookie, csrf) = sign_in(&app).await;
     let (_, csrf2) = sign_in(&app).await;
     assert_ne!(csrf, csrf2, "each session has its own token");
-    let overdue = send(
-        &app,
-        "GET",
-        "/admin/overdue",
-        Ask {
-            cookie: Some(&cookie),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let overdue = send(&app, "GET", "/admin/overdue", read(&cookie)).await;
     let case = overdue.json["cases"][0]["case_id"]
         .as_str()
         .unwrap()
@@ -353,22 +314,14 @@ async fn cookie_changes_need_the_csrf_token_bearer_clients_do_not(backend: Backe
         0,
         "a refused reveal reveals nothing"
     );
-    let ask = Ask {
-        cookie: Some(&cookie),
-        csrf: Some(&csrf),
-        body: reason(),
-        ..Ask::default()
-    };
+    let ask = change(&cookie, &csrf, reason());
     let revealed = send(&app, "POST", &path, ask).await;
     assert_eq!(revealed.status, 200, "{}", revealed.text);
     let rows = send(
         &app,
         "GET",
         &format!("/admin/audit?case={case}"),
-        Ask {
-            cookie: Some(&cookie),
-            ..Ask::default()
-        },
+        read(&cookie),
     )
     .await;
     let reveal = rows.json["rows"]
@@ -402,18 +355,7 @@ async fn the_overview_and_lists_agree_with_the_admin_api(backend: Backend) {
     let get = |uri: String| {
         let app = app.clone();
         let cookie = cookie.clone();
-        async move {
-            send(
-                &app,
-                "GET",
-                &uri,
-                Ask {
-                    cookie: Some(&cookie),
-                    ..Ask::default()
-                },
-            )
-            .await
-        }
+        async move { send(&app, "GET", &uri, read(&cookie)).await }
     };
     let overview = get("/console/api/overview".into()).await;
     assert_eq!(overview.status, 200, "{}", overview.text);
@@ -529,12 +471,11 @@ async fn the_overview_and_lists_agree_with_the_admin_api(backend: Backend) {
 
     // The supervised list: open cases with a supervision, each with its full summary.
     let first = overdue["cases"][0]["case_id"].as_str().unwrap();
-    let ask = Ask {
-        cookie: Some(&cookie),
-        csrf: Some(&csrf),
-        body: Some(json!({"level": 1, "reason": "请尽快办理"})),
-        ..Ask::default()
-    };
+    let ask = change(
+        &cookie,
+        &csrf,
+        Some(json!({"level": 1, "reason": "请尽快办理"})),
+    );
     let done = send(
         &app,
         "POST",
@@ -570,36 +511,15 @@ async fn the_overview_and_lists_agree_with_the_admin_api(backend: Backend) {
     }
 
     // Bad input and outside the jurisdiction.
-    assert_eq!(
-        get("/console/api/cases?list=everything".into())
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        get("/console/api/cases?list=overdue&area=3306".into())
-            .await
-            .status,
-        403
-    );
-    assert_eq!(
-        get("/console/api/cases?list=overdue&area=33060410x".into())
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        get("/console/api/cases?list=overdue&page=x".into())
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        get("/console/api/overview?at=yesterday".into())
-            .await
-            .status,
-        400
-    );
+    for (uri, status) in [
+        ("/console/api/cases?list=everything", 400),
+        ("/console/api/cases?list=overdue&area=3306", 403),
+        ("/console/api/cases?list=overdue&area=33060410x", 400),
+        ("/console/api/cases?list=overdue&page=x", 400),
+        ("/console/api/overview?at=yesterday", 400),
+    ] {
+        assert_eq!(get(uri.into()).await.status, status, "{uri}");
+    }
     assert_eq!(
         send(&app, "GET", "/console/api/overview", Ask::default())
             .await
@@ -618,16 +538,7 @@ async fn the_cookie_is_secure_when_configured(backend: Backend) {
     state.secure_cookie = true;
     let app = app(state);
     let body = json!({"name": "desk", "password": PASSWORD});
-    let answer = send(
-        &app,
-        "POST",
-        "/console/session",
-        Ask {
-            body: Some(body),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let answer = send(&app, "POST", "/console/session", with_body(body)).await;
     assert!(
         answer.headers[header::SET_COOKIE]
             .to_str()
@@ -681,11 +592,7 @@ async fn an_open_page_hears_that_cases_changed_until_signed_out(backend: Backend
         .unwrap();
     let said = next_chunk(&mut stream, std::time::Duration::from_secs(10)).await;
     assert_eq!(said, Some(Some("event: cases\ndata: changed\n\n".into())));
-    let end = Ask {
-        cookie: Some(&cookie),
-        csrf: Some(&csrf),
-        ..Ask::default()
-    };
+    let end = change(&cookie, &csrf, None);
     assert_eq!(
         send(&app, "POST", "/console/session/end", end).await.status,
         200
@@ -702,47 +609,10 @@ async fn an_open_page_hears_that_cases_changed_until_signed_out(backend: Backend
 
 async fn a_device_is_enrolled_with_its_token_once_as_a_qr_code(backend: Backend) {
     let Env { store, app, _db } = env(backend);
-    let county = Jurisdiction::parse_given("330604").unwrap();
-    store
-        .add_admin(
-            "boss",
-            AdminRole::Admin,
-            &county,
-            Some(PASSWORD),
-            &mut rand::rng(),
-            0,
-        )
-        .unwrap();
-    let body = json!({"name": "boss", "password": PASSWORD});
-    let answer = send(
-        &app,
-        "POST",
-        "/console/session",
-        Ask {
-            body: Some(body),
-            ..Ask::default()
-        },
-    )
-    .await;
-    let set = answer.headers[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let cookie = set
-        .strip_prefix("gridcase_session=")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = answer.json["csrf"].as_str().unwrap().to_owned();
+    add_console_admin(&store, "boss", AdminRole::Admin);
+    let (cookie, csrf) = sign_in_as(&app, "boss").await;
     let enrol = |user: &str, server: &str| json!({"user": user, "server": server});
-    let ask = |body| Ask {
-        cookie: Some(&cookie),
-        csrf: Some(&csrf),
-        body: Some(body),
-        ..Ask::default()
-    };
+    let ask = |body| change(&cookie, &csrf, Some(body));
     let made = send(
         &app,
         "POST",
@@ -778,12 +648,7 @@ async fn a_device_is_enrolled_with_its_token_once_as_a_qr_code(backend: Backend)
     assert_eq!(unknown.status, 404);
     // A supervisor may not enrol phones.
     let (desk, desk_csrf) = sign_in(&app).await;
-    let ask = Ask {
-        cookie: Some(&desk),
-        csrf: Some(&desk_csrf),
-        body: Some(enrol("grid-101", "http://x")),
-        ..Ask::default()
-    };
+    let ask = change(&desk, &desk_csrf, Some(enrol("grid-101", "http://x")));
     assert_eq!(
         send(&app, "POST", "/console/api/devices", ask).await.status,
         403
@@ -793,27 +658,13 @@ async fn a_device_is_enrolled_with_its_token_once_as_a_qr_code(backend: Backend)
 async fn a_supervisor_supervises_and_escalates_an_auditor_may_not(backend: Backend) {
     let Env { store, app, _db } = env(backend);
     let (cookie, csrf) = sign_in(&app).await;
-    let overdue = send(
-        &app,
-        "GET",
-        "/admin/overdue",
-        Ask {
-            cookie: Some(&cookie),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let overdue = send(&app, "GET", "/admin/overdue", read(&cookie)).await;
     let case = overdue.json["cases"][0]["case_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let path = format!("/admin/cases/{case}/supervise");
-    let ask = |body: Value| Ask {
-        cookie: Some(&cookie),
-        csrf: Some(&csrf),
-        body: Some(body),
-        ..Ask::default()
-    };
+    let ask = |body: Value| change(&cookie, &csrf, Some(body));
     let done = send(
         &app,
         "POST",
@@ -822,16 +673,7 @@ async fn a_supervisor_supervises_and_escalates_an_auditor_may_not(backend: Backe
     )
     .await;
     assert_eq!(done.status, 200, "{}", done.text);
-    let detail = send(
-        &app,
-        "GET",
-        &format!("/admin/cases/{case}"),
-        Ask {
-            cookie: Some(&cookie),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let detail = send(&app, "GET", &format!("/admin/cases/{case}"), read(&cookie)).await;
     let events = detail.json["case"]["timeline"].as_array().unwrap();
     let last = events.last().unwrap();
     assert_eq!(
@@ -858,19 +700,40 @@ async fn a_supervisor_supervises_and_escalates_an_auditor_may_not(backend: Backe
         ..Ask::default()
     };
     assert_eq!(send(&app, "POST", &path, ask).await.status, 403);
-    let unchanged = send(
-        &app,
-        "GET",
-        &format!("/admin/cases/{case}"),
-        Ask {
-            cookie: Some(&cookie),
-            ..Ask::default()
-        },
-    )
-    .await;
+    let unchanged = send(&app, "GET", &format!("/admin/cases/{case}"), read(&cookie)).await;
     assert_eq!(
         unchanged.json["case"]["timeline"].as_array().unwrap().len(),
         events.len()
+    );
+}
+
+/// The case page's photos come from the admin attachment route: a signed-in page reaches it
+/// (the browser test loads a real photo through it), a page without the cookie does not.
+async fn the_attachment_route_takes_the_cookie_session(backend: Backend) {
+    let Env { store, _db, .. } = env(backend);
+    let dir = _db.dir().join("blobs");
+    let blobs = Blobs::new(
+        Arc::new(LocalBlobs::open(&dir).unwrap()),
+        BlobLimits::default(),
+    );
+    let state = AppState::new(store).with_clock(Arc::new(|| NOW));
+    let app = app(state.with_blobs(blobs));
+    let (cookie, _) = sign_in(&app).await;
+    let overdue = send(&app, "GET", "/admin/overdue", read(&cookie)).await;
+    let case = overdue.json["cases"][0]["case_id"].as_str().unwrap();
+    let path = format!("/admin/cases/{case}/attachments/{}", "ab".repeat(32));
+    let signed_in = send(&app, "GET", &path, read(&cookie)).await;
+    assert_eq!(
+        (signed_in.status, signed_in.json["error"].as_str()),
+        (404, Some("not_found")),
+        "past the sign-in check: the case references no such photo"
+    );
+    assert_eq!(send(&app, "GET", &path, Ask::default()).await.status, 401);
+    let bad = format!("/admin/cases/{case}/attachments/not-a-hash");
+    let refused = send(&app, "GET", &bad, read(&cookie)).await;
+    assert_eq!(
+        (refused.status, refused.json["error"].as_str()),
+        (400, Some("bad_sha256"))
     );
 }
 
@@ -884,4 +747,5 @@ gridcase_server::backend_tests!(async:
     an_open_page_hears_that_cases_changed_until_signed_out,
     a_device_is_enrolled_with_its_token_once_as_a_qr_code,
     a_supervisor_supervises_and_escalates_an_auditor_may_not,
+    the_attachment_route_takes_the_cookie_session,
 );

@@ -5,9 +5,11 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
+import { deflateSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 const require = createRequire(import.meta.url);
@@ -63,6 +65,61 @@ async function syncStatus(token = DEVICE_TOKEN) {
     body: new Uint8Array(0),
   });
   return { status: response.status, body: await response.json().catch(() => null) };
+}
+
+/** CRC-32 of PNG chunks (Node 20's zlib has none). */
+function crc32(bytes) {
+  let c = ~0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xEDB88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+function pngChunk(type, data) {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])));
+  return Buffer.concat([head, data, crc]);
+}
+
+/** A real PNG: a river under a sky between green banks, `width` × `height`, 8-bit RGB. */
+function riverPhoto(width, height) {
+  const rows = [];
+  for (let y = 0; y < height; y++) {
+    const row = Buffer.alloc(1 + width * 3); // filter byte 0: none
+    for (let x = 0; x < width; x++) {
+      const river = Math.abs(x - width / 2 - (y - height) * 0.4) < 10 + y / 4;
+      const rgb = y < height / 3 ? [150 + y, 190 + y / 2, 235] : river ? [60, 110, 170] : [80, 150 - y / 4, 70];
+      row.set(rgb.map(Math.round), 1 + x * 3);
+    }
+    rows.push(row);
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  return Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', deflateSync(Buffer.concat(rows))), pngChunk('IEND', Buffer.alloc(0))]);
+}
+
+/** A call of the device's on the blob routes; its JSON answer, refused unless 2xx. */
+async function deviceCall(method, path, body) {
+  const response = await fetch(`${BASE}${path}`, { method, headers: { Authorization: `Bearer ${DEVICE_TOKEN}` }, body });
+  const data = await response.json().catch(() => null);
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${JSON.stringify(data)}`);
+  return data;
+}
+
+/** Uploads `bytes` as its phone does: where to resume, one chunk, commit. */
+async function uploadBlob(bytes) {
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  assert.deepEqual(await deviceCall('GET', `/v1/blobs/${sha}/upload`), { offset: 0, complete: false });
+  await deviceCall('PUT', `/v1/blobs/${sha}/chunks/0`, bytes);
+  assert.deepEqual(await deviceCall('POST', `/v1/blobs/${sha}/commit`), { sha256: sha, size: bytes.length, mime: 'image/png' });
 }
 
 test('the accessibility check is not vacuous: it finds a planted violation', async () => {
@@ -197,6 +254,41 @@ test('open a case and reveal the phone with a reason; the audit row appears', as
   await accessible('case');
 });
 
+test('a photo a phone attached to its case is shown, once its bytes are uploaded', async () => {
+  const photo = riverPhoto(240, 160);
+  const sha = createHash('sha256').update(photo).digest('hex');
+  const caption = '村口河道漂浮垃圾';
+  // The demo grid worker's phone registers a case with the photo's reference and syncs.
+  const id = execFileSync('python3', [new globalThis.URL('./add_photo_case.py', import.meta.url).pathname,
+    BASE, DEVICE_TOKEN, sha, String(photo.length), caption], { encoding: 'utf8' }).trim();
+  await page.goto(`${BASE}/console/#/case/${encodeURIComponent(id)}`);
+  await page.getByRole('heading', { name: '附件' }).waitFor();
+  // The case came first: no broken image, a word instead.
+  await page.getByText('照片尚未上传到服务器').waitFor();
+  await uploadBlob(photo);
+  await page.reload();
+  const img = page.getByRole('img', { name: caption });
+  await img.waitFor();
+  await page.waitForFunction((alt) => {
+    const el = document.querySelector(`img[alt="${alt}"]`);
+    return el?.complete && el.naturalWidth > 0;
+  }, caption);
+  assert.deepEqual(await img.evaluate((el) => [el.naturalWidth, el.naturalHeight]), [240, 160]);
+  const href = await page.getByRole('link', { name: caption }).getAttribute('href');
+  assert.equal(href, `/admin/cases/${encodeURIComponent(id)}/attachments/${sha}`);
+  assert.match(await page.locator('ul.attachments figcaption').innerText(), /image\/png，\d+\.\d KB/);
+  await shot('case-photo');
+  await accessible('case with a photo');
+  // The full image is the uploaded bytes; every view is in the audit log, as a view of it.
+  const full = await page.evaluate(async (url) => {
+    const r = await fetch(url);
+    return [r.status, r.headers.get('content-type'), [...new Uint8Array(await r.arrayBuffer())]];
+  }, href);
+  assert.deepEqual(full, [200, 'image/png', [...photo]]);
+  await page.goto(`${BASE}/console/#/audit?case=${encodeURIComponent(id)}`);
+  await page.locator('table.data tbody tr td:nth-child(2)').filter({ hasText: '查看附件' }).first().waitFor();
+});
+
 test('a forged or missing CSRF token is refused', async () => {
   const results = await page.evaluate(async (id) => {
     const reveal = (headers) => fetch(`/admin/cases/${encodeURIComponent(id)}/reveal`, {
@@ -327,7 +419,8 @@ test('sign out ends the session', async () => {
   await page.getByRole('button', { name: '登录' }).waitFor();
   const status = await page.evaluate(() => fetch('/console/session').then((r) => r.status));
   assert.equal(status, 401);
-  // Refusals the tests provoke (401, 403, 409) are logged by the browser; nothing else may be.
-  const refusals = /Failed to load resource: the server responded with a status of (401|403|409)/;
+  // Refusals the tests provoke (401, 403, 409, and 404 for the photo not uploaded yet) are
+  // logged by the browser; nothing else may be.
+  const refusals = /Failed to load resource: the server responded with a status of (401|403|404|409)/;
   assert.deepEqual(pageErrors.filter((e) => !refusals.test(e)), [], 'no CSP violation or script error');
 });
