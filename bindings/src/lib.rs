@@ -285,6 +285,12 @@ impl GridcasePhone {
         })
     }
 
+    /// How photos attached from now on are downscaled and stripped of their location; `None`
+    /// (the default) keeps them as given.
+    pub fn set_photo_policy(&self, policy: Option<PhotoPolicyRecord>) {
+        self.phone.set_photo_policy(policy.map(Into::into));
+    }
+
     /// [`Self::attach_file`] for bytes the app holds (a camera buffer).
     pub fn attach_bytes(
         &self,

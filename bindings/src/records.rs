@@ -259,6 +259,28 @@ pub struct AttachmentRef {
     pub caption: String,
 }
 
+/// How photos are prepared before they are kept and uploaded: the county's policy.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PhotoPolicyRecord {
+    /// A photo longer than this on its longest side is downscaled and re-encoded as JPEG.
+    pub max_side_px: u32,
+    /// JPEG quality (1-100) of a re-encoded photo.
+    pub jpeg_quality: u8,
+    /// Keep the photo's location (EXIF GPS); otherwise it is stripped.
+    pub keep_location: bool,
+}
+
+impl From<PhotoPolicyRecord> for gridcase_core::media::PhotoPolicy {
+    fn from(p: PhotoPolicyRecord) -> Self {
+        gridcase_core::media::PhotoPolicy {
+            max_side_px: p.max_side_px,
+            jpeg_quality: p.jpeg_quality,
+            keep_location: p.keep_location,
+            keep_original: false,
+        }
+    }
+}
+
 // ----- outputs -----
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]

@@ -48,6 +48,7 @@ use automerge::ActorId;
 
 use crate::doc::CaseDoc;
 use crate::identity::{self, IdentityError};
+use crate::media::PhotoPolicy;
 use crate::model::Millis;
 use crate::revocation::RevocationKey;
 use crate::store::projection::{self, Rules};
@@ -79,6 +80,8 @@ pub struct Phone {
     revocation: RevocationKey,
     /// No sync before this device time: the server answered 429 with `Retry-After`.
     retry_not_before: Mutex<Option<Millis>>,
+    /// How photos are prepared before they are kept and queued (size, location).
+    photo_policy: RwLock<Option<PhotoPolicy>>,
 }
 
 impl std::fmt::Debug for Phone {
@@ -124,6 +127,7 @@ impl Phone {
             listeners: Default::default(),
             revocation: RevocationKey::of_token(token)?,
             retry_not_before: Mutex::new(None),
+            photo_policy: RwLock::new(None),
         };
         if store_meta::get(phone.app().conn(), store::REPROJECT_KEY)?.is_some() {
             phone.reproject(0)?;

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::sync::{SyncPhase, SyncProgress, SyncSummary};
 use super::{CaseChanges, ChangeSource, Phone, PhoneError, Transport, TransportError};
+use crate::media::{self, PhotoPolicy};
 use crate::model::{Attachment, Millis, NewAttachment};
 use crate::store::Store;
 use crate::store::blobs::{self, BlobRow, Upload};
@@ -141,6 +142,24 @@ fn check_mime(mime: &str) -> Result<(), PhoneError> {
 }
 
 impl Phone {
+    /// How photos attached from now on are prepared: the county's policy, handed in by the app
+    /// (`None`, the default: kept as given). The phone keeps only the prepared photo:
+    /// [`PhotoPolicy::keep_original`] is not honoured here yet.
+    pub fn set_photo_policy(&self, policy: Option<PhotoPolicy>) {
+        *self.photo_policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// `bytes` as the photo policy wants them kept and uploaded.
+    fn prepared(&self, bytes: &[u8], mime: &str) -> Result<(Vec<u8>, String), PhoneError> {
+        let policy = self.photo_policy.read().unwrap_or_else(|p| p.into_inner());
+        let Some(policy) = policy.as_ref() else {
+            return Ok((bytes.to_vec(), mime.to_ascii_lowercase()));
+        };
+        let prepared = media::prepare_attachment(bytes.to_vec(), mime, policy)
+            .map_err(|e| PhoneError::BadInput(e.to_string()))?;
+        Ok((prepared.bytes, prepared.mime.to_ascii_lowercase()))
+    }
+
     /// Attaches `bytes` (a photo, a recording, a scan) to a held case, offline: the bytes are
     /// kept in the store, the reference is added to the case, and the upload is queued, in one
     /// transaction. Returns the attachment's id. `personal`: the file shows the complainant
@@ -160,11 +179,13 @@ impl Phone {
                 "an attachment holds at least one byte".into(),
             ));
         }
-        // media::prepare_attachment: photos are downscaled / stripped by policy here, before
-        // hashing, so the name, the size and the queued bytes are those of what is uploaded.
+        // Photos are downscaled and stripped of their location by policy before hashing, so
+        // the name, the size and the queued bytes are those of what is uploaded.
+        let (bytes, mime) = self.prepared(bytes, mime)?;
+        let bytes = bytes.as_slice();
         let new = NewAttachment {
             sha256: sha256_hex(bytes),
-            mime: mime.to_ascii_lowercase(),
+            mime,
             size: bytes.len() as u64,
             caption: caption.into(),
             personal,

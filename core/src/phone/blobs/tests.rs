@@ -485,3 +485,51 @@ fn wipe_removes_the_bytes_from_the_file() {
     drop(phone);
     assert!(!found(&path));
 }
+
+/// A camera-like JPEG, `w` × `h`.
+fn real_jpeg(w: u32, h: u32) -> Vec<u8> {
+    use image::ImageEncoder;
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) / 8 % 256) as u8])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .write_image(&img, w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_large_photo_is_kept_and_named_as_the_policy_prepares_it() {
+    let (_dir, _path, phone) = open();
+    let taken = real_jpeg(3000, 2000);
+    phone.set_photo_policy(Some(crate::media::PhotoPolicy::default()));
+    phone
+        .attach("c1", &taken, "image/jpeg", "现场", false, T0)
+        .unwrap();
+    let listed = phone.attachments("c1").unwrap();
+    let kept = phone
+        .open_attachment("c1", &listed[0].attachment.sha256, T0, None)
+        .unwrap();
+    assert_eq!(listed[0].attachment.sha256, sha256_hex(&kept));
+    assert_eq!(listed[0].attachment.size, kept.len() as u64);
+    let (w, h) = image::load_from_memory(&kept)
+        .unwrap()
+        .to_rgb8()
+        .dimensions();
+    assert_eq!(w.max(h), 1600, "downscaled to the policy's longest side");
+    // An unreadable "photo" is refused while a policy is set, and nothing is kept.
+    let refused = phone.attach("c1", &photo(5_000, 3), "image/jpeg", "", false, T0);
+    assert!(matches!(refused, Err(PhoneError::BadInput(_))));
+    assert_eq!(phone.attachments("c1").unwrap().len(), 1);
+    // Without a policy, bytes are kept as given.
+    phone.set_photo_policy(None);
+    let small = photo(5_000, 4);
+    phone
+        .attach("c1", &small, "image/jpeg", "", false, T0)
+        .unwrap();
+    assert_eq!(
+        phone.attachments("c1").unwrap()[1].attachment.sha256,
+        sha256_hex(&small)
+    );
+}
