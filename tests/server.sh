@@ -1,4 +1,5 @@
 # Sourced by the scripts that test against a real gridcase-server (tests/console/run.sh,
+# tests/automerge-repo/run.sh,
 # bindings/tests/server.sh): builds the server and gives them, in one place,
 #   ROOT                 the repository (the current directory afterwards);
 #   GRIDCASE_SERVER_BIN  the built server (exported);

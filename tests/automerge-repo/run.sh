@@ -4,28 +4,15 @@
 # port, registers a case (with personal data) from a grid worker's phone, and runs
 # amrepo.test.mjs: the pinned @automerge/automerge-repo 2.5.6 client (package-lock.json, npm
 # ci) against the server. Bounded: the whole test within `timeout`. The server is killed on exit
-# (trap), by the pid of the binary itself.
+# (trap in tests/server.sh), by the pid of the binary itself.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-cd "$ROOT"
-
-cargo build -q -p gridcase-server --bin gridcase-server
+# The server build, $WORK, the cleanup trap and start_server, shared with the other scripts.
+source "$HERE/../server.sh" gridcase-amrepo
+BIN="$GRIDCASE_SERVER_BIN"
 cargo build -q -p gridcase-bindings --bin gridcase-phone
-BIN="$ROOT/target/debug/gridcase-server"
 PHONE_BIN="$ROOT/target/debug/gridcase-phone"
-
-WORK="$(mktemp -d -t gridcase-amrepo-XXXXXX)"
 DATA="$WORK/server-data"
-SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2> /dev/null || true
-        wait "$SERVER_PID" 2> /dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 "$BIN" demo --data "$DATA" --cases 40 --seed 7 > "$WORK/demo.txt"
 # Each demo user's device token ("  <user> <role> <token>" after the heading), as JSON.
@@ -35,21 +22,8 @@ for user in grid-101 town-101 town-102 unit-water; do
 done
 token_of() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$TOKENS" "$1"; }
 
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-URL="http://127.0.0.1:$PORT"
-# The binary itself in the background (not a function or subshell), so $! is the server.
-"$BIN" serve --listen "127.0.0.1:$PORT" --data "$DATA" > "$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-    curl -fsS "$URL/health" > /dev/null 2>&1 && break
-    if ! kill -0 "$SERVER_PID" 2> /dev/null; then
-        echo "gridcase-server exited:" >&2
-        cat "$WORK/server.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-curl -fsS "$URL/health" > /dev/null
+start_server "$DATA"
+URL="$GRIDCASE_URL"
 
 # grid-101's phone registers a case in its village, with a complainant, and syncs it.
 export GRIDCASE_STORE_KEY="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
