@@ -46,7 +46,7 @@ impl VillageLink {
         let bytes_down = Arc::new(AtomicU64::new(0));
         let bytes_up = Arc::new(AtomicU64::new(0));
         let connections = Arc::new(AtomicU64::new(0));
-        let (s, c, n) = (stop.clone(), cuts.clone(), connections.clone());
+        let (s, n) = (stop.clone(), connections.clone());
         let counters = Counters {
             cuts: cuts.clone(),
             up: bytes_up.clone(),
