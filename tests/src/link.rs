@@ -91,12 +91,7 @@ impl Drop for VillageLink {
     }
 }
 
-fn connect(
-    client: TcpStream,
-    server: TcpStream,
-    shape: LinkShape,
-    counters: Counters,
-) {
+fn connect(client: TcpStream, server: TcpStream, shape: LinkShape, counters: Counters) {
     let _ = client.set_nonblocking(false);
     let (c2, s2) = (
         client.try_clone().expect("clone"),

@@ -13,7 +13,8 @@ use gridcase_core::model::{Role, VariantKind};
 use gridcase_core::phone::blobs::sha256_hex;
 use gridcase_core::phone::blobs::upload::UploadStatus;
 use gridcase_core::phone::{
-    AttachmentState, AttachmentView, BlobTransport, Phone, RangeBytes, SyncSummary, Transport, TransportError,
+    AttachmentState, AttachmentView, BlobTransport, Phone, RangeBytes, SyncSummary, Transport,
+    TransportError,
 };
 use gridcase_tests::link::{LinkShape, VillageLink};
 use gridcase_tests::{Backend, TestPhone, TestServer, new_case};
@@ -229,7 +230,9 @@ fn server_counter(server: &TestServer, name: &str) -> u64 {
     let text = response.body_mut().read_to_string().unwrap();
     let line = text.lines().find(|l| l.starts_with(&format!("{name} ")));
     let value = line.and_then(|l| l.rsplit(' ').next());
-    value.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} in:\n{text}"))
+    value
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in:\n{text}"))
 }
 
 fn a_personal_photo_never_reaches_the_handling_unit(backend: Backend) {
@@ -300,7 +303,10 @@ fn originals_go_up_and_thumbnails_are_prefetched_by_another_phone(backend: Backe
     // the original wait until opened.
     wang.phone.set_photo_policy(Some(PhotoPolicy::default()));
     let summary = sync_all(&wang.phone, &mut wang.transport);
-    assert_eq!(summary.uploads.thumbnails_fetched, [thumbnail.clone()]);
+    assert_eq!(
+        summary.uploads.thumbnails_fetched,
+        std::slice::from_ref(&thumbnail)
+    );
     let state_of = |sha: &str| {
         let listed = wang.phone.attachments("c1").unwrap();
         let view = listed.into_iter().find(|a| a.attachment.sha256 == sha);

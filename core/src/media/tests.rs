@@ -169,7 +169,12 @@ fn a_photo_gets_a_small_upright_thumbnail_without_its_location() {
         ..small(800)
     };
     let photo = jpeg_of(1200, 600);
-    assert_eq!(prepare_attachment(photo, "image/jpeg", &none).unwrap().thumbnail, None);
+    assert_eq!(
+        prepare_attachment(photo, "image/jpeg", &none)
+            .unwrap()
+            .thumbnail,
+        None
+    );
 }
 
 #[test]

@@ -545,7 +545,12 @@ fn a_large_photo_is_kept_and_named_as_the_policy_prepares_it() {
 
 /// The attachment of `listed` that is the `kind` variant of another.
 fn variant_of(listed: &[AttachmentView], kind: VariantKind) -> &Attachment {
-    let is = |a: &&AttachmentView| a.attachment.variant.as_ref().is_some_and(|v| v.kind == kind);
+    let is = |a: &&AttachmentView| {
+        a.attachment
+            .variant
+            .as_ref()
+            .is_some_and(|v| v.kind == kind)
+    };
     &listed.iter().find(is).expect("the variant").attachment
 }
 
@@ -574,7 +579,10 @@ fn the_policy_keeps_the_original_and_a_thumbnail_beside_the_photo_and_uploads_al
     assert_eq!(open(&original.sha256), taken, "the original, byte for byte");
     assert_eq!(original.mime, "image/jpeg");
     let side = |bytes: &[u8]| {
-        let (w, h) = image::load_from_memory(bytes).unwrap().to_rgb8().dimensions();
+        let (w, h) = image::load_from_memory(bytes)
+            .unwrap()
+            .to_rgb8()
+            .dimensions();
         w.max(h)
     };
     assert_eq!(side(&open(&photo.sha256)), 1600);
@@ -608,7 +616,9 @@ fn thumbnails_are_prefetched_after_a_sync_and_photos_stay_lazy() {
     let files = [file(&photo_bytes, None), file(&thumb_bytes, Some(thumb))];
     let mut server = Server::default();
     server.stored.insert(files[0].sha256.clone(), photo_bytes);
-    server.stored.insert(files[1].sha256.clone(), thumb_bytes.clone());
+    server
+        .stored
+        .insert(files[1].sha256.clone(), thumb_bytes.clone());
 
     // Without a prefetch policy nothing is fetched.
     let (_dir, _path, phone) = open();
@@ -619,8 +629,15 @@ fn thumbnails_are_prefetched_after_a_sync_and_photos_stay_lazy() {
 
     phone.set_photo_policy(Some(PhotoPolicy::default()));
     let (summary, _) = sync(&phone, &mut server);
-    assert_eq!(summary.uploads.thumbnails_fetched, [files[1].sha256.clone()]);
-    assert_eq!(server.fetched, thumb_bytes.len() as u64, "the photo stays lazy");
+    assert_eq!(
+        summary.uploads.thumbnails_fetched,
+        [files[1].sha256.clone()]
+    );
+    assert_eq!(
+        server.fetched,
+        thumb_bytes.len() as u64,
+        "the photo stays lazy"
+    );
     let listed = phone.attachments("s1").unwrap();
     assert_eq!(listed[0].state, AttachmentState::RemoteOnly);
     assert_eq!(listed[1].state, AttachmentState::Downloaded);
