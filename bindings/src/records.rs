@@ -268,6 +268,15 @@ pub struct PhotoPolicyRecord {
     pub jpeg_quality: u8,
     /// Keep the photo's location (EXIF GPS); otherwise it is stripped.
     pub keep_location: bool,
+    /// Keep the photo as taken beside a downscaled one, uploaded too (an `original` variant).
+    #[uniffi(default = false)]
+    pub keep_original: bool,
+    /// Longest side of each photo's thumbnail (a `thumbnail` variant); 0: none.
+    #[uniffi(default = 320)]
+    pub thumbnail_side_px: u32,
+    /// Fetch the thumbnails of the cases' photos after each sync (photos stay lazy).
+    #[uniffi(default = true)]
+    pub prefetch_thumbnails: bool,
 }
 
 impl From<PhotoPolicyRecord> for gridcase_core::media::PhotoPolicy {
@@ -276,7 +285,9 @@ impl From<PhotoPolicyRecord> for gridcase_core::media::PhotoPolicy {
             max_side_px: p.max_side_px,
             jpeg_quality: p.jpeg_quality,
             keep_location: p.keep_location,
-            keep_original: false,
+            keep_original: p.keep_original,
+            thumbnail_side_px: p.thumbnail_side_px,
+            prefetch_thumbnails: p.prefetch_thumbnails,
         }
     }
 }
@@ -320,6 +331,10 @@ pub struct AttachmentRecord {
     pub caption: String,
     /// Shows the complainant: the unit complained about never receives it.
     pub personal: bool,
+    /// Set on a second file kept for a photo: `original` or `thumbnail` (else a file of its
+    /// own), with the SHA-256 of the photo in `variant_of`.
+    pub variant: Option<String>,
+    pub variant_of: Option<String>,
     pub author: AuthorRecord,
     pub at: i64,
 }
@@ -647,6 +662,8 @@ impl From<Attachment> for AttachmentRecord {
             size: a.size,
             caption: a.caption,
             personal: a.personal,
+            variant: a.variant.as_ref().map(|v| v.kind.as_str().to_owned()),
+            variant_of: a.variant.map(|v| v.of),
             author: a.author.into(),
             at: a.at,
         }

@@ -445,6 +445,7 @@ impl CaseDoc {
             size,
             caption: caption.into(),
             personal: false,
+            variant: None,
         };
         self.attach(&new, author, now)
     }
@@ -475,6 +476,10 @@ impl CaseDoc {
             doc.put(&item, "size", new.size)?;
             doc.put(&item, "caption", new.caption.as_str())?;
             doc.put(&item, "personal", new.personal)?;
+            if let Some(variant) = &new.variant {
+                doc.put(&item, "variant", variant.kind.as_str())?;
+                doc.put(&item, "variant_of", variant.of.to_ascii_lowercase())?;
+            }
             put_author(doc, &item, author, now)
         })();
         self.finish(result, author, now)?;

@@ -104,6 +104,16 @@ string_enum!(
 );
 
 string_enum!(
+    /// What a second file kept for a photo is (see [`Variant`]).
+    VariantKind {
+        /// The photo as taken, kept beside the prepared one when the photo policy says so.
+        Original = "original",
+        /// A small JPEG of the photo, for lists: phones may prefetch it, the photo stays lazy.
+        Thumbnail = "thumbnail",
+    }
+);
+
+string_enum!(
     /// 满意 / 基本满意 / 不满意.
     Satisfaction {
         Satisfied = "satisfied",
@@ -209,8 +219,22 @@ pub struct Attachment {
     /// the unit complained about. Documents written before the field existed read as `false`.
     #[serde(default)]
     pub personal: bool,
+    /// Set on a second file kept for a photo: its original or its thumbnail. Documents written
+    /// before the field existed read as `None` (a file of its own).
+    #[serde(default)]
+    pub variant: Option<Variant>,
     pub author: Author,
     pub at: Millis,
+}
+
+/// A file kept for another attachment of the same case: what it is, and the SHA-256 of the
+/// photo it belongs to. An entry of its own, so the server references, scopes and serves it as
+/// any attachment; the app shows it with its photo, not as a file of the case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    pub kind: VariantKind,
+    /// The SHA-256 of the photo this file belongs to.
+    pub of: String,
 }
 
 /// What a phone records when it attaches a file: [`Attachment`] without the author and time.
@@ -221,6 +245,7 @@ pub struct NewAttachment {
     pub size: u64,
     pub caption: String,
     pub personal: bool,
+    pub variant: Option<Variant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

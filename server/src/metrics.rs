@@ -46,6 +46,8 @@ pub struct Metrics {
     bytes_out: IntCounter,
     pushes: IntCounterVec,
     rejections: IntCounterVec,
+    blob_chunk_bytes: IntCounter,
+    blobs_committed: IntCounter,
     open_cases: IntGauge,
     overdue_cases: IntGauge,
     pool_size: IntGauge,
@@ -124,6 +126,16 @@ impl Metrics {
                 "Refusals by reason: a push's rejection code or a request's error code",
                 &["reason"],
             ),
+            blob_chunk_bytes: counter(
+                &r,
+                "gridcase_blob_chunk_bytes_total",
+                "Attachment bytes added to uploads by accepted chunks (a chunk sent twice counts twice)",
+            ),
+            blobs_committed: counter(
+                &r,
+                "gridcase_blobs_committed_total",
+                "Attachment uploads checked and stored",
+            ),
             open_cases: gauge(
                 &r,
                 "gridcase_open_cases",
@@ -177,6 +189,17 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Counts an accepted chunk's bytes: added to an upload, not a blob stored already. Their
+    /// sum against the files' sizes tells whether phones resend committed chunks.
+    pub fn blob_chunk_accepted(&self, bytes: u64) {
+        self.blob_chunk_bytes.inc_by(bytes);
+    }
+
+    /// Counts a blob checked and stored by a commit.
+    pub fn blob_committed(&self) {
+        self.blobs_committed.inc();
     }
 
     /// Sets the gauges read from the database and renders everything in the text format.

@@ -28,6 +28,10 @@ pub struct VillageLink {
     pub cuts: Arc<AtomicU64>,
     /// Bytes the server sent through the link, cut responses included.
     pub bytes_down: Arc<AtomicU64>,
+    /// Bytes the phone sent through the link (request lines and headers included).
+    pub bytes_up: Arc<AtomicU64>,
+    /// Connections accepted (each costs the phone a TCP handshake, one more round trip).
+    pub connections: Arc<AtomicU64>,
 }
 
 impl VillageLink {
@@ -40,7 +44,14 @@ impl VillageLink {
         let stop = Arc::new(AtomicBool::new(false));
         let cuts = Arc::new(AtomicU64::new(0));
         let bytes_down = Arc::new(AtomicU64::new(0));
-        let (s, c, b) = (stop.clone(), cuts.clone(), bytes_down.clone());
+        let bytes_up = Arc::new(AtomicU64::new(0));
+        let connections = Arc::new(AtomicU64::new(0));
+        let (s, n) = (stop.clone(), connections.clone());
+        let counters = Counters {
+            cuts: cuts.clone(),
+            up: bytes_up.clone(),
+            down: bytes_down.clone(),
+        };
         thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -48,7 +59,8 @@ impl VillageLink {
                         let Ok(server) = TcpStream::connect(&upstream) else {
                             continue;
                         };
-                        connect(client, server, shape, c.clone(), b.clone());
+                        n.fetch_add(1, Ordering::Relaxed);
+                        connect(client, server, shape, counters.clone());
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
@@ -59,8 +71,18 @@ impl VillageLink {
             stop,
             cuts,
             bytes_down,
+            bytes_up,
+            connections,
         }
     }
+}
+
+/// The link's counters, shared by every connection's pumps.
+#[derive(Clone)]
+struct Counters {
+    cuts: Arc<AtomicU64>,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
 }
 
 impl Drop for VillageLink {
@@ -69,21 +91,15 @@ impl Drop for VillageLink {
     }
 }
 
-fn connect(
-    client: TcpStream,
-    server: TcpStream,
-    shape: LinkShape,
-    cuts: Arc<AtomicU64>,
-    bytes_down: Arc<AtomicU64>,
-) {
+fn connect(client: TcpStream, server: TcpStream, shape: LinkShape, counters: Counters) {
     let _ = client.set_nonblocking(false);
     let (c2, s2) = (
         client.try_clone().expect("clone"),
         server.try_clone().expect("clone"),
     );
-    let up_cuts = cuts.clone();
-    thread::spawn(move || pump(c2, s2, shape, up_cuts, None));
-    thread::spawn(move || pump(server, client, shape, cuts, Some(bytes_down)));
+    let (cuts, up) = (counters.cuts.clone(), counters.up);
+    thread::spawn(move || pump(c2, s2, shape, cuts, up));
+    thread::spawn(move || pump(server, client, shape, counters.cuts, counters.down));
 }
 
 /// Copies `from` to `to` in small chunks at the link's pace; closes both ends at the cut.
@@ -92,7 +108,7 @@ fn pump(
     mut to: TcpStream,
     shape: LinkShape,
     cuts: Arc<AtomicU64>,
-    counted: Option<Arc<AtomicU64>>,
+    counted: Arc<AtomicU64>,
 ) {
     let mut buf = [0u8; 1024];
     let mut sent: u64 = 0;
@@ -117,9 +133,7 @@ fn pump(
             break;
         }
         sent += n as u64;
-        if let Some(c) = &counted {
-            c.fetch_add(n as u64, Ordering::Relaxed);
-        }
+        counted.fetch_add(n as u64, Ordering::Relaxed);
         if limit.is_some_and(|l| sent >= l) {
             cuts.fetch_add(1, Ordering::Relaxed);
             break;

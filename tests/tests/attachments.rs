@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use gridcase_bindings::http::HttpTransport;
 use gridcase_core::lifecycle::Action;
-use gridcase_core::model::Role;
+use gridcase_core::media::PhotoPolicy;
+use gridcase_core::model::{Role, VariantKind};
 use gridcase_core::phone::blobs::sha256_hex;
 use gridcase_core::phone::blobs::upload::UploadStatus;
 use gridcase_core::phone::{
-    AttachmentState, BlobTransport, Phone, RangeBytes, SyncSummary, Transport, TransportError,
+    AttachmentState, AttachmentView, BlobTransport, Phone, RangeBytes, SyncSummary, Transport,
+    TransportError,
 };
 use gridcase_tests::link::{LinkShape, VillageLink};
 use gridcase_tests::{Backend, TestPhone, TestServer, new_case};
@@ -208,11 +210,29 @@ fn a_cut_upload_resumes_and_commits_each_chunk_once(backend: Backend) {
         .map(|(_, len, _)| len)
         .sum();
     assert!(acknowledged <= bytes.len() as u64);
+    // The server's own count: the chunks it accepted add up to the file exactly, so no cut
+    // made the phone send again a chunk the server had kept, and one commit stored it.
+    assert_eq!(
+        server_counter(&server, "gridcase_blob_chunk_bytes_total"),
+        bytes.len() as u64
+    );
+    assert_eq!(server_counter(&server, "gridcase_blobs_committed_total"), 1);
 
     wang.sync().unwrap();
     let t: &mut dyn BlobTransport = &mut wang.transport;
     let got = wang.phone.open_attachment("c1", &sha, T0, Some(t)).unwrap();
     assert_eq!(got, bytes);
+}
+
+/// A counter of the server's `GET /metrics`, read directly (not through the link).
+fn server_counter(server: &TestServer, name: &str) -> u64 {
+    let mut response = ureq::get(format!("{}/metrics", server.url)).call().unwrap();
+    let text = response.body_mut().read_to_string().unwrap();
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} ")));
+    let value = line.and_then(|l| l.rsplit(' ').next());
+    value
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in:\n{text}"))
 }
 
 fn a_personal_photo_never_reaches_the_handling_unit(backend: Backend) {
@@ -247,7 +267,61 @@ fn a_personal_photo_never_reaches_the_handling_unit(backend: Backend) {
     assert!(err.to_string().contains("404"), "{err}");
 }
 
+/// A camera-like JPEG, `w` × `h` (gradients: it decodes and downscales as a photo does).
+fn camera_jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) / 8 % 256) as u8])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode(img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+fn originals_go_up_and_thumbnails_are_prefetched_by_another_phone(backend: Backend) {
+    let server = TestServer::start(backend);
+    let mut li = TestPhone::enrolled(&server, "li", Role::GridWorker, AREA, 1);
+    let mut wang = TestPhone::enrolled(&server, "wang", Role::TownshipStaff, AREA, 2);
+    li.phone.set_photo_policy(Some(PhotoPolicy {
+        keep_original: true,
+        ..PhotoPolicy::default()
+    }));
+    let taken = camera_jpeg(2400, 1800);
+    let original = case_with_photo(&li, "c1", &taken);
+    let listed = li.phone.attachments("c1").unwrap();
+    let sha_of = |kind: Option<VariantKind>| {
+        let is = |a: &&AttachmentView| a.attachment.variant.as_ref().map(|v| v.kind) == kind;
+        listed.iter().find(is).unwrap().attachment.sha256.clone()
+    };
+    let (photo, thumbnail) = (sha_of(None), sha_of(Some(VariantKind::Thumbnail)));
+    assert_eq!(sha_of(Some(VariantKind::Original)), original);
+    let summary = sync_all(&li.phone, &mut li.transport);
+    assert_eq!(summary.uploads.uploaded.len(), 3, "{summary:?}");
+
+    // Wang's phone prefetches by policy: the thumbnail arrives with the sync, the photo and
+    // the original wait until opened.
+    wang.phone.set_photo_policy(Some(PhotoPolicy::default()));
+    let summary = sync_all(&wang.phone, &mut wang.transport);
+    assert_eq!(
+        summary.uploads.thumbnails_fetched,
+        std::slice::from_ref(&thumbnail)
+    );
+    let state_of = |sha: &str| {
+        let listed = wang.phone.attachments("c1").unwrap();
+        let view = listed.into_iter().find(|a| a.attachment.sha256 == sha);
+        view.unwrap().state
+    };
+    assert_eq!(state_of(&thumbnail), AttachmentState::Downloaded);
+    assert_eq!(state_of(&photo), AttachmentState::RemoteOnly);
+    assert_eq!(state_of(&original), AttachmentState::RemoteOnly);
+    let t: &mut dyn BlobTransport = &mut wang.transport;
+    let got = wang.phone.open_attachment("c1", &original, T0, Some(t));
+    assert_eq!(got.unwrap(), taken, "the original, byte for byte");
+}
+
 gridcase_server::backend_tests!(
+    originals_go_up_and_thumbnails_are_prefetched_by_another_phone,
     a_personal_photo_never_reaches_the_handling_unit,
     a_photo_attached_offline_reaches_another_phone_byte_identical,
     a_cut_upload_resumes_and_commits_each_chunk_once,

@@ -248,11 +248,25 @@ impl<'a> Reader<'a> {
                         self.scalar(&id, "personal"),
                         Some(ScalarValue::Boolean(true))
                     ),
+                    variant: self.variant(&id),
                     author: self.author(&id)?,
                     at: self.int(&id, "at")?,
                 })
             })
             .collect()
+    }
+
+    /// An attachment's [`Variant`]: both fields, with a kind this version knows (an entry
+    /// without them, or with a kind from a later version, is a file of its own).
+    fn variant(&self, id: &ObjId) -> Option<Variant> {
+        let text = |key| match self.scalar(id, key) {
+            Some(ScalarValue::Str(s)) => Some(s.to_string()),
+            _ => None,
+        };
+        Some(Variant {
+            kind: VariantKind::parse(&text("variant")?)?,
+            of: text("variant_of")?,
+        })
     }
 
     /// Related case ids, sorted and without repeats (two people may link the same case).

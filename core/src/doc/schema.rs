@@ -109,7 +109,7 @@ impl Layout {
 
 /// Entry fields added after entries first shipped: an entry written by an older app lacks them
 /// and reads with their default, so a new entry may leave them out.
-pub const LATER_ENTRY_FIELDS: &[&str] = &["personal"];
+pub const LATER_ENTRY_FIELDS: &[&str] = &["personal", "variant", "variant_of"];
 
 /// The keys every entry carries to name its author.
 pub const AUTHOR_KEYS: [&str; 4] = ["user", "device", "role", "at"];
@@ -150,6 +150,8 @@ const ATTACHMENT_ENTRY: &[(&str, Kind)] = &[
     ("size", Kind::Int),
     ("caption", Kind::Str),
     ("personal", Kind::Bool),
+    ("variant", Kind::Str),
+    ("variant_of", Kind::Str),
     ("user", Kind::Str),
     ("device", Kind::Str),
     ("role", Kind::Str),

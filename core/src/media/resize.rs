@@ -79,6 +79,7 @@ pub(super) fn downscale(
         bytes: out,
         mime: "image/jpeg".into(),
         original: None,
+        thumbnail: None,
     })
 }
 

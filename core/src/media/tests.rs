@@ -104,9 +104,11 @@ fn the_default_policy_is_the_shipped_one() {
             p.max_side_px,
             p.jpeg_quality,
             p.keep_location,
-            p.keep_original
+            p.keep_original,
+            p.thumbnail_side_px,
+            p.prefetch_thumbnails
         ),
-        (1600, 80, false, false)
+        (1600, 80, false, false, 320, true)
     );
 }
 
@@ -148,6 +150,31 @@ fn a_downscaled_photo_is_turned_upright_and_keeps_the_original_if_asked() {
     );
     assert_eq!(orientation_of(&out.bytes), Orientation::NoTransforms);
     assert_eq!(out.original, Some(photo));
+}
+
+#[test]
+fn a_photo_gets_a_small_upright_thumbnail_without_its_location() {
+    let photo = with_exif(&jpeg_of(1200, 600), Some(6));
+    let out = prepare_attachment(photo, "image/jpeg", &small(800)).unwrap();
+    let thumb = out.thumbnail.expect("a thumbnail");
+    let img = decode(&thumb);
+    assert_eq!((img.width(), img.height()), (160, 320), "upright, 320 px");
+    assert!(!contains(&thumb, GPS_MARK) && !contains(&thumb, b"Exif"));
+    assert!(thumb.len() < out.bytes.len() / 4, "{} bytes", thumb.len());
+
+    let tiny = prepare_attachment(jpeg_of(300, 200), "image/jpeg", &small(800)).unwrap();
+    assert_eq!(tiny.thumbnail, None, "a small photo is its own thumbnail");
+    let none = PhotoPolicy {
+        thumbnail_side_px: 0,
+        ..small(800)
+    };
+    let photo = jpeg_of(1200, 600);
+    assert_eq!(
+        prepare_attachment(photo, "image/jpeg", &none)
+            .unwrap()
+            .thumbnail,
+        None
+    );
 }
 
 #[test]
@@ -206,6 +233,7 @@ fn keep_location_keeps_a_small_photo_as_it_is() {
     let policy = PhotoPolicy {
         keep_location: true,
         keep_original: true,
+        thumbnail_side_px: 0,
         ..PhotoPolicy::default()
     };
     let out = prepare_attachment(photo.clone(), "image/jpeg", &policy).unwrap();
@@ -214,7 +242,8 @@ fn keep_location_keeps_a_small_photo_as_it_is() {
         Prepared {
             bytes: photo,
             mime: "image/jpeg".into(),
-            original: None
+            original: None,
+            thumbnail: None
         }
     );
 }
@@ -299,7 +328,8 @@ fn recordings_documents_and_other_types_pass_through() {
             Prepared {
                 bytes,
                 mime: mime.into(),
-                original: None
+                original: None,
+                thumbnail: None
             },
             "{mime}"
         );

@@ -217,16 +217,41 @@ pub fn set_upload(conn: &Connection, sha256: &str, upload: &Upload) -> Result<()
     Ok(())
 }
 
-/// Rewrites the blobs `case_id` references (with its list row).
-pub fn set_refs(conn: &Connection, case_id: &str, hashes: &[String]) -> Result<(), StoreError> {
+/// Rewrites the blobs `case_id` references (with its list row); those in `thumbnails` are
+/// photos' thumbnails.
+pub fn set_refs(
+    conn: &Connection,
+    case_id: &str,
+    hashes: &[String],
+    thumbnails: &[String],
+) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM blob_refs WHERE case_id = ?1")?
         .execute([case_id])?;
-    let mut insert =
-        conn.prepare_cached("INSERT OR IGNORE INTO blob_refs (case_id, sha256) VALUES (?1, ?2)")?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO blob_refs (case_id, sha256, thumbnail) VALUES (?1, ?2, ?3)",
+    )?;
     for sha256 in hashes {
-        insert.execute([case_id, sha256])?;
+        insert.execute(params![case_id, sha256, thumbnails.contains(sha256)])?;
     }
     Ok(())
+}
+
+/// The thumbnails held cases reference whose bytes this phone does not hold whole (to
+/// prefetch), as (a case referencing it, SHA-256), in SHA-256 order.
+pub fn missing_thumbnails(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT min(r.case_id), r.sha256 FROM blob_refs r WHERE r.thumbnail
+         GROUP BY r.sha256 ORDER BY r.sha256",
+    )?;
+    let refs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut missing = Vec::new();
+    for pair in refs {
+        let (case_id, sha256): (String, String) = pair?;
+        if !row(conn, &sha256)?.is_some_and(|r| r.complete()) {
+            missing.push((case_id, sha256));
+        }
+    }
+    Ok(missing)
 }
 
 /// Whether the held case `case_id` references `sha256`.

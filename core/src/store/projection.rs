@@ -8,7 +8,7 @@ use super::queries::{self, CaseSummary};
 use crate::calendar::Calendar;
 use crate::deadline::{self, DeadlineInput};
 use crate::doc::split_doc_id;
-use crate::model::{Case, Millis};
+use crate::model::{Attachment, Case, Millis, VariantKind};
 use crate::policy::PolicySet;
 
 /// The deadline rules the projection is computed with.
@@ -104,7 +104,7 @@ pub fn upsert(
         due.provisional,
         due.calendar_version,
     ])?;
-    super::blobs::set_refs(conn, &case.id, &attachment_hashes(case))?;
+    super::blobs::set_refs(conn, &case.id, &attachment_hashes(case), &thumbnails(case))?;
     refresh_has_pending(conn, &case.id)
 }
 
@@ -118,6 +118,17 @@ pub fn attachment_hashes(case: &Case) -> Vec<String> {
     hashes.sort();
     hashes.dedup();
     hashes
+}
+
+/// The SHA-256s of a case's photo thumbnails (which a phone may prefetch).
+fn thumbnails(case: &Case) -> Vec<String> {
+    let is_thumbnail = |a: &&Attachment| {
+        a.variant
+            .as_ref()
+            .is_some_and(|v| v.kind == VariantKind::Thumbnail)
+    };
+    let thumbnails = case.attachments.iter().filter(is_thumbnail);
+    thumbnails.map(|a| a.sha256.to_ascii_lowercase()).collect()
 }
 
 /// Recomputes `has_pending` of a case from its two documents (the case and its `#pii`).
@@ -134,7 +145,7 @@ pub fn refresh_has_pending(conn: &Connection, doc_id: &str) -> Result<(), StoreE
 
 pub fn delete(conn: &Connection, case_id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM cases WHERE case_id = ?1", [case_id])?;
-    super::blobs::set_refs(conn, case_id, &[])?;
+    super::blobs::set_refs(conn, case_id, &[], &[])?;
     Ok(())
 }
 

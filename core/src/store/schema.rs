@@ -175,6 +175,13 @@ pub const MIGRATIONS: &[Migration] = &[
         ",
         reproject: true,
     },
+    // v7: which references are photos' thumbnails, which a phone may prefetch (filled by
+    // recomputing the rows).
+    Migration {
+        name: "thumbnail references",
+        sql: "ALTER TABLE blob_refs ADD COLUMN thumbnail INTEGER NOT NULL DEFAULT 0;",
+        reproject: true,
+    },
 ];
 
 /// The schema version this code writes.

@@ -115,10 +115,14 @@ async fn put_chunk(
             ),
         });
     }
+    let len = body.len() as u64;
     let status = tokio::task::spawn_blocking(move || {
         blobs.put_chunk(store.db(), &device, &sha, offset, &body)
     })
     .await??;
+    if !status.complete {
+        state.metrics.blob_chunk_accepted(len);
+    }
     Ok(Json(status).into_response())
 }
 
@@ -132,6 +136,7 @@ async fn commit(
     let now = (state.clock)();
     let row =
         tokio::task::spawn_blocking(move || blobs.commit(store.db(), &device, &sha, now)).await??;
+    state.metrics.blob_committed();
     Ok(Json(json!({"sha256": row.sha256, "size": row.size, "mime": row.mime})).into_response())
 }
 

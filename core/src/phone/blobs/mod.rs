@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::sync::{SyncPhase, SyncProgress, SyncSummary};
 use super::{CaseChanges, ChangeSource, Phone, PhoneError, Transport, TransportError};
 use crate::media::{self, PhotoPolicy};
-use crate::model::{Attachment, Millis, NewAttachment};
+use crate::model::{Attachment, Millis, NewAttachment, Variant, VariantKind};
 use crate::store::Store;
 use crate::store::blobs::{self, BlobRow, Upload};
 use upload::{BlobUpload, UploadEnd, UploadStatus, UploadStep};
@@ -115,6 +115,9 @@ pub struct UploadSummary {
     pub refused: Vec<(String, String)>,
     /// Why the rest waits for the next sync (the link or the server), if it does.
     pub deferred: Option<String>,
+    /// Thumbnails fetched after the uploads (the photo policy's prefetch).
+    #[serde(default)]
+    pub thumbnails_fetched: Vec<String>,
 }
 
 /// The SHA-256 of `bytes`, in lowercase hex (an attachment's name).
@@ -142,28 +145,74 @@ fn check_mime(mime: &str) -> Result<(), PhoneError> {
 }
 
 impl Phone {
-    /// How photos attached from now on are prepared: the county's policy, handed in by the app
-    /// (`None`, the default: kept as given). The phone keeps only the prepared photo:
-    /// [`PhotoPolicy::keep_original`] is not honoured here yet.
+    /// How photos attached from now on are prepared, and whether thumbnails are prefetched:
+    /// the county's policy, handed in by the app (`None`, the default: kept as given, no
+    /// thumbnails).
     pub fn set_photo_policy(&self, policy: Option<PhotoPolicy>) {
         *self.photo_policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
-    /// `bytes` as the photo policy wants them kept and uploaded.
-    fn prepared(&self, bytes: &[u8], mime: &str) -> Result<(Vec<u8>, String), PhoneError> {
-        let policy = self.photo_policy.read().unwrap_or_else(|p| p.into_inner());
-        let Some(policy) = policy.as_ref() else {
-            return Ok((bytes.to_vec(), mime.to_ascii_lowercase()));
+    fn photo_policy(&self) -> Option<PhotoPolicy> {
+        self.photo_policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The files to keep for `bytes`, the attachment first: as the photo policy prepares it,
+    /// then its thumbnail and its original when the policy makes them (see [`Variant`]). Each
+    /// file inherits the caption and `personal` (a thumbnail of a face shows the face).
+    fn files_to_keep(
+        &self,
+        bytes: &[u8],
+        mime: &str,
+        caption: &str,
+        personal: bool,
+    ) -> Result<Vec<(NewAttachment, Vec<u8>)>, PhoneError> {
+        let prepared = match self.photo_policy() {
+            None => media::Prepared {
+                bytes: bytes.to_vec(),
+                mime: mime.into(),
+                original: None,
+                thumbnail: None,
+            },
+            Some(policy) => media::prepare_attachment(bytes.to_vec(), mime, &policy)
+                .map_err(|e| PhoneError::BadInput(e.to_string()))?,
         };
-        let prepared = media::prepare_attachment(bytes.to_vec(), mime, policy)
-            .map_err(|e| PhoneError::BadInput(e.to_string()))?;
-        Ok((prepared.bytes, prepared.mime.to_ascii_lowercase()))
+        let file = |bytes: Vec<u8>, mime: &str, variant: Option<Variant>| {
+            let new = NewAttachment {
+                sha256: sha256_hex(&bytes),
+                mime: mime.to_ascii_lowercase(),
+                size: bytes.len() as u64,
+                caption: caption.into(),
+                personal,
+                variant,
+            };
+            (new, bytes)
+        };
+        let main = file(prepared.bytes, &prepared.mime, None);
+        let of = |kind| {
+            Some(Variant {
+                kind,
+                of: main.0.sha256.clone(),
+            })
+        };
+        let mut files = Vec::with_capacity(3);
+        if let Some(thumb) = prepared.thumbnail {
+            files.push(file(thumb, "image/jpeg", of(VariantKind::Thumbnail)));
+        }
+        if let Some(original) = prepared.original {
+            files.push(file(original, mime, of(VariantKind::Original)));
+        }
+        files.insert(0, main);
+        Ok(files)
     }
 
     /// Attaches `bytes` (a photo, a recording, a scan) to a held case, offline: the bytes are
     /// kept in the store, the reference is added to the case, and the upload is queued, in one
     /// transaction. Returns the attachment's id. `personal`: the file shows the complainant
-    /// (the unit complained about never receives it).
+    /// (the unit complained about never receives it). A photo policy may add its thumbnail
+    /// and its original as entries of their own ([`Variant`]), kept and queued alike.
     pub fn attach(
         &self,
         case_id: &str,
@@ -181,21 +230,18 @@ impl Phone {
         }
         // Photos are downscaled and stripped of their location by policy before hashing, so
         // the name, the size and the queued bytes are those of what is uploaded.
-        let (bytes, mime) = self.prepared(bytes, mime)?;
-        let bytes = bytes.as_slice();
-        let new = NewAttachment {
-            sha256: sha256_hex(bytes),
-            mime,
-            size: bytes.len() as u64,
-            caption: caption.into(),
-            personal,
-        };
+        let files = self.files_to_keep(bytes, mime, caption, personal)?;
         self.mutate_case_with(
             case_id,
             now,
-            |doc, author| doc.attach(&new, author, now),
+            |doc, author| {
+                let ids = files.iter().map(|(new, _)| doc.attach(new, author, now));
+                ids.collect::<Result<Vec<_>, _>>().map(|ids| ids[0].clone())
+            },
             |tx| {
-                blobs::keep_local(tx, &new.sha256, &new.mime, bytes, now)?;
+                for (new, bytes) in &files {
+                    blobs::keep_local(tx, &new.sha256, &new.mime, bytes, now)?;
+                }
                 Ok(())
             },
         )
@@ -241,10 +287,41 @@ impl Phone {
         ) {
             uploads.deferred = Some(e.to_string());
         }
+        if self.photo_policy().is_some_and(|p| p.prefetch_thumbnails) {
+            let fetched = self.prefetch_thumbnails(transport, now, cancel, &mut uploads);
+            if let Err(e) = fetched {
+                uploads.deferred.get_or_insert(e.to_string());
+            }
+        }
         summary.progress.phase = SyncPhase::Done;
         progress(summary.progress.clone());
         summary.uploads = uploads;
         Ok(summary)
+    }
+
+    /// Fetches the thumbnails of held cases' photos not held yet (the photos stay lazy), each
+    /// as [`Phone::open_attachment`] would; stops at the first failure (the rest waits for the
+    /// next sync).
+    fn prefetch_thumbnails(
+        &self,
+        transport: &mut dyn BlobTransport,
+        now: Millis,
+        cancel: &AtomicBool,
+        summary: &mut UploadSummary,
+    ) -> Result<(), PhoneError> {
+        let missing = {
+            let mut store = self.app();
+            let tx = store.read()?;
+            blobs::missing_thumbnails(&tx)?
+        };
+        for (case_id, sha) in missing {
+            if cancel.load(Ordering::SeqCst) {
+                break;
+            }
+            self.open_attachment(&case_id, &sha, now, Some(&mut *transport))?;
+            summary.thumbnails_fetched.push(sha);
+        }
+        Ok(())
     }
 
     /// Uploads every queued blob, oldest first, until one must wait (then the rest waits too).

@@ -174,6 +174,19 @@ fn state(phone: &Phone, case_id: &str) -> AttachmentState {
 
 /// A case from the server whose attachment references `bytes` (attached on another phone).
 fn receive_case_with(phone: &Phone, id: &str, bytes: &[u8]) {
+    let file = NewAttachment {
+        sha256: sha256_hex(bytes),
+        mime: "image/jpeg".into(),
+        size: bytes.len() as u64,
+        caption: "现场".into(),
+        personal: false,
+        variant: None,
+    };
+    receive_case_with_files(phone, id, &[file]);
+}
+
+/// A case from the server with `files` attached (on another phone).
+fn receive_case_with_files(phone: &Phone, id: &str, files: &[NewAttachment]) {
     let author = Author {
         user: "wang".into(),
         device: "other".into(),
@@ -182,16 +195,9 @@ fn receive_case_with(phone: &Phone, id: &str, bytes: &[u8]) {
     let actor = automerge::ActorId::from(vec![7u8; 20]);
     let mut doc = CaseDoc::create(&new_case(id, id, "330604101201"), &author, actor, T0).unwrap();
     doc.act(&Action::Register, &author, T0 + 1).unwrap();
-    let sha = sha256_hex(bytes);
-    doc.add_attachment(
-        &sha,
-        "image/jpeg",
-        bytes.len() as u64,
-        "现场",
-        &author,
-        T0 + 2,
-    )
-    .unwrap();
+    for file in files {
+        doc.attach(file, &author, T0 + 2).unwrap();
+    }
     let request = phone.build_request(T0, 50).unwrap();
     let response = SyncResponse {
         server_time: T0,
@@ -503,7 +509,10 @@ fn real_jpeg(w: u32, h: u32) -> Vec<u8> {
 fn a_large_photo_is_kept_and_named_as_the_policy_prepares_it() {
     let (_dir, _path, phone) = open();
     let taken = real_jpeg(3000, 2000);
-    phone.set_photo_policy(Some(crate::media::PhotoPolicy::default()));
+    phone.set_photo_policy(Some(PhotoPolicy {
+        thumbnail_side_px: 0,
+        ..PhotoPolicy::default()
+    }));
     phone
         .attach("c1", &taken, "image/jpeg", "现场", false, T0)
         .unwrap();
@@ -532,4 +541,110 @@ fn a_large_photo_is_kept_and_named_as_the_policy_prepares_it() {
         phone.attachments("c1").unwrap()[1].attachment.sha256,
         sha256_hex(&small)
     );
+}
+
+/// The attachment of `listed` that is the `kind` variant of another.
+fn variant_of(listed: &[AttachmentView], kind: VariantKind) -> &Attachment {
+    let is = |a: &&AttachmentView| {
+        a.attachment
+            .variant
+            .as_ref()
+            .is_some_and(|v| v.kind == kind)
+    };
+    &listed.iter().find(is).expect("the variant").attachment
+}
+
+#[test]
+fn the_policy_keeps_the_original_and_a_thumbnail_beside_the_photo_and_uploads_all() {
+    let (_dir, _path, phone) = open();
+    let taken = real_jpeg(3000, 2000);
+    phone.set_photo_policy(Some(PhotoPolicy {
+        keep_original: true,
+        ..PhotoPolicy::default()
+    }));
+    let id = phone
+        .attach("c1", &taken, "image/jpeg", "现场", true, T0)
+        .unwrap();
+    let listed = phone.attachments("c1").unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let photo = &listed[0].attachment;
+    assert_eq!((&photo.id, &photo.variant), (&id, &None));
+    let original = variant_of(&listed, VariantKind::Original);
+    let thumbnail = variant_of(&listed, VariantKind::Thumbnail);
+    for file in [original, thumbnail] {
+        assert_eq!(file.variant.as_ref().unwrap().of, photo.sha256);
+        assert!(file.personal, "a variant of a personal photo is personal");
+    }
+    let open = |sha: &str| phone.open_attachment("c1", sha, T0, None).unwrap();
+    assert_eq!(open(&original.sha256), taken, "the original, byte for byte");
+    assert_eq!(original.mime, "image/jpeg");
+    let side = |bytes: &[u8]| {
+        let (w, h) = image::load_from_memory(bytes)
+            .unwrap()
+            .to_rgb8()
+            .dimensions();
+        w.max(h)
+    };
+    assert_eq!(side(&open(&photo.sha256)), 1600);
+    assert_eq!(side(&open(&thumbnail.sha256)), 320);
+    assert!(listed.iter().all(|a| a.state == AttachmentState::Local));
+
+    let mut server = Server::default();
+    let (summary, _) = sync(&phone, &mut server);
+    assert_eq!(summary.uploads.uploaded.len(), 3, "{summary:?}");
+    assert_eq!(server.stored[&original.sha256], taken);
+    let listed = phone.attachments("c1").unwrap();
+    assert!(listed.iter().all(|a| a.state == AttachmentState::Uploaded));
+}
+
+#[test]
+fn thumbnails_are_prefetched_after_a_sync_and_photos_stay_lazy() {
+    let photo_bytes = photo(200_000, 21);
+    let thumb_bytes = photo(9_000, 22);
+    let file = |bytes: &[u8], variant| NewAttachment {
+        sha256: sha256_hex(bytes),
+        mime: "image/jpeg".into(),
+        size: bytes.len() as u64,
+        caption: "现场".into(),
+        personal: false,
+        variant,
+    };
+    let thumb = Variant {
+        kind: VariantKind::Thumbnail,
+        of: sha256_hex(&photo_bytes),
+    };
+    let files = [file(&photo_bytes, None), file(&thumb_bytes, Some(thumb))];
+    let mut server = Server::default();
+    server.stored.insert(files[0].sha256.clone(), photo_bytes);
+    server
+        .stored
+        .insert(files[1].sha256.clone(), thumb_bytes.clone());
+
+    // Without a prefetch policy nothing is fetched.
+    let (_dir, _path, phone) = open();
+    receive_case_with_files(&phone, "s1", &files);
+    let (summary, _) = sync(&phone, &mut server);
+    assert!(summary.uploads.thumbnails_fetched.is_empty());
+    assert_eq!(server.downloads, 0);
+
+    phone.set_photo_policy(Some(PhotoPolicy::default()));
+    let (summary, _) = sync(&phone, &mut server);
+    assert_eq!(
+        summary.uploads.thumbnails_fetched,
+        [files[1].sha256.clone()]
+    );
+    assert_eq!(
+        server.fetched,
+        thumb_bytes.len() as u64,
+        "the photo stays lazy"
+    );
+    let listed = phone.attachments("s1").unwrap();
+    assert_eq!(listed[0].state, AttachmentState::RemoteOnly);
+    assert_eq!(listed[1].state, AttachmentState::Downloaded);
+    let offline = phone.open_attachment("s1", &files[1].sha256, T0, None);
+    assert_eq!(offline.unwrap(), thumb_bytes);
+    // Held now: the next sync fetches nothing again.
+    let (summary, _) = sync(&phone, &mut server);
+    assert!(summary.uploads.thumbnails_fetched.is_empty());
+    assert_eq!(server.fetched, thumb_bytes.len() as u64);
 }
