@@ -13,6 +13,7 @@
 
 pub mod apply;
 pub mod client;
+mod parallel;
 pub mod request;
 mod staging;
 mod write;
@@ -178,8 +179,28 @@ impl Phone {
                 }
                 Step::Apply(response) => {
                     progress(client.progress().clone());
-                    let outcome = self.apply_page(&mut store, *response, client.sent(), now)?;
-                    client.applied(outcome, cancel.load(Ordering::SeqCst))
+                    let cancelled = cancel.load(Ordering::SeqCst);
+                    match client.next_request(&response, cancelled, now) {
+                        Some(next) => {
+                            let (bytes, answered) = client.prefetch(next);
+                            let (outcome, answer) = self.apply_while_exchanging(
+                                &mut store, transport, *response, &answered, now, bytes,
+                            );
+                            let step = client.applied_then(
+                                outcome?,
+                                cancel.load(Ordering::SeqCst),
+                                answer,
+                            );
+                            self.page_bytes
+                                .store(client.page_bytes(), Ordering::Relaxed);
+                            step
+                        }
+                        None => {
+                            let outcome =
+                                self.apply_page(&mut store, *response, client.sent(), now)?;
+                            client.applied(outcome, cancel.load(Ordering::SeqCst))
+                        }
+                    }
                 }
                 Step::Wipe(e) => {
                     self.wipe_with(&mut store)?;
@@ -258,6 +279,31 @@ impl Phone {
             request::plan_request(&position, now, page_size, push_bytes, outbox);
         request.staged = staged;
         Ok((request, pushes_left))
+    }
+
+    /// Stores `response` (the answer to `answered`) on a second thread while this one exchanges
+    /// `bytes`, the request for the page after it: phone and server work at the same time.
+    /// Storing is exactly [`Phone::apply_page`]; the transport stays on the calling thread.
+    fn apply_while_exchanging(
+        &self,
+        store: &mut Store,
+        transport: &mut dyn Transport,
+        response: SyncResponse,
+        answered: &SyncRequest,
+        now: Millis,
+        bytes: Vec<u8>,
+    ) -> (
+        Result<SyncOutcome, PhoneError>,
+        Result<Vec<u8>, TransportError>,
+    ) {
+        std::thread::scope(|scope| {
+            let storing = scope.spawn(|| self.apply_page(store, response, answered, now));
+            let answer = transport.exchange(bytes);
+            let outcome = storing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (outcome, answer)
+        })
     }
 
     /// Loads, plans and writes one page in one write transaction, then tells the listeners.
