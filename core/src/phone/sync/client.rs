@@ -649,8 +649,14 @@ mod tests {
             ..Default::default()
         });
         let next = client.next_request(&restoring, false, 77).unwrap();
-        assert_eq!((next.cursor, next.restore.clone()), (3, restoring.restore.clone()));
-        assert_eq!((next.rules_version, next.device_time, next.page_size), (2, 77, 50));
+        assert_eq!(
+            (next.cursor, next.restore.clone()),
+            (3, restoring.restore.clone())
+        );
+        assert_eq!(
+            (next.rules_version, next.device_time, next.page_size),
+            (2, 77, 50)
+        );
         assert!(next.pushes.is_empty() && next.staged.is_none() && next.compact_snapshots);
         let feed_cut_short = SyncResponse {
             restore: None,
@@ -681,11 +687,20 @@ mod tests {
             ..restoring.clone()
         };
         for response in [&last, &answering, &with_rules] {
-            assert!(client.next_request(response, false, 77).is_none(), "{response:?}");
+            assert!(
+                client.next_request(response, false, 77).is_none(),
+                "{response:?}"
+            );
         }
-        assert!(client.next_request(&restoring, true, 77).is_none(), "cancelled");
+        assert!(
+            client.next_request(&restoring, true, 77).is_none(),
+            "cancelled"
+        );
         client.pushes_remain(true);
-        assert!(client.next_request(&restoring, false, 77).is_none(), "pushes left");
+        assert!(
+            client.next_request(&restoring, false, 77).is_none(),
+            "pushes left"
+        );
         client.pushes_remain(false);
         let mut pushing = SyncRequest::default();
         pushing.pushes.push(crate::sync::DocPush {
@@ -693,7 +708,10 @@ mod tests {
             changes: vec![vec![1]],
         });
         client.request_built(pushing);
-        assert!(client.next_request(&restoring, false, 77).is_none(), "answers pushes");
+        assert!(
+            client.next_request(&restoring, false, 77).is_none(),
+            "answers pushes"
+        );
     }
 
     #[test]

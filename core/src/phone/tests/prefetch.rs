@@ -105,7 +105,8 @@ impl Transport for WaitsForTheStore {
     fn exchange(&mut self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         if self.script.sent.len() == 1 {
             let started = Instant::now();
-            while !self.stored.0.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(5)
+            while !self.stored.0.load(Ordering::SeqCst)
+                && started.elapsed() < Duration::from_secs(5)
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -131,7 +132,10 @@ fn the_next_page_is_asked_for_while_this_one_is_stored() {
     let summary = phone
         .sync(&mut transport, T0, &mut |_| {}, &AtomicBool::new(false), 50)
         .unwrap();
-    assert!(transport.stored_while_asked, "page 1 was stored during the exchange of page 2");
+    assert!(
+        transport.stored_while_asked,
+        "page 1 was stored during the exchange of page 2"
+    );
     assert_eq!(summary.pages, 2);
     assert_eq!(summary.progress.cases_received, 40);
     assert_eq!(after(&transport.script.sent[1]), Some("a19"));
@@ -174,7 +178,11 @@ fn a_page_that_fails_to_store_drops_the_page_fetched_meanwhile() {
     ]);
     assert!(sync(&phone, &mut first).is_err());
     assert_eq!(first.sent.len(), 3, "the third page was asked for early");
-    assert_eq!(count(&phone, CaseList::All), 2, "only the first page is stored");
+    assert_eq!(
+        count(&phone, CaseList::All),
+        2,
+        "only the first page is stored"
+    );
     assert!(phone.summary("c00").unwrap().is_none());
     let status = phone.sync_status().unwrap();
     assert!(status.restoring);
