@@ -337,7 +337,7 @@ impl Page<'_> {
         let old = std::mem::take(&mut w.server_heads);
         match update.payload {
             Arrived::Snapshot(expanded) => {
-                let expanded = expanded.map_err(|e| bad(&doc_id, e))?;
+                let expanded = (*expanded).map_err(|e| bad(&doc_id, e))?;
                 if heads.is_empty() {
                     heads = expanded.heads.clone();
                 }
@@ -460,7 +460,8 @@ struct Received {
 }
 
 enum Arrived {
-    Snapshot(Result<Expanded, ExpandError>),
+    /// Boxed: a loaded document is kilobytes, and the page holds hundreds of these.
+    Snapshot(Box<Result<Expanded, ExpandError>>),
     Changes(Vec<Vec<u8>>),
 }
 
@@ -469,7 +470,7 @@ enum Arrived {
 /// planned one by one in order (what the page does is the same as loading each in turn).
 fn received(update: DocUpdate) -> Received {
     let payload = match update.payload {
-        Payload::Snapshot(bytes) => Arrived::Snapshot(compact::expand(bytes)),
+        Payload::Snapshot(bytes) => Arrived::Snapshot(Box::new(compact::expand(bytes))),
         Payload::Changes(raw) => Arrived::Changes(raw),
     };
     Received {
