@@ -10,6 +10,12 @@
 //!                 └──────────────────── more restore pages, not cancelled ◀─────────────────┘
 //!                                                                           otherwise Done
 //! ```
+//!
+//! After a plain restore page the next request needs nothing from the store
+//! ([`SyncClient::next_request`]), so it is exchanged while a second thread stores the page
+//! (the server works while the phone writes); the sync goes on with its answer only once the
+//! page is committed. A page's snapshots are loaded and its cases read on several threads
+//! ([`parallel`]), its writes stay in one transaction on one thread.
 
 pub mod apply;
 pub mod client;
@@ -119,8 +125,9 @@ pub struct SyncSummary {
 
 impl Phone {
     /// Runs a whole sync over `transport`: the first request carries the pushes and catch-ups,
-    /// then restore pages follow while the server announces more, each stored before the next
-    /// is asked for (a dropped connection resumes at the next page). `cancel` is checked between
+    /// then restore pages follow while the server announces more, each committed before the
+    /// answer to the next is used (the next may be asked for while it is stored; a dropped
+    /// connection resumes after the last page committed). `cancel` is checked between
     /// pages. An `Unauthorized { wipe: true }` answer wipes the phone if its proof verifies. After
     /// a 429 (`RetryAfter`), syncs before the time it named fail at once with the seconds left,
     /// without touching the network. Other calls go on while
