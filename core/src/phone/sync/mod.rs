@@ -15,7 +15,7 @@
 //! ([`SyncClient::next_request`]), so it is exchanged while a second thread stores the page
 //! (the server works while the phone writes); the sync goes on with its answer only once the
 //! page is committed. A page's snapshots are loaded and its cases read on several threads
-//! ([`parallel`]), its writes stay in one transaction on one thread.
+//! (`parallel`), its writes stay in one transaction on one thread.
 
 pub mod apply;
 pub mod client;
