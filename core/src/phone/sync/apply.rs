@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use automerge::sync::{Message, State as SyncState, SyncDoc};
 use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 
-use super::SyncOutcome;
+use super::{SyncOutcome, parallel};
 use crate::doc::split_doc_id;
 use crate::model::{CaseId, Millis};
 use crate::phone::error::bad;
@@ -26,6 +26,7 @@ use crate::sync::{
     CaseTimes, CatchUp, DocId, DocUpdate, Identity, Payload, PushResult, RejectCode, SyncRequest,
     SyncResponse, clock_offset, compact,
 };
+use compact::{ExpandError, Expanded};
 
 /// A stored document as planning sees it.
 #[derive(Debug)]
@@ -228,7 +229,7 @@ pub fn plan_page(
     for result in &response.results {
         page.on_result(result, sent)?;
     }
-    for update in response.docs {
+    for update in parallel::map(std::mem::take(&mut response.docs), received) {
         page.on_update(update)?;
     }
     for answer in &response.catch_up {
@@ -327,7 +328,7 @@ impl Page<'_> {
     }
 
     /// Merges a received snapshot or applies received changes.
-    fn on_update(&mut self, update: DocUpdate) -> Result<(), PhoneError> {
+    fn on_update(&mut self, update: Received) -> Result<(), PhoneError> {
         let doc_id = update.doc_id;
         let mut heads = hashes(&update.heads, &doc_id)?;
         let actor = self.actor;
@@ -335,8 +336,8 @@ impl Page<'_> {
         w.verify(&doc_id)?;
         let old = std::mem::take(&mut w.server_heads);
         match update.payload {
-            Payload::Snapshot(bytes) => {
-                let expanded = compact::expand(bytes).map_err(|e| bad(&doc_id, e))?;
+            Arrived::Snapshot(expanded) => {
+                let expanded = (*expanded).map_err(|e| bad(&doc_id, e))?;
                 if heads.is_empty() {
                     heads = expanded.heads.clone();
                 }
@@ -355,7 +356,7 @@ impl Page<'_> {
                     };
                 }
             }
-            Payload::Changes(raw) => {
+            Arrived::Changes(raw) => {
                 let changes = raw
                     .iter()
                     .map(|b| Change::try_from(&b[..]).map_err(|e| bad(&doc_id, e)))
@@ -448,6 +449,34 @@ impl Page<'_> {
                 }
             })
             .collect()
+    }
+}
+
+/// A document update as the page plans with it: a snapshot already loaded.
+struct Received {
+    doc_id: DocId,
+    heads: Vec<Vec<u8>>,
+    payload: Arrived,
+}
+
+enum Arrived {
+    /// Boxed: a loaded document is kilobytes, and the page holds hundreds of these.
+    Snapshot(Box<Result<Expanded, ExpandError>>),
+    Changes(Vec<Vec<u8>>),
+}
+
+/// Loads an update's snapshot: the costliest step of a restore, and independent of every other
+/// document, so a page's updates are received in parallel ([`parallel::map`]) before they are
+/// planned one by one in order (what the page does is the same as loading each in turn).
+fn received(update: DocUpdate) -> Received {
+    let payload = match update.payload {
+        Payload::Snapshot(bytes) => Arrived::Snapshot(Box::new(compact::expand(bytes))),
+        Payload::Changes(raw) => Arrived::Changes(raw),
+    };
+    Received {
+        doc_id: update.doc_id,
+        heads: update.heads,
+        payload,
     }
 }
 

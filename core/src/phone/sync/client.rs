@@ -12,10 +12,12 @@
 //! was cut twice in a row.
 //! A stored page is never fetched again: the next request starts where it ended.
 
+use super::request::plan_request;
 use super::{SyncOutcome, SyncPhase, SyncProgress, SyncSummary};
 use crate::model::Millis;
 use crate::phone::{PhoneError, TransportError};
 use crate::revocation::{RevocationKey, request_nonce};
+use crate::store::meta::SyncPosition;
 use crate::sync::wire;
 use crate::sync::{SyncRequest, SyncResponse};
 
@@ -204,7 +206,12 @@ impl SyncClient {
             .expect("Step::Apply is only given after a request was sent")
     }
 
-    pub fn request_built(&mut self, mut request: SyncRequest) -> Step {
+    pub fn request_built(&mut self, request: SyncRequest) -> Step {
+        Step::Exchange(self.encode(request))
+    }
+
+    /// The wire bytes of `request` at the current budget; it becomes the one [`SyncClient::sent`].
+    fn encode(&mut self, mut request: SyncRequest) -> Vec<u8> {
         request.page_bytes = self.budget.bytes();
         let bytes = wire::encode_request(&request);
         self.progress.phase = SyncPhase::Sending;
@@ -212,7 +219,7 @@ impl SyncClient {
         self.progress.bytes_sent += bytes.len() as u64;
         self.nonce = request_nonce(&bytes);
         self.sent = Some(request);
-        Step::Exchange(bytes)
+        bytes
     }
 
     pub fn exchanged(&mut self, answer: Result<Vec<u8>, TransportError>) -> Step {
@@ -271,6 +278,62 @@ impl SyncClient {
             Step::Wipe(error.into())
         } else {
             Step::Fail(error.into())
+        }
+    }
+
+    /// The request after `response` (the answer to [`SyncClient::sent`]), when it can be
+    /// built before the page is stored, from the position the page will store alone: a plain
+    /// page of a restore or of a feed cut short, neither carrying nor answering pushes,
+    /// catch-ups, rules or a snapshot part (each of those changes what the next request says).
+    /// The shell sends it while it stores the page, so the server assembles the next page while
+    /// the phone writes this one. The page is still committed before its cursor counts: if
+    /// storing it fails, the early answer is dropped and nothing of it is stored.
+    pub fn next_request(
+        &self,
+        response: &SyncResponse,
+        cancelled: bool,
+        now: Millis,
+    ) -> Option<SyncRequest> {
+        let sent = self.sent.as_ref()?;
+        let plain_request = sent.pushes.is_empty() && sent.catch_up.is_empty();
+        let plain_answer = response.results.is_empty()
+            && response.catch_up.is_empty()
+            && response.rules.is_none()
+            && response.part.is_none();
+        let more = response.restore.is_some() || response.remaining > 0;
+        if !(more && plain_request && plain_answer) || self.pushes_left || cancelled {
+            return None;
+        }
+        let position = SyncPosition {
+            cursor: response.cursor,
+            restore: response.restore.clone(),
+            rules_version: sent.rules_version,
+        };
+        let (request, _) = plan_request(&position, now, self.page_size, 0, None);
+        Some(request)
+    }
+
+    /// Sends `next` (from [`SyncClient::next_request`]) before the page it follows is stored:
+    /// the bytes to exchange; the request the page answers stays with the caller.
+    pub fn prefetch(&mut self, next: SyncRequest) -> (Vec<u8>, SyncRequest) {
+        let answered = self.sent.take().expect("a page answers a request");
+        (self.encode(next), answered)
+    }
+
+    /// The page fetched early was stored: go on with the answer to the request sent meanwhile
+    /// (dropped when the sync ends here, so nothing of it is stored: it comes again next time).
+    pub fn applied_then(
+        &mut self,
+        outcome: SyncOutcome,
+        cancelled: bool,
+        answer: Result<Vec<u8>, TransportError>,
+    ) -> Step {
+        if cancelled {
+            self.stop_retrying();
+        }
+        match self.applied(outcome, cancelled) {
+            Step::BuildRequest { .. } => self.exchanged(answer),
+            done => done,
         }
     }
 
@@ -563,6 +626,92 @@ mod tests {
             client.applied(page(true, 1), false);
         }
         assert_eq!(budgets, [48, 96, 192, 384, 768, 1536, 3072, 4096]);
+    }
+
+    /// Only a plain page of a restore (or of a feed cut short) lets the next request go before
+    /// it is stored: pushes, their answers, catch-ups, rules and parts change what the next
+    /// request says, and the last page or a cancel ends the sync.
+    #[test]
+    fn only_plain_pages_with_more_to_come_are_followed_before_they_are_stored() {
+        let restoring = SyncResponse {
+            cursor: 3,
+            restore: Some(RestoreToken {
+                upto: 9,
+                after: "c7".into(),
+            }),
+            remaining: 4,
+            ..Default::default()
+        };
+        let mut client = SyncClient::new(50);
+        client.start();
+        client.request_built(SyncRequest {
+            rules_version: 2,
+            ..Default::default()
+        });
+        let next = client.next_request(&restoring, false, 77).unwrap();
+        assert_eq!(
+            (next.cursor, next.restore.clone()),
+            (3, restoring.restore.clone())
+        );
+        assert_eq!(
+            (next.rules_version, next.device_time, next.page_size),
+            (2, 77, 50)
+        );
+        assert!(next.pushes.is_empty() && next.staged.is_none() && next.compact_snapshots);
+        let feed_cut_short = SyncResponse {
+            restore: None,
+            ..restoring.clone()
+        };
+        assert!(client.next_request(&feed_cut_short, false, 77).is_some());
+
+        let last = SyncResponse {
+            restore: None,
+            remaining: 0,
+            ..restoring.clone()
+        };
+        let answering = SyncResponse {
+            results: vec![crate::sync::PushResult::Accepted {
+                doc_id: "c1".into(),
+                heads: vec![],
+            }],
+            ..restoring.clone()
+        };
+        let with_rules = SyncResponse {
+            rules: Some(crate::rules::RulesUpdate {
+                version: 3,
+                text: crate::rules::RulesText {
+                    policy_toml: String::new(),
+                    calendar: String::new(),
+                },
+            }),
+            ..restoring.clone()
+        };
+        for response in [&last, &answering, &with_rules] {
+            assert!(
+                client.next_request(response, false, 77).is_none(),
+                "{response:?}"
+            );
+        }
+        assert!(
+            client.next_request(&restoring, true, 77).is_none(),
+            "cancelled"
+        );
+        client.pushes_remain(true);
+        assert!(
+            client.next_request(&restoring, false, 77).is_none(),
+            "pushes left"
+        );
+        client.pushes_remain(false);
+        let mut pushing = SyncRequest::default();
+        pushing.pushes.push(crate::sync::DocPush {
+            doc_id: "c1".into(),
+            changes: vec![vec![1]],
+        });
+        client.request_built(pushing);
+        assert!(
+            client.next_request(&restoring, false, 77).is_none(),
+            "answers pushes"
+        );
     }
 
     #[test]

@@ -10,9 +10,16 @@
 //!                 └──────────────────── more restore pages, not cancelled ◀─────────────────┘
 //!                                                                           otherwise Done
 //! ```
+//!
+//! After a plain restore page the next request needs nothing from the store
+//! ([`SyncClient::next_request`]), so it is exchanged while a second thread stores the page
+//! (the server works while the phone writes); the sync goes on with its answer only once the
+//! page is committed. A page's snapshots are loaded and its cases read on several threads
+//! (`parallel`), its writes stay in one transaction on one thread.
 
 pub mod apply;
 pub mod client;
+mod parallel;
 pub mod request;
 mod staging;
 mod write;
@@ -118,8 +125,9 @@ pub struct SyncSummary {
 
 impl Phone {
     /// Runs a whole sync over `transport`: the first request carries the pushes and catch-ups,
-    /// then restore pages follow while the server announces more, each stored before the next
-    /// is asked for (a dropped connection resumes at the next page). `cancel` is checked between
+    /// then restore pages follow while the server announces more, each committed before the
+    /// answer to the next is used (the next may be asked for while it is stored; a dropped
+    /// connection resumes after the last page committed). `cancel` is checked between
     /// pages. An `Unauthorized { wipe: true }` answer wipes the phone if its proof verifies. After
     /// a 429 (`RetryAfter`), syncs before the time it named fail at once with the seconds left,
     /// without touching the network. Other calls go on while
@@ -178,8 +186,28 @@ impl Phone {
                 }
                 Step::Apply(response) => {
                     progress(client.progress().clone());
-                    let outcome = self.apply_page(&mut store, *response, client.sent(), now)?;
-                    client.applied(outcome, cancel.load(Ordering::SeqCst))
+                    let cancelled = cancel.load(Ordering::SeqCst);
+                    match client.next_request(&response, cancelled, now) {
+                        Some(next) => {
+                            let (bytes, answered) = client.prefetch(next);
+                            let (outcome, answer) = self.apply_while_exchanging(
+                                &mut store, transport, *response, &answered, now, bytes,
+                            );
+                            let step = client.applied_then(
+                                outcome?,
+                                cancel.load(Ordering::SeqCst),
+                                answer,
+                            );
+                            self.page_bytes
+                                .store(client.page_bytes(), Ordering::Relaxed);
+                            step
+                        }
+                        None => {
+                            let outcome =
+                                self.apply_page(&mut store, *response, client.sent(), now)?;
+                            client.applied(outcome, cancel.load(Ordering::SeqCst))
+                        }
+                    }
                 }
                 Step::Wipe(e) => {
                     self.wipe_with(&mut store)?;
@@ -258,6 +286,31 @@ impl Phone {
             request::plan_request(&position, now, page_size, push_bytes, outbox);
         request.staged = staged;
         Ok((request, pushes_left))
+    }
+
+    /// Stores `response` (the answer to `answered`) on a second thread while this one exchanges
+    /// `bytes`, the request for the page after it: phone and server work at the same time.
+    /// Storing is exactly [`Phone::apply_page`]; the transport stays on the calling thread.
+    fn apply_while_exchanging(
+        &self,
+        store: &mut Store,
+        transport: &mut dyn Transport,
+        response: SyncResponse,
+        answered: &SyncRequest,
+        now: Millis,
+        bytes: Vec<u8>,
+    ) -> (
+        Result<SyncOutcome, PhoneError>,
+        Result<Vec<u8>, TransportError>,
+    ) {
+        std::thread::scope(|scope| {
+            let storing = scope.spawn(|| self.apply_page(store, response, answered, now));
+            let answer = transport.exchange(bytes);
+            let outcome = storing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (outcome, answer)
+        })
     }
 
     /// Loads, plans and writes one page in one write transaction, then tells the listeners.

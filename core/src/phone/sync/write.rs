@@ -1,15 +1,16 @@
 //! The shell's half of applying a page: loading what [`super::apply::plan_page`] needs and
 //! writing the plan it returns, inside one write transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use automerge::{ActorId, AutoCommit};
 use rusqlite::Connection;
 
 use super::apply::{DocPlan, DocWrite, Held, PagePlan, RowPlan};
+use super::parallel;
 use crate::doc::CaseDoc;
-use crate::model::{Case, Millis};
+use crate::model::{Case, CaseId, Millis};
 use crate::phone::PhoneError;
 use crate::rules::{self, RulesUpdate};
 use crate::store::blobs;
@@ -102,6 +103,7 @@ pub fn write_plan(
         },
     )?;
     times::store(conn, &plan.times)?;
+    let mut read = read_cases(&mut plan);
     for row in &plan.rows {
         match row {
             RowPlan::Delete(case_id) => {
@@ -110,14 +112,14 @@ pub fn write_plan(
             }
             RowPlan::PendingMark(doc_id) => projection::refresh_has_pending(conn, doc_id)?,
             RowPlan::Refresh(case_id) => {
-                let doc = match plan.docs.get_mut(case_id).and_then(|p| p.doc.take()) {
-                    Some(doc) => doc,
+                let case = match read.remove(case_id) {
+                    Some(case) => case,
                     None => match docs::load_doc(conn, case_id, actor)? {
-                        Some(loaded) => loaded.doc,
+                        Some(loaded) => read_case(loaded.doc),
                         None => continue,
                     },
                 };
-                match read_case(doc) {
+                match case {
                     Some(case) => projection::refresh(conn, &case, rules, now)?,
                     None => plan.outcome.unreadable.push(case_id.clone()),
                 }
@@ -162,6 +164,25 @@ fn write_doc(
         None => {}
     }
     Ok(())
+}
+
+/// The cases of the rows to refresh whose documents the page holds, read in parallel (each
+/// is independent of the others; the rows are then written in order on this thread).
+fn read_cases(plan: &mut PagePlan) -> HashMap<CaseId, Option<Case>> {
+    let docs: Vec<(CaseId, AutoCommit)> = plan
+        .rows
+        .iter()
+        .filter_map(|row| match row {
+            RowPlan::Refresh(case_id) => {
+                let doc = plan.docs.get_mut(case_id)?.doc.take()?;
+                Some((case_id.clone(), doc))
+            }
+            _ => None,
+        })
+        .collect();
+    parallel::map(docs, |(case_id, doc)| (case_id, read_case(doc)))
+        .into_iter()
+        .collect()
 }
 
 /// The case a document holds; `None` when this version cannot read it (a migration on read is

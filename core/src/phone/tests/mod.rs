@@ -4,6 +4,7 @@
 mod answers;
 mod encryption;
 mod parts;
+mod prefetch;
 mod rules;
 mod stall;
 
