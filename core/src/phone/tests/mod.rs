@@ -6,6 +6,7 @@ mod encryption;
 mod parts;
 mod rules;
 mod stall;
+mod times_block;
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
