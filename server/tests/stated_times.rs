@@ -99,7 +99,10 @@ fn blocks_place_every_time_as_the_list_does(backend: Backend) {
     let (mut exact, mut relative) = (0, 0);
     let mut placed = Vec::new();
     for page in &pages {
-        let block = page.compact_times.clone().expect("a block for a phone that asked");
+        let block = page
+            .compact_times
+            .clone()
+            .expect("a block for a phone that asked");
         for pending in block.into_pending().unwrap() {
             for (_, at) in &pending.times {
                 match at {
@@ -112,7 +115,10 @@ fn blocks_place_every_time_as_the_list_does(backend: Backend) {
     }
     assert_eq!(placed, expected);
     // The upgraded rows went as instants, the others relative to their events' stated times.
-    assert!(exact >= 5 && relative > exact, "{exact} exact, {relative} relative");
+    assert!(
+        exact >= 5 && relative > exact,
+        "{exact} exact, {relative} relative"
+    );
 }
 
 gridcase_server::backend_tests!(blocks_place_every_time_as_the_list_does,);

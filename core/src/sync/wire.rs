@@ -593,7 +593,9 @@ mod tests {
         let plain = postcard::to_allocvec(&compact).unwrap();
         assert_eq!(
             plain[plain.len() - 18..],
-            [0, 1, 1, 2, b'a', b'b', 1, 1, b'c', 2, 1, 0, 2, 0, 6, 0, 0, 0][..]
+            [
+                0, 1, 1, 2, b'a', b'b', 1, 1, b'c', 2, 1, 0, 2, 0, 6, 0, 0, 0
+            ][..]
         );
     }
 

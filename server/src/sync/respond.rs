@@ -11,8 +11,8 @@ use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{personal_doc_id, split_doc_id};
 use gridcase_core::sync::times::block::BlockBuilder;
 use gridcase_core::sync::{
-    CaseTimes, TimesBlock, CatchUp, DocUpdate, Payload, RestoreToken, SnapshotPart, StagedSnapshot,
-    SyncRequest, compact, limits,
+    CaseTimes, CatchUp, DocUpdate, Payload, RestoreToken, SnapshotPart, StagedSnapshot,
+    SyncRequest, TimesBlock, compact, limits,
 };
 
 use super::{FEED_ROW_CAP, page_bytes, page_size};

@@ -242,10 +242,7 @@ pub fn plan_page(
     }
     let times = std::mem::take(&mut response.times);
     let pending_times = match response.compact_times.take() {
-        Some(block) => block.into_pending().map_err(|e| PhoneError::BadData {
-            doc_id: e.case_id.clone(),
-            message: e.to_string(),
-        })?,
+        Some(block) => block.into_pending().map_err(|e| bad(&e.case_id, &e))?,
         None => Vec::new(),
     };
     let pending_times: BTreeMap<CaseId, PendingTimes> = pending_times

@@ -89,7 +89,10 @@ fn a_damaged_times_block_stores_nothing() {
         .apply_response(&page_with(&mut server, block), &request, T0 + 1)
         .unwrap_err();
     assert_eq!(err.code(), "bad_data");
-    assert!(err.to_string().contains("trusted times of case s1"), "{err}");
+    assert!(
+        err.to_string().contains("trusted times of case s1"),
+        "{err}"
+    );
     assert_eq!(dump(phone.app().conn(), &[LAST_ERROR_KEY]), before);
     assert!(phone.summary("s1").unwrap().is_none());
 }

@@ -72,7 +72,10 @@ fn case_times() -> impl Strategy<Value = (Vec<StoredTime>, Vec<bool>)> {
             .map(stored)
             .collect();
         let n = times.len();
-        (times, proptest::collection::vec(proptest::bool::weighted(0.85), n))
+        (
+            times,
+            proptest::collection::vec(proptest::bool::weighted(0.85), n),
+        )
     })
 }
 
@@ -174,7 +177,8 @@ fn a_damaged_actor_index_is_a_clear_error() {
     let err = block.into_pending().unwrap_err();
     assert_eq!(err.case_id, "c9");
     assert!(
-        err.to_string().contains("trusted times of case c9 are damaged"),
+        err.to_string()
+            .contains("trusted times of case c9 are damaged"),
         "{err}"
     );
 }
@@ -187,7 +191,10 @@ fn ids_that_do_not_rejoin_are_spelled_out() {
         at: 1,
         stated: None,
     };
-    builder.add("c", vec![time("007@ab"), time("5@"), time("x"), time("5@ab")]);
+    builder.add(
+        "c",
+        vec![time("007@ab"), time("5@"), time("x"), time("5@ab")],
+    );
     let block = builder.finish();
     assert_eq!(block.actors, ["ab"]);
     let keys: Vec<&EventKey> = block.cases[0].times.iter().map(|t| &t.event).collect();
