@@ -116,12 +116,12 @@ proptest! {
     /// error; they never panic.
     #[test]
     fn arbitrary_blocks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        if let Ok(block) = postcard::from_bytes::<TimesBlock>(&bytes) {
-            if let Ok(pending) = block.into_pending() {
-                let case = case_with(0, &[]);
-                for p in &pending {
-                    let _ = p.resolve(&case);
-                }
+        if let Ok(block) = postcard::from_bytes::<TimesBlock>(&bytes)
+            && let Ok(pending) = block.into_pending()
+        {
+            let case = case_with(0, &[]);
+            for p in &pending {
+                let _ = p.resolve(&case);
             }
         }
     }
