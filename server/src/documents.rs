@@ -15,6 +15,7 @@ use crate::audit;
 use crate::db::{DocWrite, Expected, NewChange, ReadView, StoredDoc};
 use crate::projection::project;
 use crate::store::{Result, Store, StoreError};
+use gridcase_core::sync::times::block::StoredTime;
 use gridcase_core::sync::{CREATED_KEY, DeviceClock, trusted_time};
 
 /// A document as the server holds it, with what a commit of it must know.
@@ -114,9 +115,14 @@ pub fn plan_commit(store: &Store, s: NewState<'_>) -> DocWrite {
             .chain(case.timeline.iter().map(|e| (e.id.as_str(), e.at)));
         for (event, at) in events {
             if !trusted.contains_key(event) {
-                let at = trusted_time(at, s.writer.clock, s.now);
+                let stated = at;
+                let at = trusted_time(stated, s.writer.clock, s.now);
                 trusted.insert(event.to_owned(), at);
-                new_times.push((event.to_owned(), at));
+                new_times.push(StoredTime {
+                    event: event.to_owned(),
+                    at,
+                    stated: Some(stated),
+                });
             }
         }
         project(case, &trusted, store.policy(), store.calendar())

@@ -512,7 +512,8 @@ fn an_upgraded_database_gets_its_rollup_on_opening(backend: Backend) {
         .collect();
     drop(store);
     let back_a_step = match backend {
-        // Back before the rollup's step (and the blob tables' step after it).
+        // Back before the rollup's step (and the blob tables' and stated times' steps after
+        // it).
         Backend::Sqlite => "PRAGMA user_version = 8;",
         Backend::Postgres => "DELETE FROM schema_version WHERE version >= 5;",
     };
@@ -523,6 +524,7 @@ fn an_upgraded_database_gets_its_rollup_on_opening(backend: Backend) {
              DROP INDEX case_facts_supervised; DROP INDEX case_facts_late;
              DELETE FROM settings WHERE key = 'case_fact_days';
              DROP TABLE blobs; DROP TABLE case_blobs;
+             ALTER TABLE event_times DROP COLUMN stated;
              {back_a_step}"
         ),
     );

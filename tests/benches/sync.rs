@@ -32,6 +32,8 @@ struct Metered<'a> {
     received: usize,
     /// Time spent waiting for the server (its work plus loopback), as opposed to the phone's.
     waiting: Duration,
+    /// The responses as received, for [`breakdown`].
+    bodies: Vec<Vec<u8>>,
 }
 
 impl Transport for Metered<'_> {
@@ -42,6 +44,7 @@ impl Transport for Metered<'_> {
         let response = self.inner.exchange(body)?;
         self.waiting += started.elapsed();
         self.received += response.len();
+        self.bodies.push(response.clone());
         Ok(response)
     }
 }
@@ -217,6 +220,7 @@ fn restore_as(
         sent: 0,
         received: 0,
         waiting: Duration::ZERO,
+        bodies: Vec::new(),
     };
     let started = Instant::now();
     phone.sync_with(&mut meter, 500).unwrap();
@@ -271,6 +275,7 @@ fn w1() {
         gz,
         wire as f64 / gz as f64
     );
+    println!("W1 bytes by part: {}", breakdown(&meter.bodies));
     let plain_token = server.store.enrol_device("hotline", T0).unwrap();
     let (_, plain, _) = restore_as(&server, &plain_token, 3, false);
     println!(
@@ -279,6 +284,40 @@ fn w1() {
         plain.as_secs_f64(),
         (elapsed.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0
     );
+}
+
+/// What each part of the responses costs on the wire: the bytes a response loses without it
+/// (compressed as sent, so what the part shares with the rest counts once), summed over the
+/// responses; the rest is the envelope (ids, heads, results, identity, cursor).
+fn breakdown(bodies: &[Vec<u8>]) -> String {
+    use gridcase_core::sync::SyncResponse;
+    use gridcase_core::sync::wire::{decode_response, encode_response};
+    let size = |r: &SyncResponse| encode_response(r).len();
+    let without = |r: &SyncResponse, drop: &dyn Fn(&mut SyncResponse)| {
+        let mut r = r.clone();
+        drop(&mut r);
+        size(&r)
+    };
+    let (mut whole, mut times, mut cases, mut personal, mut times_plain) = (0, 0, 0, 0, 0);
+    for body in bodies {
+        let r = decode_response(body).unwrap();
+        let full = size(&r);
+        whole += body.len();
+        times += full
+            - without(&r, &|r| {
+                r.times.clear();
+                r.compact_times = None;
+            });
+        times_plain += postcard::to_allocvec(&(&r.times, &r.compact_times))
+            .unwrap()
+            .len();
+        cases += full - without(&r, &|r| r.docs.retain(|d| d.doc_id.contains('#')));
+        personal += full - without(&r, &|r| r.docs.retain(|d| !d.doc_id.contains('#')));
+    }
+    let rest = whole - times - cases - personal;
+    format!(
+        "responses {whole} B: trusted times {times} B ({times_plain} B before compression), case snapshots {cases} B, personal-data snapshots {personal} B, the rest {rest} B"
+    )
 }
 
 /// Best-of-5 milliseconds of the list calls a screen makes, on a phone holding `n` cases:
@@ -394,6 +433,7 @@ fn w2() {
         sent: 0,
         received: 0,
         waiting: Duration::ZERO,
+        bodies: Vec::new(),
     };
     let started = Instant::now();
     phone.sync_with(&mut meter, 500).unwrap();

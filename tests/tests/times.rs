@@ -222,6 +222,39 @@ fn skewed_phones_show_the_servers_deadlines(backend: Backend) {
     let ids = ["ahead", "behind", "offline", "backdated", "postdated"];
     let instants = around(&server, &ids);
     assert_agree(&server, &mut phones, &ids, &instants);
+
+    // A phone restoring now, and every phone that synced along: each shows exactly the times
+    // the server holds, though they travel as differences from the times the documents state
+    // (protocol 5; far from zero for the skewed, backdated and postdated events).
+    phones.push(Skewed::new(&server, "sun", Role::TownshipStaff, HOUR, 4));
+    for p in &phones {
+        for id in ids {
+            assert_shows_trusted_times(&server, p, id);
+        }
+    }
+}
+
+/// The phone shows each of the case's events, and its creation, at the trusted time the
+/// server holds for it.
+fn assert_shows_trusted_times(server: &TestServer, p: &Skewed, id: &str) {
+    let trusted = server.store.trusted_times(id).unwrap();
+    let case = p.phone.phone.get_case(id).unwrap().case;
+    assert_eq!(
+        Some(&case.created_at),
+        trusted.get(gridcase_core::sync::CREATED_KEY),
+        "{id}, skew {}",
+        p.skew
+    );
+    assert!(!case.timeline.is_empty());
+    for event in &case.timeline {
+        assert_eq!(
+            Some(&event.at),
+            trusted.get(&event.id),
+            "{id} {}, skew {}",
+            event.id,
+            p.skew
+        );
+    }
 }
 
 gridcase_server::backend_tests!(skewed_phones_show_the_servers_deadlines,);

@@ -17,6 +17,7 @@ pub mod times;
 pub mod wire;
 
 pub use parts::{SnapshotPart, StagedSnapshot};
+pub use times::block::TimesBlock;
 pub use times::{CREATED_KEY, CaseTimes, DeviceClock, EventTime, causal_floor, trusted_time};
 
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,9 @@ pub struct SyncRequest {
     /// The phone takes snapshots without the checksum and head hashes it can recompute
     /// ([`compact`]; protocol 4). Without it snapshots come as saved, as before.
     pub compact_snapshots: bool,
+    /// The phone takes trusted times as a [`times::block::TimesBlock`] (`SyncResponse::
+    /// compact_times`) instead of `SyncResponse::times` (protocol 5).
+    pub compact_times: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +123,9 @@ pub struct SyncResponse {
     /// phone accepts parts (protocol 3). A page with a part carries no other document; the
     /// restore token moves past the document only with its last part.
     pub part: Option<SnapshotPart>,
+    /// The trusted times, for a phone that asked for them so (`SyncRequest::compact_times`;
+    /// protocol 5): `times` is then empty.
+    pub compact_times: Option<TimesBlock>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,10 @@
 //! ([`CaseTimes`]); a phone shows them, and computes due instants from them, in place of its
 //! own ([`with_trusted_times`]). For its own events the server has not vouched for yet, a phone
 //! adds the offset it measured at its last sync, so its countdowns are already nearly the
-//! server's while offline.
+//! server's while offline. Since protocol 5 the times travel as a [`block::TimesBlock`]:
+//! relative to the times the phone's documents state, in a few bytes per event.
+
+pub mod block;
 
 use std::collections::HashMap;
 

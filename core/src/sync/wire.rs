@@ -14,21 +14,24 @@ pub const MAGIC: &[u8; 4] = b"GCSY";
 /// `page_bytes`). Version 3: snapshots in parts (`SyncRequest::accept_parts`, `staged`;
 /// `SyncResponse::part`; see [`super::parts`]). Version 4: compact snapshots
 /// (`SyncRequest::compact_snapshots`, [`super::compact`]); the response's layout is unchanged.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// Version 5: trusted times as a block relative to the stated times
+/// (`SyncRequest::compact_times`, `SyncResponse::compact_times`, [`super::times::block`]).
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The oldest version still read and answered. An older message is a newer one without the
 /// trailing fields, so decoding one appends their empty values; an older phone is answered with
 /// its own version in the header over the current body, whose trailing fields it does not read
 /// (postcard ignores trailing bytes). An older phone never asks for parts, so its answer holds
 /// none.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
-/// What a version-`n` response lacks at its end, for `n` = 1, 2, 3: after version 1, an empty
+/// What a version-`n` response lacks at its end, for `n` = 1 to 4: after version 1, an empty
 /// `times` (a postcard length of 0) and no `rules` (`None`); after version 2, no `part`;
-/// after version 3, nothing.
-const RESPONSE_TAILS: [&[u8]; 3] = [&[0, 0], &[0], &[]];
-/// What a version-`n` request lacks at its end, for `n` = 1, 2, 3: after version 1,
+/// after version 3, nothing; after version 4, no `compact_times`.
+const RESPONSE_TAILS: [&[u8]; 4] = [&[0, 0], &[0], &[], &[0]];
+/// What a version-`n` request lacks at its end, for `n` = 1 to 4: after version 1,
 /// `rules_version` 0 and `page_bytes` 0 (the server's default); after version 2,
-/// `accept_parts` false and no `staged`; after version 3, `compact_snapshots` false.
-const REQUEST_TAILS: [&[u8]; 3] = [&[0, 0], &[0, 0], &[0]];
+/// `accept_parts` false and no `staged`; after version 3, `compact_snapshots` false; after
+/// version 4, `compact_times` false (such a phone is sent `times`).
+const REQUEST_TAILS: [&[u8]; 4] = [&[0, 0], &[0, 0], &[0], &[0]];
 const _: () = assert!(
     RESPONSE_TAILS.len() + 1 == PROTOCOL_VERSION as usize
         && REQUEST_TAILS.len() + 1 == PROTOCOL_VERSION as usize,
@@ -337,6 +340,7 @@ mod tests {
                         have: cursor,
                     }),
                     compact_snapshots: cursor % 5 == 0,
+                    compact_times: cursor % 7 == 0,
                 },
             )
     }
@@ -523,10 +527,10 @@ mod tests {
             plain,
             [
                 10, 0, 0, 0, 0, 0, 0, 0, 0, 42, 0, 0, 1, 1, b'c', 1, 7, b'c', b'r', b'e', b'a',
-                b't', b'e', b'd', 14, 0, 0
+                b't', b'e', b'd', 14, 0, 0, 0
             ]
         );
-        assert_eq!(&encode_response(&with_times())[4..6], &[0, 4]);
+        assert_eq!(&encode_response(&with_times())[4..6], &[0, 5]);
         let part = SyncResponse {
             part: Some(SnapshotPart {
                 doc_id: "c".into(),
@@ -539,8 +543,8 @@ mod tests {
         };
         let plain = postcard::to_allocvec(&part).unwrap();
         assert_eq!(
-            plain[plain.len() - 11..],
-            [1, 1, b'c', 2, 7, 7, 0xac, 2, 1, 1, 9]
+            plain[plain.len() - 12..],
+            [1, 1, b'c', 2, 7, 7, 0xac, 2, 1, 1, 9, 0]
         );
         let request = SyncRequest {
             accept_parts: true,
@@ -552,13 +556,47 @@ mod tests {
             ..Default::default()
         };
         let plain = postcard::to_allocvec(&request).unwrap();
-        assert_eq!(plain[plain.len() - 8..], [1, 1, 1, b'c', 1, 7, 5, 0]);
+        assert_eq!(plain[plain.len() - 9..], [1, 1, 1, b'c', 1, 7, 5, 0, 0]);
         let compact = SyncRequest {
             compact_snapshots: true,
             ..Default::default()
         };
         let plain = postcard::to_allocvec(&compact).unwrap();
-        assert_eq!(plain[plain.len() - 3..], [0, 0, 1]);
+        assert_eq!(plain[plain.len() - 4..], [0, 0, 1, 0]);
+        let request = SyncRequest {
+            compact_times: true,
+            ..Default::default()
+        };
+        let plain = postcard::to_allocvec(&request).unwrap();
+        assert_eq!(plain[plain.len() - 2..], [0, 1]);
+        // Version 5: one case created at its stated time, one event 3 ms after it.
+        let mut block = times::block::BlockBuilder::default();
+        block.add(
+            "c",
+            vec![
+                times::block::StoredTime {
+                    event: CREATED_KEY.into(),
+                    at: 7,
+                    stated: Some(7),
+                },
+                times::block::StoredTime {
+                    event: "2@ab".into(),
+                    at: 9,
+                    stated: Some(6),
+                },
+            ],
+        );
+        let compact = SyncResponse {
+            compact_times: Some(block.finish()),
+            ..Default::default()
+        };
+        let plain = postcard::to_allocvec(&compact).unwrap();
+        assert_eq!(
+            plain[plain.len() - 18..],
+            [
+                0, 1, 1, 2, b'a', b'b', 1, 1, b'c', 2, 1, 0, 2, 0, 6, 0, 0, 0
+            ][..]
+        );
     }
 
     /// A version-3 phone (full snapshots) and a version-4 server understand each other both
@@ -586,6 +624,57 @@ mod tests {
         let answer = encode_response_for(3, &with_times());
         assert_eq!(&answer[4..6], &[0, 3]);
         assert_eq!(decode_response(&answer).unwrap(), with_times());
+    }
+
+    /// A version-4 phone (times as `CaseTimes`) and a version-5 server understand each other
+    /// both ways: the request lacks only `compact_times`; the response's `times` are where
+    /// they were, and the block after them is never read.
+    #[test]
+    fn version_4_peers_are_understood() {
+        let old_request = V4Request {
+            device_time: 3,
+            cursor: 9,
+            restore: None,
+            page_size: 50,
+            pushes: vec![],
+            catch_up: vec![],
+            rules_version: 4,
+            page_bytes: 2048,
+            accept_parts: true,
+            staged: None,
+            compact_snapshots: true,
+        };
+        let mut v4 = b"GCSY\x00\x04".to_vec();
+        let body = postcard::to_allocvec(&old_request).unwrap();
+        v4.extend_from_slice(&zstd::bulk::compress(&body, 1).unwrap());
+        let (version, request) = decode_request_versioned(&v4).unwrap();
+        assert_eq!(version, 4);
+        assert!(request.compact_snapshots && !request.compact_times);
+        let answer = encode_response_for(4, &with_times());
+        assert_eq!(&answer[4..6], &[0, 4]);
+        assert_eq!(decode_response(&answer).unwrap(), with_times());
+        // A version-4 server's response (no block) decodes with none.
+        let plain = postcard::to_allocvec(&with_times()).unwrap();
+        let mut framed = b"GCSY\x00\x04".to_vec();
+        framed.extend_from_slice(&zstd::bulk::compress(&plain[..plain.len() - 1], 1).unwrap());
+        let decoded = decode_response(&framed).unwrap();
+        assert_eq!(decoded, with_times());
+    }
+
+    /// `SyncRequest` as protocol 4 had it.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct V4Request {
+        device_time: Millis,
+        cursor: u64,
+        restore: Option<RestoreToken>,
+        page_size: u32,
+        pushes: Vec<DocPush>,
+        catch_up: Vec<CatchUp>,
+        rules_version: u64,
+        page_bytes: u32,
+        accept_parts: bool,
+        staged: Option<StagedSnapshot>,
+        compact_snapshots: bool,
     }
 
     /// `SyncRequest` as protocol 3 had it.

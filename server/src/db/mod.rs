@@ -34,6 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gridcase_core::model::Millis;
+use gridcase_core::sync::times::block::StoredTime;
 use serde::Serialize;
 
 pub use admins::{
@@ -297,8 +298,9 @@ pub struct DocWrite {
     pub heads: Vec<u8>,
     /// A new snapshot (the whole document after the changes); required for a new document.
     pub snapshot: Option<Vec<u8>>,
-    /// Trusted times of events seen for the first time (kept if already present).
-    pub event_times: Vec<(String, Millis)>,
+    /// Trusted times of events seen for the first time, with the times they stated (kept if
+    /// already present).
+    pub event_times: Vec<StoredTime>,
     /// The case's new projection row (case documents only).
     pub projection: Option<Projection>,
     /// The device that now holds the document (checked against its scope by the caller).
@@ -429,6 +431,8 @@ pub trait ReadView {
     /// The scope columns of a case's projection.
     fn case_scope(&mut self, case_id: &str) -> Result<Option<CaseScope>>;
     fn trusted_times(&mut self, case_id: &str) -> Result<HashMap<String, Millis>>;
+    /// The trusted times of a case with the times their events stated, in no order.
+    fn stored_times(&mut self, case_id: &str) -> Result<Vec<StoredTime>>;
     fn holds(&mut self, device: &str, doc_id: &str) -> Result<bool>;
     /// What the last recorded sync wrote about the device, and its enrolment: all a sync
     /// needs of the device row, in one read (`None`: unknown device).

@@ -157,6 +157,7 @@ impl Store {
             part: None,
             wholes: HashMap::new(),
             compact: request.compact_snapshots,
+            compact_times: request.compact_times,
         };
         let mut page = responder.page(request, scope_changed, head)?;
         responder.after_pushes(&accepted, &mut page.docs)?;
@@ -185,9 +186,10 @@ impl Store {
             cursor: page.cursor,
             restore: page.restore,
             remaining: page.remaining,
-            times,
+            times: times.listed,
             rules: self.rules_for(request.rules_version),
             part,
+            compact_times: times.block,
         })
     }
 

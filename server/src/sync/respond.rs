@@ -9,9 +9,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use automerge::ChangeHash;
 use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{personal_doc_id, split_doc_id};
+use gridcase_core::sync::times::block::BlockBuilder;
 use gridcase_core::sync::{
     CaseTimes, CatchUp, DocUpdate, Payload, RestoreToken, SnapshotPart, StagedSnapshot,
-    SyncRequest, compact, limits,
+    SyncRequest, TimesBlock, compact, limits,
 };
 
 use super::{FEED_ROW_CAP, page_bytes, page_size};
@@ -62,6 +63,16 @@ pub(crate) struct Responder<'a> {
     pub wholes: HashMap<String, DocUpdate>,
     /// The device takes snapshots compact (`gridcase_core::sync::compact`).
     pub compact: bool,
+    /// The device takes trusted times as a block (`gridcase_core::sync::times::block`).
+    pub compact_times: bool,
+}
+
+/// The trusted times a response carries: as `CaseTimes` for a phone before protocol 5, as a
+/// block for one that asked.
+#[derive(Debug, Default)]
+pub(crate) struct Times {
+    pub listed: Vec<CaseTimes>,
+    pub block: Option<TimesBlock>,
 }
 
 impl Responder<'_> {
@@ -378,7 +389,42 @@ impl Responder<'_> {
         accepted: &[(String, Vec<ChangeHash>)],
         docs: &[DocUpdate],
         catch_up: &[CatchUp],
-    ) -> Result<Vec<CaseTimes>> {
+    ) -> Result<Times> {
+        let cases = self.timed_cases(accepted, docs, catch_up)?;
+        if !self.compact_times {
+            let mut listed = Vec::with_capacity(cases.len());
+            for case_id in cases {
+                let times = self.view.trusted_times(&case_id)?;
+                if !times.is_empty() {
+                    listed.push(CaseTimes::from_map(&case_id, &times));
+                }
+            }
+            return Ok(Times {
+                listed,
+                block: None,
+            });
+        }
+        // Read as stored, with the stated times: no document is loaded.
+        let mut block = BlockBuilder::default();
+        for case_id in cases {
+            let times = self.view.stored_times(&case_id)?;
+            if !times.is_empty() {
+                block.add(&case_id, times);
+            }
+        }
+        Ok(Times {
+            listed: Vec::new(),
+            block: Some(block.finish()),
+        })
+    }
+
+    /// The cases whose times [`Self::times`] sends.
+    fn timed_cases(
+        &mut self,
+        accepted: &[(String, Vec<ChangeHash>)],
+        docs: &[DocUpdate],
+        catch_up: &[CatchUp],
+    ) -> Result<BTreeSet<String>> {
         let mut cases = BTreeSet::new();
         for (doc_id, _) in accepted {
             if self.in_scope(doc_id)? {
@@ -393,14 +439,7 @@ impl Responder<'_> {
             sent.chain(catch_up.iter().map(|c| &c.doc_id))
                 .map(|id| split_doc_id(id).0.to_owned()),
         );
-        let mut out = Vec::with_capacity(cases.len());
-        for case_id in cases {
-            let times = self.view.trusted_times(&case_id)?;
-            if !times.is_empty() {
-                out.push(CaseTimes::from_map(&case_id, &times));
-            }
-        }
-        Ok(out)
+        Ok(cases)
     }
 
     /// Documents the device holds that left its scope; forgotten once the sync is recorded.

@@ -22,6 +22,7 @@ use crate::phone::error::bad;
 use crate::phone::{PhoneError, RejectedDoc};
 use crate::store::docs::holds_all;
 use crate::store::meta::SyncPosition;
+use crate::sync::times::block::PendingTimes;
 use crate::sync::{
     CaseTimes, CatchUp, DocId, DocUpdate, Identity, Payload, PushResult, RejectCode, SyncRequest,
     SyncResponse, clock_offset, compact,
@@ -113,6 +114,8 @@ pub struct PagePlan {
     pub clock_offset: Millis,
     /// The trusted times the server vouched for, stored before the list rows are computed.
     pub times: Vec<CaseTimes>,
+    /// The same from a protocol-5 block, placed against each case as its row is computed.
+    pub pending_times: BTreeMap<CaseId, PendingTimes>,
     pub outcome: SyncOutcome,
 }
 
@@ -239,11 +242,20 @@ pub fn plan_page(
         page.on_evict(doc_id);
     }
     let times = std::mem::take(&mut response.times);
+    let pending_times = match response.compact_times.take() {
+        Some(block) => block.into_pending().map_err(|e| bad(&e.case_id, &e))?,
+        None => Vec::new(),
+    };
+    let pending_times: BTreeMap<CaseId, PendingTimes> = pending_times
+        .into_iter()
+        .map(|p| (p.case_id.clone(), p))
+        .collect();
     let mut rows = page.rows();
     // A case whose times arrived without a change to it still shows them.
-    for case in &times {
-        let refresh = RowPlan::Refresh(case.case_id.clone());
-        if !rows.contains(&refresh) && !rows.contains(&RowPlan::Delete(case.case_id.clone())) {
+    let timed = times.iter().map(|c| &c.case_id);
+    for case_id in timed.chain(pending_times.keys()) {
+        let refresh = RowPlan::Refresh(case_id.clone());
+        if !rows.contains(&refresh) && !rows.contains(&RowPlan::Delete(case_id.clone())) {
             rows.push(refresh);
         }
     }
@@ -262,6 +274,7 @@ pub fn plan_page(
         },
         clock_offset: clock_offset(sent.device_time, response.server_time),
         times,
+        pending_times,
         outcome: page.outcome,
     })
 }

@@ -53,6 +53,8 @@ pub fn plan_request(
         staged: None,
         // This phone expands compact snapshots (`crate::sync::compact`).
         compact_snapshots: true,
+        // This phone places trusted times relative to its documents' (`crate::sync::times`).
+        compact_times: true,
     };
     let Some(outbox) = outbox else {
         return (request, false);

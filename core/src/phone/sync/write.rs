@@ -19,6 +19,7 @@ use crate::store::meta::{self, PageRecord};
 use crate::store::projection::{self, Rules};
 use crate::store::times;
 use crate::sync::DocId;
+use crate::sync::times::block::PendingTimes;
 
 /// The server's deadline rules from this page, stored and parsed, when they are newer than the
 /// phone's. Rules that do not parse (a server bug) are ignored: the phone keeps counting down
@@ -78,6 +79,19 @@ pub fn load_held(
     Ok(held)
 }
 
+/// Stores the protocol-5 trusted times of `case`, if the page carried some, placed against the
+/// times the case states; before its row is computed, so the row shows them.
+fn store_pending_times(
+    conn: &Connection,
+    pending: &BTreeMap<DocId, PendingTimes>,
+    case: &Case,
+) -> Result<(), PhoneError> {
+    if let Some(times) = pending.get(&case.id) {
+        times::store(conn, &[times.resolve(case)])?;
+    }
+    Ok(())
+}
+
 /// Writes the plan: documents, the identity, the sync position and clock offset, the trusted
 /// times, then the list rows (computed with those times and that offset). Fills in which cases
 /// could not be read.
@@ -120,7 +134,10 @@ pub fn write_plan(
                     },
                 };
                 match case {
-                    Some(case) => projection::refresh(conn, &case, rules, now)?,
+                    Some(case) => {
+                        store_pending_times(conn, &plan.pending_times, &case)?;
+                        projection::refresh(conn, &case, rules, now)?
+                    }
                     None => plan.outcome.unreadable.push(case_id.clone()),
                 }
             }

@@ -7,6 +7,7 @@ mod parts;
 mod prefetch;
 mod rules;
 mod stall;
+mod times_block;
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use gridcase_core::model::Millis;
+use gridcase_core::sync::times::block::StoredTime;
 
 use super::accounts::write_audit;
 use super::{PgConn, PgDb, Pooled};
@@ -100,16 +101,14 @@ impl Documents for PgDb {
                     return Ok((Commit::Duplicate, false));
                 }
             }
-            let (events, times): (Vec<&str>, Vec<Millis>) = w
-                .event_times
-                .iter()
-                .map(|(event, at)| (event.as_str(), *at))
-                .unzip();
+            let events: Vec<&str> = w.event_times.iter().map(|t| t.event.as_str()).collect();
+            let times: Vec<Millis> = w.event_times.iter().map(|t| t.at).collect();
+            let stated: Vec<Option<Millis>> = w.event_times.iter().map(|t| t.stated).collect();
             tx.execute(
-                "INSERT INTO event_times (case_id, event_id, at)
-                 SELECT $1, e, t FROM unnest($2::text[], $3::bigint[]) AS u(e, t)
+                "INSERT INTO event_times (case_id, event_id, at, stated)
+                 SELECT $1, e, t, s FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(e, t, s)
                  ON CONFLICT DO NOTHING",
-                &[&w.case_id, &events, &times],
+                &[&w.case_id, &events, &times, &stated],
             )?;
             if let Some(device) = &w.holder {
                 tx.execute(
@@ -343,6 +342,22 @@ impl ReadView for PgRead {
             )?
             .into_iter()
             .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn stored_times(&mut self, case_id: &str) -> Result<Vec<StoredTime>> {
+        Ok(self
+            .conn
+            .query(
+                "SELECT event_id, at, stated FROM event_times WHERE case_id = $1",
+                &[&case_id],
+            )?
+            .into_iter()
+            .map(|r| StoredTime {
+                event: r.get(0),
+                at: r.get(1),
+                stated: r.get(2),
+            })
             .collect())
     }
 

@@ -275,6 +275,10 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX case_blobs_sha256 ON case_blobs(sha256);
     "#,
+    // 8 (schema version 7): the stated time beside the trusted one, as SQLite's step 11.
+    r#"
+    ALTER TABLE event_times ADD COLUMN stated BIGINT;
+    "#,
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use gridcase_core::model::Millis;
+use gridcase_core::sync::times::block::StoredTime;
 use rusqlite::{Connection, OptionalExtension, named_params, params};
 
 use super::accounts::write_audit;
@@ -69,10 +70,11 @@ impl Documents for SqliteDb {
             let last_seq = write_changes(tx, w)?;
             write_doc_row(tx, w, last_seq)?;
             let mut times = tx.prepare_cached(
-                "INSERT OR IGNORE INTO event_times (case_id, event_id, at) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO event_times (case_id, event_id, at, stated)
+                 VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for (event, at) in &w.event_times {
-                times.execute(params![w.case_id, event, at])?;
+            for time in &w.event_times {
+                times.execute(params![w.case_id, time.event, time.at, time.stated])?;
             }
             if let Some(p) = &w.projection {
                 upsert_projection(tx, p, last_seq, w.now)?;
@@ -289,6 +291,20 @@ impl ReadView for SqliteRead {
             .conn
             .prepare_cached("SELECT event_id, at FROM event_times WHERE case_id = ?1")?
             .query_map([case_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn stored_times(&mut self, case_id: &str) -> Result<Vec<StoredTime>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT event_id, at, stated FROM event_times WHERE case_id = ?1")?
+            .query_map([case_id], |r| {
+                Ok(StoredTime {
+                    event: r.get(0)?,
+                    at: r.get(1)?,
+                    stated: r.get(2)?,
+                })
+            })?
             .collect::<rusqlite::Result<_>>()?)
     }
 

@@ -311,6 +311,13 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX case_blobs_sha256 ON case_blobs(sha256);
     "#,
+    // 11: the time each event stated when the server first vouched for it, beside the trusted
+    // time, so a sync sends the trusted time as a difference from it without loading the
+    // document (`gridcase_core::sync::times::block`). NULL for times vouched for before this
+    // step: those go as exact instants.
+    r#"
+    ALTER TABLE event_times ADD COLUMN stated INTEGER;
+    "#,
 ];
 
 struct Sqlite<'a>(&'a mut Connection);
