@@ -83,7 +83,7 @@ pub fn sample_case() -> AutoCommit {
         ActorId::from(vec![1u8; 20]),
         1_000,
     )
-        .expect("the sample case is valid");
+    .expect("the sample case is valid");
     doc.act(&Action::Register, &worker, 2_000)
         .expect("register");
     let mut am = doc.into_automerge();

@@ -130,7 +130,11 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         input.extend(postcard::to_allocvec(&parts_of(&snapshot, 400)).unwrap());
         out.push(("parts", input));
     }
-    out.extend(response_seeds(&mut doc).into_iter().map(|r| ("response", r)));
+    out.extend(
+        response_seeds(&mut doc)
+            .into_iter()
+            .map(|r| ("response", r)),
+    );
     out
 }
 
@@ -157,7 +161,11 @@ fn parts_of(snapshot: &[u8], budget: usize) -> Vec<SnapshotPart> {
 fn response_seeds(doc: &mut automerge::AutoCommit) -> Vec<Vec<u8>> {
     let saved = doc.save_nocompress();
     let heads: Vec<Vec<u8>> = doc.get_heads().iter().map(|h| h.0.to_vec()).collect();
-    let changes = doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let changes = doc
+        .get_changes(&[])
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
     let [worker, ..] = fuzzing::sample_pushers();
     let first = SyncResponse {
         server_time: fuzzing::NOW + 5_000,

@@ -44,7 +44,11 @@ pub fn compact(data: &[u8]) {
     let mut loaded = expanded
         .loaded()
         .expect("a snapshot that expanded loads from its stored bytes");
-    assert_eq!(loaded.get_heads(), heads, "the derived heads are the loaded ones");
+    assert_eq!(
+        loaded.get_heads(),
+        heads,
+        "the derived heads are the loaded ones"
+    );
 }
 
 /// Snapshot parts (protocol 3) as a phone stages them (`crate::phone::sync::staging`, here in
@@ -73,7 +77,10 @@ pub fn parts(data: &[u8]) {
 }
 
 /// Receives one part into `staging`; the assembled snapshot once its last part arrived whole.
-fn stage(staging: &mut Option<(StagedSnapshot, Vec<Vec<u8>>)>, part: SnapshotPart) -> Option<Vec<u8>> {
+fn stage(
+    staging: &mut Option<(StagedSnapshot, Vec<Vec<u8>>)>,
+    part: SnapshotPart,
+) -> Option<Vec<u8>> {
     let discard_first = match parts::receive(staging.as_ref().map(|s| &s.0), &part) {
         Receive::Refuse(_) => return None,
         Receive::Stage { discard_first } => discard_first,
@@ -107,8 +114,20 @@ fn stage(staging: &mut Option<(StagedSnapshot, Vec<Vec<u8>>)>, part: SnapshotPar
 /// input starts from the same stored phone, so a crash replays.
 pub fn response(data: &[u8]) {
     let (phone, _) = response_sync(data);
-    for list in [CaseList::All, CaseList::Mine, CaseList::DueSoon, CaseList::Overdue] {
-        let _ = phone.list(&list, Page { offset: 0, limit: 20 }, NOW);
+    for list in [
+        CaseList::All,
+        CaseList::Mine,
+        CaseList::DueSoon,
+        CaseList::Overdue,
+    ] {
+        let _ = phone.list(
+            &list,
+            Page {
+                offset: 0,
+                limit: 20,
+            },
+            NOW,
+        );
     }
     let _ = phone.get_case(PHONE_CASE);
     let _ = phone.get_case("case-1");

@@ -198,14 +198,21 @@ fn fuzz_corpus_and_crashers_replay() {
             replayed += 1;
         }
     }
-    assert!(replayed >= 8, "the corpus lost its seeds ({replayed} inputs)");
+    assert!(
+        replayed >= 8,
+        "the corpus lost its seeds ({replayed} inputs)"
+    );
 }
 
 /// One message of each kind, and the JavaScript client's own bytes: the corpus's start.
 #[test]
 #[ignore = "writes the hand-made seeds into core/fuzz/corpus/amrepo_wire"]
 fn write_fuzz_seeds() {
-    let (sender, target, document) = ("web-1".to_string(), "server-1".to_string(), "2Xc".to_string());
+    let (sender, target, document) = (
+        "web-1".to_string(),
+        "server-1".to_string(),
+        "2Xc".to_string(),
+    );
     let messages = [
         Message::Join {
             sender: sender.clone(),
