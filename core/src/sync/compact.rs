@@ -284,8 +284,12 @@ mod tests {
     /// Snapshots on which Automerge's loader panics (found by fuzzing) are refused.
     #[test]
     fn snapshots_that_panic_automerge_are_refused() {
-        let compact = include_bytes!("../../fuzz/regressions/compact/crash-653c263ea089a219fac6e5190d460ac28535328f");
-        let full = include_bytes!("../../fuzz/regressions/snapshot/crash-fcb44274590a9aa5e7a681f31db10fb335ce0224");
+        let compact = include_bytes!(
+            "../../fuzz/regressions/compact/crash-653c263ea089a219fac6e5190d460ac28535328f"
+        );
+        let full = include_bytes!(
+            "../../fuzz/regressions/snapshot/crash-fcb44274590a9aa5e7a681f31db10fb335ce0224"
+        );
         for bytes in [&compact[..], &full[..]] {
             assert!(matches!(
                 expand(bytes.to_vec()),
