@@ -249,6 +249,13 @@ pub fn evaluate(
     evaluate_input(&DeadlineInput::from_case(case), policy, calendar, now)
 }
 
+/// Whether the stage's clock stands still: a pending extension request under a policy that
+/// pauses for it. The one rule the phone's and the server's projections and
+/// [`evaluate_input`] share.
+pub fn clock_paused(input: &DeadlineInput, policy: &PolicySet) -> bool {
+    policy.pause_during_extension && input.extension_pending
+}
+
 /// Evaluates an input (e.g. built by the server with trusted times) at `now`.
 pub fn evaluate_input(
     input: &DeadlineInput,
@@ -257,7 +264,7 @@ pub fn evaluate_input(
     now: Millis,
 ) -> Option<DeadlineStatus> {
     let due = due_at(input, policy, calendar)?;
-    let paused = policy.pause_during_extension && input.extension_pending;
+    let paused = clock_paused(input, policy);
     let at = match (paused, input.extension_requested_at) {
         (true, Some(since)) => now.min(since.max(due.started_at)),
         _ => now,

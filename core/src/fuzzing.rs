@@ -15,6 +15,9 @@ use crate::sync::Rejection;
 use crate::sync::{compact, limits, wire};
 use crate::validate::{Judged, PushContext, Pusher, judge_push};
 
+mod phone;
+pub use phone::{NOW, PHONE_CASE, compact, parts, response, response_sync};
+
 /// libfuzzer-sys aborts on every panic, even one the code under test catches on purpose
 /// ([`limits::apply_untrusted`] catches Automerge's). The fuzz targets call this first: caught
 /// panics then pass quietly, and an uncaught one still aborts (libfuzzer-sys checks the target's
@@ -74,24 +77,13 @@ pub fn author_of(pusher: &Pusher) -> Author {
 pub fn sample_case() -> AutoCommit {
     let [worker, township, ..] = sample_pushers();
     let (worker, township) = (author_of(&worker), author_of(&township));
-    let new = NewCase {
-        id: "case-1".into(),
-        number: "GC-1".into(),
-        channel: Channel::Grid,
-        case_type: CaseType::Complaint,
-        category: "噪音".into(),
-        urgency: Urgency::General,
-        priority: false,
-        title: "菜市场噪音".into(),
-        description: "夜里卸货".into(),
-        location: Location {
-            address: "一村".into(),
-            area_code: "330604101201".into(),
-            gps: None,
-        },
-    };
-    let mut doc = CaseDoc::create(&new, &worker, ActorId::from(vec![1u8; 20]), 1_000)
-        .expect("the sample case is valid");
+    let mut doc = CaseDoc::create(
+        &sample_new_case("case-1", "GC-1"),
+        &worker,
+        ActorId::from(vec![1u8; 20]),
+        1_000,
+    )
+    .expect("the sample case is valid");
     doc.act(&Action::Register, &worker, 2_000)
         .expect("register");
     let mut am = doc.into_automerge();
@@ -104,6 +96,26 @@ pub fn sample_case() -> AutoCommit {
     doc.act(&dispatch, &township, 3_000).expect("dispatch");
     doc.add_note("已联系", &township, 4_000).expect("note");
     doc.into_automerge()
+}
+
+/// A grid worker's noise complaint in a village of 330604101, as case `id` numbered `number`.
+pub fn sample_new_case(id: &str, number: &str) -> NewCase {
+    NewCase {
+        id: id.into(),
+        number: number.into(),
+        channel: Channel::Grid,
+        case_type: CaseType::Complaint,
+        category: "噪音".into(),
+        urgency: Urgency::General,
+        priority: false,
+        title: "菜市场噪音".into(),
+        description: "夜里卸货".into(),
+        location: Location {
+            address: "一村".into(),
+            area_code: "330604101201".into(),
+            gps: None,
+        },
+    }
 }
 
 /// Rewrites a change chunk's checksum to match its contents, so that mutated inputs reach the

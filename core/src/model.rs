@@ -307,4 +307,17 @@ impl Case {
             .map(|e| e.at)
             .unwrap_or(self.created_at)
     }
+
+    /// The distinct SHA-256s the case's attachments reference, lowercase (as the document
+    /// stores them): the blobs a store must keep for it, on the phone and on the server.
+    pub fn attachment_hashes(&self) -> Vec<String> {
+        let mut hashes: Vec<String> = self
+            .attachments
+            .iter()
+            .map(|a| a.sha256.to_ascii_lowercase())
+            .collect();
+        hashes.sort();
+        hashes.dedup();
+        hashes
+    }
 }

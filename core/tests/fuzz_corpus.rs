@@ -12,17 +12,25 @@ use automerge::sync::{State, SyncDoc};
 use gridcase_core::doc::{CaseDoc, FieldEdit};
 use gridcase_core::fuzzing;
 use gridcase_core::lifecycle::Action;
-use gridcase_core::sync::{CatchUp, DocPush, SyncRequest, compact, wire};
+use gridcase_core::rules::{RulesText, RulesUpdate};
+use gridcase_core::sync::parts::{self, SnapshotPart};
+use gridcase_core::sync::{
+    CREATED_KEY, CaseTimes, CatchUp, DocPush, DocUpdate, EventTime, Identity, Payload, PushResult,
+    RestoreToken, SyncRequest, SyncResponse, compact, wire,
+};
 
 /// A fuzz target's name and body.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 5] = [
+const TARGETS: [Target; 8] = [
     ("sync_request", fuzzing::sync_request),
     ("snapshot", fuzzing::snapshot),
     ("change", fuzzing::change),
     ("catch_up", fuzzing::catch_up),
     ("judge", fuzzing::judge),
+    ("compact", fuzzing::compact),
+    ("parts", fuzzing::parts),
+    ("response", fuzzing::response),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -63,6 +71,24 @@ fn honest_judge_seeds_are_accepted() {
     }
 }
 
+/// The response seeds are answers the phone takes: each but the first page of a restore in
+/// parts (whose next page the fake server never sends) leaves the new case readable.
+#[test]
+fn response_seeds_are_taken_by_the_phone() {
+    let seeds = response_seeds(&mut fuzzing::sample_case());
+    for (n, seed) in seeds.iter().enumerate() {
+        let (phone, synced) = fuzzing::response_sync(seed);
+        if n == 3 {
+            assert!(synced.is_err(), "the restore goes on, and the link is gone");
+            assert!(phone.get_case("case-1").is_err(), "nothing whole yet");
+            continue;
+        }
+        assert!(synced.is_ok(), "seed {n}: {:?}", synced.err());
+        let case = phone.get_case("case-1").expect("the new case is held");
+        assert_eq!(case.case.title, "菜市场噪音", "seed {n}");
+    }
+}
+
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut doc = fuzzing::sample_case();
     let changes: Vec<Vec<u8>> = doc
@@ -96,8 +122,128 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.extend(judge_seeds().into_iter().map(|seed| ("judge", seed)));
     let saved = doc.save_nocompress();
     out.push(("snapshot", compact::strip(&saved).unwrap()));
-    out.push(("snapshot", saved));
+    out.push(("snapshot", saved.clone()));
+    out.push(("compact", compact::strip(&saved).unwrap()));
+    out.push(("compact", compact::strip(&doc.save()).unwrap()));
+    for (flags, snapshot) in [(1, saved.clone()), (0, compact::strip(&saved).unwrap())] {
+        let mut input = vec![flags];
+        input.extend(postcard::to_allocvec(&parts_of(&snapshot, 400)).unwrap());
+        out.push(("parts", input));
+    }
+    out.extend(
+        response_seeds(&mut doc)
+            .into_iter()
+            .map(|r| ("response", r)),
+    );
     out
+}
+
+/// `snapshot` of `case-1` cut into parts of `budget` bytes, as the server sends them.
+fn parts_of(snapshot: &[u8], budget: usize) -> Vec<SnapshotPart> {
+    let mut out: Vec<SnapshotPart> = Vec::new();
+    loop {
+        let staged = out.last().map(|p| gridcase_core::sync::StagedSnapshot {
+            doc_id: p.doc_id.clone(),
+            hash: p.hash.clone(),
+            have: p.offset + p.bytes.len() as u64,
+        });
+        let part = parts::next_part("case-1", snapshot, staged.as_ref(), budget);
+        let last = part.is_last();
+        out.push(part);
+        if last {
+            return out;
+        }
+    }
+}
+
+/// What a server answers the sample phone's first sync: its push acknowledged, a new case
+/// (compact snapshot, changes, a catch-up answer or parts), trusted times and new rules.
+fn response_seeds(doc: &mut automerge::AutoCommit) -> Vec<Vec<u8>> {
+    let saved = doc.save_nocompress();
+    let heads: Vec<Vec<u8>> = doc.get_heads().iter().map(|h| h.0.to_vec()).collect();
+    let changes = doc
+        .get_changes(&[])
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let [worker, ..] = fuzzing::sample_pushers();
+    let first = SyncResponse {
+        server_time: fuzzing::NOW + 5_000,
+        identity: Identity {
+            user: worker.user.clone(),
+            device: worker.device.clone(),
+            role: worker.role.as_str().into(),
+            jurisdiction: worker.jurisdiction.as_given().into(),
+        },
+        results: vec![PushResult::Accepted {
+            doc_id: fuzzing::PHONE_CASE.into(),
+            heads: Vec::new(),
+        }],
+        docs: vec![DocUpdate {
+            doc_id: "case-1".into(),
+            payload: Payload::Snapshot(compact::strip(&saved).unwrap()),
+            heads: Vec::new(),
+        }],
+        cursor: 7,
+        times: vec![CaseTimes {
+            case_id: "case-1".into(),
+            times: vec![EventTime {
+                event: CREATED_KEY.into(),
+                at: 1_000,
+            }],
+        }],
+        rules: Some(RulesUpdate {
+            version: 1,
+            text: RulesText::shipped(),
+        }),
+        ..Default::default()
+    };
+    let as_changes = SyncResponse {
+        docs: vec![DocUpdate {
+            doc_id: "case-1".into(),
+            payload: Payload::Changes(changes),
+            heads,
+        }],
+        evict: vec![fuzzing::PHONE_CASE.into(), "gone".into()],
+        rules: None,
+        ..first.clone()
+    };
+    // The server's answer to the catch-up message of a phone that holds nothing of the case.
+    let (mut server, mut phone) = (State::new(), State::new());
+    let asked = automerge::AutoCommit::new()
+        .sync()
+        .generate_sync_message(&mut phone)
+        .unwrap();
+    doc.sync().receive_sync_message(&mut server, asked).unwrap();
+    let answer = doc.sync().generate_sync_message(&mut server).unwrap();
+    let caught_up = SyncResponse {
+        docs: Vec::new(),
+        catch_up: vec![CatchUp {
+            doc_id: "case-1".into(),
+            message: answer.encode(),
+        }],
+        ..first.clone()
+    };
+    let mut in_parts = parts_of(&saved, 600).into_iter();
+    let first_part = SyncResponse {
+        docs: Vec::new(),
+        restore: Some(RestoreToken {
+            upto: 7,
+            after: String::new(),
+        }),
+        remaining: 1,
+        part: in_parts.next(),
+        ..first.clone()
+    };
+    let whole_part = SyncResponse {
+        docs: Vec::new(),
+        part: parts_of(&saved, saved.len()).pop(),
+        ..first.clone()
+    };
+    [first, as_changes, caught_up, first_part, whole_part]
+        .iter()
+        .map(wire::encode_response)
+        .collect()
 }
 
 /// Pushes each pusher of the sample case could honestly make, plus the case's own history as a

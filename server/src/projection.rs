@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use gridcase_core::calendar::Calendar;
-use gridcase_core::deadline::{DeadlineInput, due_at};
+use gridcase_core::deadline::{DeadlineInput, clock_paused, due_at};
 use gridcase_core::model::{Case, Millis};
 use gridcase_core::policy::{PolicySet, Stage};
 use gridcase_core::sync::times::with_trusted_times;
@@ -77,7 +77,7 @@ pub fn project(
         due_at: due.as_ref().map(|d| d.due_at),
         due_provisional: due.as_ref().is_some_and(|d| d.provisional),
         calendar_version: calendar.version(),
-        paused: policy.pause_during_extension && case.extension_pending,
+        paused: clock_paused(&input, policy),
         needs_review: case.needs_review,
         facts: crate::rates::CaseFacts::of(case, trusted, policy, calendar),
         attachments: attachment_refs(case),
@@ -94,16 +94,4 @@ pub fn attachment_refs(case: &Case) -> Vec<(String, bool)> {
     refs.sort();
     refs.dedup();
     refs
-}
-
-/// The distinct SHA-256s a case's attachments reference, lowercase (as the document stores them).
-pub fn attachment_hashes(case: &Case) -> Vec<String> {
-    let mut hashes: Vec<String> = case
-        .attachments
-        .iter()
-        .map(|a| a.sha256.to_ascii_lowercase())
-        .collect();
-    hashes.sort();
-    hashes.dedup();
-    hashes
 }

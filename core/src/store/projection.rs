@@ -48,7 +48,7 @@ pub fn due_columns(case: &Case, rules: &Rules) -> DueColumns {
             stage: Some(due.stage.as_str().to_string()),
             stage_started_at: Some(due.started_at),
             due_at: Some(due.due_at),
-            paused: rules.policy.pause_during_extension && case.extension_pending,
+            paused: deadline::clock_paused(&input, &rules.policy),
             provisional: due.provisional,
             calendar_version: Some(rules.calendar.version()),
         },
@@ -104,20 +104,8 @@ pub fn upsert(
         due.provisional,
         due.calendar_version,
     ])?;
-    super::blobs::set_refs(conn, &case.id, &attachment_hashes(case), &thumbnails(case))?;
+    super::blobs::set_refs(conn, &case.id, &case.attachment_hashes(), &thumbnails(case))?;
     refresh_has_pending(conn, &case.id)
-}
-
-/// The distinct SHA-256s a case's attachments reference, lowercase (as the document stores them).
-pub fn attachment_hashes(case: &Case) -> Vec<String> {
-    let mut hashes: Vec<String> = case
-        .attachments
-        .iter()
-        .map(|a| a.sha256.to_ascii_lowercase())
-        .collect();
-    hashes.sort();
-    hashes.dedup();
-    hashes
 }
 
 /// The SHA-256s of a case's photo thumbnails (which a phone may prefetch).

@@ -19,8 +19,9 @@
 //! covers; the server is the phone's source for snapshots either way.
 
 use std::collections::{BTreeSet, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use automerge::{AutoCommit, ChangeHash};
+use automerge::{AutoCommit, AutomergeError, ChangeHash};
 use sha2::{Digest, Sha256};
 
 /// The magic every saved Automerge chunk starts with.
@@ -76,7 +77,7 @@ impl Expanded {
         if self.verified {
             Ok(self.doc)
         } else {
-            Ok(AutoCommit::load(&self.bytes)?)
+            load_untrusted(|| AutoCommit::load(&self.bytes))
         }
     }
 }
@@ -84,7 +85,7 @@ impl Expanded {
 /// A received snapshot, either form, loaded.
 pub fn expand(bytes: Vec<u8>) -> Result<Expanded, ExpandError> {
     if bytes.starts_with(&AUTOMERGE_MAGIC) {
-        let mut doc = AutoCommit::load(&bytes)?;
+        let mut doc = load_untrusted(|| AutoCommit::load(&bytes))?;
         let heads = doc.get_heads();
         return Ok(Expanded {
             bytes,
@@ -100,7 +101,7 @@ pub fn expand(bytes: Vec<u8>) -> Result<Expanded, ExpandError> {
     let (heads_at, count) = heads_in_body(body).ok_or(ExpandError::Malformed("bad prefix"))?;
     let zeros = vec![[0u8; HASH_LEN]; count];
     let unverified = frame(body, heads_at, &zeros);
-    let mut doc = AutoCommit::load_unverified_heads(&unverified)?;
+    let mut doc = load_untrusted(|| AutoCommit::load_unverified_heads(&unverified))?;
     let heads = derived_heads(&mut doc);
     if heads.len() != count {
         return Err(ExpandError::Malformed(
@@ -115,6 +116,18 @@ pub fn expand(bytes: Vec<u8>) -> Result<Expanded, ExpandError> {
         heads,
         verified: false,
     })
+}
+
+/// Loads a snapshot from outside. Automerge 0.12 panics on some malformed documents (an
+/// assertion in its change collector, found by fuzzing: `core/fuzz/regressions/snapshot/` and
+/// `compact/`), so loading runs under `catch_unwind` and a panic refuses the snapshot.
+fn load_untrusted(
+    load: impl FnOnce() -> Result<AutoCommit, AutomergeError>,
+) -> Result<AutoCommit, ExpandError> {
+    match catch_unwind(AssertUnwindSafe(load)) {
+        Ok(loaded) => Ok(loaded?),
+        Err(_) => Err(ExpandError::Malformed("Automerge could not load it")),
+    }
 }
 
 /// The heads of a document's change graph (every change no other depends on), sorted as
@@ -265,6 +278,23 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = expand(bytes.clone());
             let _ = strip(&bytes);
+        }
+    }
+
+    /// Snapshots on which Automerge's loader panics (found by fuzzing) are refused.
+    #[test]
+    fn snapshots_that_panic_automerge_are_refused() {
+        let compact = include_bytes!(
+            "../../fuzz/regressions/compact/crash-653c263ea089a219fac6e5190d460ac28535328f"
+        );
+        let full = include_bytes!(
+            "../../fuzz/regressions/snapshot/crash-fcb44274590a9aa5e7a681f31db10fb335ce0224"
+        );
+        for bytes in [&compact[..], &full[..]] {
+            assert!(matches!(
+                expand(bytes.to_vec()),
+                Err(ExpandError::Malformed("Automerge could not load it"))
+            ));
         }
     }
 

@@ -391,7 +391,7 @@ pub fn backfill_references(store: &crate::store::Store) -> Result<u64, crate::st
             let case = gridcase_core::doc::CaseDoc::from_automerge(doc)
                 .and_then(|d| d.read())
                 .map_err(|e| crate::store::StoreError::Invalid(format!("case {id}: {e}")))?;
-            let hashes = crate::projection::attachment_hashes(&case);
+            let hashes = case.attachment_hashes();
             added += store.db().add_case_blobs(id, &hashes)?;
         }
     }
