@@ -218,10 +218,19 @@ fn a_cut_upload_resumes_and_commits_each_chunk_once(backend: Backend) {
     );
     assert_eq!(server_counter(&server, "gridcase_blobs_committed_total"), 1);
 
+    // The download goes through the same link: a cut range is asked for again, smaller, from
+    // where the bytes the phone kept end, until the whole photo arrives and hashes to its name.
     wang.sync().unwrap();
-    let t: &mut dyn BlobTransport = &mut wang.transport;
+    let cuts_before = link.cuts.load(Ordering::SeqCst);
+    let wang_token = wang.phone.token().unwrap();
+    let mut through_link = HttpTransport::new(&link.url, &wang_token);
+    let t: &mut dyn BlobTransport = &mut through_link;
     let got = wang.phone.open_attachment("c1", &sha, T0, Some(t)).unwrap();
     assert_eq!(got, bytes);
+    assert!(
+        link.cuts.load(Ordering::SeqCst) > cuts_before,
+        "the link never cut the download"
+    );
 }
 
 /// A counter of the server's `GET /metrics`, read directly (not through the link).
