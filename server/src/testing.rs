@@ -125,6 +125,21 @@ impl TestDb {
         }
     }
 
+    /// Runs `sql` on the database directly, around the store: to leave rows as an older
+    /// server or a damaged database would have.
+    pub fn execute(&self, sql: &str) {
+        match &self.location {
+            Location::Sqlite(dir) => {
+                let path = dir.join(crate::db::sqlite::DB_FILE);
+                let conn = rusqlite::Connection::open(path).expect("open the test database");
+                conn.execute_batch(sql).expect("run the test's SQL");
+            }
+            Location::Postgres(url) => pg_client(url)
+                .batch_execute(sql)
+                .expect("run the test's SQL"),
+        }
+    }
+
     /// Opens a store on the database (again: a restarted server).
     pub fn open(&self) -> Store {
         Store::connect(&self.location, 8, SourcedRules::shipped()).expect("open the test database")

@@ -478,25 +478,10 @@ async fn admin_report_route(backend: Backend) {
     }
 }
 
-/// Runs `sql` on the test's database, around the store.
-fn execute(db: &TestDb, sql: &str) {
-    match db.location() {
-        Location::Sqlite(dir) => {
-            let path = dir.join(gridcase_server::db::sqlite::DB_FILE);
-            let conn = rusqlite::Connection::open(path).unwrap();
-            conn.execute_batch(sql).unwrap();
-        }
-        Location::Postgres(url) => {
-            let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
-            client.batch_execute(sql).unwrap();
-        }
-    }
-}
-
 /// Empties `case_facts` and its rollup, as a database upgraded from before they existed has
 /// them.
 fn clear_facts(db: &TestDb) {
-    execute(db, "DELETE FROM case_facts; DELETE FROM case_fact_days");
+    db.execute("DELETE FROM case_facts; DELETE FROM case_fact_days");
 }
 
 /// A database from before the rollup (its facts written, the rollup step not applied) gets the
@@ -517,17 +502,14 @@ fn an_upgraded_database_gets_its_rollup_on_opening(backend: Backend) {
         Backend::Sqlite => "PRAGMA user_version = 8;",
         Backend::Postgres => "DELETE FROM schema_version WHERE version >= 5;",
     };
-    execute(
-        &db,
-        &format!(
-            "DROP TABLE case_fact_days; DROP INDEX case_facts_running;
+    db.execute(&format!(
+        "DROP TABLE case_fact_days; DROP INDEX case_facts_running;
              DROP INDEX case_facts_supervised; DROP INDEX case_facts_late;
              DELETE FROM settings WHERE key = 'case_fact_days';
              DROP TABLE blobs; DROP TABLE case_blobs;
              ALTER TABLE event_times DROP COLUMN stated;
              {back_a_step}"
-        ),
-    );
+    ));
     let store = db.open();
     let reports: Vec<_> = queries()
         .iter()
@@ -535,8 +517,7 @@ fn an_upgraded_database_gets_its_rollup_on_opening(backend: Backend) {
         .collect();
     assert_eq!(reports, expected);
     drop(store);
-    execute(
-        &db,
+    db.execute(
         "UPDATE settings SET value = 'older conditions' WHERE key = 'case_fact_days';
          UPDATE case_fact_days SET c0 = c0 + 5, cases = cases + 1;",
     );

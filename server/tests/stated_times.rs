@@ -11,25 +11,10 @@ use gridcase_core::doc::CaseDoc;
 use gridcase_core::model::{Case, Millis};
 use gridcase_core::sync::times::block::At;
 use gridcase_core::sync::{CaseTimes, Payload, SyncRequest, SyncResponse};
-use gridcase_server::db::Location;
 use gridcase_server::testing::{Backend, TestDb};
 use gridcase_server::{Auth, DeviceCtx, Store, demo};
 
 const NOW: Millis = 1_767_225_600_000;
-
-fn execute(db: &TestDb, sql: &str) {
-    match db.location() {
-        Location::Sqlite(dir) => {
-            let path = dir.join(gridcase_server::db::sqlite::DB_FILE);
-            let conn = rusqlite::Connection::open(path).unwrap();
-            conn.execute_batch(sql).unwrap();
-        }
-        Location::Postgres(url) => {
-            let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
-            client.batch_execute(sql).unwrap();
-        }
-    }
-}
 
 fn hotline(store: &Store) -> DeviceCtx {
     let token = store.enrol_device("hotline", NOW).unwrap();
@@ -81,8 +66,7 @@ fn blocks_place_every_time_as_the_list_does(backend: Backend) {
     let store = db.open();
     demo::fill(&store, 30, 1, NOW).unwrap();
     // Five cases' times as a database upgraded from before the stated times has them.
-    execute(
-        &db,
+    db.execute(
         "UPDATE event_times SET stated = NULL WHERE case_id IN
          (SELECT case_id FROM cases ORDER BY case_id LIMIT 5)",
     );
