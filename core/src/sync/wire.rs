@@ -281,6 +281,14 @@ mod tests {
     }
     use crate::sync::*;
 
+    /// A frame as an older peer of `version` sent it: magic, version, its plain message zstd'd.
+    fn old_frame(version: u16, plain: &[u8]) -> Vec<u8> {
+        let mut out = b"GCSY".to_vec();
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(&zstd::bulk::compress(plain, 1).unwrap());
+        out
+    }
+
     #[test]
     fn a_request_holds_a_bounded_number_of_changes() {
         let request = |n: usize| SyncRequest {
@@ -615,9 +623,7 @@ mod tests {
             accept_parts: true,
             staged: None,
         };
-        let mut v3 = b"GCSY\x00\x03".to_vec();
-        let body = postcard::to_allocvec(&old_request).unwrap();
-        v3.extend_from_slice(&zstd::bulk::compress(&body, 1).unwrap());
+        let v3 = old_frame(3, &postcard::to_allocvec(&old_request).unwrap());
         let (version, request) = decode_request_versioned(&v3).unwrap();
         assert_eq!(version, 3);
         assert!(request.accept_parts && !request.compact_snapshots);
@@ -644,9 +650,7 @@ mod tests {
             staged: None,
             compact_snapshots: true,
         };
-        let mut v4 = b"GCSY\x00\x04".to_vec();
-        let body = postcard::to_allocvec(&old_request).unwrap();
-        v4.extend_from_slice(&zstd::bulk::compress(&body, 1).unwrap());
+        let v4 = old_frame(4, &postcard::to_allocvec(&old_request).unwrap());
         let (version, request) = decode_request_versioned(&v4).unwrap();
         assert_eq!(version, 4);
         assert!(request.compact_snapshots && !request.compact_times);
@@ -655,8 +659,7 @@ mod tests {
         assert_eq!(decode_response(&answer).unwrap(), with_times());
         // A version-4 server's response (no block) decodes with none.
         let plain = postcard::to_allocvec(&with_times()).unwrap();
-        let mut framed = b"GCSY\x00\x04".to_vec();
-        framed.extend_from_slice(&zstd::bulk::compress(&plain[..plain.len() - 1], 1).unwrap());
+        let framed = old_frame(4, &plain[..plain.len() - 1]);
         let decoded = decode_response(&framed).unwrap();
         assert_eq!(decoded, with_times());
     }
@@ -704,9 +707,7 @@ mod tests {
             pushes: vec![],
             catch_up: vec![],
         };
-        let mut v1 = b"GCSY\x00\x01".to_vec();
-        let body = postcard::to_allocvec(&old_request).unwrap();
-        v1.extend_from_slice(&zstd::bulk::compress(&body, 1).unwrap());
+        let v1 = old_frame(1, &postcard::to_allocvec(&old_request).unwrap());
         let (version, request) = decode_request_versioned(&v1).unwrap();
         assert_eq!(version, 1);
         assert_eq!((request.cursor, request.page_size), (9, 50));
@@ -719,8 +720,7 @@ mod tests {
         assert_eq!(old.cursor, 42);
         // A version-1 server's response (no times at all) decodes with none.
         let old_plain = postcard::to_allocvec(&old).unwrap();
-        let mut framed = b"GCSY\x00\x01".to_vec();
-        framed.extend_from_slice(&zstd::bulk::compress(&old_plain, 1).unwrap());
+        let mut framed = old_frame(1, &old_plain);
         let decoded = decode_response(&framed).unwrap();
         assert_eq!(decoded.cursor, 42);
         assert!(decoded.times.is_empty());
@@ -745,9 +745,7 @@ mod tests {
             rules_version: 4,
             page_bytes: 2048,
         };
-        let mut v2 = b"GCSY\x00\x02".to_vec();
-        let body = postcard::to_allocvec(&old_request).unwrap();
-        v2.extend_from_slice(&zstd::bulk::compress(&body, 1).unwrap());
+        let v2 = old_frame(2, &postcard::to_allocvec(&old_request).unwrap());
         let (version, request) = decode_request_versioned(&v2).unwrap();
         assert_eq!(version, 2);
         assert_eq!((request.rules_version, request.page_bytes), (4, 2048));
@@ -759,9 +757,8 @@ mod tests {
         let old: V2Response = postcard::from_bytes(&plain).unwrap();
         assert_eq!((old.cursor, old.times.len()), (42, 1));
         // A version-2 server's response decodes with no part.
-        let mut framed = b"GCSY\x00\x02".to_vec();
         let old_plain = postcard::to_allocvec(&old).unwrap();
-        framed.extend_from_slice(&zstd::bulk::compress(&old_plain, 1).unwrap());
+        let framed = old_frame(2, &old_plain);
         let decoded = decode_response(&framed).unwrap();
         assert_eq!(decoded.times, with_times().times);
         assert!(decoded.part.is_none());
