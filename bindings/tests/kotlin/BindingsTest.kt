@@ -186,6 +186,23 @@ fun main() = runBlocking {
     check(b.openAttachment(id, sha).contentEquals(photo), "phone B opens the photo byte-identical")
     check(photoOf(b).state == AttachmentState.Downloaded, "phone B keeps the fetched photo")
 
+    // The county's photo policy, set as the README shows it: a 3000x2000 camera photo is kept
+    // (and sent) at 1600 px, with a thumbnail beside it.
+    a.setPhotoPolicy(PhotoPolicyRecord(maxSidePx = 1600u, jpegQuality = 80u, keepLocation = false))
+    val camera = java.awt.image.BufferedImage(3000, 2000, java.awt.image.BufferedImage.TYPE_INT_RGB)
+    val cameraJpeg = java.io.ByteArrayOutputStream()
+        .also { javax.imageio.ImageIO.write(camera, "jpg", it) }.toByteArray()
+    a.attachBytes(id, cameraJpeg, "image/jpeg", "整改后", false)
+    val prepared = a.attachments(id).single { it.attachment.caption == "整改后" && it.attachment.variant == null }
+    val kept = javax.imageio.ImageIO.read(
+        java.io.ByteArrayInputStream(a.openAttachment(id, prepared.attachment.sha256)))
+    check(kept.width == 1600 && kept.height in 1066..1067,
+        "the policy downscaled the photo (${kept.width}x${kept.height})")
+    check(a.attachments(id).any {
+        it.attachment.variant == "thumbnail" && it.attachment.variantOf == prepared.attachment.sha256
+    }, "a thumbnail is kept beside the photo")
+    a.setPhotoPolicy(null)
+
     // A cancelled sync leaves the store consistent and the next sync completes.
     a.addNote(id, "取消后的备注")
     val cancelling = object : SyncListener {
