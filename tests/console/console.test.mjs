@@ -409,6 +409,9 @@ test('the audit log shows the reveal and the revocation', async () => {
   await page.getByRole('button', { name: '筛选' }).click();
   await page.waitForFunction(() => location.hash.includes('kind=revoke') && !location.hash.includes('user='));
   await kind('查看联系方式').first().waitFor({ state: 'detached' });
+  // The user-filtered page has no revocations, so one showing means the new page is drawn
+  // (the rows detach while the page loads, before the new ones arrive).
+  await kind('吊销').first().waitFor();
   const kinds = await page.locator('table.data tbody tr td:nth-child(2)').allInnerTexts();
   assert.ok(kinds.length > 0 && kinds.every((k) => k === '吊销'), kinds.join());
   assert.equal(await page.getByLabel('类型').inputValue(), 'revoke', 'the select keeps the filter');
