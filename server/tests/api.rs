@@ -646,6 +646,7 @@ async fn restore_pages_resume_where_they_stopped(backend: Backend) {
         ..Default::default()
     };
     let mut pages = Vec::new();
+    let mut first_token = None;
     loop {
         let response = sync(&app, &mut staff, &request).await;
         pages.push((response.docs.len(), response.remaining));
@@ -656,6 +657,7 @@ async fn restore_pages_resume_where_they_stopped(backend: Backend) {
                     response.cursor, 0,
                     "the cursor moves only when the restore ends"
                 );
+                first_token.get_or_insert(token.clone());
                 request = SyncRequest {
                     page_size: 10,
                     restore: Some(token),
@@ -671,6 +673,21 @@ async fn restore_pages_resume_where_they_stopped(backend: Backend) {
     }
     assert_eq!(pages, [(10, 15), (10, 5), (5, 0)]);
     assert_eq!(staff.docs.keys().cloned().collect::<Vec<_>>(), ids);
+    // A phone that echoes the count it was given has the page counted off it (protocol 6):
+    // the same figures as counting, and a count that went wrong never ends the restore early.
+    for (told, left) in [(15, 5), (11, 1), (3, 1)] {
+        let echoed = SyncRequest {
+            page_size: 10,
+            restore: first_token.clone(),
+            restore_remaining: told,
+            ..Default::default()
+        };
+        let mut fresh = env.phone("s1", Role::TownshipStaff, "330604101");
+        let response = sync(&app, &mut fresh, &echoed).await;
+        assert_eq!(response.docs.len(), 10);
+        assert_eq!(response.remaining, left, "told {told}");
+        assert!(response.restore.is_some());
+    }
     // Nothing new afterwards.
     let request = SyncRequest {
         cursor: staff.cursor,
@@ -679,6 +696,63 @@ async fn restore_pages_resume_where_they_stopped(backend: Backend) {
     let response = sync(&app, &mut staff, &request).await;
     assert!(response.docs.is_empty());
     assert_eq!(response.cursor, upto);
+}
+
+/// A restore page looks for evictions only among cases committed since the restore started
+/// (`eviction_horizon`): a case sent on the first page that leaves the scope before the last
+/// page must still be evicted.
+async fn a_case_that_leaves_the_scope_during_a_restore_is_evicted(backend: Backend) {
+    let env = Env::new(backend);
+    let app = env.app();
+    let mut worker = env.phone("w1", Role::GridWorker, "330604101");
+    let mut hotline = env.phone("h1", Role::HotlineCentre, "330604");
+    let ids = ["case-1", "case-2", "case-3"];
+    for id in ids {
+        worker.new_case(id, "330604101201", T0);
+    }
+    let request = worker.request(&ids, T0);
+    sync(&app, &mut worker, &request).await;
+    sync(&app, &mut hotline, &SyncRequest::default()).await;
+
+    let mut staff = env.phone("s1", Role::TownshipStaff, "330604101");
+    let first = SyncRequest {
+        page_size: 1,
+        ..Default::default()
+    };
+    let response = sync(&app, &mut staff, &first).await;
+    assert_eq!(staff.docs.keys().collect::<Vec<_>>(), ["case-1"]);
+    let mut token = response.restore.expect("more pages to come");
+    // The hotline moves case-1, which the staff now hold, to the next township.
+    hotline.edit("case-1", |doc, author| {
+        let location = Location {
+            address: "曹娥村1组".into(),
+            area_code: "330604102201".into(),
+            gps: None,
+        };
+        doc.edit(&FieldEdit::Location(location), author, T0 + HOUR)
+            .unwrap();
+    });
+    let request = hotline.request(&["case-1"], T0 + HOUR);
+    assert!(accepted(
+        &sync(&app, &mut hotline, &request).await.results[0]
+    ));
+
+    let mut evicted = Vec::new();
+    for _ in 0..5 {
+        let request = SyncRequest {
+            page_size: 1,
+            restore: Some(token),
+            ..Default::default()
+        };
+        let response = sync(&app, &mut staff, &request).await;
+        evicted.extend(response.evict);
+        match response.restore {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    assert_eq!(evicted, ["case-1"]);
+    assert_eq!(staff.docs.keys().collect::<Vec<_>>(), ["case-2", "case-3"]);
 }
 
 async fn incremental_pages_and_unheld_documents(backend: Backend) {
@@ -923,6 +997,7 @@ gridcase_server::backend_tests!(async:
     repeating_a_request_is_harmless,
     pushes_that_break_the_rules_are_rejected,
     restore_pages_resume_where_they_stopped,
+    a_case_that_leaves_the_scope_during_a_restore_is_evicted,
     incremental_pages_and_unheld_documents,
     cases_that_leave_the_scope_are_evicted,
     catch_up_answers_a_sync_message,

@@ -63,6 +63,10 @@ pub struct SyncRequest {
     /// The phone takes trusted times as a [`times::block::TimesBlock`] (`SyncResponse::
     /// compact_times`) instead of `SyncResponse::times` (protocol 5).
     pub compact_times: bool,
+    /// With `restore`: the `remaining` of the page that token came with (0: not known). The
+    /// server then counts this page's documents off it instead of counting what is left of the
+    /// scope again, which costs each page the rest of the restore (protocol 6).
+    pub restore_remaining: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,22 +16,25 @@ pub const MAGIC: &[u8; 4] = b"GCSY";
 /// (`SyncRequest::compact_snapshots`, [`super::compact`]); the response's layout is unchanged.
 /// Version 5: trusted times as a block relative to the stated times
 /// (`SyncRequest::compact_times`, `SyncResponse::compact_times`, [`super::times::block`]).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// Version 6: the restore's count of documents left, echoed (`SyncRequest::restore_remaining`);
+/// the response's layout is unchanged.
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The oldest version still read and answered. An older message is a newer one without the
 /// trailing fields, so decoding one appends their empty values; an older phone is answered with
 /// its own version in the header over the current body, whose trailing fields it does not read
 /// (postcard ignores trailing bytes). An older phone never asks for parts, so its answer holds
 /// none.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
-/// What a version-`n` response lacks at its end, for `n` = 1 to 4: after version 1, an empty
+/// What a version-`n` response lacks at its end, for `n` = 1 to 5: after version 1, an empty
 /// `times` (a postcard length of 0) and no `rules` (`None`); after version 2, no `part`;
-/// after version 3, nothing; after version 4, no `compact_times`.
-const RESPONSE_TAILS: [&[u8]; 4] = [&[0, 0], &[0], &[], &[0]];
-/// What a version-`n` request lacks at its end, for `n` = 1 to 4: after version 1,
+/// after version 3, nothing; after version 4, no `compact_times`; after version 5, nothing.
+const RESPONSE_TAILS: [&[u8]; 5] = [&[0, 0], &[0], &[], &[0], &[]];
+/// What a version-`n` request lacks at its end, for `n` = 1 to 5: after version 1,
 /// `rules_version` 0 and `page_bytes` 0 (the server's default); after version 2,
 /// `accept_parts` false and no `staged`; after version 3, `compact_snapshots` false; after
-/// version 4, `compact_times` false (such a phone is sent `times`).
-const REQUEST_TAILS: [&[u8]; 4] = [&[0, 0], &[0, 0], &[0], &[0]];
+/// version 4, `compact_times` false (such a phone is sent `times`); after version 5,
+/// `restore_remaining` 0 (the server counts).
+const REQUEST_TAILS: [&[u8]; 5] = [&[0, 0], &[0, 0], &[0], &[0], &[0]];
 const _: () = assert!(
     RESPONSE_TAILS.len() + 1 == PROTOCOL_VERSION as usize
         && REQUEST_TAILS.len() + 1 == PROTOCOL_VERSION as usize,
@@ -349,6 +352,7 @@ mod tests {
                     }),
                     compact_snapshots: cursor % 5 == 0,
                     compact_times: cursor % 7 == 0,
+                    restore_remaining: cursor / 3,
                 },
             )
     }
@@ -538,7 +542,7 @@ mod tests {
                 b't', b'e', b'd', 14, 0, 0, 0
             ]
         );
-        assert_eq!(&encode_response(&with_times())[4..6], &[0, 5]);
+        assert_eq!(&encode_response(&with_times())[4..6], &[0, 6]);
         let part = SyncResponse {
             part: Some(SnapshotPart {
                 doc_id: "c".into(),
@@ -564,19 +568,26 @@ mod tests {
             ..Default::default()
         };
         let plain = postcard::to_allocvec(&request).unwrap();
-        assert_eq!(plain[plain.len() - 9..], [1, 1, 1, b'c', 1, 7, 5, 0, 0]);
+        assert_eq!(plain[plain.len() - 10..], [1, 1, 1, b'c', 1, 7, 5, 0, 0, 0]);
         let compact = SyncRequest {
             compact_snapshots: true,
             ..Default::default()
         };
         let plain = postcard::to_allocvec(&compact).unwrap();
-        assert_eq!(plain[plain.len() - 4..], [0, 0, 1, 0]);
+        assert_eq!(plain[plain.len() - 5..], [0, 0, 1, 0, 0]);
         let request = SyncRequest {
             compact_times: true,
             ..Default::default()
         };
         let plain = postcard::to_allocvec(&request).unwrap();
-        assert_eq!(plain[plain.len() - 2..], [0, 1]);
+        assert_eq!(plain[plain.len() - 3..], [0, 1, 0]);
+        // Version 6: the restore's count echoed, last.
+        let request = SyncRequest {
+            restore_remaining: 300,
+            ..Default::default()
+        };
+        let plain = postcard::to_allocvec(&request).unwrap();
+        assert_eq!(plain[plain.len() - 3..], [0, 0xac, 2]);
         // Version 5: one case created at its stated time, one event 3 ms after it.
         let mut block = times::block::BlockBuilder::default();
         block.add(
@@ -662,6 +673,30 @@ mod tests {
         let framed = old_frame(4, &plain[..plain.len() - 1]);
         let decoded = decode_response(&framed).unwrap();
         assert_eq!(decoded, with_times());
+    }
+
+    /// A version-5 phone (no echoed count) and a version-6 server understand each other both
+    /// ways: the request lacks only `restore_remaining`, which decodes as 0 (the server
+    /// counts); the response's layout is unchanged.
+    #[test]
+    fn version_5_peers_are_understood() {
+        let request = SyncRequest {
+            cursor: 9,
+            restore: Some(RestoreToken {
+                upto: 4,
+                after: "c".into(),
+            }),
+            compact_snapshots: true,
+            compact_times: true,
+            ..Default::default()
+        };
+        let plain = postcard::to_allocvec(&request).unwrap();
+        let v5 = old_frame(5, &plain[..plain.len() - 1]);
+        let (version, decoded) = decode_request_versioned(&v5).unwrap();
+        assert_eq!((version, decoded), (5, request));
+        let answer = encode_response_for(5, &with_times());
+        assert_eq!(&answer[4..6], &[0, 5]);
+        assert_eq!(decode_response(&answer).unwrap(), with_times());
     }
 
     /// `SyncRequest` as protocol 4 had it.

@@ -158,6 +158,10 @@ impl Store {
             wholes: HashMap::new(),
             compact: request.compact_snapshots,
             compact_times: request.compact_times,
+            restore_remaining: match (&request.restore, scope_changed) {
+                (Some(_), false) => request.restore_remaining,
+                _ => 0,
+            },
         };
         let mut page = responder.page(request, scope_changed, head)?;
         responder.after_pushes(&accepted, &mut page.docs)?;
@@ -260,13 +264,20 @@ pub fn needs_record(record: &SyncRecord, stored: Option<&DeviceState>) -> bool {
 }
 
 /// Since when held documents can have left the device's scope: everything (0) on a first
-/// sync, a restore or a changed scope; otherwise only cases committed after the cursor the
-/// device holds everything up to (a bogus cursor is clamped to the feed head).
+/// sync or a changed scope; in a restore under way, cases committed after the feed position
+/// it started from (its first page looked at everything as of then, so only a later commit can
+/// have moved a held case out: rescanning every holding on every page made a restore cost the
+/// square of its size); otherwise cases committed after the cursor the device holds everything
+/// up to. A bogus position is clamped to the feed head.
 pub fn eviction_horizon(request: &SyncRequest, scope_changed: bool, feed_head: Seq) -> Seq {
-    if scope_changed || request.restore.is_some() {
+    if scope_changed {
         return 0;
     }
-    i64::try_from(request.cursor)
+    let since = match &request.restore {
+        Some(token) => token.upto,
+        None => request.cursor,
+    };
+    i64::try_from(since)
         .unwrap_or(Seq::MAX)
         .min(feed_head)
         .max(0)
@@ -275,6 +286,7 @@ pub fn eviction_horizon(request: &SyncRequest, scope_changed: bool, feed_head: S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gridcase_core::sync::RestoreToken;
 
     #[test]
     fn a_nothing_new_sync_writes_nothing() {
@@ -322,6 +334,25 @@ mod tests {
         assert_eq!(eviction_horizon(&request, false, 100), 100);
         request.cursor = 0;
         assert_eq!(eviction_horizon(&request, false, 100), 0);
+    }
+
+    #[test]
+    fn a_restore_under_way_looks_back_to_where_it_started() {
+        let request = SyncRequest {
+            cursor: 0,
+            restore: Some(RestoreToken {
+                upto: 60,
+                after: "case-1".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(eviction_horizon(&request, false, 100), 60);
+        assert_eq!(eviction_horizon(&request, true, 100), 0, "a changed scope");
+        assert_eq!(
+            eviction_horizon(&request, false, 50),
+            50,
+            "clamped to the head"
+        );
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub(crate) struct Responder<'a> {
     pub compact: bool,
     /// The device takes trusted times as a block (`gridcase_core::sync::times::block`).
     pub compact_times: bool,
+    /// What the device was told remained of its restore with the token it sends (0: not said,
+    /// or its scope changed since): see [`Self::restore_left`].
+    pub restore_remaining: u64,
 }
 
 /// The trusted times a response carries: as `CaseTimes` for a phone before protocol 5, as a
@@ -137,9 +140,9 @@ impl Responder<'_> {
         }
         match (more, last) {
             (true, Some(last)) => Ok(Page {
-                docs,
                 cursor,
-                remaining: self.view.restore_docs_after(self.scope, last)?,
+                remaining: self.restore_left(last, docs.len())?,
+                docs,
                 restore: Some(RestoreToken {
                     upto: token.upto,
                     after: last.clone(),
@@ -152,6 +155,20 @@ impl Responder<'_> {
                 remaining: 0,
             }),
         }
+    }
+
+    /// What is left of a restore that goes on after a page of `sent` documents ending at
+    /// `after`: the device's count less the page, or counted when the device did not say (a
+    /// first page, an older app). Counting walks the rest of the scope, so counting on every
+    /// page made a restore cost the square of its size. The echoed count is only the device's
+    /// progress figure (documents created meanwhile are not in it): whether the restore goes
+    /// on is decided by the documents themselves, and it is at least 1 while it does.
+    pub(super) fn restore_left(&mut self, after: &str, sent: usize) -> Result<u64> {
+        let left = match self.restore_remaining {
+            0 => self.view.restore_docs_after(self.scope, after)?,
+            told => told.saturating_sub(sent as u64),
+        };
+        Ok(left.max(1))
     }
 
     /// An incremental page: the change rows after `cursor` of documents in scope, less the rows

@@ -213,6 +213,11 @@ impl SyncClient {
     /// The wire bytes of `request` at the current budget; it becomes the one [`SyncClient::sent`].
     fn encode(&mut self, mut request: SyncRequest) -> Vec<u8> {
         request.page_bytes = self.budget.bytes();
+        if request.restore.is_some() && request.restore_remaining == 0 {
+            // The token is the last stored page's, and so is this count: the server counts
+            // this page off it rather than counting the rest of the scope again.
+            request.restore_remaining = self.progress.remaining;
+        }
         let bytes = wire::encode_request(&request);
         self.progress.phase = SyncPhase::Sending;
         self.progress.cases_sent += request.pushes.len() as u64;
@@ -309,7 +314,10 @@ impl SyncClient {
             restore: response.restore.clone(),
             rules_version: sent.rules_version,
         };
-        let (request, _) = plan_request(&position, now, self.page_size, 0, None);
+        let (mut request, _) = plan_request(&position, now, self.page_size, 0, None);
+        if request.restore.is_some() {
+            request.restore_remaining = response.remaining;
+        }
         Some(request)
     }
 
@@ -461,6 +469,28 @@ mod tests {
         };
         assert!(summary.cancelled);
         assert_eq!(summary.progress.remaining, 7);
+    }
+
+    /// A restore page's request carries what the stored page said remained, so the server
+    /// counts the page off it; a request outside a restore carries nothing.
+    #[test]
+    fn a_restore_request_echoes_the_count_of_the_page_before() {
+        let mut client = SyncClient::new(50);
+        client.start();
+        client.request_built(SyncRequest::default());
+        client.exchanged(Ok(answer(true)));
+        client.applied(page(true, 1), false);
+        let token = RestoreToken {
+            upto: 9,
+            after: "c1".into(),
+        };
+        client.request_built(SyncRequest {
+            restore: Some(token),
+            ..Default::default()
+        });
+        assert_eq!(client.sent().restore_remaining, 7);
+        client.request_built(SyncRequest::default());
+        assert_eq!(client.sent().restore_remaining, 0);
     }
 
     const TOKEN: &str = "0123456789abcdef0123456789abcdef.secretsecretsecret42";
@@ -658,11 +688,13 @@ mod tests {
             (2, 77, 50)
         );
         assert!(next.pushes.is_empty() && next.staged.is_none() && next.compact_snapshots);
+        assert_eq!(next.restore_remaining, 4, "the page's count, echoed");
         let feed_cut_short = SyncResponse {
             restore: None,
             ..restoring.clone()
         };
-        assert!(client.next_request(&feed_cut_short, false, 77).is_some());
+        let next = client.next_request(&feed_cut_short, false, 77).unwrap();
+        assert_eq!(next.restore_remaining, 0, "no restore, no count");
 
         let last = SyncResponse {
             restore: None,

@@ -55,6 +55,8 @@ pub fn plan_request(
         compact_snapshots: true,
         // This phone places trusted times relative to its documents' (`crate::sync::times`).
         compact_times: true,
+        // The sync client echoes what the server said remained (`SyncClient::encode`).
+        restore_remaining: 0,
     };
     let Some(outbox) = outbox else {
         return (request, false);

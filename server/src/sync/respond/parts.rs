@@ -41,8 +41,8 @@ impl Responder<'_> {
             token.after
         };
         self.part = Some(part);
-        let remaining = self.view.restore_docs_after(self.scope, &after)?;
-        if done && remaining == 0 {
+        let ends = done && self.view.restore_ids(self.scope, &after, 1)?.is_empty();
+        if ends {
             return Ok(Page {
                 docs: Vec::new(),
                 cursor: token.upto,
@@ -53,11 +53,11 @@ impl Responder<'_> {
         Ok(Page {
             docs: Vec::new(),
             cursor,
+            remaining: self.restore_left(&after, usize::from(done))?,
             restore: Some(RestoreToken {
                 upto: token.upto,
                 after,
             }),
-            remaining,
         })
     }
 
