@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{SyncRequest, SyncResponse};
+use super::{SyncRequest, SyncResponse, refs};
 
 pub const MAGIC: &[u8; 4] = b"GCSY";
 /// Each version added fields at the end of both messages, nothing else. Version 2: the trusted
@@ -16,22 +16,27 @@ pub const MAGIC: &[u8; 4] = b"GCSY";
 /// (`SyncRequest::compact_snapshots`, [`super::compact`]); the response's layout is unchanged.
 /// Version 5: trusted times as a block relative to the stated times
 /// (`SyncRequest::compact_times`, `SyncResponse::compact_times`, [`super::times::block`]).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// Version 6: no field added; a response names each case once, the personal-data documents
+/// and the times block referring to the documents' ids ([`super::refs`]).
+pub const PROTOCOL_VERSION: u16 = 6;
+/// The first version whose responses refer to case ids instead of spelling them again.
+const REFS_VERSION: u16 = 6;
 /// The oldest version still read and answered. An older message is a newer one without the
 /// trailing fields, so decoding one appends their empty values; an older phone is answered with
 /// its own version in the header over the current body, whose trailing fields it does not read
 /// (postcard ignores trailing bytes). An older phone never asks for parts, so its answer holds
 /// none.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
-/// What a version-`n` response lacks at its end, for `n` = 1 to 4: after version 1, an empty
+/// What a version-`n` response lacks at its end, for `n` = 1 to 5: after version 1, an empty
 /// `times` (a postcard length of 0) and no `rules` (`None`); after version 2, no `part`;
-/// after version 3, nothing; after version 4, no `compact_times`.
-const RESPONSE_TAILS: [&[u8]; 4] = [&[0, 0], &[0], &[], &[0]];
-/// What a version-`n` request lacks at its end, for `n` = 1 to 4: after version 1,
+/// after version 3, nothing; after version 4, no `compact_times`; after version 5, nothing.
+const RESPONSE_TAILS: [&[u8]; 5] = [&[0, 0], &[0], &[], &[0], &[]];
+/// What a version-`n` request lacks at its end, for `n` = 1 to 5: after version 1,
 /// `rules_version` 0 and `page_bytes` 0 (the server's default); after version 2,
 /// `accept_parts` false and no `staged`; after version 3, `compact_snapshots` false; after
-/// version 4, `compact_times` false (such a phone is sent `times`).
-const REQUEST_TAILS: [&[u8]; 4] = [&[0, 0], &[0, 0], &[0], &[0]];
+/// version 4, `compact_times` false (such a phone is sent `times`); after version 5, nothing
+/// (its version alone says it reads references, [`REFS_VERSION`]).
+const REQUEST_TAILS: [&[u8]; 5] = [&[0, 0], &[0, 0], &[0], &[0], &[]];
 const _: () = assert!(
     RESPONSE_TAILS.len() + 1 == PROTOCOL_VERSION as usize
         && REQUEST_TAILS.len() + 1 == PROTOCOL_VERSION as usize,
@@ -252,20 +257,31 @@ pub(crate) fn bounded_changes<'de, D: serde::Deserializer<'de>>(
 }
 
 pub fn encode_response(response: &SyncResponse) -> Vec<u8> {
-    encode(response, PROTOCOL_VERSION, RESPONSE_ZSTD_LEVEL)
+    encode_response_for(PROTOCOL_VERSION, response)
 }
 
-/// The response framed for a phone that spoke `version` (see [`MIN_PROTOCOL_VERSION`]).
+/// The response framed for a phone that spoke `version` (see [`MIN_PROTOCOL_VERSION`]), its
+/// case ids said once from version 6 ([`super::refs`]).
 pub fn encode_response_for(version: u16, response: &SyncResponse) -> Vec<u8> {
-    encode(
-        response,
-        version.clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
-        RESPONSE_ZSTD_LEVEL,
-    )
+    let version = version.clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION);
+    if version < REFS_VERSION {
+        return encode(response, version, RESPONSE_ZSTD_LEVEL);
+    }
+    // A copy (the snapshots' bytes too: well under a millisecond a page, next to zstd's
+    // tens), so the caller keeps the response as built.
+    let mut compacted = response.clone();
+    refs::compact(&mut compacted);
+    encode(&compacted, version, RESPONSE_ZSTD_LEVEL)
 }
 
+/// A response of any supported version, every id spelled out; a reference to a document or
+/// case it does not hold is a [`WireError::Decode`].
 pub fn decode_response(bytes: &[u8]) -> Result<SyncResponse, WireError> {
-    decode(bytes, &RESPONSE_TAILS).map(|(_, response)| response)
+    let (version, mut response) = decode(bytes, &RESPONSE_TAILS)?;
+    if version >= REFS_VERSION {
+        refs::expand(&mut response).map_err(|e| WireError::Decode(e.to_string()))?;
+    }
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -375,6 +391,7 @@ mod tests {
             let mut framed = header();
             framed.extend_from_slice(&zstd::bulk::compress(&plain, 1).unwrap());
             let _ = decode_request(&framed);
+            let _ = decode_response(&framed);
         }
 
         #[test]
@@ -538,7 +555,7 @@ mod tests {
                 b't', b'e', b'd', 14, 0, 0, 0
             ]
         );
-        assert_eq!(&encode_response(&with_times())[4..6], &[0, 5]);
+        assert_eq!(&encode_response(&with_times())[4..6], &[0, 6]);
         let part = SyncResponse {
             part: Some(SnapshotPart {
                 doc_id: "c".into(),
@@ -605,6 +622,73 @@ mod tests {
                 0, 1, 1, 2, b'a', b'b', 1, 1, b'c', 2, 1, 0, 2, 0, 6, 0, 0, 0
             ][..]
         );
+    }
+
+    /// A restore page of one case and its personal data, with the case's trusted time.
+    fn with_pii() -> SyncResponse {
+        let doc = |doc_id: &str| DocUpdate {
+            doc_id: doc_id.into(),
+            payload: Payload::Snapshot(vec![9]),
+            heads: vec![],
+        };
+        let mut block = times::block::BlockBuilder::default();
+        block.add(
+            "c",
+            vec![times::block::StoredTime {
+                event: CREATED_KEY.into(),
+                at: 7,
+                stated: Some(7),
+            }],
+        );
+        SyncResponse {
+            docs: vec![doc("c"), doc("c#pii")],
+            compact_times: Some(block.finish()),
+            ..Default::default()
+        }
+    }
+
+    /// Golden bytes of version 6: the personal-data document goes as `#pii` and the block's
+    /// case as an empty id, both naming the case before them.
+    #[test]
+    fn version_6_response_layout_is_pinned() {
+        let framed = encode_response(&with_pii());
+        assert_eq!(&framed[4..6], &[0, 6]);
+        let plain = zstd::bulk::decompress(&framed[6..], MAX_DECODED_BYTES).unwrap();
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            0, 0, 0, 0, 0, 0, // server time, identity, results
+            2, 1, b'c', 0, 1, 9, 0, // docs: "c", a snapshot [9], no heads
+            4, b'#', b'p', b'i', b'i', 0, 1, 9, 0, // "#pii": the personal data of "c"
+            0, 0, 0, 0, 0, 0, 0, 0, // catch-up to part
+            1, 0, 1, 0, 1, 0, 0, 0, // block: no actors, case "" (= "c"), created at +0
+        ];
+        assert_eq!(plain, expected);
+        assert_eq!(decode_response(&framed).unwrap(), with_pii());
+    }
+
+    /// A version-5 phone (every id spelled out) and a version-6 server understand each other
+    /// both ways: the request's layout is the same; the response to it spells every id.
+    #[test]
+    fn version_5_peers_are_understood() {
+        let old_request = SyncRequest {
+            cursor: 9,
+            compact_snapshots: true,
+            compact_times: true,
+            ..Default::default()
+        };
+        let v5 = old_frame(5, &postcard::to_allocvec(&old_request).unwrap());
+        assert_eq!(decode_request_versioned(&v5).unwrap(), (5, old_request));
+        let answer = encode_response_for(5, &with_pii());
+        assert_eq!(&answer[4..6], &[0, 5]);
+        let plain = zstd::bulk::decompress(&answer[6..], MAX_DECODED_BYTES).unwrap();
+        let as_read: SyncResponse = postcard::from_bytes(&plain).unwrap();
+        assert_eq!(as_read, with_pii());
+        // A version-5 server's response: ids as they come, even one that reads as a reference
+        // in version 6.
+        let mut odd = with_pii();
+        odd.docs[0].doc_id = "#pii".into();
+        let framed = old_frame(5, &postcard::to_allocvec(&odd).unwrap());
+        assert_eq!(decode_response(&framed).unwrap(), odd);
     }
 
     /// A version-3 phone (full snapshots) and a version-4 server understand each other both
