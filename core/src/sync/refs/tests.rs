@@ -36,7 +36,10 @@ fn response(docs: &[&str], block: &[&str]) -> SyncResponse {
 fn ids(response: &SyncResponse) -> (Vec<&str>, Vec<&str>) {
     let docs = response.docs.iter().map(|d| d.doc_id.as_str()).collect();
     let block = response.compact_times.as_ref().unwrap();
-    (docs, block.cases.iter().map(|c| c.case_id.as_str()).collect())
+    (
+        docs,
+        block.cases.iter().map(|c| c.case_id.as_str()).collect(),
+    )
 }
 
 /// A restore page: each case id is spelled once, as its document's id.
@@ -58,7 +61,10 @@ fn a_restore_page_names_each_case_once() {
 /// a personal-data document without its case before it keeps its id.
 #[test]
 fn cases_out_of_order_are_spelled() {
-    let built = response(&["a", "b", "c", "d", "e#pii"], &["a", "c", "d", "pushed", "e"]);
+    let built = response(
+        &["a", "b", "c", "d", "e#pii"],
+        &["a", "c", "d", "pushed", "e"],
+    );
     let mut sent = built.clone();
     compact(&mut sent);
     assert_eq!(
@@ -106,7 +112,13 @@ fn any_response() -> impl Strategy<Value = SyncResponse> {
         .prop_map(|(docs, block)| SyncResponse {
             docs: docs
                 .iter()
-                .map(|(case, pii)| doc(&if *pii { format!("{case}#pii") } else { case.clone() }))
+                .map(|(case, pii)| {
+                    doc(&if *pii {
+                        format!("{case}#pii")
+                    } else {
+                        case.clone()
+                    })
+                })
                 .collect(),
             compact_times: block.map(|cases| TimesBlock {
                 actors: vec![],
