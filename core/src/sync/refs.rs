@@ -4,7 +4,7 @@
 //! UUIDs, about 16 incompressible bytes each. A response spelled each case's id three times:
 //! as its document's id, in its personal-data document's id (`<case id>#pii`), and in the
 //! trusted-times block ([`super::TimesBlock`]). zstd finds the repeats, but each still costs a
-//! match reaching far back (a few bytes; about 50 KB of W1's 10,000-case restore). From
+//! match reaching far back (a few bytes each: 70 KB, 3.6 %, of W1's 10,000-case restore). From
 //! protocol 6 the encoded response says each id once, and the rest refers to it:
 //!
 //! - a personal-data document right after its case's document goes as `#pii`, the previous

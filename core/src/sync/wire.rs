@@ -54,8 +54,9 @@ pub const MAX_CHANGES_PER_REQUEST: usize = 500_000;
 /// levels, which matters on cheap phones.
 const REQUEST_ZSTD_LEVEL: i32 = 3;
 /// zstd level 9 for what the server sends (decoding costs the phone the same at any level):
-/// W1's restore bytes 8 % below level 3 for no server time measurable on the bench; level 19
-/// saves 4 % more at six times the server's time (BENCHMARKS.md).
+/// W1's restore bytes 8 % below level 3 for no server time measurable on the bench; level 10
+/// saves 1.4 % more, 12 2.3 % at a third more CPU, 19 7 % at fifty times it (BENCHMARKS.md,
+/// "zstd levels on W1's responses").
 const RESPONSE_ZSTD_LEVEL: i32 = 9;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
