@@ -38,9 +38,11 @@ pub fn compact(response: &mut SyncResponse) {
         let mut cases = DocCases::new(response.docs.iter().map(|d| d.doc_id.as_str()));
         for case in &mut block.cases {
             if cases.upcoming() == Some(case.case_id.as_str()) {
+                cases.take_upcoming();
                 case.case_id.clear();
+            } else {
+                cases.spelled(&case.case_id);
             }
-            cases.passed(&case.case_id);
         }
     }
     let mut previous_case: Option<String> = None;
@@ -73,15 +75,16 @@ pub fn expand(response: &mut SyncResponse) -> Result<(), DamagedRef> {
     let mut cases = DocCases::new(response.docs.iter().map(|d| d.doc_id.as_str()));
     for case in &mut block.cases {
         if case.case_id.is_empty() {
-            let next = cases.upcoming().ok_or_else(|| {
+            let next = cases.take_upcoming().ok_or_else(|| {
                 DamagedRef(format!(
                     "the times block names more cases than the {} the documents hold",
                     cases.ids.len()
                 ))
             })?;
             case.case_id = next.to_owned();
+        } else {
+            cases.spelled(&case.case_id);
         }
-        cases.passed(&case.case_id);
     }
     Ok(())
 }
@@ -114,12 +117,17 @@ impl<'a> DocCases<'a> {
         self.ids.get(self.next).copied()
     }
 
-    /// After the block named `case_id` (an empty one: the upcoming case), references go on
-    /// from the case after it, when it is one of the documents' cases.
-    fn passed(&mut self, case_id: &str) {
-        if case_id.is_empty() {
-            self.next += 1;
-        } else if let Some(at) = self.position.get(case_id) {
+    /// The upcoming case, named by an empty id: references go on from the next one.
+    fn take_upcoming(&mut self) -> Option<&'a str> {
+        let upcoming = self.upcoming()?;
+        self.next += 1;
+        Some(upcoming)
+    }
+
+    /// After the block spelled `case_id`, references go on from the case after it (after its
+    /// first run of documents), when it is one of the documents' cases.
+    fn spelled(&mut self, case_id: &str) {
+        if let Some(at) = self.position.get(case_id) {
             self.next = at + 1;
         }
     }

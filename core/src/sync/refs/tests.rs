@@ -78,6 +78,18 @@ fn cases_out_of_order_are_spelled() {
     assert_eq!(sent, built);
 }
 
+/// A case whose documents come twice (an incremental page in no particular order): a reference
+/// after it goes on from where the last one was, on both sides (found by the proptest).
+#[test]
+fn a_case_listed_twice_is_read_as_it_was_written() {
+    let built = response(&["b", "c", "b", "a"], &["c", "b", "a"]);
+    let mut sent = built.clone();
+    compact(&mut sent);
+    assert_eq!(ids(&sent).1, vec!["c", "", ""]);
+    expand(&mut sent).unwrap();
+    assert_eq!(sent, built);
+}
+
 #[test]
 fn a_damaged_reference_is_a_clear_error() {
     let damaged = [
