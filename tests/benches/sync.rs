@@ -299,8 +299,12 @@ fn breakdown(bodies: &[Vec<u8>]) -> String {
         size(&r)
     };
     let (mut whole, mut times, mut cases, mut personal, mut times_plain) = (0, 0, 0, 0, 0);
-    for body in bodies {
+    let dump = std::env::var_os("GRIDCASE_DUMP_RESPONSES").map(std::path::PathBuf::from);
+    for (i, body) in bodies.iter().enumerate() {
         let r = decode_response(body).unwrap();
+        if let Some(dir) = &dump {
+            dump_plain(dir, i, &r);
+        }
         let full = size(&r);
         whole += body.len();
         times += full
@@ -318,6 +322,17 @@ fn breakdown(bodies: &[Vec<u8>]) -> String {
     format!(
         "responses {whole} B: trusted times {times} B ({times_plain} B before compression), case snapshots {cases} B, personal-data snapshots {personal} B, the rest {rest} B"
     )
+}
+
+/// Writes the plaintext `encode_response` compresses (postcard, ids compacted) to
+/// `dir/response-NNN.postcard`, for measuring compressors outside the bench
+/// (BENCHMARKS.md, "zstd levels on W1's responses").
+fn dump_plain(dir: &std::path::Path, i: usize, response: &gridcase_core::sync::SyncResponse) {
+    let mut compacted = response.clone();
+    gridcase_core::sync::refs::compact(&mut compacted);
+    let plain = postcard::to_allocvec(&compacted).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(format!("response-{i:03}.postcard")), plain).unwrap();
 }
 
 /// Best-of-5 milliseconds of the list calls a screen makes, on a phone holding `n` cases:

@@ -40,6 +40,12 @@ fn received(responses: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
     (ids, texts)
 }
 
+/// The responses as postcard, after the frame's header and zstd: every byte the phone reads.
+fn plaintexts(responses: &[Vec<u8>]) -> Vec<u8> {
+    let plain = |r: &Vec<u8>| zstd::bulk::decompress(&r[6..], wire::MAX_DECODED_BYTES).unwrap();
+    responses.iter().flat_map(plain).collect()
+}
+
 fn sync_recording(phone: &mut TestPhone) -> Vec<Vec<u8>> {
     // Borrow the phone's transport for the call through a recording wrapper.
     let mut inner = std::mem::replace(
@@ -80,10 +86,14 @@ fn devices_receive_only_their_scope_and_personal_data_only_by_role(backend: Back
     li.phone.act("c-1", &Action::Register, T0 + 1).unwrap();
     li.sync().unwrap();
 
-    // Township staff in the same township: the case and the complainant.
-    let (ids, texts) = received(&sync_recording(&mut zhao));
+    // Township staff in the same township: the case and the complainant, whose document
+    // names its case by reference (protocol 6: the case id is said once).
+    let responses = sync_recording(&mut zhao);
+    let (ids, texts) = received(&responses);
     assert!(ids.contains(&"c-1".to_string()));
     assert!(ids.contains(&"c-1#pii".to_string()));
+    let plain = plaintexts(&responses);
+    assert!(!plain.windows(7).any(|w| w == b"c-1#pii"), "spelled again");
     assert!(texts.iter().any(|t| t.contains("13812341234")));
 
     // A grid worker of another township: nothing at all.
@@ -111,11 +121,15 @@ fn devices_receive_only_their_scope_and_personal_data_only_by_role(backend: Back
     for t in &texts {
         assert!(!t.contains("13812341234") && !t.contains("张三"), "{t}");
     }
-    let plain: Vec<u8> = responses.concat();
-    assert!(
-        !plain.windows(11).any(|w| w == b"13812341234"),
-        "the phone number crossed the wire"
-    );
+    // Byte for byte, decompressed: no number, no name, no personal-data document, not even
+    // as protocol 6's `#pii` reference to its case.
+    let plain = plaintexts(&responses);
+    for secret in ["13812341234", "张三", "#pii"] {
+        assert!(
+            !plain.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} crossed the wire"
+        );
+    }
     assert!(water.phone.get_case("c-1").unwrap().complainant.is_none());
 }
 

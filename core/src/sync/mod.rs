@@ -13,6 +13,7 @@
 pub mod compact;
 pub mod limits;
 pub mod parts;
+pub mod refs;
 pub mod times;
 pub mod wire;
 

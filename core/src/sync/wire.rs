@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{SyncRequest, SyncResponse};
+use super::{SyncRequest, SyncResponse, refs};
 
 pub const MAGIC: &[u8; 4] = b"GCSY";
 /// Each version added fields at the end of both messages, nothing else. Version 2: the trusted
@@ -16,9 +16,12 @@ pub const MAGIC: &[u8; 4] = b"GCSY";
 /// (`SyncRequest::compact_snapshots`, [`super::compact`]); the response's layout is unchanged.
 /// Version 5: trusted times as a block relative to the stated times
 /// (`SyncRequest::compact_times`, `SyncResponse::compact_times`, [`super::times::block`]).
-/// Version 6: the restore's count of documents left, echoed (`SyncRequest::restore_remaining`);
-/// the response's layout is unchanged.
+/// Version 6: a response names each case once, the personal-data documents and the times
+/// block referring to the documents' ids ([`super::refs`]); the request echoes the restore's
+/// count of documents left (`SyncRequest::restore_remaining`).
 pub const PROTOCOL_VERSION: u16 = 6;
+/// The first version whose responses refer to case ids instead of spelling them again.
+const REFS_VERSION: u16 = 6;
 /// The oldest version still read and answered. An older message is a newer one without the
 /// trailing fields, so decoding one appends their empty values; an older phone is answered with
 /// its own version in the header over the current body, whose trailing fields it does not read
@@ -33,7 +36,8 @@ const RESPONSE_TAILS: [&[u8]; 5] = [&[0, 0], &[0], &[], &[0], &[]];
 /// `rules_version` 0 and `page_bytes` 0 (the server's default); after version 2,
 /// `accept_parts` false and no `staged`; after version 3, `compact_snapshots` false; after
 /// version 4, `compact_times` false (such a phone is sent `times`); after version 5,
-/// `restore_remaining` 0 (the server counts).
+/// `restore_remaining` 0 (the server counts; that version alone says the phone does not read
+/// references, [`REFS_VERSION`]).
 const REQUEST_TAILS: [&[u8]; 5] = [&[0, 0], &[0, 0], &[0], &[0], &[0]];
 const _: () = assert!(
     RESPONSE_TAILS.len() + 1 == PROTOCOL_VERSION as usize
@@ -52,8 +56,9 @@ pub const MAX_CHANGES_PER_REQUEST: usize = 500_000;
 /// levels, which matters on cheap phones.
 const REQUEST_ZSTD_LEVEL: i32 = 3;
 /// zstd level 9 for what the server sends (decoding costs the phone the same at any level):
-/// W1's restore bytes 8 % below level 3 for no server time measurable on the bench; level 19
-/// saves 4 % more at six times the server's time (BENCHMARKS.md).
+/// W1's restore bytes 8 % below level 3 for no server time measurable on the bench; level 10
+/// saves 1.4 % more, 12 2.3 % at a third more CPU, 19 7 % at fifty times it (BENCHMARKS.md,
+/// "zstd levels on W1's responses").
 const RESPONSE_ZSTD_LEVEL: i32 = 9;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -255,20 +260,31 @@ pub(crate) fn bounded_changes<'de, D: serde::Deserializer<'de>>(
 }
 
 pub fn encode_response(response: &SyncResponse) -> Vec<u8> {
-    encode(response, PROTOCOL_VERSION, RESPONSE_ZSTD_LEVEL)
+    encode_response_for(PROTOCOL_VERSION, response)
 }
 
-/// The response framed for a phone that spoke `version` (see [`MIN_PROTOCOL_VERSION`]).
+/// The response framed for a phone that spoke `version` (see [`MIN_PROTOCOL_VERSION`]), its
+/// case ids said once from version 6 ([`super::refs`]).
 pub fn encode_response_for(version: u16, response: &SyncResponse) -> Vec<u8> {
-    encode(
-        response,
-        version.clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
-        RESPONSE_ZSTD_LEVEL,
-    )
+    let version = version.clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION);
+    if version < REFS_VERSION {
+        return encode(response, version, RESPONSE_ZSTD_LEVEL);
+    }
+    // A copy (the snapshots' bytes too: well under a millisecond a page, next to zstd's
+    // tens), so the caller keeps the response as built.
+    let mut compacted = response.clone();
+    refs::compact(&mut compacted);
+    encode(&compacted, version, RESPONSE_ZSTD_LEVEL)
 }
 
+/// A response of any supported version, every id spelled out; a reference to a document or
+/// case it does not hold is a [`WireError::Decode`].
 pub fn decode_response(bytes: &[u8]) -> Result<SyncResponse, WireError> {
-    decode(bytes, &RESPONSE_TAILS).map(|(_, response)| response)
+    let (version, mut response) = decode(bytes, &RESPONSE_TAILS)?;
+    if version >= REFS_VERSION {
+        refs::expand(&mut response).map_err(|e| WireError::Decode(e.to_string()))?;
+    }
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -379,6 +395,7 @@ mod tests {
             let mut framed = header();
             framed.extend_from_slice(&zstd::bulk::compress(&plain, 1).unwrap());
             let _ = decode_request(&framed);
+            let _ = decode_response(&framed);
         }
 
         #[test]
@@ -618,6 +635,79 @@ mod tests {
         );
     }
 
+    /// A restore page of one case and its personal data, with the case's trusted time.
+    fn with_pii() -> SyncResponse {
+        let doc = |doc_id: &str| DocUpdate {
+            doc_id: doc_id.into(),
+            payload: Payload::Snapshot(vec![9]),
+            heads: vec![],
+        };
+        let mut block = times::block::BlockBuilder::default();
+        block.add(
+            "c",
+            vec![times::block::StoredTime {
+                event: CREATED_KEY.into(),
+                at: 7,
+                stated: Some(7),
+            }],
+        );
+        SyncResponse {
+            docs: vec![doc("c"), doc("c#pii")],
+            compact_times: Some(block.finish()),
+            ..Default::default()
+        }
+    }
+
+    /// Golden bytes of version 6: the personal-data document goes as `#pii` and the block's
+    /// case as an empty id, both naming the case before them.
+    #[test]
+    fn version_6_response_layout_is_pinned() {
+        let framed = encode_response(&with_pii());
+        assert_eq!(&framed[4..6], &[0, 6]);
+        let plain = zstd::bulk::decompress(&framed[6..], MAX_DECODED_BYTES).unwrap();
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            0, 0, 0, 0, 0, 0, // server time, identity, results
+            2, 1, b'c', 0, 1, 9, 0, // docs: "c", a snapshot [9], no heads
+            4, b'#', b'p', b'i', b'i', 0, 1, 9, 0, // "#pii": the personal data of "c"
+            0, 0, 0, 0, 0, 0, 0, 0, // catch-up to part
+            1, 0, 1, 0, 1, 0, 0, 0, // block: no actors, case "" (= "c"), created at +0
+        ];
+        assert_eq!(plain, expected);
+        assert_eq!(decode_response(&framed).unwrap(), with_pii());
+    }
+
+    /// A version-5 phone (every id spelled out, no echoed count) and a version-6 server
+    /// understand each other both ways: the request lacks only `restore_remaining`, which
+    /// decodes as 0 (the server counts); the response to it spells every id.
+    #[test]
+    fn version_5_peers_are_understood() {
+        let old_request = SyncRequest {
+            cursor: 9,
+            restore: Some(RestoreToken {
+                upto: 4,
+                after: "c".into(),
+            }),
+            compact_snapshots: true,
+            compact_times: true,
+            ..Default::default()
+        };
+        let plain = postcard::to_allocvec(&old_request).unwrap();
+        let v5 = old_frame(5, &plain[..plain.len() - 1]);
+        assert_eq!(decode_request_versioned(&v5).unwrap(), (5, old_request));
+        let answer = encode_response_for(5, &with_pii());
+        assert_eq!(&answer[4..6], &[0, 5]);
+        let plain = zstd::bulk::decompress(&answer[6..], MAX_DECODED_BYTES).unwrap();
+        let as_read: SyncResponse = postcard::from_bytes(&plain).unwrap();
+        assert_eq!(as_read, with_pii());
+        // A version-5 server's response: ids as they come, even one that reads as a reference
+        // in version 6.
+        let mut odd = with_pii();
+        odd.docs[0].doc_id = "#pii".into();
+        let framed = old_frame(5, &postcard::to_allocvec(&odd).unwrap());
+        assert_eq!(decode_response(&framed).unwrap(), odd);
+    }
+
     /// A version-3 phone (full snapshots) and a version-4 server understand each other both
     /// ways: the request lacks only `compact_snapshots`, the response's layout is the same.
     #[test]
@@ -673,30 +763,6 @@ mod tests {
         let framed = old_frame(4, &plain[..plain.len() - 1]);
         let decoded = decode_response(&framed).unwrap();
         assert_eq!(decoded, with_times());
-    }
-
-    /// A version-5 phone (no echoed count) and a version-6 server understand each other both
-    /// ways: the request lacks only `restore_remaining`, which decodes as 0 (the server
-    /// counts); the response's layout is unchanged.
-    #[test]
-    fn version_5_peers_are_understood() {
-        let request = SyncRequest {
-            cursor: 9,
-            restore: Some(RestoreToken {
-                upto: 4,
-                after: "c".into(),
-            }),
-            compact_snapshots: true,
-            compact_times: true,
-            ..Default::default()
-        };
-        let plain = postcard::to_allocvec(&request).unwrap();
-        let v5 = old_frame(5, &plain[..plain.len() - 1]);
-        let (version, decoded) = decode_request_versioned(&v5).unwrap();
-        assert_eq!((version, decoded), (5, request));
-        let answer = encode_response_for(5, &with_times());
-        assert_eq!(&answer[4..6], &[0, 5]);
-        assert_eq!(decode_response(&answer).unwrap(), with_times());
     }
 
     /// `SyncRequest` as protocol 4 had it.
