@@ -27,6 +27,7 @@
 //! bytes are rows too (encrypted like the rest), and temporary tables stay in memory.
 
 pub mod blobs;
+pub mod cache;
 pub mod cipher;
 pub mod docs;
 pub mod meta;
@@ -46,9 +47,6 @@ pub use queries::{CaseFilter, CasePage, CaseSummary, Page};
 
 /// Meta key set by a migration that changes how the projection is computed.
 pub const REPROJECT_KEY: &str = "reproject";
-
-/// Page cache per connection, in KiB.
-const CACHE_KIB: i64 = 8 * 1024;
 
 /// Prepared statements kept per connection: a sync page runs about twenty distinct statements
 /// per document, more than rusqlite's default of 16, which would re-prepare them every time.
@@ -114,7 +112,7 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Every page read from disk is decrypted and checked: keep the list projection of a
         // township (20,000 cases: a few MiB) in memory instead of decrypting it again per page.
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(None, "cache_size", -cache::EVERYDAY_KIB)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn)?;
         Ok(Store { conn })

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::{CaseChanges, ChangeSource, Phone, PhoneError, RejectedDoc, Transport, TransportError};
 use crate::doc::split_doc_id;
 use crate::model::Millis;
+use crate::store::cache::WideCache;
 use crate::store::{Store, docs, meta};
 use crate::sync::{DocId, SyncRequest, SyncResponse};
 use client::{Step, SyncClient};
@@ -142,11 +143,12 @@ impl Phone {
         page_size: u32,
     ) -> Result<SyncSummary, PhoneError> {
         self.check()?;
-        let mut store = match self.sync.try_lock() {
+        let store = match self.sync.try_lock() {
             Ok(store) => store,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(PhoneError::SyncRunning),
         };
+        let mut store = WideCache::new(store)?;
         if let Some(seconds) = client::retry_wait(*super::lock(&self.retry_not_before), now) {
             return Err(TransportError::RetryAfter {
                 seconds,
