@@ -177,39 +177,11 @@ impl Phone {
                 }
                 Step::Exchange(bytes) => {
                     progress(client.progress().clone());
-                    let answer = transport.exchange(bytes);
-                    if cancel.load(Ordering::SeqCst) {
-                        client.stop_retrying();
-                    }
-                    let step = client.exchanged(answer);
-                    self.page_bytes
-                        .store(client.page_bytes(), Ordering::Relaxed);
-                    step
+                    self.exchange(&mut client, transport, bytes, cancel)
                 }
                 Step::Apply(response) => {
                     progress(client.progress().clone());
-                    let cancelled = cancel.load(Ordering::SeqCst);
-                    match client.next_request(&response, cancelled, now) {
-                        Some(next) => {
-                            let (bytes, answered) = client.prefetch(next);
-                            let (outcome, answer) = self.apply_while_exchanging(
-                                &mut store, transport, *response, &answered, now, bytes,
-                            );
-                            let step = client.applied_then(
-                                outcome?,
-                                cancel.load(Ordering::SeqCst),
-                                answer,
-                            );
-                            self.page_bytes
-                                .store(client.page_bytes(), Ordering::Relaxed);
-                            step
-                        }
-                        None => {
-                            let outcome =
-                                self.apply_page(&mut store, *response, client.sent(), now)?;
-                            client.applied(outcome, cancel.load(Ordering::SeqCst))
-                        }
-                    }
+                    self.store_page(&mut store, &mut client, transport, *response, cancel, now)?
                 }
                 Step::Wipe(e) => {
                     self.wipe_with(&mut store)?;
@@ -226,6 +198,50 @@ impl Phone {
                 }
             }
         }
+    }
+
+    /// Sends `bytes` and takes the answer (asking again smaller after a cut, unless the app
+    /// cancelled); the budget the link allowed is kept for the next sync.
+    fn exchange(
+        &self,
+        client: &mut SyncClient,
+        transport: &mut dyn Transport,
+        bytes: Vec<u8>,
+        cancel: &AtomicBool,
+    ) -> Step {
+        let answer = transport.exchange(bytes);
+        if cancel.load(Ordering::SeqCst) {
+            client.stop_retrying();
+        }
+        let step = client.exchanged(answer);
+        self.page_bytes
+            .store(client.page_bytes(), Ordering::Relaxed);
+        step
+    }
+
+    /// Stores a received page: while the next page is asked for, when this one allows it
+    /// ([`SyncClient::next_request`]), or else before anything more is asked.
+    fn store_page(
+        &self,
+        store: &mut Store,
+        client: &mut SyncClient,
+        transport: &mut dyn Transport,
+        response: SyncResponse,
+        cancel: &AtomicBool,
+        now: Millis,
+    ) -> Result<Step, PhoneError> {
+        let cancelled = cancel.load(Ordering::SeqCst);
+        let Some(next) = client.next_request(&response, cancelled, now) else {
+            let outcome = self.apply_page(store, response, client.sent(), now)?;
+            return Ok(client.applied(outcome, cancel.load(Ordering::SeqCst)));
+        };
+        let (bytes, answered) = client.prefetch(next);
+        let (outcome, answer) =
+            self.apply_while_exchanging(store, transport, response, &answered, now, bytes);
+        let step = client.applied_then(outcome?, cancel.load(Ordering::SeqCst), answer);
+        self.page_bytes
+            .store(client.page_bytes(), Ordering::Relaxed);
+        Ok(step)
     }
 
     /// The request for the next exchange: the stored cursor and restore token, every change
