@@ -22,7 +22,7 @@ use crate::audit;
 use crate::db::Commit;
 use crate::documents::{Loaded, NewState, Writer, hashes, load, plan_commit};
 use crate::store::{DeviceCtx, Result, Store, StoreError};
-use gridcase_core::scope::CaseScope;
+use gridcase_core::scope::{CaseScope, Scope};
 
 /// How often a push is judged again after losing a race to another server's commit.
 const MAX_ATTEMPTS: usize = 8;
@@ -139,22 +139,7 @@ impl Store {
         }
         let scope = device.scope();
         if new.is_empty() {
-            if !base.loaded.is_stored() {
-                return Ok(Verdict::Rejected(rejection(
-                    RejectCode::Malformed,
-                    "a new document needs changes",
-                )));
-            }
-            // A repeated request: acknowledge again. The device holds the document only if it
-            // may: old changes must not reopen a case that left its scope.
-            let in_scope = base
-                .case_scope
-                .as_ref()
-                .is_some_and(|case| scope.covers_doc(doc_id, case));
-            return Ok(Verdict::AlreadyStored {
-                heads: base.loaded.doc.get_heads(),
-                in_scope,
-            });
+            return Ok(nothing_new(doc_id, &mut base, &scope));
         }
         let stored = base.loaded.is_stored().then_some(&base.loaded.doc);
         let ctx = JudgeContext {
@@ -236,5 +221,25 @@ impl Store {
             sent_heads: None,
             holds: None,
         })
+    }
+}
+
+/// The verdict on a push that brings nothing the server lacks: a repeated request, answered
+/// as before (a new document without changes is malformed). The device holds the document
+/// only if it may: old changes must not reopen a case that left its scope.
+fn nothing_new(doc_id: &str, base: &mut Base, scope: &Scope) -> Verdict {
+    if !base.loaded.is_stored() {
+        return Verdict::Rejected(rejection(
+            RejectCode::Malformed,
+            "a new document needs changes",
+        ));
+    }
+    let in_scope = base
+        .case_scope
+        .as_ref()
+        .is_some_and(|case| scope.covers_doc(doc_id, case));
+    Verdict::AlreadyStored {
+        heads: base.loaded.doc.get_heads(),
+        in_scope,
     }
 }
