@@ -227,6 +227,27 @@ async fn sync(app: &Router, phone: &mut Phone, request: &SyncRequest) -> SyncRes
     response
 }
 
+/// `phone` (the hotline's) moves a case to `area_code` at `at` and pushes it; the server takes it.
+async fn move_case(
+    app: &Router,
+    phone: &mut Phone,
+    case_id: &str,
+    (address, area_code): (&str, &str),
+    at: Millis,
+) {
+    phone.edit(case_id, |doc, author| {
+        let location = Location {
+            address: address.into(),
+            area_code: area_code.into(),
+            gps: None,
+        };
+        doc.edit(&FieldEdit::Location(location), author, at)
+            .unwrap();
+    });
+    let request = phone.request(&[case_id], at);
+    assert!(accepted(&sync(app, phone, &request).await.results[0]));
+}
+
 async fn get_json(
     app: &Router,
     path: &str,
@@ -723,19 +744,8 @@ async fn a_case_that_leaves_the_scope_during_a_restore_is_evicted(backend: Backe
     assert_eq!(staff.docs.keys().collect::<Vec<_>>(), ["case-1"]);
     let mut token = response.restore.expect("more pages to come");
     // The hotline moves case-1, which the staff now hold, to the next township.
-    hotline.edit("case-1", |doc, author| {
-        let location = Location {
-            address: "曹娥村1组".into(),
-            area_code: "330604102201".into(),
-            gps: None,
-        };
-        doc.edit(&FieldEdit::Location(location), author, T0 + HOUR)
-            .unwrap();
-    });
-    let request = hotline.request(&["case-1"], T0 + HOUR);
-    assert!(accepted(
-        &sync(&app, &mut hotline, &request).await.results[0]
-    ));
+    let next_township = ("曹娥村1组", "330604102201");
+    move_case(&app, &mut hotline, "case-1", next_township, T0 + HOUR).await;
 
     let mut evicted = Vec::new();
     for _ in 0..5 {
@@ -811,18 +821,8 @@ async fn cases_that_leave_the_scope_are_evicted(backend: Backend) {
     sync(&app, &mut worker, &request).await;
     sync(&app, &mut hotline, &SyncRequest::default()).await;
     // The hotline moves the case to the next township.
-    hotline.edit("case-1", |doc, author| {
-        let location = Location {
-            address: "曹娥村1组".into(),
-            area_code: "330604102201".into(),
-            gps: None,
-        };
-        doc.edit(&FieldEdit::Location(location), author, T0 + HOUR)
-            .unwrap();
-    });
-    let request = hotline.request(&["case-1"], T0 + HOUR);
-    let response = sync(&app, &mut hotline, &request).await;
-    assert!(accepted(&response.results[0]));
+    let next_township = ("曹娥村1组", "330604102201");
+    move_case(&app, &mut hotline, "case-1", next_township, T0 + HOUR).await;
     let request = SyncRequest {
         cursor: worker.cursor,
         ..Default::default()
@@ -848,19 +848,8 @@ async fn cases_that_leave_the_scope_are_evicted(backend: Backend) {
         ..Default::default()
     };
     sync(&app, &mut hotline, &request).await;
-    hotline.edit("case-2", |doc, author| {
-        let location = Location {
-            address: "龙山村2组".into(),
-            area_code: "330604101202".into(),
-            gps: None,
-        };
-        doc.edit(&FieldEdit::Location(location), author, T0 + 2 * HOUR)
-            .unwrap();
-    });
-    let request = hotline.request(&["case-2"], T0 + 2 * HOUR);
-    assert!(accepted(
-        &sync(&app, &mut hotline, &request).await.results[0]
-    ));
+    let back_home = ("龙山村2组", "330604101202");
+    move_case(&app, &mut hotline, "case-2", back_home, T0 + 2 * HOUR).await;
     let request = SyncRequest {
         cursor: worker.cursor,
         ..Default::default()
