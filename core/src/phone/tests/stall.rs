@@ -83,6 +83,28 @@ impl ChangeListener for Heard {
 
 #[test]
 fn the_app_keeps_working_while_a_sync_is_stalled_mid_exchange() {
+    // A call that waited for the stalled sync would wait until its release, in every run (the
+    // watchdog fails the test then). What varies is the machine: CI runs other tests beside
+    // this one, and a write's fsync has taken 65 ms there. So the bound holds for the best of
+    // three runs, each a whole fresh phone.
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let took = run_with_a_stalled_sync();
+        println!("calls while the sync was stalled: {took:?}");
+        if took.iter().all(|(_, duration)| *duration < BOUND) {
+            return;
+        }
+        runs.push(took);
+    }
+    panic!(
+        "a call took {BOUND:?} or more while the sync was stalled, in each of three runs: {runs:?}"
+    );
+}
+
+/// One run: a phone of 20,000 cases whose sync stalls mid-exchange while the app lists,
+/// opens, creates, edits and acts; then the sync is released and must have stored its page
+/// without acknowledging or overwriting the edits made meanwhile. Returns each call's time.
+fn run_with_a_stalled_sync() -> Vec<(String, Duration)> {
     let dir = tempfile::tempdir().unwrap();
     let key = StoreKey::new([7; 32]);
     let phone = Phone::open(dir.path().join("phone.db"), TOKEN, NONCE, Some(&key)).unwrap();
@@ -207,13 +229,6 @@ fn the_app_keeps_working_while_a_sync_is_stalled_mid_exchange() {
         release.send(()).unwrap();
         syncing.join().unwrap()
     });
-    println!("calls while the sync was stalled: {took:?}");
-    for (what, duration) in &took {
-        assert!(
-            *duration < BOUND,
-            "{what} took {duration:?} while the sync was stalled (bound {BOUND:?}); all: {took:?}"
-        );
-    }
 
     // The stalled sync completed and stored its page.
     let summary = summary.expect("the released sync completes");
@@ -253,6 +268,7 @@ fn the_app_keeps_working_while_a_sync_is_stalled_mid_exchange() {
     assert_eq!(page.source, ChangeSource::Sync);
     assert_eq!(page.acknowledged, ["mine"]);
     assert_eq!(page.updated, ["s00000"]);
+    took
 }
 
 #[test]
