@@ -24,6 +24,7 @@ pub mod request;
 mod staging;
 mod write;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::TryLockError;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -340,7 +341,11 @@ impl Phone {
         now: Millis,
     ) -> Result<SyncOutcome, PhoneError> {
         self.check()?;
-        let result = (|| -> Result<SyncOutcome, PhoneError> {
+        // Automerge 0.12 can panic on changes that do not fit the document they are applied to
+        // (found by the `response` fuzz target: `persist` asking a document built from forged
+        // changes for its changes). Such a page fails like any unusable page: the transaction
+        // rolls back as it unwinds and the app goes on, instead of crashing.
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<SyncOutcome, PhoneError> {
             let tx = store.write()?;
             let part_bytes = match staging::take_part(&tx, &mut response)? {
                 staging::Taken::Bytes(bytes) => bytes,
@@ -370,7 +375,13 @@ impl Phone {
                 self.replace_rules(rules);
             }
             Ok(outcome)
-        })();
+        }))
+        .unwrap_or_else(|_| {
+            Err(PhoneError::BadData {
+                doc_id: "a page".into(),
+                message: "its documents do not load (Automerge could not apply them)".into(),
+            })
+        });
         match result {
             Ok(outcome) => {
                 self.listeners.notify(outcome.changes());
